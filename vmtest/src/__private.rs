@@ -2,9 +2,11 @@
 
 use std::fmt::Debug;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
+use std::task::{Context, Poll};
 
-use crate::VmSpec;
+use crate::{Vm, VmSpec};
 
 /// Identifies the test a VM belongs to (names, logs, artifacts).
 #[derive(Debug, Clone, Copy)]
@@ -36,13 +38,56 @@ impl<E: Debug> TestOutcome for Result<(), E> {
 /// The boxed future a test body becomes.
 pub type Body<'vm, R> = Pin<Box<dyn Future<Output = R> + 'vm>>;
 
-/// Boots the VM, runs the body, tears the VM down, then reports the body's outcome
-/// (panicking, as libtest expects, when it failed).
+/// Boots the VM, runs the body, tears the VM down — also when the body panicked or returned
+/// `Err` — then reports the outcome the way libtest expects (a panic means failure).
 pub fn run<F, R>(id: TestId, spec: VmSpec, body: F)
 where
-    F: for<'vm> FnOnce(&'vm crate::Vm) -> Body<'vm, R>,
+    F: for<'vm> FnOnce(&'vm Vm) -> Body<'vm, R>,
     R: TestOutcome,
 {
-    let _ = (id, spec, body);
-    todo!("runtime")
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("vmtest-rt")
+        .enable_all()
+        .build()
+        .expect("vmtest: cannot start a tokio runtime");
+    let outcome = runtime.block_on(async move {
+        let vm = match Vm::boot(spec).await {
+            Ok(vm) => vm,
+            Err(e) => return Err(Failure::Message(format!("{}::{}: VM did not boot: {e}", id.module_path, id.name))),
+        };
+        let result = CatchUnwind(AssertUnwindSafe(body(&vm))).await;
+        vm.destroy().await;
+        match result {
+            Ok(outcome) => outcome.into_result().map_err(Failure::Message),
+            Err(panic) => Err(Failure::Panic(panic)),
+        }
+    });
+    drop(runtime);
+    match outcome {
+        Ok(()) => {}
+        Err(Failure::Message(m)) => panic!("{m}"),
+        Err(Failure::Panic(p)) => std::panic::resume_unwind(p),
+    }
+}
+
+enum Failure {
+    Message(String),
+    Panic(Box<dyn std::any::Any + Send>),
+}
+
+/// Polls a future inside `catch_unwind`, so a panicking test body still reaches teardown.
+struct CatchUnwind<F>(AssertUnwindSafe<F>);
+
+impl<F: Future + Unpin> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let inner = &mut self.0;
+        match std::panic::catch_unwind(AssertUnwindSafe(|| Pin::new(&mut inner.0).poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(v)) => Poll::Ready(Ok(v)),
+            Err(panic) => Poll::Ready(Err(panic)),
+        }
+    }
 }

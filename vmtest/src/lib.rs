@@ -18,14 +18,28 @@
 
 pub use vmtest_macros::vmtest;
 
+// The stages of one VM's life, in data-flow order.
 mod spec;
+mod image;
+mod accel;
+mod keys;
+mod seed;
+mod qemu;
+mod console;
+mod ready;
+mod ssh;
+mod vm;
+// Support.
+mod error;
+mod output;
+mod paths;
 
+pub use accel::Accel;
+pub use error::{Error, Result};
+pub use output::Output;
+pub use seed::SeedFormat;
 pub use spec::VmSpec;
+pub use vm::{Ssh, Vm};
 
 #[doc(hidden)]
 pub mod __private;
-mod ssh;
-mod vm;
-
-pub use ssh::{Output, Ssh};
-pub use vm::Vm;

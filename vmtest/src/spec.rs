@@ -1,18 +1,36 @@
 //! The typed description of the VM a test asks for.
 
-/// What a test asks for: image, size and accelerator.
+use std::time::Duration;
+
+use crate::seed::SeedFormat;
+
+/// What a test asks for: image, size, and how it is seeded.
 ///
-/// Built by `#[vmtest(...)]`, or by hand for [`Vm::boot`](crate::Vm::boot).
+/// Built by `#[vmtest(...)]`, or by hand for [`Vm::boot`](crate::Vm::boot):
+///
+/// ```
+/// let spec = vmtest::VmSpec::new().image("recipe:debian-12").memory_mib(1024).cpus(2);
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSpec {
     pub(crate) image: String,
     pub(crate) memory_mib: u32,
     pub(crate) cpus: u32,
+    pub(crate) disk_mib: Option<u64>,
+    pub(crate) seed_format: SeedFormat,
+    pub(crate) boot_timeout: Option<Duration>,
 }
 
 impl Default for VmSpec {
     fn default() -> Self {
-        VmSpec { image: Self::DEFAULT_IMAGE.to_owned(), memory_mib: 512, cpus: 1 }
+        VmSpec {
+            image: Self::DEFAULT_IMAGE.to_owned(),
+            memory_mib: 512,
+            cpus: 1,
+            disk_mib: None,
+            seed_format: SeedFormat::Iso9660,
+            boot_timeout: None,
+        }
     }
 }
 
@@ -20,7 +38,7 @@ impl VmSpec {
     /// The image a test gets when it names none: the tiny fixture built from Debian packages.
     pub const DEFAULT_IMAGE: &'static str = "recipe:tiny";
 
-    /// A spec with the defaults: [`Self::DEFAULT_IMAGE`], 512 MiB, one vCPU.
+    /// A spec with the defaults: [`Self::DEFAULT_IMAGE`], 512 MiB, one vCPU, ISO9660 seed.
     pub fn new() -> Self {
         Self::default()
     }
@@ -31,7 +49,7 @@ impl VmSpec {
         self
     }
 
-    /// Guest memory in MiB.
+    /// Guest memory in MiB (raised to the image's minimum if lower).
     pub fn memory_mib(mut self, mib: u32) -> Self {
         self.memory_mib = mib;
         self
@@ -40,6 +58,26 @@ impl VmSpec {
     /// Number of virtual CPUs.
     pub fn cpus(mut self, cpus: u32) -> Self {
         self.cpus = cpus;
+        self
+    }
+
+    /// Virtual size of the VM's disk overlay in MiB (default: the base image's size). Images
+    /// with cloud-init grow their root filesystem to fill it.
+    pub fn disk_mib(mut self, mib: u64) -> Self {
+        self.disk_mib = Some(mib);
+        self
+    }
+
+    /// The filesystem of the cloud-init seed: ISO9660 `cidata` (default) or VFAT `CIDATA`.
+    pub fn seed_format(mut self, format: SeedFormat) -> Self {
+        self.seed_format = format;
+        self
+    }
+
+    /// The boot deadline under KVM; multiplied by [`Accel::timeout_factor`](crate::Accel) under
+    /// TCG. Default: 60 s.
+    pub fn boot_timeout(mut self, timeout: Duration) -> Self {
+        self.boot_timeout = Some(timeout);
         self
     }
 }

@@ -1,13 +1,372 @@
-//! The handle a test gets: one running VM.
+//! The handle a test gets: one running VM, and the order in which it is built and torn down.
+//!
+//! Boot order: image → accelerator → working directory → keys → overlay → seed → QEMU →
+//! readiness. Each step's resource is owned by a value created before the step runs, so an error
+//! at any point drops what exists so far: QEMU is killed and reaped ([`QemuProcess`]'s Drop),
+//! then the working directory with overlay, seed, sockets and keys is removed ([`WorkDir`]'s
+//! Drop). Field order in [`Vm`] encodes the same teardown order.
 
-/// A running VM. Torn down (QEMU stopped, overlay, seed, sockets and keys removed) when dropped.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use russh::keys::PublicKey;
+
+use crate::accel::{Accel, AccelChoice};
+use crate::error::{Error, IoContext, Result};
+use crate::image::ImageBoot;
+use crate::qemu::{Boot, DiskFormat, Drive, QemuArgs, QemuProcess, Qmp, UserNet};
+use crate::seed::{Seed, SeedFormat};
+use crate::ssh::{Session, Target};
+use crate::{keys, Output, VmSpec};
+
+/// The user the seed creates and SSH logs in as.
+const USER: &str = "vmtest";
+
+/// A running VM.
+///
+/// Dropping it stops QEMU (SIGKILL, reaped) and removes its overlay, seed, sockets and keys;
+/// [`Vm::shutdown`] does the same after a clean ACPI power-off.
 pub struct Vm {
-    _private: (),
+    // Field order is drop order: the session first, then QEMU, then the files QEMU was using.
+    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    qemu: QemuProcess,
+    dir: WorkDir,
+    name: String,
+    accel: Accel,
+    target: Target,
+    host_key: PublicKey,
+    boot_time: Duration,
+}
+
+/// The VM's private directory; removed when dropped.
+struct WorkDir(PathBuf);
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 impl Vm {
+    /// Boots a VM as `spec` describes and waits until SSH answers.
+    ///
+    /// `#[vmtest]` calls this for you; call it directly for VMs a test manages itself.
+    pub async fn boot(spec: VmSpec) -> Result<Vm> {
+        let started = Instant::now();
+        check_tool("qemu-img", "apt-get install --no-install-recommends qemu-utils")?;
+        let binary = crate::qemu::binary();
+        if !binary.is_absolute() {
+            check_tool(&binary.to_string_lossy(), "apt-get install --no-install-recommends qemu-system-x86 qemu-utils")?;
+        }
+        let reference = spec.image.clone();
+        let image = blocking(move || crate::image::resolve(&reference)).await?;
+        let accel_choice = AccelChoice::from_env()?;
+        let accel = blocking(move || crate::accel::resolve(accel_choice, canary_kernel)).await?;
+
+        let name = next_name();
+        let dir = WorkDir(crate::paths::run_dir().join(&name));
+        std::fs::create_dir_all(&dir.0).context(|| format!("creating the VM directory {}", dir.0.display()))?;
+        restrict(&dir.0)?;
+
+        let client_key = keys::generate(&format!("vmtest-client@{name}"))?;
+        let host_key = keys::generate(&format!("root@{name}"))?;
+        // For debugging by hand: `ssh -i DIR/id_ed25519 -o UserKnownHostsFile=DIR/known_hosts`.
+        write_private(&dir.0.join("id_ed25519"), &keys::private_openssh(&client_key))?;
+
+        let mut drives = Vec::new();
+        if let Some(base) = &image.disk {
+            let overlay = dir.0.join("overlay.qcow2");
+            create_overlay(base, &overlay, spec.disk_mib)?;
+            drives.push(Drive { path: overlay, format: DiskFormat::Qcow2, read_only: false });
+        }
+        let seed_path = dir.0.join(match spec.seed_format {
+            SeedFormat::Iso9660 => "seed.iso",
+            SeedFormat::Vfat => "seed.img",
+        });
+        let seed = Seed {
+            instance_id: format!("{name}-{:08x}", rand_u32()),
+            hostname: name.clone(),
+            user: USER.into(),
+            authorized_keys: vec![keys::public_openssh(&client_key)],
+            host_key_private_openssh: keys::private_openssh(&host_key),
+            host_key_public_openssh: keys::public_openssh(&host_key),
+            extra_user_data: Default::default(),
+        };
+        seed.write(&seed_path, spec.seed_format).context(|| format!("writing the cloud-init seed {}", seed_path.display()))?;
+        drives.push(Drive { path: seed_path, format: DiskFormat::Raw, read_only: true });
+
+        let console = dir.0.join("console.log");
+        let qmp_socket = dir.0.join("qmp.sock");
+        let args = QemuArgs {
+            name: name.clone(),
+            accel,
+            cpus: spec.cpus,
+            memory_mib: spec.memory_mib.max(image.min_memory_mib),
+            boot: match &image.boot {
+                ImageBoot::Disk => Boot::Disk,
+                ImageBoot::Kernel { kernel, initrd, cmdline } => {
+                    Boot::Kernel { kernel: kernel.clone(), initrd: initrd.clone(), cmdline: cmdline.clone() }
+                }
+            },
+            drives,
+            user_nets: vec![UserNet { id: "net0".into(), forwards: vec![(0, 22)] }],
+            serial_log: console.clone(),
+            qmp_socket: qmp_socket.clone(),
+            pidfile: dir.0.join("qemu.pid"),
+        };
+        let argv = args.render();
+        std::fs::write(dir.0.join("qemu.cmdline"), render_cmdline(&binary, &argv)).context(|| "writing qemu.cmdline".into())?;
+        let qemu = QemuProcess::spawn(&binary, argv, &dir.0.join("qemu.log"))?;
+        tracing::debug!(vm = %name, pid = qemu.pid(), image = %image.reference, "QEMU started");
+
+        let client_key = Arc::new(client_key);
+        let host_public = host_key.public_key().clone();
+        let booting = crate::ready::Booting {
+            name: &name,
+            qemu: &qemu,
+            qmp_socket: &qmp_socket,
+            console: &console,
+            accel,
+            user: USER,
+            client_key: client_key.clone(),
+            host_key: &host_public,
+        };
+        let timeout = spec.boot_timeout.unwrap_or(Duration::from_secs(60)) * accel.timeout_factor();
+        let (target, session) = crate::ready::wait(&booting, timeout).await?;
+        let known_hosts = format!("[127.0.0.1]:{} {}\n", target.addr.port(), keys::public_openssh(&host_key));
+        std::fs::write(dir.0.join("known_hosts"), known_hosts).context(|| "writing known_hosts".into())?;
+        Ok(Vm {
+            session: tokio::sync::Mutex::new(Some(Arc::new(session))),
+            qemu,
+            dir,
+            name,
+            accel,
+            target,
+            host_key: host_public,
+            boot_time: started.elapsed(),
+        })
+    }
+
     /// SSH access to the guest, as the seeded user, with the injected host key pinned.
-    pub fn ssh(&self) -> crate::ssh::Ssh<'_> {
-        todo!()
+    pub fn ssh(&self) -> Ssh<'_> {
+        Ssh { vm: self, host_key: None }
+    }
+
+    /// The VM's name; also its hostname and the name of its directory.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The accelerator it runs under.
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+
+    /// How long boot took, from `Vm::boot` to the first SSH round-trip.
+    pub fn boot_time(&self) -> Duration {
+        self.boot_time
+    }
+
+    /// The SSH endpoint on the host's loopback.
+    pub fn ssh_addr(&self) -> std::net::SocketAddr {
+        self.target.addr
+    }
+
+    /// The guest's pinned SSH host key, as an OpenSSH public key line.
+    pub fn host_key(&self) -> String {
+        self.host_key.to_openssh().unwrap_or_default()
+    }
+
+    /// The VM's private directory (overlay, seed, console log, QMP socket, SSH key and a
+    /// `known_hosts` file for reaching it by hand). Removed at teardown.
+    pub fn dir(&self) -> &Path {
+        &self.dir.0
+    }
+
+    /// QEMU's process id.
+    pub fn pid(&self) -> u32 {
+        self.qemu.pid()
+    }
+
+    /// Everything the guest printed on its serial console so far.
+    pub fn console_log(&self) -> String {
+        crate::console::read(&self.dir.0.join("console.log"))
+    }
+
+    /// Powers the guest off through ACPI, waits for QEMU to exit (forcing it after a grace
+    /// period), and removes the VM's files.
+    pub async fn shutdown(self) -> Result<()> {
+        self.session.lock().await.take();
+        let grace = Duration::from_secs(30) * self.accel.timeout_factor();
+        let mut powered_off = false;
+        if let Ok(mut qmp) = Qmp::connect(&self.dir.0.join("qmp.sock")).await {
+            if qmp.execute("system_powerdown", None).await.is_ok() {
+                powered_off = self.qemu.wait_exit(grace).await.is_some();
+            }
+        }
+        if !powered_off {
+            tracing::warn!(vm = %self.name, "guest did not power off within {grace:?}; killing QEMU");
+        }
+        // Drop kills whatever is left and removes the directory.
+        drop(self);
+        Ok(())
+    }
+
+    /// Stops QEMU at once (QMP `quit`, then SIGKILL) and removes the VM's files: the teardown
+    /// after a test body, where a clean guest shutdown would only cost time.
+    pub(crate) async fn destroy(self) {
+        self.session.lock().await.take();
+        if let Ok(mut qmp) = Qmp::connect(&self.dir.0.join("qmp.sock")).await {
+            let _ = qmp.execute("quit", None).await;
+            let _ = self.qemu.wait_exit(Duration::from_secs(5)).await;
+        }
+        drop(self);
+    }
+
+    async fn session(&self, fresh: bool) -> Result<Arc<Session>> {
+        let mut slot = self.session.lock().await;
+        if let Some(s) = slot.as_ref().filter(|s| !fresh && !s.is_closed()) {
+            return Ok(s.clone());
+        }
+        let timeout = Duration::from_secs(30) * self.accel.timeout_factor();
+        let s = Arc::new(Session::connect(&self.target, &self.host_key, timeout).await?);
+        *slot = Some(s.clone());
+        Ok(s)
     }
 }
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm").field("name", &self.name).field("pid", &self.qemu.pid()).field("ssh", &self.target.addr).finish()
+    }
+}
+
+/// SSH access to one VM; get it from [`Vm::ssh`].
+#[derive(Debug)]
+pub struct Ssh<'vm> {
+    vm: &'vm Vm,
+    host_key: Option<PublicKey>,
+}
+
+impl Ssh<'_> {
+    /// Expect this host key (an OpenSSH public key line) instead of the one injected at boot,
+    /// e.g. after the guest rotated its keys. A server presenting any other key is refused with
+    /// [`Error::HostKeyMismatch`].
+    pub fn with_host_key(mut self, openssh_public_key: &str) -> Result<Self> {
+        let key = PublicKey::from_openssh(openssh_public_key.trim())
+            .map_err(|e| Error::Invalid { what: "host key", message: format!("{e}; expected a line like `ssh-ed25519 AAAA...`") })?;
+        self.host_key = Some(key);
+        Ok(self)
+    }
+
+    /// Runs `argv` in the guest and collects exit status, stdout and stderr.
+    ///
+    /// Each element is one argument: it is quoted for the guest's shell, so spaces, quotes and
+    /// `$` arrive verbatim. For shell syntax, run `["sh", "-c", "..."]`. A non-zero exit is not
+    /// an error: check [`Output::success`].
+    pub async fn run<I, S>(&self, argv: I) -> Result<Output>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let line = crate::ssh::quote_argv(argv)?;
+        if let Some(key) = &self.host_key {
+            let timeout = Duration::from_secs(30) * self.vm.accel.timeout_factor();
+            return Session::connect(&self.vm.target, key, timeout).await?.exec(&line).await;
+        }
+        match self.vm.session(false).await?.exec(&line).await {
+            // The cached connection may have been closed by the guest (sshd restarted, idle
+            // timeout): one fresh connection, then give up.
+            Err(Error::Ssh { .. }) => self.vm.session(true).await?.exec(&line).await,
+            other => other,
+        }
+    }
+}
+
+fn next_name() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    // pid + counter: unique among live test processes on this host, and short enough for
+    // interface names later (15 bytes).
+    format!("vt{:x}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+}
+
+fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    // SAFETY: writes at most 4 bytes into `b`.
+    unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    u32::from_ne_bytes(b)
+}
+
+fn canary_kernel() -> Result<PathBuf> {
+    match crate::image::resolve(VmSpec::DEFAULT_IMAGE)?.boot {
+        ImageBoot::Kernel { kernel, .. } => Ok(kernel),
+        ImageBoot::Disk => Err(Error::Invalid { what: "canary image", message: "the default image has no kernel".into() }),
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(Error::Io { context: "a blocking boot step".into(), source: std::io::Error::other(e.to_string()) })
+    })
+}
+
+fn check_tool(program: &str, install: &str) -> Result<()> {
+    let found = std::env::var_os("PATH")
+        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
+        .unwrap_or(false);
+    if found {
+        Ok(())
+    } else {
+        Err(Error::MissingTool { program: program.into(), hint: format!("install it with `{install}`") })
+    }
+}
+
+fn restrict(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).context(|| format!("chmod 700 {}", dir.display()))
+}
+
+fn write_private(path: &Path, contents: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .context(|| format!("creating {}", path.display()))?;
+    f.write_all(contents.as_bytes()).context(|| format!("writing {}", path.display()))
+}
+
+/// A qcow2 overlay over the read-only base: created in milliseconds whatever the base's size,
+/// and the base is never written. `lazy_refcounts` saves metadata writes (kola does the same).
+fn create_overlay(base: &Path, overlay: &Path, size_mib: Option<u64>) -> Result<()> {
+    let mut cmd = Command::new("qemu-img");
+    cmd.args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-o", "lazy_refcounts=on", "-b"]).arg(base).arg(overlay);
+    if let Some(mib) = size_mib {
+        cmd.arg(format!("{mib}M"));
+    }
+    let out = cmd.output().context(|| "running qemu-img create".into())?;
+    if !out.status.success() {
+        return Err(Error::Io {
+            context: format!("creating the overlay {} over {}", overlay.display(), base.display()),
+            source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+        });
+    }
+    Ok(())
+}
+
+fn render_cmdline(binary: &Path, argv: &[std::ffi::OsString]) -> String {
+    let mut parts = vec![binary.to_string_lossy().into_owned()];
+    parts.extend(argv.iter().map(|a| a.to_string_lossy().into_owned()));
+    crate::ssh::quote_argv(&parts).unwrap_or_else(|_| parts.join(" ")) + "\n"
+}
+
+// The handle is shared with spawned tasks and across threads by test code.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Vm>();
+};

@@ -1,0 +1,175 @@
+//! The one error type a test author sees. Every variant says what failed and what to do next.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Errors from booting, using or tearing down a VM.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The image reference is not one this version knows how to resolve.
+    #[error("unknown image reference `{reference}`: {reason}\n  known references: {known}")]
+    UnknownImage {
+        /// The reference as written.
+        reference: String,
+        /// Why it could not be resolved.
+        reason: String,
+        /// The references that would have worked.
+        known: String,
+    },
+
+    /// A local image recipe failed to build.
+    #[error(
+        "building image recipe `{recipe}` failed ({status})\n--- last lines of its output ---\n{output_tail}\n  rerun `{command}` to see everything"
+    )]
+    ImageBuild {
+        /// The recipe name.
+        recipe: String,
+        /// How the build ended.
+        status: String,
+        /// The last lines the build printed.
+        output_tail: String,
+        /// The command that reproduces the build.
+        command: String,
+    },
+
+    /// A built image's manifest is missing or malformed.
+    #[error("image at {} is unusable: {reason}\n  delete that directory to have it rebuilt", dir.display())]
+    BadImage {
+        /// The image directory.
+        dir: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A host program the framework needs is not installed.
+    #[error("`{program}` was not found on this host: {hint}")]
+    MissingTool {
+        /// The program looked for.
+        program: String,
+        /// How to install it.
+        hint: String,
+    },
+
+    /// QEMU exited before the VM became ready.
+    #[error(
+        "QEMU exited before VM `{vm}` was ready ({status})\n--- QEMU stderr ---\n{stderr}\n--- console tail ({}) ---\n{console_tail}",
+        console.display()
+    )]
+    QemuExited {
+        /// The VM's name.
+        vm: String,
+        /// The exit status.
+        status: String,
+        /// What QEMU printed on stderr.
+        stderr: String,
+        /// The serial console file.
+        console: PathBuf,
+        /// The last lines of the serial console.
+        console_tail: String,
+    },
+
+    /// The guest kernel panicked or dropped to an emergency shell during boot.
+    #[error(
+        "VM `{vm}` failed to boot: the console shows `{marker}`\n--- console tail ({}) ---\n{console_tail}",
+        console.display()
+    )]
+    GuestCrashed {
+        /// The VM's name.
+        vm: String,
+        /// The console line that proved the crash.
+        marker: String,
+        /// The serial console file.
+        console: PathBuf,
+        /// The last lines of the serial console.
+        console_tail: String,
+    },
+
+    /// The VM did not become ready before its deadline.
+    #[error(
+        "VM `{vm}` was not ready after {waited:.1?} ({accel}): stalled while {stage}\n  last attempt: {last_error}\n--- console tail ({}) ---\n{console_tail}",
+        console.display()
+    )]
+    BootTimeout {
+        /// The VM's name.
+        vm: String,
+        /// How long readiness was awaited.
+        waited: Duration,
+        /// The accelerator in use (timeouts are scaled under TCG).
+        accel: String,
+        /// The readiness stage that stalled.
+        stage: String,
+        /// The error of the last attempt at that stage.
+        last_error: String,
+        /// The serial console file.
+        console: PathBuf,
+        /// The last lines of the serial console.
+        console_tail: String,
+    },
+
+    /// The SSH server presented a host key other than the pinned one.
+    #[error(
+        "SSH host key mismatch for {addr}: expected the pinned key {expected}, the server offered {offered}; the connection was refused"
+    )]
+    HostKeyMismatch {
+        /// The address connected to.
+        addr: String,
+        /// The pinned key (OpenSSH format).
+        expected: String,
+        /// The key the server offered (OpenSSH format).
+        offered: String,
+    },
+
+    /// An SSH operation failed.
+    #[error("SSH to {addr}: {message}")]
+    Ssh {
+        /// The address connected to.
+        addr: String,
+        /// What failed.
+        message: String,
+    },
+
+    /// A QMP command failed.
+    #[error("QMP `{command}` on VM `{vm}`: {message}")]
+    Qmp {
+        /// The VM's name.
+        vm: String,
+        /// The QMP command.
+        command: String,
+        /// What failed.
+        message: String,
+    },
+
+    /// A value passed to the API is invalid.
+    #[error("invalid {what}: {message}")]
+    Invalid {
+        /// What was invalid.
+        what: &'static str,
+        /// Why, and what is accepted.
+        message: String,
+    },
+
+    /// A host I/O operation failed.
+    #[error("{context}: {source}")]
+    Io {
+        /// What the framework was doing.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// `Result` with [`enum@Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Attaches what the framework was doing to an I/O error.
+pub(crate) trait IoContext<T> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn context(self, context: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|source| Error::Io { context: context(), source })
+    }
+}

@@ -1,0 +1,210 @@
+//! QEMU's command line, built from types and rendered in one place.
+//!
+//! Every option the framework uses is a variant here; nothing else concatenates QEMU arguments.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use crate::accel::Accel;
+
+/// How the guest is started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Boot {
+    /// Firmware boots the first disk.
+    Disk,
+    /// Direct kernel boot.
+    Kernel { kernel: PathBuf, initrd: Option<PathBuf>, cmdline: String },
+}
+
+/// A virtio block device backed by a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Drive {
+    pub path: PathBuf,
+    pub format: DiskFormat,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DiskFormat {
+    Qcow2,
+    Raw,
+}
+
+impl DiskFormat {
+    fn as_str(self) -> &'static str {
+        match self {
+            DiskFormat::Qcow2 => "qcow2",
+            DiskFormat::Raw => "raw",
+        }
+    }
+}
+
+/// A user-mode (slirp) NIC with TCP ports forwarded from the host's loopback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UserNet {
+    pub id: String,
+    /// `(host_port, guest_port)`; host port 0 lets QEMU bind a free port itself, which is the only
+    /// race-free choice when many tests start at once (read back with `info usernet`).
+    pub forwards: Vec<(u16, u16)>,
+}
+
+/// The whole invocation.
+#[derive(Debug, Clone)]
+pub(crate) struct QemuArgs {
+    pub name: String,
+    pub accel: Accel,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub boot: Boot,
+    pub drives: Vec<Drive>,
+    pub user_nets: Vec<UserNet>,
+    pub serial_log: PathBuf,
+    pub qmp_socket: PathBuf,
+    pub pidfile: PathBuf,
+}
+
+impl QemuArgs {
+    /// The argument vector (without the program name).
+    pub fn render(&self) -> Vec<OsString> {
+        let mut a = Args::default();
+        a.push("-name").push(format!("{},process={}", self.name, self.name));
+        // Nothing implicit: no default NIC, VGA, floppy or CD-ROM that could slow boot or grab
+        // resources; every device below is asked for explicitly.
+        a.push("-nodefaults").push("-display").push("none");
+        a.push("-machine").push(match self.accel {
+            Accel::Kvm => "q35,accel=kvm",
+            // thread=multi lets vCPUs use several host cores under TCG.
+            Accel::Tcg => "q35,accel=tcg",
+        });
+        if self.accel == Accel::Tcg {
+            a.push("-accel").push("tcg,thread=multi");
+        }
+        a.push("-cpu").push(match self.accel {
+            Accel::Kvm => "host",
+            Accel::Tcg => "max",
+        });
+        a.push("-smp").push(self.cpus.to_string());
+        a.push("-m").push(format!("{}M", self.memory_mib));
+        // A guest that panics or reboots must end QEMU, not loop: readiness then fails at once.
+        a.push("-no-reboot");
+        if let Boot::Kernel { kernel, initrd, cmdline } = &self.boot {
+            a.push("-kernel").push(kernel.clone().into_os_string());
+            if let Some(initrd) = initrd {
+                a.push("-initrd").push(initrd.clone().into_os_string());
+            }
+            a.push("-append").push(cmdline.clone());
+        }
+        for (i, d) in self.drives.iter().enumerate() {
+            let mut spec = OsString::from("file=");
+            spec.push(escape_commas(&d.path));
+            spec.push(format!(",if=none,id=drive{i},format={},discard=unmap", d.format.as_str()));
+            if d.read_only {
+                spec.push(",readonly=on");
+            }
+            a.push("-drive").push(spec);
+            // bootindex keeps the first disk the firmware's boot disk whatever else is attached.
+            let boot = if i == 0 { ",bootindex=0" } else { "" };
+            a.push("-device").push(format!("virtio-blk-pci,drive=drive{i}{boot}"));
+        }
+        for net in &self.user_nets {
+            let mut spec = format!("user,id={}", net.id);
+            for (host, guest) in &net.forwards {
+                spec.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+            }
+            a.push("-netdev").push(spec);
+            // romfile= : no iPXE option ROM on a NIC we never network-boot from (faster, and
+            // does not need the ipxe-qemu package).
+            a.push("-device").push(format!("virtio-net-pci,netdev={},romfile=", net.id));
+        }
+        // Entropy early in boot: sshd and the kernel's crng otherwise wait under TCG.
+        a.push("-device").push("virtio-rng-pci");
+        let mut serial = OsString::from("file:");
+        serial.push(&self.serial_log);
+        a.push("-serial").push(serial);
+        let mut qmp = OsString::from("unix:");
+        qmp.push(&self.qmp_socket);
+        qmp.push(",server=on,wait=off");
+        a.push("-qmp").push(qmp);
+        a.push("-pidfile").push(self.pidfile.clone().into_os_string());
+        a.0
+    }
+}
+
+/// QEMU's option syntax uses `,` as separator; a literal comma in a path is written `,,`.
+fn escape_commas(path: &std::path::Path) -> OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut out = Vec::new();
+    for &b in path.as_os_str().as_bytes() {
+        out.push(b);
+        if b == b',' {
+            out.push(b',');
+        }
+    }
+    OsString::from_vec(out)
+}
+
+#[derive(Default)]
+struct Args(Vec<OsString>);
+
+impl Args {
+    fn push(&mut self, arg: impl Into<OsString>) -> &mut Self {
+        self.0.push(arg.into());
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> QemuArgs {
+        QemuArgs {
+            name: "vt-test".into(),
+            accel: Accel::Tcg,
+            cpus: 2,
+            memory_mib: 512,
+            boot: Boot::Kernel {
+                kernel: "/img/vmlinuz".into(),
+                initrd: Some("/img/initrd.img".into()),
+                cmdline: "console=ttyS0 panic=-1".into(),
+            },
+            drives: vec![
+                Drive { path: "/vm/a,b.qcow2".into(), format: DiskFormat::Qcow2, read_only: false },
+                Drive { path: "/vm/seed.iso".into(), format: DiskFormat::Raw, read_only: true },
+            ],
+            user_nets: vec![UserNet { id: "n0".into(), forwards: vec![(0, 22)] }],
+            serial_log: "/vm/console.log".into(),
+            qmp_socket: "/vm/qmp.sock".into(),
+            pidfile: "/vm/qemu.pid".into(),
+        }
+    }
+
+    fn rendered(a: &QemuArgs) -> String {
+        a.render().iter().map(|s| s.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn renders_a_tcg_kernel_boot() {
+        let line = rendered(&sample());
+        assert!(line.contains("-machine q35,accel=tcg -accel tcg,thread=multi -cpu max"), "{line}");
+        assert!(line.contains("-kernel /img/vmlinuz -initrd /img/initrd.img -append console=ttyS0 panic=-1"));
+        assert!(line.contains("-drive file=/vm/a,,b.qcow2,if=none,id=drive0,format=qcow2,discard=unmap"));
+        assert!(line.contains("-device virtio-blk-pci,drive=drive0,bootindex=0"));
+        assert!(line.contains("file=/vm/seed.iso,if=none,id=drive1,format=raw,discard=unmap,readonly=on"));
+        assert!(line.contains("-device virtio-blk-pci,drive=drive1 "));
+        assert!(line.contains("-netdev user,id=n0,hostfwd=tcp:127.0.0.1:0-:22"));
+        assert!(line.contains("-serial file:/vm/console.log -qmp unix:/vm/qmp.sock,server=on,wait=off"));
+        assert!(line.contains("-no-reboot"));
+    }
+
+    #[test]
+    fn kvm_uses_the_host_cpu_and_disk_boot_has_no_kernel() {
+        let mut a = sample();
+        a.accel = Accel::Kvm;
+        a.boot = Boot::Disk;
+        let line = rendered(&a);
+        assert!(line.contains("-machine q35,accel=kvm -cpu host"), "{line}");
+        assert!(!line.contains("thread=multi"));
+        assert!(!line.contains("-kernel"));
+    }
+}

@@ -1,0 +1,170 @@
+//! The QEMU process: spawned so that it dies with its owner, watched, and reaped.
+//!
+//! `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits, not the process
+//! (prctl(2)); libtest runs every test on a short-lived thread. So each QEMU is spawned by a
+//! dedicated watcher thread that lives exactly as long as QEMU: it forks, then blocks in
+//! `wait()`. If the test process is killed, even with SIGKILL, the thread dies with it and the
+//! kernel sends QEMU SIGKILL.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, IoContext, Result};
+
+/// A running QEMU, owned. Dropping it kills QEMU and reaps it.
+#[derive(Debug)]
+pub(crate) struct QemuProcess {
+    pid: u32,
+    exit: Arc<(Mutex<Option<ExitStatus>>, Condvar)>,
+    stderr_log: PathBuf,
+}
+
+impl QemuProcess {
+    /// Spawns `program args...` with stdout/stderr to `stderr_log`, in its own process group,
+    /// with SIGKILL as its parent-death signal.
+    pub fn spawn(program: &Path, args: Vec<OsString>, stderr_log: &Path) -> Result<Self> {
+        let log = File::create(stderr_log)
+            .context(|| format!("creating QEMU log {}", stderr_log.display()))?;
+        let log2 = log.try_clone().context(|| "duplicating the QEMU log handle".into())?;
+        let mut cmd = Command::new(program);
+        cmd.args(args).stdin(Stdio::null()).stdout(log).stderr(log2);
+        let owner = std::process::id() as libc::pid_t;
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The owner may already have died between fork and prctl: then nobody would
+                // ever send the signal, so give up now.
+                if libc::getppid() != owner {
+                    return Err(std::io::Error::other("owner exited during spawn"));
+                }
+                // Own process group: a terminal's Ctrl-C reaches the test process, which tears
+                // QEMU down in order, instead of killing QEMU under it.
+                if libc::setpgid(0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+
+        let exit = Arc::new((Mutex::new(None), Condvar::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let exit2 = Arc::clone(&exit);
+        let program_name = program.display().to_string();
+        std::thread::Builder::new()
+            .name("vmtest-qemu-watch".into())
+            .spawn(move || {
+                let mut child = match cmd.spawn() {
+                    Ok(child) => child,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let _ = tx.send(Ok(child.id()));
+                let status = child.wait().unwrap_or_else(|_| ExitStatus::from_raw(-1));
+                let (lock, cvar) = &*exit2;
+                *lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(status);
+                cvar.notify_all();
+            })
+            .context(|| "starting the QEMU watcher thread".into())?;
+        let pid = match rx.recv() {
+            Ok(Ok(pid)) => pid,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::MissingTool {
+                    program: program_name,
+                    hint: "install QEMU: apt-get install --no-install-recommends qemu-system-x86 qemu-utils".into(),
+                })
+            }
+            Ok(Err(e)) => return Err(Error::Io { context: format!("spawning {program_name}"), source: e }),
+            Err(_) => return Err(Error::Io {
+                context: format!("spawning {program_name}"),
+                source: std::io::Error::other("watcher thread died"),
+            }),
+        };
+        Ok(QemuProcess { pid, exit, stderr_log: stderr_log.to_owned() })
+    }
+
+    /// QEMU's pid.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The exit status, if QEMU has exited.
+    pub fn try_status(&self) -> Option<ExitStatus> {
+        *self.exit.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits up to `timeout` for QEMU to exit.
+    pub fn wait_timeout(&self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        let (lock, cvar) = &*self.exit;
+        let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        loop {
+            if let Some(status) = *guard {
+                return Some(status);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            guard = cvar.wait_timeout(guard, left).unwrap_or_else(|p| p.into_inner()).0;
+        }
+    }
+
+    /// Async wait: polls without blocking the runtime.
+    pub async fn wait_exit(&self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if let Some(s) = self.try_status() {
+                return Some(s);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// SIGKILLs QEMU's process group and reaps it. Idempotent; never blocks for long.
+    pub fn kill(&self) {
+        if self.try_status().is_none() {
+            // SAFETY: plain syscalls. The pid cannot have been reused: it is our unreaped child
+            // until the watcher thread records its status.
+            unsafe {
+                libc::kill(-(self.pid as libc::pid_t), libc::SIGKILL);
+                libc::kill(self.pid as libc::pid_t, libc::SIGKILL);
+            }
+        }
+        // A killed process is reaped within milliseconds; the bound only guards against a
+        // process stuck in uninterruptible sleep (D state), which we must not hang on.
+        let _ = self.wait_timeout(Duration::from_secs(10));
+    }
+
+    /// What QEMU printed (stderr and stdout), for error messages.
+    pub fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_log).unwrap_or_default().trim_end().to_owned()
+    }
+}
+
+impl Drop for QemuProcess {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A human-readable exit status ("exit code 1", "killed by signal 9").
+pub(crate) fn describe(status: ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("exit code {code}"),
+        (None, Some(sig)) => format!("killed by signal {sig}"),
+        _ => "unknown status".into(),
+    }
+}

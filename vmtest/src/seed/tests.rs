@@ -1,0 +1,322 @@
+//! The seed's content, and both images checked by the tools a guest or host would use: the
+//! Linux kernel (loop mount), blkid, xorriso and fsck.fat. Where a tool or privilege is
+//! missing, the check says so loudly on stderr instead of passing quietly.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::{json, Value};
+
+use super::*;
+
+const PRIVATE_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----\n\
+    b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n\
+    QyNTUxOQAAACBh1Jv0VfOL4Bv2n7F1m1Fh9pM1pQ8i2g0ZmHmM5U4z8gAAAJjL3mB1y95g\n\
+    -----END OPENSSH PRIVATE KEY-----\n";
+
+fn seed() -> Seed {
+    Seed {
+        instance_id: "vt-3f2a-kernel-0001".into(),
+        hostname: "vt-3f2a-kernel".into(),
+        user: "vmtest".into(),
+        authorized_keys: vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIClient vmtest".into()],
+        host_key_private_openssh: PRIVATE_KEY.into(),
+        host_key_public_openssh: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHost root@vmtest".into(),
+        extra_user_data: Map::new(),
+    }
+}
+
+/// The user-data without its `#cloud-config` line, parsed.
+fn user_data_json(seed: &Seed) -> Value {
+    let text = seed.user_data();
+    let json = text.strip_prefix("#cloud-config\n").expect("starts with #cloud-config");
+    serde_json::from_str(json).expect("user-data is JSON")
+}
+
+#[test]
+fn meta_data_is_one_key_per_line() {
+    assert_eq!(
+        seed().meta_data(),
+        "{\n  \"instance-id\": \"vt-3f2a-kernel-0001\",\n  \"local-hostname\": \"vt-3f2a-kernel\"\n}\n"
+    );
+}
+
+#[test]
+fn user_data_has_the_documented_shape_and_order() {
+    let expected = r#"#cloud-config
+{
+  "hostname": "vt-3f2a-kernel",
+  "users": [
+    {
+      "name": "vmtest",
+      "ssh_authorized_keys": [
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIClient vmtest"
+      ],
+      "sudo": "ALL=(ALL) NOPASSWD:ALL",
+      "shell": "/bin/sh",
+      "lock_passwd": true
+    }
+  ],
+  "ssh_keys": {
+    "ed25519_private": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\nQyNTUxOQAAACBh1Jv0VfOL4Bv2n7F1m1Fh9pM1pQ8i2g0ZmHmM5U4z8gAAAJjL3mB1y95g\n-----END OPENSSH PRIVATE KEY-----\n",
+    "ed25519_public": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHost root@vmtest"
+  },
+  "ssh_deletekeys": true,
+  "ssh_genkeytypes": []
+}
+"#;
+    assert_eq!(seed().user_data(), expected);
+}
+
+#[test]
+fn private_key_newlines_are_escaped_and_round_trip() {
+    let seed = seed();
+    let text = seed.user_data();
+    // The key's newlines become `\n` escapes, so the key stays on one line of the file.
+    let key_lines: Vec<&str> = text.lines().filter(|l| l.contains("PRIVATE KEY")).collect();
+    assert_eq!(key_lines.len(), 1, "{text}");
+    assert!(key_lines[0].ends_with(r#"-----END OPENSSH PRIVATE KEY-----\n","#));
+    assert_eq!(user_data_json(&seed)["ssh_keys"]["ed25519_private"], PRIVATE_KEY);
+}
+
+#[test]
+fn strings_needing_escapes_round_trip() {
+    let mut seed = seed();
+    seed.authorized_keys = vec!["ssh-ed25519 AAAA \"quoted\" back\\slash\ttab é".into(), "second".into()];
+    let users = &user_data_json(&seed)["users"];
+    assert_eq!(users[0]["ssh_authorized_keys"], json!(seed.authorized_keys));
+}
+
+#[test]
+fn extra_user_data_merges_at_the_top_level() {
+    let mut seed = seed();
+    let extra = json!({
+        "packages": ["curl"],
+        "runcmd": [["touch", "/run/extra"]],
+        "hostname": "replaced",
+    });
+    seed.extra_user_data = extra.as_object().unwrap().clone();
+    let text = seed.user_data();
+    let parsed = user_data_json(&seed);
+
+    assert_eq!(parsed["packages"], json!(["curl"]));
+    assert_eq!(parsed["runcmd"], json!([["touch", "/run/extra"]]));
+    assert_eq!(parsed["users"][0]["name"], "vmtest", "generated keys stay");
+    // A replaced key appears once, in its documented place (first), with the extra value.
+    assert_eq!(text.matches("\"hostname\"").count(), 1, "{text}");
+    assert!(text.starts_with("#cloud-config\n{\n  \"hostname\": \"replaced\",\n"), "{text}");
+    // New keys come after the generated ones.
+    assert!(text.find("\"ssh_genkeytypes\"") < text.find("\"packages\""), "{text}");
+}
+
+#[test]
+fn generated_keys_are_listed() {
+    let parsed = user_data_json(&seed());
+    let keys: Vec<&str> = parsed.as_object().unwrap().keys().map(String::as_str).collect();
+    let mut listed = GENERATED_USER_DATA_KEYS.to_vec();
+    listed.sort();
+    assert_eq!(keys, listed);
+}
+
+#[test]
+fn user_data_is_yaml_to_python() {
+    // cloud-init parses user-data with PyYAML (YAML 1.1), not a JSON parser.
+    let mut seed = seed();
+    seed.extra_user_data = json!({"write_files": [{"path": "/x", "content": "a: b\n- c\n\u{e9}"}]})
+        .as_object()
+        .unwrap()
+        .clone();
+    let script = "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin.read())))";
+    let Some(out) = run_with_stdin("python3", &["-c", script], seed.user_data().as_bytes()) else {
+        return skipped("user-data YAML check", "python3 is not installed");
+    };
+    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("No module named") {
+        return skipped("user-data YAML check", "python3 has no yaml module (apt install python3-yaml)");
+    }
+    assert!(out.status.success(), "PyYAML rejected the user-data: {}", String::from_utf8_lossy(&out.stderr));
+    let from_yaml: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(from_yaml, user_data_json(&seed));
+}
+
+#[test]
+fn iso9660_image_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seed.iso");
+    let seed = seed();
+    seed.write(&path, SeedFormat::Iso9660).unwrap();
+    let image = std::fs::read(&path).unwrap();
+    let joliet = iso9660::tests::read_tree(&image, 17);
+    assert_eq!(joliet.volume_id, "cidata");
+    let expected = vec![
+        ("meta-data;1".to_owned(), seed.meta_data().into_bytes()),
+        ("user-data;1".to_owned(), seed.user_data().into_bytes()),
+    ];
+    assert_eq!(joliet.files, expected);
+}
+
+#[test]
+fn vfat_image_reads_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seed.img");
+    let seed = seed();
+    seed.write(&path, SeedFormat::Vfat).unwrap();
+    let fs = fatfs::FileSystem::new(std::fs::File::open(&path).unwrap(), fatfs::FsOptions::new()).unwrap();
+    assert_eq!(fs.volume_label(), "CIDATA");
+    for (name, content) in [("meta-data", seed.meta_data()), ("user-data", seed.user_data())] {
+        let mut read = String::new();
+        std::io::Read::read_to_string(&mut fs.root_dir().open_file(name).unwrap(), &mut read).unwrap();
+        assert_eq!(read, content, "{name}");
+    }
+}
+
+#[test]
+fn iso9660_image_is_what_linux_and_blkid_see() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seed.iso");
+    let seed = seed();
+    seed.write(&path, SeedFormat::Iso9660).unwrap();
+
+    check_blkid(&path, "cidata", "iso9660");
+    check_xorriso(&path, &seed);
+    // Joliet names, as cloud-init sees them.
+    check_mount(&path, &[], &seed, dir.path());
+    // The primary tree alone (no Joliet support, or `nojoliet`) shows the same names.
+    check_mount(&path, &["nojoliet"], &seed, dir.path());
+}
+
+#[test]
+fn vfat_image_is_what_linux_and_blkid_see() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("seed.img");
+    let seed = seed();
+    seed.write(&path, SeedFormat::Vfat).unwrap();
+
+    check_blkid(&path, "CIDATA", "vfat");
+    match run("fsck.fat", &["-n", path.to_str().unwrap()]) {
+        None => skipped("fsck.fat check of the VFAT seed", "fsck.fat not installed (dosfstools)"),
+        Some(out) => assert!(out.status.success(), "fsck.fat -n: {}", text(&out)),
+    }
+    check_mount(&path, &[], &seed, dir.path());
+}
+
+/// Prints why a check did not run, where `cargo test` shows it (stderr of a passing test is
+/// captured; run with `--nocapture` to see it, and it is also shown for failing tests).
+fn skipped(check: &str, why: &str) {
+    eprintln!("\n!!!!!!!! SKIPPED: {check}: {why}. The seed is NOT verified by this check. !!!!!!!!\n");
+}
+
+/// Runs a tool; `None` when it is not installed.
+fn run(program: &str, args: &[&str]) -> Option<Output> {
+    match Command::new(program).args(args).output() {
+        Ok(out) => Some(out),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => panic!("running {program}: {e}"),
+    }
+}
+
+fn run_with_stdin(program: &str, args: &[&str], stdin: &[u8]) -> Option<Output> {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = match Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+    {
+        Ok(child) => child,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => panic!("running {program}: {e}"),
+    };
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    Some(child.wait_with_output().unwrap())
+}
+
+fn text(out: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+}
+
+/// blkid's low-level probe (`-p`, no cache) is what udev, and so cloud-init's `LABEL=cidata`
+/// lookup, rely on.
+fn check_blkid(image: &Path, label: &str, fs_type: &str) {
+    let Some(out) = run("blkid", &["-p", "-o", "export", image.to_str().unwrap()]) else {
+        return skipped("blkid label/type check", "blkid not installed (util-linux)");
+    };
+    assert!(out.status.success(), "blkid -p: {}", text(&out));
+    let export = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = export.lines().collect();
+    assert!(lines.contains(&format!("LABEL={label}").as_str()), "{export}");
+    assert!(lines.contains(&format!("TYPE={fs_type}").as_str()), "{export}");
+}
+
+fn check_xorriso(image: &Path, seed: &Seed) {
+    let image = image.to_str().unwrap();
+    let Some(out) = run("xorriso", &["-indev", image, "-pvd_info", "-find", "/"]) else {
+        return skipped("xorriso check of the ISO seed", "xorriso not installed");
+    };
+    let report = text(&out);
+    assert!(out.status.success(), "{report}");
+    assert!(report.lines().any(|l| l.starts_with("Volume Id") && l.ends_with(": cidata")), "{report}");
+    // xorriso shows Joliet names when asked to read Joliet (and no Rock Ridge exists).
+    let out = run("xorriso", &["-joliet", "on", "-indev", image, "-find", "/", "-exec", "lsdl"]).unwrap();
+    let report = text(&out);
+    assert!(out.status.success(), "{report}");
+    for (name, len) in [("meta-data", seed.meta_data().len()), ("user-data", seed.user_data().len())] {
+        assert!(
+            report.lines().any(|l| l.ends_with(&format!("'/{name}'")) && l.contains(&format!(" {len} "))),
+            "{name} ({len} bytes) in {report}"
+        );
+    }
+    assert!(!report.contains("FAILURE") && !report.contains("SORRY"), "{report}");
+}
+
+/// Why the kernel check cannot run here, if it cannot.
+fn mount_unavailable() -> Option<&'static str> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Some("not running as root (loop mounts need it); run the tests as root to check");
+    }
+    if run("mount", &["--version"]).is_none() {
+        return Some("mount not installed (util-linux)");
+    }
+    if !Path::new("/dev/loop-control").exists() {
+        return Some("no /dev/loop-control (loop devices unavailable, e.g. in this container)");
+    }
+    None
+}
+
+/// Unmounts when dropped, so a failed comparison leaves no mount behind.
+struct Mounted(PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Some(out) = run("umount", &[self.0.to_str().unwrap()]) {
+            if !out.status.success() {
+                eprintln!("umount {}: {}", self.0.display(), text(&out));
+            }
+        }
+    }
+}
+
+/// Loop-mounts `image` read-only and compares both files byte for byte.
+fn check_mount(image: &Path, options: &[&str], seed: &Seed, scratch: &Path) {
+    let check = format!("kernel loop-mount check of {} ({options:?})", image.display());
+    if let Some(why) = mount_unavailable() {
+        return skipped(&check, why);
+    }
+    let target = scratch.join(format!("mnt-{}", options.join("-")));
+    std::fs::create_dir(&target).unwrap();
+    let options = ["loop", "ro"].iter().chain(options).copied().collect::<Vec<_>>().join(",");
+    let out = run("mount", &["-o", &options, image.to_str().unwrap(), target.to_str().unwrap()]).unwrap();
+    assert!(out.status.success(), "{check}: mount: {}", text(&out));
+    let mounted = Mounted(target);
+
+    let mut names: Vec<String> = std::fs::read_dir(&mounted.0)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["meta-data", "user-data"], "{check}");
+    assert_eq!(std::fs::read(mounted.0.join("meta-data")).unwrap(), seed.meta_data().as_bytes(), "{check}");
+    assert_eq!(std::fs::read(mounted.0.join("user-data")).unwrap(), seed.user_data().as_bytes(), "{check}");
+}
