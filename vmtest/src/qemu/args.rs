@@ -71,14 +71,12 @@ impl QemuArgs {
         // Nothing implicit: no default NIC, VGA, floppy or CD-ROM that could slow boot or grab
         // resources; every device below is asked for explicitly.
         a.push("-nodefaults").push("-display").push("none");
-        a.push("-machine").push(match self.accel {
-            Accel::Kvm => "q35,accel=kvm",
+        a.push("-machine").push("q35");
+        a.push("-accel").push(match self.accel {
+            Accel::Kvm => "kvm",
             // thread=multi lets vCPUs use several host cores under TCG.
-            Accel::Tcg => "q35,accel=tcg",
+            Accel::Tcg => "tcg,thread=multi",
         });
-        if self.accel == Accel::Tcg {
-            a.push("-accel").push("tcg,thread=multi");
-        }
         a.push("-cpu").push(match self.accel {
             Accel::Kvm => "host",
             Accel::Tcg => "max",
@@ -102,8 +100,9 @@ impl QemuArgs {
                 spec.push(",readonly=on");
             }
             a.push("-drive").push(spec);
-            // bootindex keeps the first disk the firmware's boot disk whatever else is attached.
-            let boot = if i == 0 { ",bootindex=0" } else { "" };
+            // bootindex keeps the first disk the firmware's boot disk whatever else is attached;
+            // under direct kernel boot QEMU's linuxboot ROM holds index 0 instead.
+            let boot = if i == 0 && self.boot == Boot::Disk { ",bootindex=0" } else { "" };
             a.push("-device").push(format!("virtio-blk-pci,drive=drive{i}{boot}"));
         }
         for net in &self.user_nets {
@@ -186,10 +185,10 @@ mod tests {
     #[test]
     fn renders_a_tcg_kernel_boot() {
         let line = rendered(&sample());
-        assert!(line.contains("-machine q35,accel=tcg -accel tcg,thread=multi -cpu max"), "{line}");
+        assert!(line.contains("-machine q35 -accel tcg,thread=multi -cpu max"), "{line}");
         assert!(line.contains("-kernel /img/vmlinuz -initrd /img/initrd.img -append console=ttyS0 panic=-1"));
         assert!(line.contains("-drive file=/vm/a,,b.qcow2,if=none,id=drive0,format=qcow2,discard=unmap"));
-        assert!(line.contains("-device virtio-blk-pci,drive=drive0,bootindex=0"));
+        assert!(line.contains("-device virtio-blk-pci,drive=drive0 "), "{line}");
         assert!(line.contains("file=/vm/seed.iso,if=none,id=drive1,format=raw,discard=unmap,readonly=on"));
         assert!(line.contains("-device virtio-blk-pci,drive=drive1 "));
         assert!(line.contains("-netdev user,id=n0,hostfwd=tcp:127.0.0.1:0-:22"));
@@ -203,8 +202,9 @@ mod tests {
         a.accel = Accel::Kvm;
         a.boot = Boot::Disk;
         let line = rendered(&a);
-        assert!(line.contains("-machine q35,accel=kvm -cpu host"), "{line}");
+        assert!(line.contains("-machine q35 -accel kvm -cpu host"), "{line}");
         assert!(!line.contains("thread=multi"));
         assert!(!line.contains("-kernel"));
+        assert!(line.contains("-device virtio-blk-pci,drive=drive0,bootindex=0"));
     }
 }

@@ -24,6 +24,7 @@
 //! | 23 | primary root directory |
 //! | 24 | Joliet root directory |
 //! | 25… | file data, each file from a block boundary, shared by both trees |
+//! | last 150 | zero padding, counted in the volume size |
 //!
 //! Each directory is one block: a directory record may not cross a block boundary, and
 //! directories over one block are where in-process writers broke before (lima#3845).
@@ -39,6 +40,11 @@ const PATH_TABLE_BLOCKS: [u32; 4] = [19, 20, 21, 22];
 const PRIMARY_ROOT_BLOCK: u32 = 23;
 const JOLIET_ROOT_BLOCK: u32 = 24;
 const FIRST_FILE_BLOCK: u32 = 25;
+
+/// mkisofs's default `-pad`. Without it the seed is ~56 KiB, and busybox's volume_id (the
+/// `findfs LABEL=cidata` of busybox initramfs guests) reads 68 KiB from the start of the device
+/// in one go and gives up on anything smaller: it found no label on the unpadded seed.
+const PADDING_BLOCKS: u32 = 150;
 
 /// The path table of a volume whose only directory is the root: one 10-byte record.
 const PATH_TABLE_SIZE: u32 = 10;
@@ -81,12 +87,17 @@ impl Tree {
 /// at most 16 ASCII characters (Joliet's limit); the seed's fixed names satisfy both, and
 /// anything else is a bug in the caller, hence the panics.
 pub(super) fn image(volume_id: &str, files: &[(&str, &[u8])], now: SystemTime) -> Vec<u8> {
-    assert!(volume_id.len() <= 16 && volume_id.is_ascii(), "volume id {volume_id:?}");
+    assert!(
+        volume_id.len() <= 16 && volume_id.is_ascii(),
+        "volume id {volume_id:?}"
+    );
     for (name, data) in files {
         assert!(
             !name.is_empty()
                 && name.len() <= 30
-                && name.bytes().all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_')),
+                && name
+                    .bytes()
+                    .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_')),
             "ISO9660 seed file name {name:?}"
         );
         assert!(u32::try_from(data.len()).is_ok(), "{name} is over 4 GiB");
@@ -99,7 +110,7 @@ pub(super) fn image(volume_id: &str, files: &[(&str, &[u8])], now: SystemTime) -
         extents.push(next_block);
         next_block += blocks(data.len());
     }
-    let total_blocks = next_block;
+    let total_blocks = next_block + PADDING_BLOCKS;
 
     let time = RecordingTime::from(now);
     let mut image = vec![0u8; total_blocks as usize * BLOCK];
@@ -112,12 +123,22 @@ pub(super) fn image(volume_id: &str, files: &[(&str, &[u8])], now: SystemTime) -
             Tree::Primary => PVD_BLOCK,
             Tree::Joliet => JOLIET_SVD_BLOCK,
         };
-        put(descriptor_block, &volume_descriptor(tree, volume_id, total_blocks, &time));
-        put(tree.root_block(), &root_directory(tree, files, &extents, &time));
+        put(
+            descriptor_block,
+            &volume_descriptor(tree, volume_id, total_blocks, &time),
+        );
+        put(
+            tree.root_block(),
+            &root_directory(tree, files, &extents, &time),
+        );
     }
     put(TERMINATOR_BLOCK, &terminator());
     for (i, block) in PATH_TABLE_BLOCKS.into_iter().enumerate() {
-        let root = if i < 2 { PRIMARY_ROOT_BLOCK } else { JOLIET_ROOT_BLOCK };
+        let root = if i < 2 {
+            PRIMARY_ROOT_BLOCK
+        } else {
+            JOLIET_ROOT_BLOCK
+        };
         put(block, &path_table(root, i % 2 == 1));
     }
     for ((_, data), extent) in files.iter().zip(extents) {
@@ -133,7 +154,12 @@ fn blocks(len: usize) -> u32 {
 
 /// ECMA-119 8.4 (primary) or the Joliet supplementary descriptor (same layout, type 2, UCS-2
 /// identifiers and an escape sequence naming UCS-2 level 3).
-fn volume_descriptor(tree: Tree, volume_id: &str, total_blocks: u32, time: &RecordingTime) -> Vec<u8> {
+fn volume_descriptor(
+    tree: Tree,
+    volume_id: &str,
+    total_blocks: u32,
+    time: &RecordingTime,
+) -> Vec<u8> {
     let mut d = vec![0u8; BLOCK];
     d[0] = match tree {
         Tree::Primary => 1,
@@ -185,18 +211,37 @@ fn terminator() -> Vec<u8> {
 /// byte that keeps records even-sized.
 fn path_table(root_block: u32, big_endian: bool) -> Vec<u8> {
     let mut t = vec![1, 0];
-    t.extend_from_slice(&if big_endian { root_block.to_be_bytes() } else { root_block.to_le_bytes() });
-    t.extend_from_slice(&if big_endian { 1u16.to_be_bytes() } else { 1u16.to_le_bytes() });
+    t.extend_from_slice(&if big_endian {
+        root_block.to_be_bytes()
+    } else {
+        root_block.to_le_bytes()
+    });
+    t.extend_from_slice(&if big_endian {
+        1u16.to_be_bytes()
+    } else {
+        1u16.to_le_bytes()
+    });
     t.extend_from_slice(&[0, 0]);
     debug_assert_eq!(t.len(), PATH_TABLE_SIZE as usize);
     t
 }
 
 /// `.`, `..` (the root is its own parent), then the files sorted by identifier (ECMA-119 9.3).
-fn root_directory(tree: Tree, files: &[(&str, &[u8])], extents: &[u32], time: &RecordingTime) -> Vec<u8> {
+fn root_directory(
+    tree: Tree,
+    files: &[(&str, &[u8])],
+    extents: &[u32],
+    time: &RecordingTime,
+) -> Vec<u8> {
     let root = tree.root_block();
     let mut dir = directory_record(root, BLOCK as u32, FLAG_DIRECTORY, &[0], time);
-    dir.extend(directory_record(root, BLOCK as u32, FLAG_DIRECTORY, &[1], time));
+    dir.extend(directory_record(
+        root,
+        BLOCK as u32,
+        FLAG_DIRECTORY,
+        &[1],
+        time,
+    ));
     let mut entries: Vec<(Vec<u8>, u32, u32)> = files
         .iter()
         .zip(extents)
@@ -206,12 +251,21 @@ fn root_directory(tree: Tree, files: &[(&str, &[u8])], extents: &[u32], time: &R
     for (identifier, extent, len) in entries {
         dir.extend(directory_record(extent, len, 0, &identifier, time));
     }
-    assert!(dir.len() <= BLOCK, "the seed's root directory must fit one block");
+    assert!(
+        dir.len() <= BLOCK,
+        "the seed's root directory must fit one block"
+    );
     dir
 }
 
 /// ECMA-119 9.1: one directory record.
-fn directory_record(extent: u32, len: u32, flags: u8, identifier: &[u8], time: &RecordingTime) -> Vec<u8> {
+fn directory_record(
+    extent: u32,
+    len: u32,
+    flags: u8,
+    identifier: &[u8],
+    time: &RecordingTime,
+) -> Vec<u8> {
     let mut r = Vec::with_capacity(34 + identifier.len());
     // 33 fixed bytes + identifier, padded to an even length.
     let record_len = 33 + identifier.len() + (identifier.len() + 1) % 2;
@@ -240,7 +294,13 @@ fn put_text(field: &mut [u8], tree: Tree, text: &str) {
         *byte = match (encoded.get(i), tree) {
             (Some(&b), _) => b,
             (None, Tree::Primary) => b' ',
-            (None, Tree::Joliet) => if i % 2 == 0 { 0 } else { b' ' },
+            (None, Tree::Joliet) => {
+                if i % 2 == 0 {
+                    0
+                } else {
+                    b' '
+                }
+            }
         };
     }
 }
@@ -350,19 +410,30 @@ pub(super) mod tests {
 
     fn both16_at(buf: &[u8], at: usize) -> u16 {
         let le = u16::from_le_bytes(buf[at..at + 2].try_into().unwrap());
-        assert_eq!(le, u16::from_be_bytes(buf[at + 2..at + 4].try_into().unwrap()), "at {at}");
+        assert_eq!(
+            le,
+            u16::from_be_bytes(buf[at + 2..at + 4].try_into().unwrap()),
+            "at {at}"
+        );
         le
     }
 
     fn both32_at(buf: &[u8], at: usize) -> u32 {
         let le = u32::from_le_bytes(buf[at..at + 4].try_into().unwrap());
-        assert_eq!(le, u32::from_be_bytes(buf[at + 4..at + 8].try_into().unwrap()), "at {at}");
+        assert_eq!(
+            le,
+            u32::from_be_bytes(buf[at + 4..at + 8].try_into().unwrap()),
+            "at {at}"
+        );
         le
     }
 
     fn decode(bytes: &[u8], joliet: bool) -> String {
         if joliet {
-            let units: Vec<u16> = bytes.chunks(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect();
+            let units: Vec<u16> = bytes
+                .chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], c[1]]))
+                .collect();
             String::from_utf16(&units).unwrap()
         } else {
             String::from_utf8(bytes.to_vec()).unwrap()
@@ -383,20 +454,33 @@ pub(super) mod tests {
             }
             other => panic!("descriptor type {other}"),
         };
-        assert_eq!(both32_at(d, 80) as usize, image.len() / BLOCK, "volume space size");
+        assert_eq!(
+            both32_at(d, 80) as usize,
+            image.len() / BLOCK,
+            "volume space size"
+        );
         assert_eq!(both16_at(d, 128) as usize, BLOCK);
         assert_eq!(d[881], 1, "file structure version");
 
         let root_extent = both32_at(d, 156 + 2) as usize;
         let root_len = both32_at(d, 156 + 10) as usize;
-        assert_eq!((d[156], d[156 + 25], d[156 + 32], d[156 + 33]), (34, FLAG_DIRECTORY, 1, 0));
+        assert_eq!(
+            (d[156], d[156 + 25], d[156 + 32], d[156 + 33]),
+            (34, FLAG_DIRECTORY, 1, 0)
+        );
 
         // Both path tables name the same root, as its own parent.
         assert_eq!(both32_at(d, 132), 10);
         let l = block(u32::from_le_bytes(d[140..144].try_into().unwrap()) as usize);
         let m = block(u32::from_be_bytes(d[148..152].try_into().unwrap()) as usize);
-        assert_eq!(u32::from_le_bytes(l[2..6].try_into().unwrap()) as usize, root_extent);
-        assert_eq!(u32::from_be_bytes(m[2..6].try_into().unwrap()) as usize, root_extent);
+        assert_eq!(
+            u32::from_le_bytes(l[2..6].try_into().unwrap()) as usize,
+            root_extent
+        );
+        assert_eq!(
+            u32::from_be_bytes(m[2..6].try_into().unwrap()) as usize,
+            root_extent
+        );
         assert_eq!((l[0], l[6], l[8], m[7], m[8]), (1, 1, 0, 1, 0));
 
         let dir = &image[root_extent * BLOCK..][..root_len];
@@ -417,7 +501,10 @@ pub(super) mod tests {
                 }
                 _ => {
                     assert_eq!(record[25], 0, "plain file");
-                    files.push((decode(identifier, joliet), image[extent * BLOCK..][..len].to_vec()));
+                    files.push((
+                        decode(identifier, joliet),
+                        image[extent * BLOCK..][..len].to_vec(),
+                    ));
                 }
             }
             at += record.len();
@@ -425,36 +512,61 @@ pub(super) mod tests {
         }
         let names: Vec<&String> = files.iter().map(|(name, _)| name).collect();
         assert!(names.is_sorted(), "ECMA-119 9.3 sorted records: {names:?}");
-        Tree { volume_id: decode(&d[40..72], joliet).trim_end().to_owned(), files }
+        Tree {
+            volume_id: decode(&d[40..72], joliet).trim_end().to_owned(),
+            files,
+        }
     }
 
     #[test]
     fn both_trees_read_back() {
         let big = vec![7u8; 3 * BLOCK + 5];
-        let files = [("meta-data", b"{}\n".as_slice()), ("user-data", big.as_slice()), ("z", b"")];
+        let files = [
+            ("meta-data", b"{}\n".as_slice()),
+            ("user-data", big.as_slice()),
+            ("z", b""),
+        ];
         let image = image("cidata", &files, SystemTime::now());
 
         let joliet = read_tree(&image, 17);
         assert_eq!(joliet.volume_id, "cidata");
-        let expected: Vec<(String, Vec<u8>)> =
-            files.iter().map(|(name, data)| (format!("{name};1"), data.to_vec())).collect();
+        let expected: Vec<(String, Vec<u8>)> = files
+            .iter()
+            .map(|(name, data)| (format!("{name};1"), data.to_vec()))
+            .collect();
         assert_eq!(joliet.files, expected);
 
         let primary = read_tree(&image, 16);
         assert_eq!(primary.volume_id, "cidata");
-        let names: Vec<&str> = primary.files.iter().map(|(name, _)| name.as_str()).collect();
+        let names: Vec<&str> = primary
+            .files
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect();
         assert_eq!(names, ["META-DATA.;1", "USER-DATA.;1", "Z.;1"]);
         assert_eq!(primary.files[1].1, big);
 
-        assert_eq!(&image[TERMINATOR_BLOCK as usize * BLOCK..][..7], b"\xffCD001\x01");
-        assert_eq!(image.len(), (FIRST_FILE_BLOCK as usize + 1 + 4) * BLOCK);
+        assert_eq!(
+            &image[TERMINATOR_BLOCK as usize * BLOCK..][..7],
+            b"\xffCD001\x01"
+        );
+        assert_eq!(
+            image.len(),
+            (FIRST_FILE_BLOCK + 1 + 4 + PADDING_BLOCKS) as usize * BLOCK
+        );
     }
 
     #[test]
     fn each_tree_sorts_its_own_identifiers() {
         // `_` sorts after upper-case letters but before lower-case ones.
         let image = image("cidata", &[("a_b", b"1"), ("ab", b"2")], SystemTime::now());
-        let names = |block| read_tree(&image, block).files.into_iter().map(|f| f.0).collect::<Vec<_>>();
+        let names = |block| {
+            read_tree(&image, block)
+                .files
+                .into_iter()
+                .map(|f| f.0)
+                .collect::<Vec<_>>()
+        };
         assert_eq!(names(16), ["AB.;1", "A_B.;1"]);
         assert_eq!(names(17), ["a_b;1", "ab;1"]);
     }

@@ -6,9 +6,9 @@
 //! `mkfs.vfat` has to be installed:
 //!
 //! - [`SeedFormat::Iso9660`]: an ISO9660 volume `cidata` with Joliet names ([`iso9660`]);
-//! - [`SeedFormat::Vfat`]: a FAT12 volume `CIDATA` ([`vfat`]), the fallback for guests whose
-//!   kernel has no isofs, and a second format because in-process ISO writers keep breaking in
-//!   other tools (lima#3845, lima#3308).
+//! - [`SeedFormat::Vfat`]: a FAT volume `CIDATA` ([`vfat`]; FAT12, 1 MiB, unless extra
+//!   user-data is large), the fallback for guests whose kernel has no isofs, and a second
+//!   format because in-process ISO writers keep breaking in other tools (lima#3845, lima#3308).
 //!
 //! The user-data is `#cloud-config` followed by pretty-printed JSON: JSON is valid YAML, and no
 //! maintained YAML emitter is needed (serde_yaml is deprecated, serde_yml unsound).
@@ -31,12 +31,16 @@ const USER_DATA: &str = "user-data";
 /// them replaces vmtest's value, which can cost the test its SSH access (`users`, `ssh_keys`):
 /// the spec layer should refuse these keys with an error naming them.
 #[allow(dead_code)] // until the spec layer validates extra user-data against it
-pub(crate) const GENERATED_USER_DATA_KEYS: [&str; 5] =
-    ["hostname", "users", "ssh_keys", "ssh_deletekeys", "ssh_genkeytypes"];
+pub(crate) const GENERATED_USER_DATA_KEYS: [&str; 5] = [
+    "hostname",
+    "users",
+    "ssh_keys",
+    "ssh_deletekeys",
+    "ssh_genkeytypes",
+];
 
 /// Everything a guest learns from its NoCloud seed.
 #[derive(Debug, Clone, PartialEq)]
-#[allow(dead_code)] // until the backend provisions VMs with it
 pub(crate) struct Seed {
     /// cloud-init runs its per-instance modules once per instance id: a new id for every VM
     /// (and for every restore that must re-run them).
@@ -58,17 +62,19 @@ pub(crate) struct Seed {
     pub extra_user_data: Map<String, Value>,
 }
 
-/// The filesystem of the seed image. Guests find either through its label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[allow(dead_code)] // until the backend chooses one per image
+/// The filesystem of the cloud-init (NoCloud) seed disk vmtest attaches to every VM.
+///
+/// Both hold the same two files, `meta-data` and `user-data`, and are attached as a read-only
+/// virtio disk; cloud-init (or the tiny image's init) finds either by its label. vmtest writes
+/// both itself, so neither needs `genisoimage` nor `mkfs.vfat` on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SeedFormat {
-    /// ISO9660 + Joliet, volume id `cidata`: what cloud images expect (`/dev/sr0` or a disk).
+    /// ISO9660 with Joliet names, volume id `cidata`: what cloud images are built to expect.
     Iso9660,
-    /// FAT12, label `CIDATA`, random volume id: for kernels without isofs.
+    /// FAT, label `CIDATA`: for guest kernels built without ISO9660 support.
     Vfat,
 }
 
-#[allow(dead_code)] // until the backend provisions VMs with it
 impl Seed {
     /// The `meta-data` file: a JSON object, one key per line.
     pub fn meta_data(&self) -> String {
@@ -79,7 +85,10 @@ impl Seed {
             #[serde(rename = "local-hostname")]
             local_hostname: &'a str,
         }
-        let meta = MetaData { instance_id: &self.instance_id, local_hostname: &self.hostname };
+        let meta = MetaData {
+            instance_id: &self.instance_id,
+            local_hostname: &self.hostname,
+        };
         let mut text = serde_json::to_string_pretty(&meta).expect("string fields always serialize");
         text.push('\n');
         text
@@ -99,7 +108,10 @@ impl Seed {
         let meta_data = self.meta_data();
         let user_data = self.user_data();
         // Sorted by name: ISO9660 directories must be, and FAT does not care.
-        let files = [(META_DATA, meta_data.as_bytes()), (USER_DATA, user_data.as_bytes())];
+        let files = [
+            (META_DATA, meta_data.as_bytes()),
+            (USER_DATA, user_data.as_bytes()),
+        ];
         let image = match format {
             SeedFormat::Iso9660 => iso9660::image("cidata", &files, std::time::SystemTime::now()),
             SeedFormat::Vfat => vfat::image(*b"CIDATA     ", &files)?,

@@ -17,13 +17,16 @@ const MIB: usize = 1 << 20;
 /// The whole image: a FAT volume labelled `label` with `files` (name, content) in its root.
 pub(super) fn image(label: [u8; 11], files: &[(&str, &[u8])]) -> io::Result<Vec<u8>> {
     let data: usize = files.iter().map(|(_, data)| data.len()).sum();
-    // Twice the data covers cluster slack and the FATs with a wide margin; whole MiB sizes
-    // are ones `fatfs` can always pick a FAT type for (it refuses some odd sizes).
-    let size = (MIB + 2 * data).next_multiple_of(MIB);
+    // Twice the data plus 256 KiB covers cluster slack, FATs and the root directory with a
+    // wide margin; whole MiB sizes are ones `fatfs` can pick a FAT type for (it refuses some
+    // odd sizes).
+    let size = (2 * data + MIB / 4).next_multiple_of(MIB);
     let mut disk = Cursor::new(vec![0u8; size]);
     fatfs::format_volume(
         &mut disk,
-        FormatVolumeOptions::new().volume_label(label).volume_id(random_volume_id()),
+        FormatVolumeOptions::new()
+            .volume_label(label)
+            .volume_id(random_volume_id()),
     )?;
     disk.set_position(0);
     let fs = FileSystem::new(&mut disk, FsOptions::new())?;
@@ -58,17 +61,31 @@ mod tests {
     #[test]
     fn files_and_label_read_back() {
         let user_data = "#cloud-config\n{}\n".repeat(300); // spans several clusters
-        let files = [("meta-data", b"{}\n".as_slice()), ("user-data", user_data.as_bytes())];
+        let files = [
+            ("meta-data", b"{}\n".as_slice()),
+            ("user-data", user_data.as_bytes()),
+        ];
         let fs = read_back(image(*b"CIDATA     ", &files).unwrap());
 
         assert_eq!(fs.fat_type(), fatfs::FatType::Fat12);
         assert_eq!(fs.volume_label(), "CIDATA");
-        assert_eq!(fs.read_volume_label_from_root_dir().unwrap().as_deref(), Some("CIDATA"));
-        let names: Vec<String> = fs.root_dir().iter().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(
+            fs.read_volume_label_from_root_dir().unwrap().as_deref(),
+            Some("CIDATA")
+        );
+        let names: Vec<String> = fs
+            .root_dir()
+            .iter()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, ["meta-data", "user-data"]);
         for (name, data) in files {
             let mut read = Vec::new();
-            fs.root_dir().open_file(name).unwrap().read_to_end(&mut read).unwrap();
+            fs.root_dir()
+                .open_file(name)
+                .unwrap()
+                .read_to_end(&mut read)
+                .unwrap();
             assert_eq!(read, data, "{name}");
         }
     }
@@ -83,7 +100,11 @@ mod tests {
         assert!(image.len() > big.len());
         let fs = read_back(image);
         let mut read = Vec::new();
-        fs.root_dir().open_file("user-data").unwrap().read_to_end(&mut read).unwrap();
+        fs.root_dir()
+            .open_file("user-data")
+            .unwrap()
+            .read_to_end(&mut read)
+            .unwrap();
         assert!(read == big, "a 3 MiB file reads back unchanged");
     }
 

@@ -1,0 +1,6 @@
+use vmtest::vmtest;
+
+#[vmtest]
+struct NotAFunction;
+
+fn main() {}
