@@ -1,14 +1,15 @@
 //! A minimal ISO9660 (ECMA-119) writer: one root directory holding a few small files.
 //!
-//! Written here rather than taken from a crate because the seed needs ~200 lines of the
-//! standard, and hadris-iso 2.5 needs Rust 1.88 (above this workspace's 1.85) and brings chrono
-//! and four hadris-* crates. The image has two directory trees over the same file data:
+//! Written here rather than taken from a crate because the seed needs only a small part of the
+//! standard (one directory, no Rock Ridge, no boot record), while hadris-iso 2.5 needs Rust 1.88
+//! (above this workspace's 1.85) and brings chrono and several hadris-* crates. The image has
+//! two directory trees over the same file data:
 //!
 //! - the primary tree (ECMA-119), names upper-cased as `META-DATA.;1`. The `-` is outside
 //!   ECMA-119's d-characters, but Linux shows such a name as `meta-data` when it mounts with
 //!   neither Joliet nor Rock Ridge (`isofs_name_translate` lower-cases and drops `.;1`), which a
 //!   strict `META_DAT.;1` would not;
-//! - a Joliet tree (UCS-2 names, what Linux, Windows and cloud-init's NoCloud normally use),
+//! - a Joliet tree (UCS-2 names, which Linux and Windows use when there is no Rock Ridge),
 //!   which keeps the names' case and dashes exactly.
 //!
 //! Layout in 2048-byte logical blocks:
@@ -210,18 +211,15 @@ fn terminator() -> Vec<u8> {
 /// ECMA-119 9.4: the root's record (identifier 0x00, its own parent, number 1), plus the pad
 /// byte that keeps records even-sized.
 fn path_table(root_block: u32, big_endian: bool) -> Vec<u8> {
-    let mut t = vec![1, 0];
-    t.extend_from_slice(&if big_endian {
-        root_block.to_be_bytes()
+    let (extent, parent) = if big_endian {
+        (root_block.to_be_bytes(), 1u16.to_be_bytes())
     } else {
-        root_block.to_le_bytes()
-    });
-    t.extend_from_slice(&if big_endian {
-        1u16.to_be_bytes()
-    } else {
-        1u16.to_le_bytes()
-    });
-    t.extend_from_slice(&[0, 0]);
+        (root_block.to_le_bytes(), 1u16.to_le_bytes())
+    };
+    let mut t = vec![1, 0]; // identifier length, extended attribute record length
+    t.extend_from_slice(&extent);
+    t.extend_from_slice(&parent);
+    t.extend_from_slice(&[0, 0]); // identifier 0x00 (the root), pad byte
     debug_assert_eq!(t.len(), PATH_TABLE_SIZE as usize);
     t
 }
@@ -294,13 +292,7 @@ fn put_text(field: &mut [u8], tree: Tree, text: &str) {
         *byte = match (encoded.get(i), tree) {
             (Some(&b), _) => b,
             (None, Tree::Primary) => b' ',
-            (None, Tree::Joliet) => {
-                if i % 2 == 0 {
-                    0
-                } else {
-                    b' '
-                }
-            }
+            (None, Tree::Joliet) => [0, b' '][i % 2],
         };
     }
 }
@@ -402,7 +394,7 @@ pub(super) mod tests {
 
     /// One directory tree as a reader sees it.
     #[derive(Debug)]
-    pub(in crate::seed) struct Tree {
+    pub(in crate::seed) struct Listing {
         pub volume_id: String,
         /// (name as stored, without decoding `;1`, content), in directory order.
         pub files: Vec<(String, Vec<u8>)>,
@@ -441,7 +433,7 @@ pub(super) mod tests {
     }
 
     /// Reads the tree of the volume descriptor in `descriptor_block` (16 or 17).
-    pub(in crate::seed) fn read_tree(image: &[u8], descriptor_block: usize) -> Tree {
+    pub(in crate::seed) fn read_tree(image: &[u8], descriptor_block: usize) -> Listing {
         assert_eq!(image.len() % BLOCK, 0);
         let block = |n: usize| &image[n * BLOCK..(n + 1) * BLOCK];
         let d = block(descriptor_block);
@@ -512,7 +504,7 @@ pub(super) mod tests {
         }
         let names: Vec<&String> = files.iter().map(|(name, _)| name).collect();
         assert!(names.is_sorted(), "ECMA-119 9.3 sorted records: {names:?}");
-        Tree {
+        Listing {
             volume_id: decode(&d[40..72], joliet).trim_end().to_owned(),
             files,
         }

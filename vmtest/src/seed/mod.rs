@@ -122,8 +122,8 @@ impl Seed {
 
 /// The user-data object. Serialized by hand rather than through a `serde_json::Map`, whose
 /// key order depends on a crate feature (`preserve_order`) any crate in the build may flip:
-/// the order here is fixed, and the tiny image's shell-script reader may rely on one key per
-/// line in the documented order.
+/// this way the file always reads in the order `fixtures/README.md` documents, and the same
+/// seed always gives the same bytes.
 struct CloudConfig<'a> {
     seed: &'a Seed,
 }
@@ -163,10 +163,13 @@ impl Serialize for CloudConfig<'_> {
         generated_entry(&mut map, extra, "hostname", &seed.hostname)?;
         generated_entry(&mut map, extra, "users", &[user])?;
         generated_entry(&mut map, extra, "ssh_keys", &ssh_keys)?;
-        // Debian images ship host keys made at image build time; delete them so only the
-        // pinned key is offered, and generate no others.
+        // Images may ship host keys made at image build time; delete them so only the pinned
+        // key is offered. `ssh_genkeytypes` only generates types whose key file is missing, so
+        // naming ed25519 (which ssh_keys just wrote) generates nothing; `[]` would say the same
+        // but fails cloud-init's schema (minItems 1), and since 23.4 a schema warning makes
+        // `cloud-init status --wait` exit 2.
         generated_entry(&mut map, extra, "ssh_deletekeys", &true)?;
-        generated_entry(&mut map, extra, "ssh_genkeytypes", &[(); 0])?;
+        generated_entry(&mut map, extra, "ssh_genkeytypes", &["ed25519"])?;
         for (key, value) in extra {
             if !GENERATED_USER_DATA_KEYS.contains(&key.as_str()) {
                 map.serialize_entry(key, value)?;

@@ -1,5 +1,6 @@
 //! The seed's content, and both images checked by the tools a guest or host would use: the
-//! Linux kernel (loop mount), blkid, xorriso and fsck.fat. Where a tool or privilege is
+//! Linux kernel (loop mount), blkid (what udev and cloud-init use), busybox findfs (what the
+//! tiny image uses), xorriso, mtools and fsck.fat. Where a tool, root or kernel support is
 //! missing, the check says so loudly on stderr instead of passing quietly.
 
 use std::path::{Path, PathBuf};
@@ -64,7 +65,9 @@ fn user_data_has_the_documented_shape_and_order() {
     "ed25519_public": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHost root@vmtest"
   },
   "ssh_deletekeys": true,
-  "ssh_genkeytypes": []
+  "ssh_genkeytypes": [
+    "ed25519"
+  ]
 }
 "#;
     assert_eq!(seed().user_data(), expected);
@@ -235,12 +238,12 @@ fn vfat_image_is_what_linux_and_blkid_see() {
     check_mount(&path, &[], &seed, dir.path());
 }
 
-/// Prints why a check did not run, where `cargo test` shows it (stderr of a passing test is
-/// captured; run with `--nocapture` to see it, and it is also shown for failing tests).
+/// Prints why a check did not run. Written to the stderr handle directly: libtest captures only
+/// `print!`/`eprint!` output, and hides what it captures from passing tests, so `eprintln!`
+/// would make a skip silent in a plain `cargo test`.
 fn skipped(check: &str, why: &str) {
-    eprintln!(
-        "\n!!!!!!!! SKIPPED: {check}: {why}. The seed is NOT verified by this check. !!!!!!!!\n"
-    );
+    let line = format!("\n!!!! SKIPPED: {check}: {why}. The seed is NOT verified by this check.\n");
+    let _ = io::Write::write_all(&mut io::stderr(), line.as_bytes());
 }
 
 /// Runs a tool; `None` when it is not installed.
@@ -418,7 +421,7 @@ fn check_mtools(image: &Path, seed: &Seed) {
 fn mount_unavailable() -> Option<&'static str> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
-        return Some("not running as root (loop mounts need it); run the tests as root to check");
+        return Some("not running as root (loop devices need it); run the tests as root to check");
     }
     if run("mount", &["--version"]).is_none() {
         return Some("mount not installed (util-linux)");
