@@ -17,7 +17,7 @@ use proc_macro2::{Span, TokenStream};
 use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{AttrStyle, Ident, ItemFn, ReturnType, Visibility};
+use syn::{AttrStyle, FnArg, Ident, ItemFn, ReturnType, Visibility};
 
 use crate::parse::Args;
 
@@ -41,6 +41,11 @@ pub(crate) fn expand(args: &Args, func: ItemFn) -> TokenStream {
         ReturnType::Default => name.span(),
         ReturnType::Type(_, ty) => ty.span(),
     };
+    // ...and a `Vm` that is not `vmtest::Vm` points at the parameter's type.
+    let param_span = match sig.inputs.first() {
+        Some(FnArg::Typed(param)) => param.ty.span(),
+        _ => name.span(),
+    };
     let body = ItemFn {
         attrs: inner,
         vis: Visibility::Inherited,
@@ -54,21 +59,21 @@ pub(crate) fn expand(args: &Args, func: ItemFn) -> TokenStream {
     // Mixed-site hygiene: the closure's parameter cannot capture the name `NAME` even when the
     // user's function is itself called `vm`.
     let vm = Ident::new("vm", Span::mixed_site());
-    let run = quote_spanned!(outcome_span=> ::vmtest::__private::run);
+    let spec = quote!(::vmtest::VmSpec::new() #image #memory #cpus);
+    let id = quote! {
+        ::vmtest::__private::TestId { module_path: ::core::module_path!(), name: #test_name }
+    };
+    let vm_arg = Ident::new("vm", Span::mixed_site().located_at(param_span));
+    let run = quote_spanned! {outcome_span=>
+        ::vmtest::__private::run(#id, #spec, |#vm| ::std::boxed::Box::pin(#name(#vm_arg)))
+    };
 
     quote! {
         #[::core::prelude::v1::test]
         #(#outer)*
         #vis fn #name() {
             #body
-            #run(
-                ::vmtest::__private::TestId {
-                    module_path: ::core::module_path!(),
-                    name: #test_name,
-                },
-                ::vmtest::VmSpec::new() #image #memory #cpus,
-                |#vm| ::std::boxed::Box::pin(#name(#vm)),
-            )
+            #run
         }
     }
 }

@@ -11,7 +11,7 @@ mod values;
 use proc_macro2::TokenStream;
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
-use syn::{Expr, Ident, Lit, LitInt, Token};
+use syn::{Expr, Ident, Lit, Token};
 
 pub(crate) use signature::{check_fn, is_test_attribute};
 use values::{parse_memory, validate_image, IMAGE_FORMS, MEMORY_FORMS};
@@ -43,7 +43,7 @@ impl Key {
     fn from_alias(name: &str) -> Option<Key> {
         match name {
             "img" | "recipe" | "distro" | "disk" => Some(Key::Image),
-            "mem" | "memory_mib" | "memory_mb" | "ram" | "m" => Some(Key::Memory),
+            "mem" | "memory_mib" | "memory_mb" | "ram" => Some(Key::Memory),
             "cpu" | "vcpus" | "vcpu" | "smp" | "cores" => Some(Key::Cpus),
             _ => None,
         }
@@ -68,17 +68,17 @@ pub(crate) struct Args {
 
 /// Collects errors so that one build reports all of them.
 #[derive(Default)]
-pub(crate) struct Errors(Option<syn::Error>);
+struct Errors(Option<syn::Error>);
 
 impl Errors {
-    pub(crate) fn push(&mut self, error: syn::Error) {
+    fn push(&mut self, error: syn::Error) {
         match &mut self.0 {
             Some(all) => all.combine(error),
             None => self.0 = Some(error),
         }
     }
 
-    pub(crate) fn finish<T>(self, value: T) -> syn::Result<T> {
+    fn finish<T>(self, value: T) -> syn::Result<T> {
         match self.0 {
             Some(error) => Err(error),
             None => Ok(value),
@@ -213,26 +213,28 @@ fn memory_value(value: &Expr) -> syn::Result<u32> {
 }
 
 fn cpus_value(value: &Expr) -> syn::Result<u32> {
-    let range = format!("`cpus` expects an integer literal from 1 to {MAX_CPUS}, e.g. `cpus = 2`");
+    let expected = format!("`cpus` expects an integer literal from 1 to {MAX_CPUS}");
     match literal(value) {
-        Some(Lit::Int(lit)) => cpus_in_range(lit).map_err(|()| syn::Error::new(lit.span(), range)),
+        Some(Lit::Int(lit)) => match lit.base10_parse::<u32>() {
+            Ok(cpus @ 1..=MAX_CPUS) => Ok(cpus),
+            _ => Err(syn::Error::new(
+                lit.span(),
+                format!("`cpus = {lit}` is out of range: expected 1 to {MAX_CPUS}"),
+            )),
+        },
         Some(Lit::Str(lit)) if lit.value().parse::<u32>().is_ok() => Err(syn::Error::new(
             lit.span(),
-            format!("{range}; write `cpus = {}`, without quotes", lit.value()),
+            format!("{expected}, not a string: write `cpus = {}`", lit.value()),
         )),
-        _ => Err(syn::Error::new_spanned(value, range)),
-    }
-}
-
-fn cpus_in_range(lit: &LitInt) -> Result<u32, ()> {
-    match lit.base10_parse::<u32>() {
-        Ok(cpus @ 1..=MAX_CPUS) => Ok(cpus),
-        _ => Err(()),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!("{expected}, e.g. `cpus = 2`"),
+        )),
     }
 }
 
 /// The most vCPUs a test may ask for.
-pub(crate) const MAX_CPUS: u32 = 64;
+const MAX_CPUS: u32 = 64;
 
 #[cfg(test)]
 mod tests {
@@ -266,7 +268,7 @@ mod tests {
         let errors = messages(quote!(cpus = "2", mem = "1G", cpus = 3, image = ""));
         assert_eq!(errors.len(), 3, "{errors:?}");
         assert!(
-            errors[0].contains("write `cpus = 2`, without quotes"),
+            errors[0].contains("not a string: write `cpus = 2`"),
             "{errors:?}"
         );
         assert!(errors[1].contains("did you mean `memory`?"), "{errors:?}");
@@ -283,8 +285,12 @@ mod tests {
             (quote!("recipe:tiny"), "expected `key = value` arguments"),
             (quote!(cpus =), "expected a value after `cpus =`"),
             (quote!(cpus = 1 memory = "1G"), "expected `,`"),
-            (quote!(cpus = 0), "from 1 to 64"),
-            (quote!(cpus = 65), "from 1 to 64"),
+            (
+                quote!(cpus = 0),
+                "`cpus = 0` is out of range: expected 1 to 64",
+            ),
+            (quote!(cpus = 65), "`cpus = 65` is out of range"),
+            (quote!(cpus = 99999999999), "out of range"),
             (quote!(cpus = -1), "from 1 to 64"),
             (quote!(memory = 512), "`memory` expects a string literal"),
         ] {

@@ -6,6 +6,7 @@
 //! expected output with `TRYBUILD=overwrite cargo test -p vmtest-macros --test ui`, then read
 //! every changed `.stderr`: the span and the message are what the test is about.
 
+use std::io::Write;
 use std::process::Command;
 
 /// The toolchain the `.stderr` files were generated with.
@@ -14,14 +15,18 @@ const PINNED: &str = "1.95";
 #[test]
 fn ui() {
     if let Err(why) = on_pinned_toolchain() {
-        eprintln!();
-        eprintln!("=================================================================");
-        eprintln!("  vmtest-macros UI tests SKIPPED: {why}.");
-        eprintln!("  The expected compiler output in tests/ui/*.stderr is pinned to");
-        eprintln!("  rustc {PINNED}.x because diagnostics drift between releases;");
-        eprintln!("  run this test on rustc {PINNED}.x to compare them.");
-        eprintln!("=================================================================");
-        eprintln!();
+        // Straight to the stderr stream: libtest captures `eprintln!` of passing tests, which
+        // would make the skip silent.
+        let banner = "=".repeat(72);
+        let _ = writeln!(
+            std::io::stderr(),
+            "\n{banner}\n\
+             vmtest-macros UI tests SKIPPED: {why}.\n\
+             The expected compiler output in tests/ui/*.stderr is pinned to rustc {PINNED}.x,\n\
+             because diagnostics drift between releases; run this test on rustc {PINNED}.x\n\
+             to compare it.\n\
+             {banner}\n"
+        );
         return;
     }
     let cases = trybuild::TestCases::new();

@@ -105,19 +105,25 @@ fn check_params(func: &ItemFn) -> syn::Result<()> {
             "a `#[vmtest]` function takes exactly one parameter, the VM: `vm: &Vm`",
         ));
     }
-    for (index, input) in inputs.iter().enumerate() {
+    let mut vm_params = 0;
+    for input in inputs {
         match input {
             FnArg::Receiver(receiver) => errors.push(syn::Error::new_spanned(
                 receiver,
                 format!("a `#[vmtest]` function cannot take `self`; expected a free {SHAPE}"),
             )),
-            FnArg::Typed(_) if index > 0 => errors.push(syn::Error::new_spanned(
-                input,
-                "a `#[vmtest]` function takes exactly one parameter, the VM: `vm: &Vm`; \
-                 remove this one",
-            )),
             FnArg::Typed(typed) => {
-                if let Err(error) = check_vm_ref(&typed.ty) {
+                vm_params += 1;
+                let checked = if vm_params == 1 {
+                    check_vm_ref(&typed.ty)
+                } else {
+                    Err(syn::Error::new_spanned(
+                        input,
+                        "a `#[vmtest]` function takes exactly one parameter, the VM: `vm: &Vm`; \
+                         remove this one",
+                    ))
+                };
+                if let Err(error) = checked {
                     errors.push(error);
                 }
             }
@@ -329,5 +335,13 @@ mod tests {
                 "{tokens}: {errors:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_method_gets_one_error_not_two() {
+        let errors = fn_errors(quote!(
+            async fn a(&self, vm: &Vm) {}
+        ));
+        assert_eq!(errors.len(), 1, "{errors:?}");
     }
 }

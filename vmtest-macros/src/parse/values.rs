@@ -3,13 +3,13 @@
 //! Pure functions from the literal's text to a value or to the message the user sees.
 
 /// The smallest guest the fixture images boot in.
-pub(crate) const MIN_MEMORY_MIB: u32 = 64;
+pub(super) const MIN_MEMORY_MIB: u32 = 64;
 
 /// 1 TiB: anything larger is a typo, not a test.
-pub(crate) const MAX_MEMORY_MIB: u32 = 1024 * 1024;
+pub(super) const MAX_MEMORY_MIB: u32 = 1024 * 1024;
 
 /// The memory sizes `memory` accepts, for error messages and docs.
-pub(crate) const MEMORY_FORMS: &str = "a whole number of MiB or GiB from 64 MiB to 1 TiB, \
+pub(super) const MEMORY_FORMS: &str = "a whole number of MiB or GiB from 64 MiB to 1 TiB, \
     written \"1024\" (MiB), \"512M\", \"512MiB\", \"2G\" or \"2GiB\"";
 
 /// Parses `memory = "..."` into MiB: `N` (MiB), `NM`, `NMiB`, `NG`, `NGiB`, no spaces, no
@@ -17,7 +17,7 @@ pub(crate) const MEMORY_FORMS: &str = "a whole number of MiB or GiB from 64 MiB 
 ///
 /// Decimal units (`MB`, `GB`) are refused rather than guessed: QEMU reads them as binary, a
 /// reader might not.
-pub(crate) fn parse_memory(text: &str) -> Result<u32, String> {
+pub(super) fn parse_memory(text: &str) -> Result<u32, String> {
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
@@ -50,14 +50,14 @@ pub(crate) fn parse_memory(text: &str) -> Result<u32, String> {
 }
 
 /// The image references `image` accepts, for error messages and docs.
-pub(crate) const IMAGE_FORMS: &str = "`recipe:NAME` (e.g. \"recipe:tiny\"; NAME of \
+pub(super) const IMAGE_FORMS: &str = "`recipe:NAME` (e.g. \"recipe:tiny\"; NAME of \
     [a-z0-9][a-z0-9._-]*), `DISTRO:VERSION` (e.g. \"debian:12\", \"ubuntu:24.04\"), \
     `file:PATH`, or an `http://` / `https://` URL";
 
 /// Checks an image reference's shape. `recipe:` names are checked fully, since recipes are what
 /// this version builds; the other forms belong to the later image grammar and are only checked
 /// for being a non-empty `scheme:rest` without whitespace, then passed through to the runtime.
-pub(crate) fn validate_image(reference: &str) -> Result<(), String> {
+pub(super) fn validate_image(reference: &str) -> Result<(), String> {
     if reference.is_empty() {
         return Err(format!("`image` must not be empty: expected {IMAGE_FORMS}"));
     }

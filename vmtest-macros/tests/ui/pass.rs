@@ -2,6 +2,9 @@
 //! compiled out, so this proves the attribute accepts the forms and emits valid items;
 //! `tests/expand.rs` type-checks the same expansions under `--test`.
 
+// Only the compiled-out tests use `Vm`.
+#![allow(unused_imports)]
+
 use vmtest::{vmtest, Vm};
 
 #[vmtest]
