@@ -21,8 +21,9 @@ async fn check_cloud_init_ran(vm: &Vm) -> anyhow::Result<()> {
     assert!(status.success(), "{status:?}");
 
     // The SSH host key the server uses is the one vmtest generated and injected.
-    let key = vm.ssh().run(["cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).await?.stdout_str();
-    assert_eq!(key.split_whitespace().nth(1), vm.host_key().split_whitespace().nth(1));
+    // (cloud-init 22.4 writes the public half 0600, hence sudo.)
+    let key = vm.ssh().run(["sudo", "-n", "cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).await?;
+    assert_eq!(key.stdout_str().split_whitespace().nth(1), vm.host_key().split_whitespace().nth(1), "{key:?}");
 
     // Booted from its own disk by the bootloader, not by QEMU's -kernel.
     let cmdline = vm.ssh().run(["cat", "/proc/cmdline"]).await?.stdout_str();

@@ -1,7 +1,7 @@
 //! What a command run in the guest returned.
 
 /// The result of [`Ssh::run`](crate::Ssh::run): exit status and the two output streams.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Output {
     /// The exit code; `None` when the command was killed by a signal.
     pub exit_code: Option<u32>,
@@ -27,5 +27,17 @@ impl Output {
     /// Standard error as text (invalid UTF-8 replaced).
     pub fn stderr_str(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
+    }
+}
+
+/// Shows the streams as text, which is what a failing assertion's reader wants.
+impl std::fmt::Debug for Output {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("Output");
+        d.field("exit_code", &self.exit_code);
+        if let Some(sig) = &self.exit_signal {
+            d.field("exit_signal", sig);
+        }
+        d.field("stdout", &self.stdout_str()).field("stderr", &self.stderr_str()).finish()
     }
 }
