@@ -135,7 +135,7 @@ fn auto(canary_kernel: impl FnOnce() -> Result<std::path::PathBuf>) -> Result<(A
         }
     }
     let kernel = canary_kernel()?;
-    let (accel, why) = match canary(&kernel) {
+    let (accel, why) = match canary(&kernel)? {
         Ok(()) => (Accel::Kvm, "a canary Linux boot under KVM succeeded".to_owned()),
         Err(why) => (Accel::Tcg, format!("/dev/kvm is present but a canary Linux boot under KVM failed: {why}")),
     };
@@ -145,8 +145,12 @@ fn auto(canary_kernel: impl FnOnce() -> Result<std::path::PathBuf>) -> Result<(A
 
 /// Boots `kernel` under KVM with no root filesystem: a working KVM gets the kernel to its
 /// "VFS: Unable to mount root fs" panic in about a second, and `-no-reboot` then ends QEMU.
-fn canary(kernel: &Path) -> std::result::Result<(), String> {
-    let dir = tempfile::Builder::new().prefix("vmtest-canary-").tempdir().map_err(|e| e.to_string())?;
+/// The outer error is the host's (no QEMU, no temp dir): it is reported, not cached as a verdict.
+fn canary(kernel: &Path) -> Result<std::result::Result<(), String>> {
+    let dir = tempfile::Builder::new()
+        .prefix("vmtest-canary-")
+        .tempdir()
+        .map_err(|source| Error::Io { context: "creating the canary's directory".into(), source })?;
     let console = dir.path().join("console.log");
     let mut serial = std::ffi::OsString::from("file:");
     serial.push(&console);
@@ -158,16 +162,15 @@ fn canary(kernel: &Path) -> std::result::Result<(), String> {
         "-append".into(), "console=ttyS0 panic=-1".into(),
         "-serial".into(), serial,
     ];
-    let qemu = crate::qemu::QemuProcess::spawn(&crate::qemu::binary(), args, &dir.path().join("qemu.log"))
-        .map_err(|e| e.to_string())?;
+    let qemu = crate::qemu::QemuProcess::spawn(&crate::qemu::binary(), args, &dir.path().join("qemu.log"))?;
     let status = qemu.wait_timeout(Duration::from_secs(10));
     qemu.kill();
     let log = crate::console::read(&console);
     if log.contains("Kernel panic") || log.contains("Unable to mount root fs") {
-        return Ok(());
+        return Ok(Ok(()));
     }
-    match status {
+    Ok(match status {
         Some(s) => Err(format!("QEMU {}: {}", crate::qemu::describe_status(s), crate::console::tail(&qemu.stderr(), 2))),
         None => Err("the kernel printed nothing within 10 s".into()),
-    }
+    })
 }

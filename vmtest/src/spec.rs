@@ -19,6 +19,7 @@ pub struct VmSpec {
     pub(crate) disk_mib: Option<u64>,
     pub(crate) seed_format: SeedFormat,
     pub(crate) boot_timeout: Option<Duration>,
+    pub(crate) kernel_args: Vec<String>,
 }
 
 impl Default for VmSpec {
@@ -30,6 +31,7 @@ impl Default for VmSpec {
             disk_mib: None,
             seed_format: SeedFormat::Iso9660,
             boot_timeout: None,
+            kernel_args: Vec::new(),
         }
     }
 }
@@ -78,6 +80,14 @@ impl VmSpec {
     /// TCG. Default: 60 s.
     pub fn boot_timeout(mut self, timeout: Duration) -> Self {
         self.boot_timeout = Some(timeout);
+        self
+    }
+
+    /// Appends an argument to the kernel command line of images booted by direct kernel boot
+    /// (such as `recipe:tiny`); images that boot from disk through their own bootloader ignore
+    /// it.
+    pub fn kernel_arg(mut self, arg: impl Into<String>) -> Self {
+        self.kernel_args.push(arg.into());
         self
     }
 }

@@ -108,7 +108,12 @@ impl Vm {
             boot: match &image.boot {
                 ImageBoot::Disk => Boot::Disk,
                 ImageBoot::Kernel { kernel, initrd, cmdline } => {
-                    Boot::Kernel { kernel: kernel.clone(), initrd: initrd.clone(), cmdline: cmdline.clone() }
+                    let mut cmdline = cmdline.clone();
+                    for arg in &spec.kernel_args {
+                        cmdline.push(' ');
+                        cmdline.push_str(arg);
+                    }
+                    Boot::Kernel { kernel: kernel.clone(), initrd: initrd.clone(), cmdline }
                 }
             },
             drives,
