@@ -10,7 +10,13 @@ use vmtest::{vmtest, Vm};
 async fn hello_from_a_real_vm(vm: &Vm) -> anyhow::Result<()> {
     let out = vm.ssh().run(["uname", "-a"]).await?;
     assert!(out.success(), "uname failed: {}", out.stderr_str());
-    println!("{} answered in {:.1?} ({}): {}", vm.name(), vm.boot_time(), vm.accel(), out.stdout_str().trim());
+    println!(
+        "{} answered in {:.1?} ({}): {}",
+        vm.name(),
+        vm.boot_time(),
+        vm.accel(),
+        out.stdout_str().trim()
+    );
     Ok(())
 }
 

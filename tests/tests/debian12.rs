@@ -22,13 +22,27 @@ async fn check_cloud_init_ran(vm: &Vm) -> anyhow::Result<()> {
 
     // The SSH host key the server uses is the one vmtest generated and injected.
     // (cloud-init 22.4 writes the public half 0600, hence sudo.)
-    let key = vm.ssh().run(["sudo", "-n", "cat", "/etc/ssh/ssh_host_ed25519_key.pub"]).await?;
-    assert_eq!(key.stdout_str().split_whitespace().nth(1), vm.host_key().split_whitespace().nth(1), "{key:?}");
+    let key = vm
+        .ssh()
+        .run(["sudo", "-n", "cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
+        .await?;
+    assert_eq!(
+        key.stdout_str().split_whitespace().nth(1),
+        vm.host_key().split_whitespace().nth(1),
+        "{key:?}"
+    );
 
     // Booted from its own disk by the bootloader, not by QEMU's -kernel.
     let cmdline = vm.ssh().run(["cat", "/proc/cmdline"]).await?.stdout_str();
-    assert!(cmdline.contains("BOOT_IMAGE="), "not booted by GRUB: {cmdline}");
-    let root = vm.ssh().run(["findmnt", "-no", "SOURCE", "/"]).await?.stdout_str();
+    assert!(
+        cmdline.contains("BOOT_IMAGE="),
+        "not booted by GRUB: {cmdline}"
+    );
+    let root = vm
+        .ssh()
+        .run(["findmnt", "-no", "SOURCE", "/"])
+        .await?
+        .stdout_str();
     assert_eq!(root.trim(), "/dev/vda1");
     Ok(())
 }

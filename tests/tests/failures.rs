@@ -10,21 +10,43 @@ mod common;
 fn run_dir_entries() -> Vec<String> {
     let dir = std::env::var_os("VMTEST_RUN_DIR")
         .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("vmtest-{}", unsafe { libc::getuid() })));
-    std::fs::read_dir(dir).into_iter().flatten().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+        .unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("vmtest-{}", unsafe { libc::getuid() }))
+        });
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 #[tokio::test]
 async fn an_unknown_image_reference_lists_the_known_ones() {
     let started = Instant::now();
-    let err = Vm::boot(VmSpec::new().image("recipe:no-such-recipe")).await.unwrap_err();
+    let err = Vm::boot(VmSpec::new().image("recipe:no-such-recipe"))
+        .await
+        .unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::UnknownImage { .. }), "{msg}");
     assert!(msg.contains("no recipe `no-such-recipe`"), "{msg}");
-    assert!(msg.contains("recipe:tiny") && msg.contains("recipe:debian-12"), "{msg}");
-    let err = Vm::boot(VmSpec::new().image("ubuntu:24.04")).await.unwrap_err().to_string();
-    assert!(err.contains("unknown image reference `ubuntu:24.04`"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        msg.contains("recipe:tiny") && msg.contains("recipe:debian-12"),
+        "{msg}"
+    );
+    let err = Vm::boot(VmSpec::new().image("ubuntu:24.04"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unknown image reference `ubuntu:24.04`"),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,13 +58,25 @@ async fn a_guest_kernel_panic_fails_at_once_with_the_console() {
     let err = Vm::boot(spec).await.unwrap_err();
     let elapsed = started.elapsed();
     let msg = err.to_string();
-    assert!(matches!(err, Error::GuestCrashed { .. } | Error::QemuExited { .. }), "{msg}");
-    assert!(msg.contains("Kernel panic"), "the console tail is missing: {msg}");
+    assert!(
+        matches!(err, Error::GuestCrashed { .. } | Error::QemuExited { .. }),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("Kernel panic"),
+        "the console tail is missing: {msg}"
+    );
     // The boot deadline is minutes under TCG; a panic must not wait for it.
     assert!(elapsed < Duration::from_secs(60), "took {elapsed:?}: {msg}");
-    let leaked: Vec<_> = run_dir_entries().into_iter().filter(|e| !before.contains(e)).collect();
+    let leaked: Vec<_> = run_dir_entries()
+        .into_iter()
+        .filter(|e| !before.contains(e))
+        .collect();
     // Other tests of this binary may be booting VMs meanwhile; ours is the one named in the error.
-    assert!(!leaked.iter().any(|e| msg.contains(e.as_str())), "left behind: {leaked:?}");
+    assert!(
+        !leaked.iter().any(|e| msg.contains(e.as_str())),
+        "left behind: {leaked:?}"
+    );
 }
 
 #[tokio::test]
@@ -52,12 +86,20 @@ async fn a_missing_qemu_binary_is_named_with_the_package_to_install() {
     // test set it, so it runs in a child process).
     if std::env::var_os("VMTEST_FAILURES_CHILD").is_none() {
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["a_missing_qemu_binary_is_named_with_the_package_to_install", "--exact", "--nocapture"])
+            .args([
+                "a_missing_qemu_binary_is_named_with_the_package_to_install",
+                "--exact",
+                "--nocapture",
+            ])
             .env("VMTEST_FAILURES_CHILD", "1")
             .env("VMTEST_QEMU", "/no/such/qemu-system-x86_64")
             .output()
             .unwrap();
-        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(out.status.success(), "{all}");
         return;
     }
@@ -66,5 +108,9 @@ async fn a_missing_qemu_binary_is_named_with_the_package_to_install() {
     let msg = err.to_string();
     assert!(matches!(err, Error::MissingTool { .. }), "{msg}");
     assert!(msg.contains("qemu-system-x86"), "{msg}");
-    assert!(started.elapsed() < Duration::from_secs(20), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        started.elapsed()
+    );
 }

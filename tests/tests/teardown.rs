@@ -56,16 +56,35 @@ struct Outcome {
 fn run_scenario(name: &str) -> Outcome {
     let record = tempfile::NamedTempFile::new().unwrap();
     let out = Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(RECORD, record.path())
         .output()
         .unwrap();
-    let output = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let output = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     let recorded = std::fs::read_to_string(record.path()).unwrap();
     let mut lines = recorded.lines();
-    let pid = lines.next().unwrap_or_else(|| panic!("scenario {name} recorded nothing:\n{output}")).parse().unwrap();
+    let pid = lines
+        .next()
+        .unwrap_or_else(|| panic!("scenario {name} recorded nothing:\n{output}"))
+        .parse()
+        .unwrap();
     let dir = PathBuf::from(lines.next().unwrap());
-    Outcome { passed: out.status.success(), output, pid, dir }
+    Outcome {
+        passed: out.status.success(),
+        output,
+        pid,
+        dir,
+    }
 }
 
 #[test]

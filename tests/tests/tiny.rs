@@ -11,7 +11,10 @@ async fn runs_commands_and_reports_exit_status_and_streams(vm: &Vm) -> anyhow::R
     assert_eq!(out.stdout_str(), "Linux\n");
     assert!(out.stderr.is_empty());
 
-    let out = vm.ssh().run(["sh", "-c", "echo to-out; echo to-err >&2; exit 3"]).await?;
+    let out = vm
+        .ssh()
+        .run(["sh", "-c", "echo to-out; echo to-err >&2; exit 3"])
+        .await?;
     assert_eq!(out.exit_code, Some(3));
     assert!(!out.success());
     assert_eq!(out.stdout_str(), "to-out\n");
@@ -49,40 +52,82 @@ async fn arguments_arrive_verbatim_whatever_they_contain(vm: &Vm) -> anyhow::Res
     // The VM got what the attribute asked for.
     let cpus = vm.ssh().run(["nproc"]).await?.stdout_str();
     assert_eq!(cpus.trim(), "2");
-    let meminfo = vm.ssh().run(["sh", "-c", "head -1 /proc/meminfo"]).await?.stdout_str();
+    let meminfo = vm
+        .ssh()
+        .run(["sh", "-c", "head -1 /proc/meminfo"])
+        .await?
+        .stdout_str();
     let kib: u64 = meminfo.split_whitespace().nth(1).unwrap().parse()?;
-    assert!((300_000..=393_216).contains(&kib), "MemTotal {kib} kB for 384M");
+    assert!(
+        (300_000..=393_216).contains(&kib),
+        "MemTotal {kib} kB for 384M"
+    );
     Ok(())
 }
 
 #[vmtest(image = "recipe:tiny")]
-async fn the_seed_sets_hostname_and_user_and_the_overlay_isolates_the_base(vm: &Vm) -> anyhow::Result<()> {
+async fn the_seed_sets_hostname_and_user_and_the_overlay_isolates_the_base(
+    vm: &Vm,
+) -> anyhow::Result<()> {
     let hostname = vm.ssh().run(["hostname"]).await?.stdout_str();
     assert_eq!(hostname.trim(), vm.name());
-    let user = vm.ssh().run(["sh", "-c", "echo $USER; cat ~/.ssh/authorized_keys"]).await?.stdout_str();
+    let user = vm
+        .ssh()
+        .run(["sh", "-c", "echo $USER; cat ~/.ssh/authorized_keys"])
+        .await?
+        .stdout_str();
     assert!(user.starts_with("vmtest\nssh-ed25519 "), "{user}");
 
     // The base image's data disk is visible through the overlay, and writes stay in the overlay.
     let marker = vm.ssh().run(["cat", "/data/vmtest-tiny"]).await?;
     assert!(marker.success(), "{marker:?}");
-    let write = vm.ssh().run(["sh", "-c", "echo changed > /data/vmtest-tiny && sync && cat /data/vmtest-tiny"]).await?;
+    let write = vm
+        .ssh()
+        .run([
+            "sh",
+            "-c",
+            "echo changed > /data/vmtest-tiny && sync && cat /data/vmtest-tiny",
+        ])
+        .await?;
     assert_eq!(write.stdout_str(), "changed\n");
     let overlay = vm.dir().join("overlay.qcow2");
-    let info = std::process::Command::new("qemu-img").arg("info").arg("-U").arg(&overlay).output()?;
+    let info = std::process::Command::new("qemu-img")
+        .arg("info")
+        .arg("-U")
+        .arg(&overlay)
+        .output()?;
     let info = String::from_utf8_lossy(&info.stdout);
-    assert!(info.contains("backing file:"), "the VM disk is not an overlay: {info}");
+    assert!(
+        info.contains("backing file:"),
+        "the VM disk is not an overlay: {info}"
+    );
     Ok(())
 }
 
 #[vmtest(image = "recipe:tiny")]
 async fn a_wrong_host_key_is_refused(vm: &Vm) -> anyhow::Result<()> {
     // A valid ed25519 key that is not the one injected into this guest.
-    let stranger = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMkNdwdRPnSW2Thi/V2uX/CtAKDzSJsGUmN5wWtz5aoS stranger";
-    let err = vm.ssh().with_host_key(stranger)?.run(["true"]).await.unwrap_err();
+    let stranger =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMkNdwdRPnSW2Thi/V2uX/CtAKDzSJsGUmN5wWtz5aoS stranger";
+    let err = vm
+        .ssh()
+        .with_host_key(stranger)?
+        .run(["true"])
+        .await
+        .unwrap_err();
     match &err {
-        vmtest::Error::HostKeyMismatch { expected, offered, .. } => {
-            assert!(expected.contains("AAAAC3NzaC1lZDI1NTE5AAAAIMkNdwdRPnSW2Thi"), "{err}");
-            assert_eq!(offered.split_whitespace().nth(1), vm.host_key().split_whitespace().nth(1), "{err}");
+        vmtest::Error::HostKeyMismatch {
+            expected, offered, ..
+        } => {
+            assert!(
+                expected.contains("AAAAC3NzaC1lZDI1NTE5AAAAIMkNdwdRPnSW2Thi"),
+                "{err}"
+            );
+            assert_eq!(
+                offered.split_whitespace().nth(1),
+                vm.host_key().split_whitespace().nth(1),
+                "{err}"
+            );
         }
         other => panic!("expected a host key mismatch, got: {other}"),
     }
@@ -101,7 +146,9 @@ async fn the_console_log_shows_the_boot(vm: &Vm) -> anyhow::Result<()> {
 /// The VFAT seed (`CIDATA`) is the second format; the same guest must honour it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vfat_seed_works_too() -> anyhow::Result<()> {
-    let spec = vmtest::VmSpec::new().image("recipe:tiny").seed_format(vmtest::SeedFormat::Vfat);
+    let spec = vmtest::VmSpec::new()
+        .image("recipe:tiny")
+        .seed_format(vmtest::SeedFormat::Vfat);
     let vm = Vm::boot(spec).await?;
     let hostname = vm.ssh().run(["hostname"]).await?.stdout_str();
     assert_eq!(hostname.trim(), vm.name());

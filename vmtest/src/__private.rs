@@ -54,7 +54,12 @@ where
     let outcome = runtime.block_on(async move {
         let vm = match Vm::boot(spec).await {
             Ok(vm) => vm,
-            Err(e) => return Err(Failure::Message(format!("{}::{}: VM did not boot: {e}", id.module_path, id.name))),
+            Err(e) => {
+                return Err(Failure::Message(format!(
+                    "{}::{}: VM did not boot: {e}",
+                    id.module_path, id.name
+                )))
+            }
         };
         let result = CatchUnwind(AssertUnwindSafe(body(&vm))).await;
         vm.destroy().await;

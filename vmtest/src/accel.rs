@@ -78,14 +78,19 @@ impl AccelChoice {
 
 /// Resolves the choice to an accelerator. `canary_kernel` is asked for a Linux kernel only when
 /// a canary has to run.
-pub(crate) fn resolve(choice: AccelChoice, canary_kernel: impl FnOnce() -> Result<std::path::PathBuf>) -> Result<Accel> {
+pub(crate) fn resolve(
+    choice: AccelChoice,
+    canary_kernel: impl FnOnce() -> Result<std::path::PathBuf>,
+) -> Result<Accel> {
     match choice {
         AccelChoice::Tcg => Ok(Accel::Tcg),
         AccelChoice::Kvm => match kvm_usable() {
             Ok(()) => Ok(Accel::Kvm),
             Err(why) => Err(Error::Invalid {
                 what: "accelerator",
-                message: format!("KVM was required but {why}; use VMTEST_ACCEL=auto to fall back to TCG"),
+                message: format!(
+                    "KVM was required but {why}; use VMTEST_ACCEL=auto to fall back to TCG"
+                ),
             }),
         },
         AccelChoice::Auto => {
@@ -96,7 +101,11 @@ pub(crate) fn resolve(choice: AccelChoice, canary_kernel: impl FnOnce() -> Resul
             let (accel, why) = auto(canary_kernel)?;
             if AUTO.set(accel).is_ok() {
                 // Once per process: the one line that explains why everything is slow.
-                let scale = if accel == Accel::Tcg { format!("; timeouts scaled x{}", accel.timeout_factor()) } else { String::new() };
+                let scale = if accel == Accel::Tcg {
+                    format!("; timeouts scaled x{}", accel.timeout_factor())
+                } else {
+                    String::new()
+                };
                 eprintln!("vmtest: accelerator {accel} ({why}){scale}");
             }
             Ok(*AUTO.get().unwrap_or(&accel))
@@ -105,10 +114,16 @@ pub(crate) fn resolve(choice: AccelChoice, canary_kernel: impl FnOnce() -> Resul
 }
 
 fn kvm_usable() -> std::result::Result<(), String> {
-    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+    {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("/dev/kvm does not exist".into()),
-        Err(e) => Err(format!("/dev/kvm cannot be opened ({e}); add yourself to the `kvm` group")),
+        Err(e) => Err(format!(
+            "/dev/kvm cannot be opened ({e}); add yourself to the `kvm` group"
+        )),
     }
 }
 
@@ -129,15 +144,31 @@ fn auto(canary_kernel: impl FnOnce() -> Result<std::path::PathBuf>) -> Result<(A
         let mut parts = text.splitn(3, ' ');
         if let (Some(id), Some(verdict), reason) = (parts.next(), parts.next(), parts.next()) {
             if id == boot_id && !boot_id.is_empty() {
-                let accel = if verdict == "kvm" { Accel::Kvm } else { Accel::Tcg };
-                return Ok((accel, format!("cached verdict for this host boot: {}", reason.unwrap_or("").trim())));
+                let accel = if verdict == "kvm" {
+                    Accel::Kvm
+                } else {
+                    Accel::Tcg
+                };
+                return Ok((
+                    accel,
+                    format!(
+                        "cached verdict for this host boot: {}",
+                        reason.unwrap_or("").trim()
+                    ),
+                ));
             }
         }
     }
     let kernel = canary_kernel()?;
     let (accel, why) = match canary(&kernel)? {
-        Ok(()) => (Accel::Kvm, "a canary Linux boot under KVM succeeded".to_owned()),
-        Err(why) => (Accel::Tcg, format!("/dev/kvm is present but a canary Linux boot under KVM failed: {why}")),
+        Ok(()) => (
+            Accel::Kvm,
+            "a canary Linux boot under KVM succeeded".to_owned(),
+        ),
+        Err(why) => (
+            Accel::Tcg,
+            format!("/dev/kvm is present but a canary Linux boot under KVM failed: {why}"),
+        ),
     };
     let _ = std::fs::write(&cache, format!("{boot_id} {} {why}\n", accel.name()));
     Ok((accel, why))
@@ -150,19 +181,36 @@ fn canary(kernel: &Path) -> Result<std::result::Result<(), String>> {
     let dir = tempfile::Builder::new()
         .prefix("vmtest-canary-")
         .tempdir()
-        .map_err(|source| Error::Io { context: "creating the canary's directory".into(), source })?;
+        .map_err(|source| Error::Io {
+            context: "creating the canary's directory".into(),
+            source,
+        })?;
     let console = dir.path().join("console.log");
     let mut serial = std::ffi::OsString::from("file:");
     serial.push(&console);
     let args: Vec<std::ffi::OsString> = vec![
-        "-nodefaults".into(), "-display".into(), "none".into(),
-        "-machine".into(), "q35,accel=kvm".into(), "-cpu".into(), "host".into(),
-        "-m".into(), "256M".into(), "-no-reboot".into(),
-        "-kernel".into(), kernel.into(),
-        "-append".into(), "console=ttyS0 panic=-1".into(),
-        "-serial".into(), serial,
+        "-nodefaults".into(),
+        "-display".into(),
+        "none".into(),
+        "-machine".into(),
+        "q35,accel=kvm".into(),
+        "-cpu".into(),
+        "host".into(),
+        "-m".into(),
+        "256M".into(),
+        "-no-reboot".into(),
+        "-kernel".into(),
+        kernel.into(),
+        "-append".into(),
+        "console=ttyS0 panic=-1".into(),
+        "-serial".into(),
+        serial,
     ];
-    let qemu = crate::qemu::QemuProcess::spawn(&crate::qemu::binary(), args, &dir.path().join("qemu.log"))?;
+    let qemu = crate::qemu::QemuProcess::spawn(
+        &crate::qemu::binary(),
+        args,
+        &dir.path().join("qemu.log"),
+    )?;
     let status = qemu.wait_timeout(Duration::from_secs(10));
     qemu.kill();
     let log = crate::console::read(&console);
@@ -170,7 +218,11 @@ fn canary(kernel: &Path) -> Result<std::result::Result<(), String>> {
         return Ok(Ok(()));
     }
     Ok(match status {
-        Some(s) => Err(format!("QEMU {}: {}", crate::qemu::describe_status(s), crate::console::tail(&qemu.stderr(), 2))),
+        Some(s) => Err(format!(
+            "QEMU {}: {}",
+            crate::qemu::describe_status(s),
+            crate::console::tail(&qemu.stderr(), 2)
+        )),
         None => Err("the kernel printed nothing within 10 s".into()),
     })
 }

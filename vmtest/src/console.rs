@@ -26,7 +26,10 @@ pub(crate) fn read(path: &Path) -> String {
 
 /// The first fatal marker line, if the console shows one.
 pub(crate) fn fatal_line(console: &str) -> Option<String> {
-    console.lines().find(|l| FATAL_MARKERS.iter().any(|m| l.contains(m))).map(|l| l.trim().to_owned())
+    console
+        .lines()
+        .find(|l| FATAL_MARKERS.iter().any(|m| l.contains(m)))
+        .map(|l| l.trim().to_owned())
 }
 
 #[cfg(test)]
@@ -34,8 +37,14 @@ mod tests {
     #[test]
     fn finds_panics_and_tails() {
         let log = "a\nb\n[    1.0] Kernel panic - not syncing: VFS: Unable to mount root fs\nc\n";
-        assert_eq!(super::fatal_line(log).unwrap(), "[    1.0] Kernel panic - not syncing: VFS: Unable to mount root fs");
-        assert_eq!(super::tail(log, 2), "[    1.0] Kernel panic - not syncing: VFS: Unable to mount root fs\nc");
+        assert_eq!(
+            super::fatal_line(log).unwrap(),
+            "[    1.0] Kernel panic - not syncing: VFS: Unable to mount root fs"
+        );
+        assert_eq!(
+            super::tail(log, 2),
+            "[    1.0] Kernel panic - not syncing: VFS: Unable to mount root fs\nc"
+        );
         assert!(super::fatal_line("all good\n").is_none());
     }
 }

@@ -27,7 +27,11 @@ pub(crate) struct Image {
 #[derive(Debug, Clone)]
 pub(crate) enum ImageBoot {
     Disk,
-    Kernel { kernel: PathBuf, initrd: Option<PathBuf>, cmdline: String },
+    Kernel {
+        kernel: PathBuf,
+        initrd: Option<PathBuf>,
+        cmdline: String,
+    },
 }
 
 /// `image.json`, as written by a recipe (see `fixtures/README.md`).
@@ -49,7 +53,10 @@ struct Manifest {
 pub(crate) fn recipes_dir() -> PathBuf {
     match std::env::var_os("VMTEST_RECIPES_DIR").filter(|d| !d.is_empty()) {
         Some(dir) => dir.into(),
-        None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures"),
+        None => {
+            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+            dir.canonicalize().unwrap_or(dir)
+        }
     }
 }
 
@@ -68,9 +75,13 @@ fn known_recipes(dir: &Path) -> Vec<String> {
 /// Resolves a reference, building the recipe on first use. Resolutions are memoised per
 /// process, and one reference is never resolved twice at once.
 pub(crate) fn resolve(reference: &str) -> Result<Image> {
-    static RESOLVED: OnceLock<Mutex<HashMap<String, Arc<Mutex<Option<Image>>>>>> = OnceLock::new();
+    type Slot = Arc<Mutex<Option<Image>>>;
+    static RESOLVED: OnceLock<Mutex<HashMap<String, Slot>>> = OnceLock::new();
     let slot = {
-        let mut map = RESOLVED.get_or_init(Default::default).lock().unwrap_or_else(|p| p.into_inner());
+        let mut map = RESOLVED
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         Arc::clone(map.entry(reference.to_owned()).or_default())
     };
     let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
@@ -85,7 +96,11 @@ pub(crate) fn resolve(reference: &str) -> Result<Image> {
 fn resolve_uncached(reference: &str) -> Result<Image> {
     let dir = recipes_dir();
     let known = || {
-        known_recipes(&dir).iter().map(|n| format!("recipe:{n}")).collect::<Vec<_>>().join(", ")
+        known_recipes(&dir)
+            .iter()
+            .map(|n| format!("recipe:{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
     let Some(name) = reference.strip_prefix("recipe:") else {
         return Err(Error::UnknownImage {
@@ -114,7 +129,10 @@ fn build(dir: &Path, name: &str) -> Result<PathBuf> {
         .arg(name)
         .env("VMTEST_RECIPES_DIR", dir)
         .output()
-        .map_err(|source| Error::Io { context: format!("running {command}"), source })?;
+        .map_err(|source| Error::Io {
+            context: format!("running {command}"),
+            source,
+        })?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         return Err(Error::ImageBuild {
@@ -141,7 +159,10 @@ fn build(dir: &Path, name: &str) -> Result<PathBuf> {
 }
 
 fn load(reference: &str, dir: &Path) -> Result<Image> {
-    let bad = |reason: String| Error::BadImage { dir: dir.to_owned(), reason };
+    let bad = |reason: String| Error::BadImage {
+        dir: dir.to_owned(),
+        reason,
+    };
     let text = std::fs::read_to_string(dir.join("image.json"))
         .map_err(|e| bad(format!("cannot read image.json: {e}")))?;
     let m: Manifest = serde_json::from_str(&text).map_err(|e| bad(format!("image.json: {e}")))?;
@@ -167,13 +188,26 @@ fn load(reference: &str, dir: &Path) -> Result<Image> {
             ImageBoot::Disk
         }
         "kernel" => ImageBoot::Kernel {
-            kernel: file(&m.kernel, "kernel")?.ok_or_else(|| bad("boot is \"kernel\" but no kernel is named".into()))?,
+            kernel: file(&m.kernel, "kernel")?
+                .ok_or_else(|| bad("boot is \"kernel\" but no kernel is named".into()))?,
             initrd: file(&m.initrd, "initrd")?,
-            cmdline: m.cmdline.clone().unwrap_or_else(|| "console=ttyS0 panic=-1".into()),
+            cmdline: m
+                .cmdline
+                .clone()
+                .unwrap_or_else(|| "console=ttyS0 panic=-1".into()),
         },
-        other => return Err(bad(format!("boot must be \"disk\" or \"kernel\", not {other:?}"))),
+        other => {
+            return Err(bad(format!(
+                "boot must be \"disk\" or \"kernel\", not {other:?}"
+            )))
+        }
     };
-    Ok(Image { reference: reference.into(), boot, disk, min_memory_mib: m.min_memory_mib })
+    Ok(Image {
+        reference: reference.into(),
+        boot,
+        disk,
+        min_memory_mib: m.min_memory_mib,
+    })
 }
 
 #[cfg(test)]
@@ -183,7 +217,10 @@ mod tests {
     #[test]
     fn unknown_references_list_the_known_ones() {
         let err = resolve("ubuntu:99.04").unwrap_err().to_string();
-        assert!(err.contains("unknown image reference `ubuntu:99.04`"), "{err}");
+        assert!(
+            err.contains("unknown image reference `ubuntu:99.04`"),
+            "{err}"
+        );
         assert!(err.contains("recipe:tiny"), "{err}");
         let err = resolve("recipe:nope").unwrap_err().to_string();
         assert!(err.contains("no recipe `nope`"), "{err}");
@@ -192,14 +229,26 @@ mod tests {
     #[test]
     fn manifests_are_checked() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("image.json"), r#"{"name":"x","boot":"disk"}"#).unwrap();
+        std::fs::write(
+            dir.path().join("image.json"),
+            r#"{"name":"x","boot":"disk"}"#,
+        )
+        .unwrap();
         let err = load("recipe:x", dir.path()).unwrap_err().to_string();
         assert!(err.contains("no disk is named"), "{err}");
-        std::fs::write(dir.path().join("image.json"), r#"{"name":"x","boot":"kernel","kernel":"k","colour":1}"#).unwrap();
+        std::fs::write(
+            dir.path().join("image.json"),
+            r#"{"name":"x","boot":"kernel","kernel":"k","colour":1}"#,
+        )
+        .unwrap();
         let err = load("recipe:x", dir.path()).unwrap_err().to_string();
         assert!(err.contains("unknown field `colour`"), "{err}");
         std::fs::write(dir.path().join("k"), b"").unwrap();
-        std::fs::write(dir.path().join("image.json"), r#"{"name":"x","boot":"kernel","kernel":"k"}"#).unwrap();
+        std::fs::write(
+            dir.path().join("image.json"),
+            r#"{"name":"x","boot":"kernel","kernel":"k"}"#,
+        )
+        .unwrap();
         let image = load("recipe:x", dir.path()).unwrap();
         assert!(matches!(image.boot, ImageBoot::Kernel { .. }));
     }

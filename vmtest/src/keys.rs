@@ -26,7 +26,9 @@ pub(crate) fn generate(comment: &str) -> Result<PrivateKey> {
 
 /// The private key in OpenSSH PEM format.
 pub(crate) fn private_openssh(key: &PrivateKey) -> String {
-    key.to_openssh(LineEnding::LF).map(|s| s.to_string()).unwrap_or_default()
+    key.to_openssh(LineEnding::LF)
+        .map(|s| s.to_string())
+        .unwrap_or_default()
 }
 
 /// The public key as one `authorized_keys` / `known_hosts` line.

@@ -16,17 +16,21 @@
 //! pinned host key. Whatever the body does — return `Err`, panic — the VM is torn down.
 //! See `docs/` in the repository for the guide.
 
+// Errors carry console tails and the stage that stalled, so the Err variant is large; it is only
+// built on the (cold) failure path of a VM boot, where its size costs nothing.
+#![allow(clippy::result_large_err)]
+
 pub use vmtest_macros::vmtest;
 
 // The stages of one VM's life, in data-flow order.
-mod spec;
-mod image;
 mod accel;
-mod keys;
-mod seed;
-mod qemu;
 mod console;
+mod image;
+mod keys;
+mod qemu;
 mod ready;
+mod seed;
+mod spec;
 mod ssh;
 mod vm;
 // Support.
@@ -43,3 +47,5 @@ pub use vm::{Ssh, Vm};
 
 #[doc(hidden)]
 pub mod __private;
+#[doc(hidden)]
+pub mod __runner;

@@ -38,6 +38,8 @@ impl std::fmt::Debug for Output {
         if let Some(sig) = &self.exit_signal {
             d.field("exit_signal", sig);
         }
-        d.field("stdout", &self.stdout_str()).field("stderr", &self.stderr_str()).finish()
+        d.field("stdout", &self.stdout_str())
+            .field("stderr", &self.stderr_str())
+            .finish()
     }
 }

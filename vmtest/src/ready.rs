@@ -42,7 +42,9 @@ pub(crate) async fn wait(b: &Booting<'_>, timeout: Duration) -> Result<(Target, 
                 match qmp.hmp("info usernet").await {
                     Ok(info) => match forwarded_port(&info, 22) {
                         Some(port) => break port,
-                        None => last_error = format!("no forward to port 22 in `info usernet`: {info}"),
+                        None => {
+                            last_error = format!("no forward to port 22 in `info usernet`: {info}")
+                        }
                     },
                     Err(e) => last_error = e,
                 }
@@ -75,7 +77,13 @@ pub(crate) async fn wait(b: &Booting<'_>, timeout: Duration) -> Result<(Target, 
                     tracing::debug!(vm = b.name, elapsed = ?started.elapsed(), "SSH ready");
                     return Ok((target, session));
                 }
-                Ok(out) => last_error = format!("`true` exited with {:?}: {}", out.exit_code, out.stderr_str()),
+                Ok(out) => {
+                    last_error = format!(
+                        "`true` exited with {:?}: {}",
+                        out.exit_code,
+                        out.stderr_str()
+                    )
+                }
                 Err(e) => last_error = e.to_string(),
             },
             Err(e) => last_error = e.to_string(),

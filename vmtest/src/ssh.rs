@@ -37,7 +37,10 @@ struct Pinned {
 impl client::Handler for Pinned {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, key: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        key: &PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         Ok(match key {
             PublicKeyOrCertificate::PublicKey { key, .. } => {
                 *self.offered.lock().unwrap_or_else(|p| p.into_inner()) = Some(key.clone());
@@ -50,9 +53,16 @@ impl client::Handler for Pinned {
 
 impl Session {
     /// Connects, verifies the host key, and authenticates, all within `timeout`.
-    pub async fn connect(target: &Target, host_key: &PublicKey, timeout: Duration) -> Result<Session> {
+    pub async fn connect(
+        target: &Target,
+        host_key: &PublicKey,
+        timeout: Duration,
+    ) -> Result<Session> {
         let addr = target.addr;
-        let ssh_err = |message: String| Error::Ssh { addr: addr.to_string(), message };
+        let ssh_err = |message: String| Error::Ssh {
+            addr: addr.to_string(),
+            message,
+        };
         let config = Arc::new(client::Config {
             // A guest under TCG on a loaded host can be slow to answer; a dead one is noticed
             // within a minute instead of hanging a test forever.
@@ -62,26 +72,36 @@ impl Session {
             ..Default::default()
         });
         let offered = Arc::new(Mutex::new(None));
-        let handler = Pinned { expected: host_key.clone(), offered: Arc::clone(&offered) };
+        let handler = Pinned {
+            expected: host_key.clone(),
+            offered: Arc::clone(&offered),
+        };
         let connect = async {
-            let mut handle = client::connect(config, addr, handler).await.map_err(|e| match e {
-                russh::Error::UnknownKey => {
-                    let offered = offered.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                    Error::HostKeyMismatch {
-                        addr: addr.to_string(),
-                        expected: host_key.to_openssh().unwrap_or_default(),
-                        offered: offered.and_then(|k| k.to_openssh().ok()).unwrap_or_else(|| "a certificate".into()),
+            let mut handle = client::connect(config, addr, handler)
+                .await
+                .map_err(|e| match e {
+                    russh::Error::UnknownKey => {
+                        let offered = offered.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                        Error::HostKeyMismatch {
+                            addr: addr.to_string(),
+                            expected: host_key.to_openssh().unwrap_or_default(),
+                            offered: offered
+                                .and_then(|k| k.to_openssh().ok())
+                                .unwrap_or_else(|| "a certificate".into()),
+                        }
                     }
-                }
-                other => ssh_err(format!("connecting: {other}")),
-            })?;
+                    other => ssh_err(format!("connecting: {other}")),
+                })?;
             let key = PrivateKeyWithHashAlg::new(Arc::clone(&target.client_key), None);
             let auth = handle
                 .authenticate_publickey(target.user.clone(), key)
                 .await
                 .map_err(|e| ssh_err(format!("authenticating as {}: {e}", target.user)))?;
             if !auth.success() {
-                return Err(ssh_err(format!("the guest refused the key for user `{}`", target.user)));
+                return Err(ssh_err(format!(
+                    "the guest refused the key for user `{}`",
+                    target.user
+                )));
             }
             Ok(Session { handle, addr })
         };
@@ -92,17 +112,34 @@ impl Session {
 
     /// Runs one command line and collects its output.
     pub async fn exec(&self, command: &str) -> Result<crate::Output> {
-        let ssh_err = |message: String| Error::Ssh { addr: self.addr.to_string(), message };
-        let mut channel = self.handle.channel_open_session().await.map_err(|e| ssh_err(format!("opening a channel: {e}")))?;
-        channel.exec(true, command).await.map_err(|e| ssh_err(format!("starting `{command}`: {e}")))?;
-        let mut out = crate::Output { exit_code: None, exit_signal: None, stdout: Vec::new(), stderr: Vec::new() };
+        let ssh_err = |message: String| Error::Ssh {
+            addr: self.addr.to_string(),
+            message,
+        };
+        let mut channel = self
+            .handle
+            .channel_open_session()
+            .await
+            .map_err(|e| ssh_err(format!("opening a channel: {e}")))?;
+        channel
+            .exec(true, command)
+            .await
+            .map_err(|e| ssh_err(format!("starting `{command}`: {e}")))?;
+        let mut out = crate::Output {
+            exit_code: None,
+            exit_signal: None,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        };
         let mut closed = false;
         while let Some(msg) = channel.wait().await {
             match msg {
                 ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
                 ChannelMsg::ExtendedData { data, ext: 1 } => out.stderr.extend_from_slice(&data),
                 ChannelMsg::ExitStatus { exit_status } => out.exit_code = Some(exit_status),
-                ChannelMsg::ExitSignal { signal_name, .. } => out.exit_signal = Some(format!("{signal_name:?}")),
+                ChannelMsg::ExitSignal { signal_name, .. } => {
+                    out.exit_signal = Some(format!("{signal_name:?}"))
+                }
                 ChannelMsg::Close => {
                     closed = true;
                     break;
@@ -111,7 +148,9 @@ impl Session {
             }
         }
         if out.exit_code.is_none() && out.exit_signal.is_none() && !closed {
-            return Err(ssh_err(format!("the connection ended before `{command}` finished")));
+            return Err(ssh_err(format!(
+                "the connection ended before `{command}` finished"
+            )));
         }
         Ok(out)
     }
@@ -132,12 +171,18 @@ where
     for (i, arg) in argv.into_iter().enumerate() {
         let arg = arg.as_ref();
         if arg.contains('\0') {
-            return Err(Error::Invalid { what: "command argument", message: format!("{arg:?} contains a NUL byte, which no command line can carry") });
+            return Err(Error::Invalid {
+                what: "command argument",
+                message: format!("{arg:?} contains a NUL byte, which no command line can carry"),
+            });
         }
         if i > 0 {
             line.push(' ');
         }
-        let safe = !arg.is_empty() && arg.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+        let safe = !arg.is_empty()
+            && arg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
         if safe {
             line.push_str(arg);
         } else {
@@ -147,7 +192,10 @@ where
         }
     }
     if line.is_empty() {
-        return Err(Error::Invalid { what: "command", message: "argv is empty; pass at least the program name".into() });
+        return Err(Error::Invalid {
+            what: "command",
+            message: "argv is empty; pass at least the program name".into(),
+        });
     }
     Ok(line)
 }
@@ -160,7 +208,10 @@ mod tests {
     fn quotes_what_the_shell_would_interpret() {
         assert_eq!(quote_argv(["echo", "hello"]).unwrap(), "echo hello");
         assert_eq!(quote_argv(["echo", ""]).unwrap(), "echo ''");
-        assert_eq!(quote_argv(["echo", "it's $HOME; `x` \"y\" \\ *"]).unwrap(), r#"echo 'it'\''s $HOME; `x` "y" \ *'"#);
+        assert_eq!(
+            quote_argv(["echo", "it's $HOME; `x` \"y\" \\ *"]).unwrap(),
+            r#"echo 'it'\''s $HOME; `x` "y" \ *'"#
+        );
         assert_eq!(quote_argv(["a b", "\n"]).unwrap(), "'a b' '\n'");
         assert!(quote_argv(Vec::<String>::new()).is_err());
         assert!(quote_argv(["a\0b"]).is_err());

@@ -56,10 +56,16 @@ impl Vm {
     /// `#[vmtest]` calls this for you; call it directly for VMs a test manages itself.
     pub async fn boot(spec: VmSpec) -> Result<Vm> {
         let started = Instant::now();
-        check_tool("qemu-img", "apt-get install --no-install-recommends qemu-utils")?;
+        check_tool(
+            "qemu-img",
+            "apt-get install --no-install-recommends qemu-utils",
+        )?;
         let binary = crate::qemu::binary();
         if !binary.is_absolute() {
-            check_tool(&binary.to_string_lossy(), "apt-get install --no-install-recommends qemu-system-x86 qemu-utils")?;
+            check_tool(
+                &binary.to_string_lossy(),
+                "apt-get install --no-install-recommends qemu-system-x86 qemu-utils",
+            )?;
         }
         let reference = spec.image.clone();
         let image = blocking(move || crate::image::resolve(&reference)).await?;
@@ -68,19 +74,27 @@ impl Vm {
 
         let name = next_name();
         let dir = WorkDir(crate::paths::run_dir().join(&name));
-        std::fs::create_dir_all(&dir.0).context(|| format!("creating the VM directory {}", dir.0.display()))?;
+        std::fs::create_dir_all(&dir.0)
+            .context(|| format!("creating the VM directory {}", dir.0.display()))?;
         restrict(&dir.0)?;
 
         let client_key = keys::generate(&format!("vmtest-client@{name}"))?;
         let host_key = keys::generate(&format!("root@{name}"))?;
         // For debugging by hand: `ssh -i DIR/id_ed25519 -o UserKnownHostsFile=DIR/known_hosts`.
-        write_private(&dir.0.join("id_ed25519"), &keys::private_openssh(&client_key))?;
+        write_private(
+            &dir.0.join("id_ed25519"),
+            &keys::private_openssh(&client_key),
+        )?;
 
         let mut drives = Vec::new();
         if let Some(base) = &image.disk {
             let overlay = dir.0.join("overlay.qcow2");
             create_overlay(base, &overlay, spec.disk_mib)?;
-            drives.push(Drive { path: overlay, format: DiskFormat::Qcow2, read_only: false });
+            drives.push(Drive {
+                path: overlay,
+                format: DiskFormat::Qcow2,
+                read_only: false,
+            });
         }
         let seed_path = dir.0.join(match spec.seed_format {
             SeedFormat::Iso9660 => "seed.iso",
@@ -95,8 +109,13 @@ impl Vm {
             host_key_public_openssh: keys::public_openssh(&host_key),
             extra_user_data: Default::default(),
         };
-        seed.write(&seed_path, spec.seed_format).context(|| format!("writing the cloud-init seed {}", seed_path.display()))?;
-        drives.push(Drive { path: seed_path, format: DiskFormat::Raw, read_only: true });
+        seed.write(&seed_path, spec.seed_format)
+            .context(|| format!("writing the cloud-init seed {}", seed_path.display()))?;
+        drives.push(Drive {
+            path: seed_path,
+            format: DiskFormat::Raw,
+            read_only: true,
+        });
 
         let console = dir.0.join("console.log");
         let qmp_socket = dir.0.join("qmp.sock");
@@ -107,23 +126,35 @@ impl Vm {
             memory_mib: spec.memory_mib.max(image.min_memory_mib),
             boot: match &image.boot {
                 ImageBoot::Disk => Boot::Disk,
-                ImageBoot::Kernel { kernel, initrd, cmdline } => {
+                ImageBoot::Kernel {
+                    kernel,
+                    initrd,
+                    cmdline,
+                } => {
                     let mut cmdline = cmdline.clone();
                     for arg in &spec.kernel_args {
                         cmdline.push(' ');
                         cmdline.push_str(arg);
                     }
-                    Boot::Kernel { kernel: kernel.clone(), initrd: initrd.clone(), cmdline }
+                    Boot::Kernel {
+                        kernel: kernel.clone(),
+                        initrd: initrd.clone(),
+                        cmdline,
+                    }
                 }
             },
             drives,
-            user_nets: vec![UserNet { id: "net0".into(), forwards: vec![(0, 22)] }],
+            user_nets: vec![UserNet {
+                id: "net0".into(),
+                forwards: vec![(0, 22)],
+            }],
             serial_log: console.clone(),
             qmp_socket: qmp_socket.clone(),
             pidfile: dir.0.join("qemu.pid"),
         };
         let argv = args.render();
-        std::fs::write(dir.0.join("qemu.cmdline"), render_cmdline(&binary, &argv)).context(|| "writing qemu.cmdline".into())?;
+        std::fs::write(dir.0.join("qemu.cmdline"), render_cmdline(&binary, &argv))
+            .context(|| "writing qemu.cmdline".into())?;
         let qemu = QemuProcess::spawn(&binary, argv, &dir.0.join("qemu.log"))?;
         tracing::debug!(vm = %name, pid = qemu.pid(), image = %image.reference, "QEMU started");
 
@@ -141,8 +172,13 @@ impl Vm {
         };
         let timeout = spec.boot_timeout.unwrap_or(Duration::from_secs(60)) * accel.timeout_factor();
         let (target, session) = crate::ready::wait(&booting, timeout).await?;
-        let known_hosts = format!("[127.0.0.1]:{} {}\n", target.addr.port(), keys::public_openssh(&host_key));
-        std::fs::write(dir.0.join("known_hosts"), known_hosts).context(|| "writing known_hosts".into())?;
+        let known_hosts = format!(
+            "[127.0.0.1]:{} {}\n",
+            target.addr.port(),
+            keys::public_openssh(&host_key)
+        );
+        std::fs::write(dir.0.join("known_hosts"), known_hosts)
+            .context(|| "writing known_hosts".into())?;
         Ok(Vm {
             session: tokio::sync::Mutex::new(Some(Arc::new(session))),
             qemu,
@@ -157,7 +193,10 @@ impl Vm {
 
     /// SSH access to the guest, as the seeded user, with the injected host key pinned.
     pub fn ssh(&self) -> Ssh<'_> {
-        Ssh { vm: self, host_key: None }
+        Ssh {
+            vm: self,
+            host_key: None,
+        }
     }
 
     /// The VM's name; also its hostname and the name of its directory.
@@ -245,7 +284,11 @@ impl Vm {
 
 impl std::fmt::Debug for Vm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Vm").field("name", &self.name).field("pid", &self.qemu.pid()).field("ssh", &self.target.addr).finish()
+        f.debug_struct("Vm")
+            .field("name", &self.name)
+            .field("pid", &self.qemu.pid())
+            .field("ssh", &self.target.addr)
+            .finish()
     }
 }
 
@@ -261,8 +304,11 @@ impl Ssh<'_> {
     /// e.g. after the guest rotated its keys. A server presenting any other key is refused with
     /// [`Error::HostKeyMismatch`].
     pub fn with_host_key(mut self, openssh_public_key: &str) -> Result<Self> {
-        let key = PublicKey::from_openssh(openssh_public_key.trim())
-            .map_err(|e| Error::Invalid { what: "host key", message: format!("{e}; expected a line like `ssh-ed25519 AAAA...`") })?;
+        let key =
+            PublicKey::from_openssh(openssh_public_key.trim()).map_err(|e| Error::Invalid {
+                what: "host key",
+                message: format!("{e}; expected a line like `ssh-ed25519 AAAA...`"),
+            })?;
         self.host_key = Some(key);
         Ok(self)
     }
@@ -280,7 +326,10 @@ impl Ssh<'_> {
         let line = crate::ssh::quote_argv(argv)?;
         if let Some(key) = &self.host_key {
             let timeout = Duration::from_secs(30) * self.vm.accel.timeout_factor();
-            return Session::connect(&self.vm.target, key, timeout).await?.exec(&line).await;
+            return Session::connect(&self.vm.target, key, timeout)
+                .await?
+                .exec(&line)
+                .await;
         }
         match self.vm.session(false).await?.exec(&line).await {
             // The cached connection may have been closed by the guest (sshd restarted, idle
@@ -295,7 +344,11 @@ fn next_name() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     // pid + counter: unique among live test processes on this host, and short enough for
     // interface names later (15 bytes).
-    format!("vt{:x}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed))
+    format!(
+        "vt{:x}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 fn rand_u32() -> u32 {
@@ -308,13 +361,19 @@ fn rand_u32() -> u32 {
 fn canary_kernel() -> Result<PathBuf> {
     match crate::image::resolve(VmSpec::DEFAULT_IMAGE)?.boot {
         ImageBoot::Kernel { kernel, .. } => Ok(kernel),
-        ImageBoot::Disk => Err(Error::Invalid { what: "canary image", message: "the default image has no kernel".into() }),
+        ImageBoot::Disk => Err(Error::Invalid {
+            what: "canary image",
+            message: "the default image has no kernel".into(),
+        }),
     }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(Error::Io { context: "a blocking boot step".into(), source: std::io::Error::other(e.to_string()) })
+        Err(Error::Io {
+            context: "a blocking boot step".into(),
+            source: std::io::Error::other(e.to_string()),
+        })
     })
 }
 
@@ -325,13 +384,17 @@ fn check_tool(program: &str, install: &str) -> Result<()> {
     if found {
         Ok(())
     } else {
-        Err(Error::MissingTool { program: program.into(), hint: format!("install it with `{install}`") })
+        Err(Error::MissingTool {
+            program: program.into(),
+            hint: format!("install it with `{install}`"),
+        })
     }
 }
 
 fn restrict(dir: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).context(|| format!("chmod 700 {}", dir.display()))
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .context(|| format!("chmod 700 {}", dir.display()))
 }
 
 fn write_private(path: &Path, contents: &str) -> Result<()> {
@@ -343,21 +406,38 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
         .mode(0o600)
         .open(path)
         .context(|| format!("creating {}", path.display()))?;
-    f.write_all(contents.as_bytes()).context(|| format!("writing {}", path.display()))
+    f.write_all(contents.as_bytes())
+        .context(|| format!("writing {}", path.display()))
 }
 
 /// A qcow2 overlay over the read-only base: created in milliseconds whatever the base's size,
 /// and the base is never written. `lazy_refcounts` saves metadata writes (kola does the same).
 fn create_overlay(base: &Path, overlay: &Path, size_mib: Option<u64>) -> Result<()> {
     let mut cmd = Command::new("qemu-img");
-    cmd.args(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-o", "lazy_refcounts=on", "-b"]).arg(base).arg(overlay);
+    cmd.args([
+        "create",
+        "-q",
+        "-f",
+        "qcow2",
+        "-F",
+        "qcow2",
+        "-o",
+        "lazy_refcounts=on",
+        "-b",
+    ])
+    .arg(base)
+    .arg(overlay);
     if let Some(mib) = size_mib {
         cmd.arg(format!("{mib}M"));
     }
     let out = cmd.output().context(|| "running qemu-img create".into())?;
     if !out.status.success() {
         return Err(Error::Io {
-            context: format!("creating the overlay {} over {}", overlay.display(), base.display()),
+            context: format!(
+                "creating the overlay {} over {}",
+                overlay.display(),
+                base.display()
+            ),
             source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
         });
     }

@@ -8,7 +8,10 @@ pub fn process_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
             // Field 3, after the parenthesised command name, is the state.
-            let state = stat.rsplit(')').next().and_then(|r| r.split_whitespace().next());
+            let state = stat
+                .rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next());
             state != Some("Z")
         }
         Err(_) => false,
@@ -19,8 +22,12 @@ pub fn process_alive(pid: u32) -> bool {
 pub fn qemu_processes_mentioning(needle: &str) -> Vec<u32> {
     let mut found = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
-        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
+            continue;
+        };
         let cmdline = String::from_utf8_lossy(&cmdline);
         if cmdline.contains("qemu-system") && cmdline.contains(needle) && process_alive(pid) {
             found.push(pid);
@@ -33,6 +40,14 @@ pub fn qemu_processes_mentioning(needle: &str) -> Vec<u32> {
 pub fn assert_vm_gone(pid: u32, dir: &Path) {
     assert!(!process_alive(pid), "QEMU (pid {pid}) survived teardown");
     let leftover = qemu_processes_mentioning(&dir.to_string_lossy());
-    assert!(leftover.is_empty(), "QEMU processes using {} survived: {leftover:?}", dir.display());
-    assert!(!dir.exists(), "the VM directory {} (overlay, seed, sockets, keys) survived teardown", dir.display());
+    assert!(
+        leftover.is_empty(),
+        "QEMU processes using {} survived: {leftover:?}",
+        dir.display()
+    );
+    assert!(
+        !dir.exists(),
+        "the VM directory {} (overlay, seed, sockets, keys) survived teardown",
+        dir.display()
+    );
 }

@@ -13,7 +13,11 @@ pub(crate) enum Boot {
     /// Firmware boots the first disk.
     Disk,
     /// Direct kernel boot.
-    Kernel { kernel: PathBuf, initrd: Option<PathBuf>, cmdline: String },
+    Kernel {
+        kernel: PathBuf,
+        initrd: Option<PathBuf>,
+        cmdline: String,
+    },
 }
 
 /// A virtio block device backed by a file.
@@ -67,7 +71,8 @@ impl QemuArgs {
     /// The argument vector (without the program name).
     pub fn render(&self) -> Vec<OsString> {
         let mut a = Args::default();
-        a.push("-name").push(format!("{},process={}", self.name, self.name));
+        a.push("-name")
+            .push(format!("{},process={}", self.name, self.name));
         // Nothing implicit: no default NIC, VGA, floppy or CD-ROM that could slow boot or grab
         // resources; every device below is asked for explicitly.
         a.push("-nodefaults").push("-display").push("none");
@@ -85,7 +90,12 @@ impl QemuArgs {
         a.push("-m").push(format!("{}M", self.memory_mib));
         // A guest that panics or reboots must end QEMU, not loop: readiness then fails at once.
         a.push("-no-reboot");
-        if let Boot::Kernel { kernel, initrd, cmdline } = &self.boot {
+        if let Boot::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } = &self.boot
+        {
             a.push("-kernel").push(kernel.clone().into_os_string());
             if let Some(initrd) = initrd {
                 a.push("-initrd").push(initrd.clone().into_os_string());
@@ -95,15 +105,23 @@ impl QemuArgs {
         for (i, d) in self.drives.iter().enumerate() {
             let mut spec = OsString::from("file=");
             spec.push(escape_commas(&d.path));
-            spec.push(format!(",if=none,id=drive{i},format={},discard=unmap", d.format.as_str()));
+            spec.push(format!(
+                ",if=none,id=drive{i},format={},discard=unmap",
+                d.format.as_str()
+            ));
             if d.read_only {
                 spec.push(",readonly=on");
             }
             a.push("-drive").push(spec);
             // bootindex keeps the first disk the firmware's boot disk whatever else is attached;
             // under direct kernel boot QEMU's linuxboot ROM holds index 0 instead.
-            let boot = if i == 0 && self.boot == Boot::Disk { ",bootindex=0" } else { "" };
-            a.push("-device").push(format!("virtio-blk-pci,drive=drive{i}{boot}"));
+            let boot = if i == 0 && self.boot == Boot::Disk {
+                ",bootindex=0"
+            } else {
+                ""
+            };
+            a.push("-device")
+                .push(format!("virtio-blk-pci,drive=drive{i}{boot}"));
         }
         for net in &self.user_nets {
             let mut spec = format!("user,id={}", net.id);
@@ -113,7 +131,8 @@ impl QemuArgs {
             a.push("-netdev").push(spec);
             // romfile= : no iPXE option ROM on a NIC we never network-boot from (faster, and
             // does not need the ipxe-qemu package).
-            a.push("-device").push(format!("virtio-net-pci,netdev={},romfile=", net.id));
+            a.push("-device")
+                .push(format!("virtio-net-pci,netdev={},romfile=", net.id));
         }
         // Entropy early in boot: sshd and the kernel's crng otherwise wait under TCG.
         a.push("-device").push("virtio-rng-pci");
@@ -124,7 +143,8 @@ impl QemuArgs {
         qmp.push(&self.qmp_socket);
         qmp.push(",server=on,wait=off");
         a.push("-qmp").push(qmp);
-        a.push("-pidfile").push(self.pidfile.clone().into_os_string());
+        a.push("-pidfile")
+            .push(self.pidfile.clone().into_os_string());
         a.0
     }
 }
@@ -168,10 +188,21 @@ mod tests {
                 cmdline: "console=ttyS0 panic=-1".into(),
             },
             drives: vec![
-                Drive { path: "/vm/a,b.qcow2".into(), format: DiskFormat::Qcow2, read_only: false },
-                Drive { path: "/vm/seed.iso".into(), format: DiskFormat::Raw, read_only: true },
+                Drive {
+                    path: "/vm/a,b.qcow2".into(),
+                    format: DiskFormat::Qcow2,
+                    read_only: false,
+                },
+                Drive {
+                    path: "/vm/seed.iso".into(),
+                    format: DiskFormat::Raw,
+                    read_only: true,
+                },
             ],
-            user_nets: vec![UserNet { id: "n0".into(), forwards: vec![(0, 22)] }],
+            user_nets: vec![UserNet {
+                id: "n0".into(),
+                forwards: vec![(0, 22)],
+            }],
             serial_log: "/vm/console.log".into(),
             qmp_socket: "/vm/qmp.sock".into(),
             pidfile: "/vm/qemu.pid".into(),
@@ -179,20 +210,36 @@ mod tests {
     }
 
     fn rendered(a: &QemuArgs) -> String {
-        a.render().iter().map(|s| s.to_string_lossy().into_owned()).collect::<Vec<_>>().join(" ")
+        a.render()
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     #[test]
     fn renders_a_tcg_kernel_boot() {
         let line = rendered(&sample());
-        assert!(line.contains("-machine q35 -accel tcg,thread=multi -cpu max"), "{line}");
-        assert!(line.contains("-kernel /img/vmlinuz -initrd /img/initrd.img -append console=ttyS0 panic=-1"));
-        assert!(line.contains("-drive file=/vm/a,,b.qcow2,if=none,id=drive0,format=qcow2,discard=unmap"));
-        assert!(line.contains("-device virtio-blk-pci,drive=drive0 "), "{line}");
-        assert!(line.contains("file=/vm/seed.iso,if=none,id=drive1,format=raw,discard=unmap,readonly=on"));
+        assert!(
+            line.contains("-machine q35 -accel tcg,thread=multi -cpu max"),
+            "{line}"
+        );
+        assert!(line.contains(
+            "-kernel /img/vmlinuz -initrd /img/initrd.img -append console=ttyS0 panic=-1"
+        ));
+        assert!(line
+            .contains("-drive file=/vm/a,,b.qcow2,if=none,id=drive0,format=qcow2,discard=unmap"));
+        assert!(
+            line.contains("-device virtio-blk-pci,drive=drive0 "),
+            "{line}"
+        );
+        assert!(line
+            .contains("file=/vm/seed.iso,if=none,id=drive1,format=raw,discard=unmap,readonly=on"));
         assert!(line.contains("-device virtio-blk-pci,drive=drive1 "));
         assert!(line.contains("-netdev user,id=n0,hostfwd=tcp:127.0.0.1:0-:22"));
-        assert!(line.contains("-serial file:/vm/console.log -qmp unix:/vm/qmp.sock,server=on,wait=off"));
+        assert!(
+            line.contains("-serial file:/vm/console.log -qmp unix:/vm/qmp.sock,server=on,wait=off")
+        );
         assert!(line.contains("-no-reboot"));
     }
 

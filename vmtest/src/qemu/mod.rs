@@ -12,5 +12,8 @@ use std::path::PathBuf;
 
 /// The QEMU binary: `VMTEST_QEMU`, else `qemu-system-x86_64` from `PATH`.
 pub(crate) fn binary() -> PathBuf {
-    std::env::var_os("VMTEST_QEMU").filter(|v| !v.is_empty()).map(PathBuf::from).unwrap_or_else(|| "qemu-system-x86_64".into())
+    std::env::var_os("VMTEST_QEMU")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "qemu-system-x86_64".into())
 }

@@ -30,14 +30,23 @@ impl QemuProcess {
     pub fn spawn(program: &Path, args: Vec<OsString>, stderr_log: &Path) -> Result<Self> {
         let log = File::create(stderr_log)
             .context(|| format!("creating QEMU log {}", stderr_log.display()))?;
-        let log2 = log.try_clone().context(|| "duplicating the QEMU log handle".into())?;
+        let log2 = log
+            .try_clone()
+            .context(|| "duplicating the QEMU log handle".into())?;
         let mut cmd = Command::new(program);
         cmd.args(args).stdin(Stdio::null()).stdout(log).stderr(log2);
         let owner = std::process::id() as libc::pid_t;
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                if libc::prctl(
+                    libc::PR_SET_PDEATHSIG,
+                    libc::SIGKILL as libc::c_ulong,
+                    0,
+                    0,
+                    0,
+                ) != 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 // The owner may already have died between fork and prctl: then nobody would
@@ -89,7 +98,11 @@ impl QemuProcess {
                 source: std::io::Error::other("watcher thread died"),
             }),
         };
-        Ok(QemuProcess { pid, exit, stderr_log: stderr_log.to_owned() })
+        Ok(QemuProcess {
+            pid,
+            exit,
+            stderr_log: stderr_log.to_owned(),
+        })
     }
 
     /// QEMU's pid.
@@ -115,7 +128,10 @@ impl QemuProcess {
             if left.is_zero() {
                 return None;
             }
-            guard = cvar.wait_timeout(guard, left).unwrap_or_else(|p| p.into_inner()).0;
+            guard = cvar
+                .wait_timeout(guard, left)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
         }
     }
 
@@ -150,7 +166,10 @@ impl QemuProcess {
 
     /// What QEMU printed (stderr and stdout), for error messages.
     pub fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_log).unwrap_or_default().trim_end().to_owned()
+        std::fs::read_to_string(&self.stderr_log)
+            .unwrap_or_default()
+            .trim_end()
+            .to_owned()
     }
 }
 

@@ -16,9 +16,14 @@ pub(crate) struct Qmp {
 impl Qmp {
     /// Connects and negotiates capabilities.
     pub async fn connect(socket: &Path) -> Result<Self, String> {
-        let stream = UnixStream::connect(socket).await.map_err(|e| format!("connecting to {}: {e}", socket.display()))?;
+        let stream = UnixStream::connect(socket)
+            .await
+            .map_err(|e| format!("connecting to {}: {e}", socket.display()))?;
         let (r, w) = stream.into_split();
-        let mut qmp = Qmp { reader: BufReader::new(r), writer: w };
+        let mut qmp = Qmp {
+            reader: BufReader::new(r),
+            writer: w,
+        };
         let greeting = qmp.read_message().await?;
         if greeting.get("QMP").is_none() {
             return Err(format!("unexpected greeting {greeting}"));
@@ -28,14 +33,21 @@ impl Qmp {
     }
 
     /// Runs a command and returns its `return` value (events arriving meanwhile are skipped).
-    pub async fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value, String> {
+    pub async fn execute(
+        &mut self,
+        command: &str,
+        arguments: Option<Value>,
+    ) -> Result<Value, String> {
         let mut msg = json!({ "execute": command });
         if let Some(args) = arguments {
             msg["arguments"] = args;
         }
         let mut line = msg.to_string();
         line.push('\n');
-        self.writer.write_all(line.as_bytes()).await.map_err(|e| format!("sending: {e}"))?;
+        self.writer
+            .write_all(line.as_bytes())
+            .await
+            .map_err(|e| format!("sending: {e}"))?;
         loop {
             let reply = self.read_message().await?;
             if let Some(ret) = reply.get("return") {
@@ -49,7 +61,12 @@ impl Qmp {
 
     /// A human monitor command (for data QMP has no command for, such as `info usernet`).
     pub async fn hmp(&mut self, command_line: &str) -> Result<String, String> {
-        let ret = self.execute("human-monitor-command", Some(json!({ "command-line": command_line }))).await?;
+        let ret = self
+            .execute(
+                "human-monitor-command",
+                Some(json!({ "command-line": command_line })),
+            )
+            .await?;
         Ok(ret.as_str().unwrap_or_default().to_owned())
     }
 
@@ -76,7 +93,9 @@ pub(crate) fn forwarded_port(info_usernet: &str, guest_port: u16) -> Option<u16>
         if !fields.first()?.starts_with("TCP[HOST_FORWARD]") || fields.len() < 6 {
             return None;
         }
-        (fields[5].parse::<u16>().ok()? == guest_port).then(|| fields[3].parse().ok()).flatten()
+        (fields[5].parse::<u16>().ok()? == guest_port)
+            .then(|| fields[3].parse().ok())
+            .flatten()
     })
 }
 
