@@ -42,6 +42,33 @@ pub enum Error {
         reason: String,
     },
 
+    /// Downloading an image, or the checksum file naming its sha256, failed.
+    #[error("downloading {url} failed: {message}")]
+    Download {
+        /// The URL.
+        url: String,
+        /// What failed and what to do.
+        message: String,
+    },
+
+    /// A downloaded or cached image does not have the sha256 it must have.
+    #[error(
+        "sha256 mismatch for {url} ({}): expected {expected}, got {actual}\n  {hint}",
+        file.display()
+    )]
+    ChecksumMismatch {
+        /// The URL the image comes from.
+        url: String,
+        /// The file that was hashed (already deleted).
+        file: PathBuf,
+        /// The sha256 it must have.
+        expected: String,
+        /// The sha256 it had.
+        actual: String,
+        /// What happened to the file and what to do.
+        hint: String,
+    },
+
     /// A host program the framework needs is not installed.
     #[error("`{program}` was not found on this host: {hint}")]
     MissingTool {
@@ -146,6 +173,22 @@ pub enum Error {
         /// What was invalid.
         what: &'static str,
         /// Why, and what is accepted.
+        message: String,
+    },
+
+    /// The project file `vmtest.toml` is malformed.
+    #[error(
+        "{}:{line}:{column}: {message}\n  fix the file (its keys are described in docs/images.md), or set VMTEST_CONFIG=none to ignore it",
+        file.display()
+    )]
+    Config {
+        /// The project file.
+        file: PathBuf,
+        /// The line of the offending key or value, from 1.
+        line: usize,
+        /// Its column, from 1.
+        column: usize,
+        /// What is wrong and what is accepted.
         message: String,
     },
 

@@ -34,6 +34,7 @@ mod spec;
 mod ssh;
 mod vm;
 // Support.
+mod config;
 mod error;
 mod output;
 mod paths;
@@ -44,6 +45,8 @@ pub use output::Output;
 pub use seed::SeedFormat;
 pub use spec::VmSpec;
 pub use vm::{Ssh, Vm};
+
+pub mod images;
 
 #[doc(hidden)]
 pub mod __private;

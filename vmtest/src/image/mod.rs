@@ -12,7 +12,10 @@ use serde::Deserialize;
 
 use crate::error::{Error, Result};
 
+pub(crate) mod cache;
+mod fetch;
 mod recipe;
+pub(crate) mod reference;
 
 pub(crate) use recipe::recipes_dir;
 use recipe::{build, known_recipes};
