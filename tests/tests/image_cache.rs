@@ -174,7 +174,7 @@ fn scenario_fetch() {
         url: url.into(),
         checksum: Checksum::Sha256(sha.into()),
     };
-    let image = cache.fetch(&source, Progress::Lines).unwrap();
+    let image = cache.fetch(&source, Progress::Auto).unwrap();
     println!("fetched {}", image.path.display());
 }
 

@@ -1,41 +1,50 @@
 //! `vmtest-runner`: the command-line side of vmtest.
 //!
 //! ```text
-//! vmtest-runner doctor              check this host: QEMU, qemu-img, KVM, cache, recipes
-//! vmtest-runner images build NAME   build (or reuse) the image of recipe NAME
+//! vmtest-runner doctor                 check this host: QEMU, qemu-img, KVM, cache, recipes
+//! vmtest-runner images pull REF...     resolve references into the cache (download or build)
+//! vmtest-runner images list            cached downloads: size, source, last use
+//! vmtest-runner images verify          re-hash every cached download
+//! vmtest-runner images prune [--older-than DUR | --unused-for DUR | --all] [--dry-run]
+//! vmtest-runner images build RECIPE    build (or reuse) the image of a local recipe
 //! ```
 
 use std::process::{Command, ExitCode};
+use std::time::{Duration, SystemTime};
 
 use vmtest::__runner as rt;
+use vmtest::images::{self, Cache, Prune};
 
 const USAGE: &str = "usage:
-  vmtest-runner doctor              check this host: QEMU, qemu-img, KVM, cache, recipes
-  vmtest-runner images build NAME   build (or reuse) the image of recipe NAME, print its directory";
+  vmtest-runner doctor                 check this host: QEMU, qemu-img, KVM, cache, recipes
+  vmtest-runner images pull REF...     resolve references into the cache (download or build)
+  vmtest-runner images list            cached downloads: size, source, last use
+  vmtest-runner images verify          re-hash every cached download
+  vmtest-runner images prune [--older-than DUR | --unused-for DUR | --all] [--dry-run]
+                                       remove cached downloads (DUR: 30d, 12h, 90m, 45s)
+  vmtest-runner images build RECIPE    build (or reuse) the image of a local recipe";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    match args.as_slice() {
-        ["doctor"] => doctor(),
-        ["images", "build", name] => build(name),
+    let result = match args.as_slice() {
+        ["doctor"] => return doctor(),
+        ["images", "pull", refs @ ..] if !refs.is_empty() => pull(refs),
+        ["images", "list"] => list(),
+        ["images", "verify"] => verify(),
+        ["images", "prune", opts @ ..] => prune(opts),
+        ["images", "build", name] => pull(&[&format!("recipe:{name}")]),
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
-            ExitCode::SUCCESS
+            return ExitCode::SUCCESS;
         }
         _ => {
             eprintln!("{USAGE}");
-            ExitCode::from(2)
+            return ExitCode::from(2);
         }
-    }
-}
-
-fn build(name: &str) -> ExitCode {
-    match rt::resolve_image(&format!("recipe:{name}")) {
-        Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
-        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("vmtest-runner: {e}");
             ExitCode::FAILURE
@@ -43,10 +52,143 @@ fn build(name: &str) -> ExitCode {
     }
 }
 
+type Result<T = ()> = std::result::Result<T, String>;
+
+fn cache() -> Result<Cache> {
+    Cache::open(images::default_root()).map_err(|e| e.to_string())
+}
+
+fn pull(refs: &[&str]) -> Result {
+    let mut failed = Vec::new();
+    for r in refs {
+        match images::pull(r) {
+            Ok(path) => println!("{r}\t{}", path.display()),
+            Err(e) => {
+                eprintln!("vmtest-runner: {r}: {e}");
+                failed.push(*r);
+            }
+        }
+    }
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("could not pull {}", failed.join(", ")))
+    }
+}
+
+fn list() -> Result {
+    let entries = cache()?.list().map_err(|e| e.to_string())?;
+    println!(
+        "{:>10}  {:<12}  {:<8}  source",
+        "size", "last used", "state"
+    );
+    for e in entries {
+        let state = if e.is_complete() { "ok" } else { "partial" };
+        println!(
+            "{:>10}  {:<12}  {:<8}  {}",
+            human_size(e.size),
+            ago(e.last_used),
+            state,
+            e.source
+        );
+    }
+    Ok(())
+}
+
+fn verify() -> Result {
+    let cache = cache()?;
+    let mut bad = 0;
+    for e in cache.list().map_err(|e| e.to_string())? {
+        if !e.is_complete() {
+            continue;
+        }
+        match cache.verify(&e.path) {
+            Ok(()) => println!("ok   {}", e.source),
+            Err(err) => {
+                bad += 1;
+                println!("BAD  {}: {err}", e.source);
+            }
+        }
+    }
+    if bad == 0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{bad} cache entries failed verification (and were removed)"
+        ))
+    }
+}
+
+fn prune(opts: &[&str]) -> Result {
+    let mut filter = Prune::default();
+    let mut dry_run = false;
+    let mut it = opts.iter();
+    while let Some(opt) = it.next() {
+        match *opt {
+            "--dry-run" => dry_run = true,
+            "--all" => filter.all = true,
+            "--older-than" => filter.older_than = Some(duration(it.next())?),
+            "--unused-for" => filter.unused_since = Some(duration(it.next())?),
+            other => return Err(format!("unknown option {other}\n{USAGE}")),
+        }
+    }
+    let removed = cache()?.prune(filter, dry_run).map_err(|e| e.to_string())?;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for e in &removed {
+        println!("{verb} {} ({})", e.source, human_size(e.size));
+    }
+    println!(
+        "{verb} {} entries, {}",
+        removed.len(),
+        human_size(removed.iter().map(|e| e.size).sum())
+    );
+    Ok(())
+}
+
+fn duration(arg: Option<&&str>) -> Result<Duration> {
+    let arg = arg.ok_or("a duration is missing, e.g. 30d")?;
+    let (num, unit) = arg.split_at(arg.find(|c: char| !c.is_ascii_digit()).unwrap_or(arg.len()));
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad duration {arg:?}: use e.g. 30d, 12h, 90m, 45s"))?;
+    let secs = match unit {
+        "d" => n * 86_400,
+        "h" => n * 3_600,
+        "m" => n * 60,
+        "s" | "" => n,
+        _ => return Err(format!("bad duration unit in {arg:?}: use d, h, m or s")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+fn ago(t: SystemTime) -> String {
+    let secs = SystemTime::now()
+        .duration_since(t)
+        .unwrap_or_default()
+        .as_secs();
+    match secs {
+        0..=119 => format!("{secs}s ago"),
+        120..=7_199 => format!("{}m ago", secs / 60),
+        7_200..=172_799 => format!("{}h ago", secs / 3_600),
+        _ => format!("{}d ago", secs / 86_400),
+    }
+}
+
 /// Each check prints one line: `ok`, or `!!` with what to do.
 fn doctor() -> ExitCode {
     let mut failed = false;
-    let mut report = |what: &str, result: Result<String, String>| match result {
+    let mut report = |what: &str, result: std::result::Result<String, String>| match result {
         Ok(detail) => println!("ok  {what:<12} {detail}"),
         Err(fix) => {
             failed = true;
@@ -81,9 +223,8 @@ fn doctor() -> ExitCode {
             },
         ),
     );
-    let recipes = rt::recipes_dir();
-    report("recipes", Ok(recipes.display().to_string()));
-    report("cache", Ok(rt::cache_dir().display().to_string()));
+    report("recipes", Ok(rt::recipes_dir().display().to_string()));
+    report("cache", Ok(images::default_root().display().to_string()));
     report("run dir", Ok(rt::run_dir().display().to_string()));
     report(
         "default",
@@ -102,7 +243,7 @@ fn doctor() -> ExitCode {
     }
 }
 
-fn version(program: &str, install: &str) -> Result<String, String> {
+fn version(program: &str, install: &str) -> std::result::Result<String, String> {
     match Command::new(program).arg("--version").output() {
         Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout)
             .lines()

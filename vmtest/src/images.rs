@@ -1,6 +1,11 @@
 //! The verified cache of downloaded base images, for tools (`vmtest-runner images`) and tests.
 //! Tests reach it through image references; most users never need this module.
 //!
+//! Layout: `ROOT/images/<first 16 hex digits of sha256(URL)>/` holds `image` (renamed into
+//! place only once verified), `meta.json` (`source`, `sha256`, `size`, `checksum_url`,
+//! `fetched_at`, `last_used`; times in seconds since the Unix epoch), `lock` (held while the
+//! entry is downloaded, verified or removed) and, while unfinished, `image.partial`.
+//!
 //! ```no_run
 //! use vmtest::images::{default_root, Cache, Checksum, Progress, RemoteSource};
 //!
@@ -23,5 +28,23 @@ pub use crate::image::cache::{
 /// The per-user cache root: `VMTEST_CACHE_DIR`, else `$XDG_CACHE_HOME/vmtest`, else
 /// `~/.cache/vmtest`. Downloaded images live in its `images/` directory.
 pub fn default_root() -> PathBuf {
-    crate::paths::cache_dir()
+    // The project file's `cache_dir` sits between the two; a broken project file is reported
+    // when a reference is resolved, not here.
+    crate::image::cache_root().unwrap_or_else(|_| crate::paths::cache_dir())
+}
+
+/// Resolves an image reference exactly as a test would — the project file's overrides, the
+/// download into the cache or the recipe build — and returns the base image's main file (the
+/// disk, or the kernel of a direct-kernel-boot image). `vmtest-runner images pull` uses it to
+/// fill the cache ahead of a run.
+pub fn pull(reference: &str) -> crate::Result<PathBuf> {
+    let image = crate::image::resolve(reference)?;
+    match (&image.disk, &image.boot) {
+        (_, crate::image::ImageBoot::Kernel { kernel, .. }) => Ok(kernel.clone()),
+        (Some(disk), _) => Ok(disk.clone()),
+        (None, _) => Err(crate::Error::BadImage {
+            dir: PathBuf::new(),
+            reason: format!("{reference} resolved to an image with neither disk nor kernel"),
+        }),
+    }
 }

@@ -89,7 +89,7 @@ impl Vm {
         let mut drives = Vec::new();
         if let Some(base) = &image.disk {
             let overlay = dir.0.join("overlay.qcow2");
-            create_overlay(base, &overlay, spec.disk_mib)?;
+            create_overlay(base, image.disk_format, &overlay, spec.disk_mib)?;
             drives.push(Drive {
                 path: overlay,
                 format: DiskFormat::Qcow2,
@@ -171,7 +171,10 @@ impl Vm {
             host_key: &host_public,
         };
         let timeout = spec.boot_timeout.unwrap_or(Duration::from_secs(60)) * accel.timeout_factor();
-        let (target, session) = crate::ready::wait(&booting, timeout).await?;
+        let (target, session) = match crate::ready::wait(&booting, timeout).await {
+            Ok(ready) => ready,
+            Err(boot_error) => return Err(reverify(&image, boot_error)),
+        };
         let known_hosts = format!(
             "[127.0.0.1]:{} {}\n",
             target.addr.port(),
@@ -340,6 +343,25 @@ impl Ssh<'_> {
     }
 }
 
+/// A boot from a downloaded image failed: check the cache entry is still intact (lima#525 was a
+/// corrupt cached image). A corrupt entry is removed, and its error — which says so — replaces
+/// the boot error, which is printed.
+fn reverify(image: &crate::image::Image, boot_error: Error) -> Error {
+    let Some(entry) = &image.cache_entry else {
+        return boot_error;
+    };
+    let verified = crate::image::cache_root()
+        .and_then(crate::image::cache::Cache::open)
+        .and_then(|cache| cache.verify(entry));
+    match verified {
+        Ok(()) => boot_error,
+        Err(corrupt) => {
+            eprintln!("vmtest: boot from {} failed: {boot_error}", image.reference);
+            corrupt
+        }
+    }
+}
+
 fn next_name() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     // pid + counter: unique among live test processes on this host, and short enough for
@@ -412,7 +434,12 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
 
 /// A qcow2 overlay over the read-only base: created in milliseconds whatever the base's size,
 /// and the base is never written. `lazy_refcounts` saves metadata writes (kola does the same).
-fn create_overlay(base: &Path, overlay: &Path, size_mib: Option<u64>) -> Result<()> {
+fn create_overlay(
+    base: &Path,
+    format: DiskFormat,
+    overlay: &Path,
+    size_mib: Option<u64>,
+) -> Result<()> {
     let mut cmd = Command::new("qemu-img");
     cmd.args([
         "create",
@@ -420,7 +447,7 @@ fn create_overlay(base: &Path, overlay: &Path, size_mib: Option<u64>) -> Result<
         "-f",
         "qcow2",
         "-F",
-        "qcow2",
+        format.as_str(),
         "-o",
         "lazy_refcounts=on",
         "-b",

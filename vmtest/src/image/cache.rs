@@ -1,19 +1,22 @@
-//! The per-user cache of downloaded images, verified by sha256 (Lima's design: entries keyed by
-//! URL hash, verified before they are renamed into place, locked against concurrent
-//! downloaders).
+//! The per-user cache of downloaded images, verified by SHA-256 or SHA-512 (Lima's design:
+//! entries keyed by URL hash, verified before they are renamed into place, locked against
+//! concurrent downloaders).
 //!
 //! `ROOT/images/<key>/`, where key is the first 16 hex digits of the sha256 of the source URL,
 //! holds:
-//! - `image`: the verified file. It only ever appears by an atomic rename after its sha256
+//! - `image`: the verified file. It only ever appears by an atomic rename after its digest
 //!   matched, so it is never half-written.
-//! - `meta.json`: `source` (the URL), `sha256`, `size` (bytes), `checksum_url` (the checksum
-//!   file the sha256 came from, if any), `fetched_at` and `last_used` (both in seconds since
-//!   the Unix epoch, UTC). Written atomically after `image`.
+//! - `meta.json`: `source` (the URL), `sha256` (always computed: the image's identity),
+//!   `algorithm` and `digest` (what it was verified against: `sha256` or `sha512`, and that
+//!   digest), `size` (bytes), `checksum_url` (the checksum file the digest came from, if any),
+//!   `fetched_at` and `last_used` (both in seconds since the Unix epoch, UTC). Written
+//!   atomically after `image`.
 //! - `lock`: locked exclusively while the entry is downloaded, verified or removed, and shared
 //!   while it is looked up, so N processes wanting one image make one download.
 //! - `image.partial` and `image.partial.json`: an unfinished download, resumed by the next
 //!   fetch.
 
+use std::fmt;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
@@ -23,10 +26,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest as _, Sha256};
 
 pub use super::fetch::Progress;
-use super::fetch::{self, Http};
+use super::fetch::{self, Hasher, Http};
 use crate::error::{Error, IoContext, Result};
 
 const IMAGE: &str = "image";
@@ -49,25 +52,117 @@ pub struct Cache {
 pub struct RemoteSource {
     /// An `http://` or `https://` URL.
     pub url: String,
-    /// The sha256 the downloaded file must have.
+    /// The digest the downloaded file must have.
     pub checksum: Checksum,
 }
 
-/// How the expected sha256 of a download is known.
+/// A hash algorithm images are verified with. Ubuntu and Fedora publish SHA-256 digests;
+/// Debian publishes only SHA-512 ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// SHA-256: 64 hex digits (`sha256sum`, `SHA256SUMS`).
+    Sha256,
+    /// SHA-512: 128 hex digits (`sha512sum`, `SHA512SUMS`).
+    Sha512,
+}
+
+impl Algorithm {
+    /// `sha256` or `sha512`, as written in image references, `vmtest.toml` and `meta.json`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "sha256",
+            Algorithm::Sha512 => "sha512",
+        }
+    }
+
+    /// The algorithm called `name` ([`Algorithm::name`]).
+    pub fn from_name(name: &str) -> Option<Algorithm> {
+        match name {
+            "sha256" => Some(Algorithm::Sha256),
+            "sha512" => Some(Algorithm::Sha512),
+            _ => None,
+        }
+    }
+
+    /// The digest's length in hex digits.
+    pub fn hex_len(self) -> usize {
+        match self {
+            Algorithm::Sha256 => 64,
+            Algorithm::Sha512 => 128,
+        }
+    }
+
+    /// Whether `hex` is a digest of this algorithm: exactly [`Algorithm::hex_len`] hex digits,
+    /// of either case.
+    pub(crate) fn is_digest(self, hex: &str) -> bool {
+        hex.len() == self.hex_len() && hex.bytes().all(|b| b.is_ascii_hexdigit())
+    }
+
+    /// How a checksum file of this algorithm is usually called, for hints.
+    fn sums_file(self) -> &'static str {
+        match self {
+            Algorithm::Sha256 => "SHA256SUMS",
+            Algorithm::Sha512 => "SHA512SUMS",
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// How the expected digest of a download is known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Checksum {
-    /// Pinned: 64 hex digits (a `sha256:` prefix is accepted).
-    Sha256(String),
-    /// Looked up in a checksum file (`SHA256SUMS` style: `HEX  NAME`, `HEX *NAME` or
-    /// `SHA256 (NAME) = HEX` lines), for vendors' rolling URLs whose content changes. Once
-    /// cached, such an entry is used without asking the network again; prune it to pick up a
-    /// newer image.
+    /// Pinned: the digest itself, [`Algorithm::hex_len`] hex digits (an `ALGORITHM:` prefix
+    /// such as `sha256:` is accepted). See [`Checksum::sha256`] and [`Checksum::sha512`].
+    Digest {
+        /// What `hex` is a digest of.
+        algorithm: Algorithm,
+        /// The digest.
+        hex: String,
+    },
+    /// Looked up in a checksum file, for vendors' rolling URLs whose content changes. The file
+    /// holds GNU lines (`HEX  NAME` or `HEX *NAME`, as `SHA256SUMS` and `SHA512SUMS` do) or
+    /// BSD lines (`SHA256 (NAME) = HEX`, as Fedora's `CHECKSUM` does); only the lines of
+    /// `algorithm` count. Once cached, such an entry is used without asking the network again;
+    /// prune it to pick up a newer image.
     File {
         /// The checksum file's URL.
         url: String,
         /// The file name to look up in it.
         name: String,
+        /// The algorithm of the digests it lists.
+        algorithm: Algorithm,
     },
+}
+
+impl Checksum {
+    /// A pinned SHA-256 digest: 64 hex digits.
+    pub fn sha256(hex: impl Into<String>) -> Checksum {
+        Checksum::Digest {
+            algorithm: Algorithm::Sha256,
+            hex: hex.into(),
+        }
+    }
+
+    /// A pinned SHA-512 digest: 128 hex digits.
+    pub fn sha512(hex: impl Into<String>) -> Checksum {
+        Checksum::Digest {
+            algorithm: Algorithm::Sha512,
+            hex: hex.into(),
+        }
+    }
+
+    /// The algorithm the download is verified with.
+    pub fn algorithm(&self) -> Algorithm {
+        match self {
+            Checksum::Digest { algorithm, .. } | Checksum::File { algorithm, .. } => *algorithm,
+        }
+    }
 }
 
 /// A verified image in the cache.
@@ -80,8 +175,13 @@ pub struct CachedImage {
     pub dir: PathBuf,
     /// The URL it was downloaded from.
     pub source: String,
-    /// Its sha256, lowercase hex.
+    /// Its sha256, lowercase hex, whatever it was verified with: the image's identity.
     pub sha256: String,
+    /// The algorithm it was verified with.
+    pub algorithm: Algorithm,
+    /// The digest it was verified against, in `algorithm`, lowercase hex (for
+    /// [`Algorithm::Sha256`], the same as `sha256`).
+    pub digest: String,
     /// Its size in bytes.
     pub size: u64,
 }
@@ -126,11 +226,50 @@ pub struct Prune {
 struct Meta {
     source: String,
     sha256: String,
+    /// What `digest` is; entries written before SHA-512 was supported have neither field, and
+    /// were verified by their `sha256`.
+    #[serde(default = "sha256_algorithm", with = "algorithm_name")]
+    algorithm: Algorithm,
+    #[serde(default)]
+    digest: String,
     size: u64,
     #[serde(default)]
     checksum_url: Option<String>,
     fetched_at: u64,
     last_used: u64,
+}
+
+impl Meta {
+    /// The image's digest in `algorithm`, when the meta knows it.
+    fn digest_in(&self, algorithm: Algorithm) -> Option<&str> {
+        if algorithm == self.algorithm {
+            Some(&self.digest)
+        } else if algorithm == Algorithm::Sha256 {
+            Some(&self.sha256)
+        } else {
+            None
+        }
+    }
+}
+
+fn sha256_algorithm() -> Algorithm {
+    Algorithm::Sha256
+}
+
+/// [`Algorithm`] in meta.json, by name; kept out of the public type's impls.
+mod algorithm_name {
+    use super::Algorithm;
+    use serde::{de::Error as _, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(algorithm: &Algorithm, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(algorithm.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Algorithm, D::Error> {
+        let name = String::deserialize(d)?;
+        Algorithm::from_name(&name)
+            .ok_or_else(|| D::Error::custom(format!("unknown algorithm `{name}`")))
+    }
 }
 
 impl Cache {
@@ -189,12 +328,12 @@ impl Cache {
         progress: Progress,
     ) -> Result<CachedImage> {
         let http = self.http.get_or_init(Http::new);
-        let (expected, checksum_url) = match (&source.checksum, pinned) {
-            (_, Some(hex)) => (hex, None),
-            (Checksum::File { url, name }, None) => {
+        let (expected, checksum_url) = match (pinned, &source.checksum) {
+            (Some(hex), _) => (hex, None),
+            (None, Checksum::File { url, name }) => {
                 (http.checksum_from_file(url, name)?, Some(url.clone()))
             }
-            (Checksum::Sha256(_), None) => unreachable!("pinned checksums are normalised"),
+            (None, Checksum::Sha256(hex)) => (normalize_sha256(hex)?, None),
         };
         // A stale entry (another pin, a corrupt image) loses its meta first, so that no reader
         // pairs the old meta with the new image.

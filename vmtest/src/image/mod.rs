@@ -1,8 +1,9 @@
 //! Image references → a bootable image on disk.
 //!
-//! This version knows one kind of reference, `recipe:NAME`: a guest image built locally from
-//! Debian packages by the recipe `NAME` of the fixtures directory (`fixtures/` of this
-//! repository, or `$VMTEST_RECIPES_DIR`), cached by recipe hash by `fixtures/build`.
+//! A reference (`ubuntu:24.04`, `https://...#sha256=...`, `file:PATH`, `recipe:NAME`; see
+//! [`reference`]) is first looked up in the project file (`vmtest.toml`, see
+//! [`crate::config`]), which may redefine it, then resolved: recipes are built by
+//! `fixtures/build` and cached by recipe hash; downloads go through the verified [`cache`].
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +20,7 @@ pub(crate) mod reference;
 
 pub(crate) use recipe::recipes_dir;
 use recipe::{build, known_recipes};
+use reference::Reference;
 
 /// A resolved, read-only base image.
 #[derive(Debug, Clone)]
@@ -26,9 +28,12 @@ pub(crate) struct Image {
     /// The reference it was resolved from.
     pub reference: String,
     pub boot: ImageBoot,
-    /// The base disk (qcow2), never written: VMs boot from an overlay on top of it.
+    /// The base disk, never written: VMs boot from an overlay on top of it.
     pub disk: Option<PathBuf>,
+    pub disk_format: crate::qemu::DiskFormat,
     pub min_memory_mib: u32,
+    /// The cache entry it was downloaded into, re-verified when a boot from it fails.
+    pub cache_entry: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -77,31 +82,147 @@ pub(crate) fn resolve(reference: &str) -> Result<Image> {
     Ok(image)
 }
 
-fn resolve_uncached(reference: &str) -> Result<Image> {
-    let dir = recipes_dir();
-    let known = || {
-        known_recipes(&dir)
-            .iter()
-            .map(|n| format!("recipe:{n}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+fn resolve_uncached(written: &str) -> Result<Image> {
+    let config = crate::config::Config::load()?;
+    // The project file is consulted first, with the reference exactly as written: that is how
+    // it redefines well-known names (a mirror for an air-gapped CI) and defines new ones.
+    let reference = match config.and_then(|c| c.image_override(written)) {
+        Some(o) => {
+            tracing::debug!(reference = written, file = %o.file.display(), line = o.line, "redefined by the project file");
+            o.reference.clone()
+        }
+        None => reference::parse(written, &crate::config::crate_dir())?,
     };
-    let Some(name) = reference.strip_prefix("recipe:") else {
+    match &reference {
+        Reference::Recipe(name) => {
+            let dirs = recipe_dirs(config);
+            let Some(dir) = dirs
+                .iter()
+                .find(|d| known_recipes(d).iter().any(|n| n == name))
+            else {
+                let known: Vec<String> = dirs
+                    .iter()
+                    .flat_map(|d| known_recipes(d))
+                    .map(|n| format!("recipe:{n}"))
+                    .collect();
+                let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+                return Err(Error::UnknownImage {
+                    reference: written.into(),
+                    reason: format!("no recipe `{name}` in {}", searched.join(", ")),
+                    known: format!("{}, {}", known.join(", "), reference::known_references()),
+                });
+            };
+            let image_dir = build(dir, name)?;
+            load(written, &image_dir)
+        }
+        Reference::File(path) => disk_image(written, path, None),
+        Reference::Url { url, digest } => {
+            let source = reference::Source {
+                url: url.clone(),
+                checksum: reference::Checksum::Digest(digest.clone()),
+            };
+            fetch(written, &[source], config)
+        }
+        Reference::WellKnown(w) => fetch(written, &w.sources(reference::Arch::default())?, config),
+    }
+}
+
+/// Recipe directories: the project file's, then `$VMTEST_RECIPES_DIR` or this repository's
+/// `fixtures/`.
+fn recipe_dirs(config: Option<&crate::config::Config>) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = config.map(|c| c.recipe_dirs().to_vec()).unwrap_or_default();
+    dirs.push(recipes_dir());
+    dirs
+}
+
+/// The image cache's root: `VMTEST_CACHE_DIR`, else the project file's `cache_dir`, else the
+/// XDG default.
+pub(crate) fn cache_root() -> Result<PathBuf> {
+    if std::env::var_os("VMTEST_CACHE_DIR").is_some_and(|d| !d.is_empty()) {
+        return Ok(crate::paths::cache_dir());
+    }
+    let config = crate::config::Config::load()?;
+    Ok(config
+        .and_then(|c| c.cache_dir())
+        .map(Path::to_owned)
+        .unwrap_or_else(crate::paths::cache_dir))
+}
+
+/// Downloads (or finds in the cache) the first source that works, in order: a vendor's pinned
+/// build first, then its rolling URL.
+fn fetch(
+    written: &str,
+    sources: &[reference::Source],
+    _config: Option<&crate::config::Config>,
+) -> Result<Image> {
+    let cache = cache::Cache::open(cache_root()?)?;
+    let mut failures = Vec::new();
+    for source in sources {
+        let Some(remote) = source.to_remote() else {
+            failures.push(format!(
+                "{}: its checksum algorithm is not supported by the cache yet",
+                source.url
+            ));
+            continue;
+        };
+        match cache.fetch(&remote, cache::Progress::Auto) {
+            Ok(cached) => return disk_image(written, &cached.path, Some(cached.dir)),
+            // A wrong digest is an answer, not an outage: trying the next source would hide it.
+            Err(e @ Error::ChecksumMismatch { .. }) => return Err(e),
+            Err(e) => failures.push(e.to_string()),
+        }
+    }
+    Err(Error::Download {
+        url: sources.first().map(|s| s.url.clone()).unwrap_or_default(),
+        message: format!(
+            "no source of `{written}` could be fetched:\n  {}\n  point `{written}` at a mirror or a local file in vmtest.toml to run without this network",
+            failures.join("\n  ")
+        ),
+    })
+}
+
+/// A cloud image file: booted from its own disk by the firmware.
+fn disk_image(written: &str, path: &Path, cache_entry: Option<PathBuf>) -> Result<Image> {
+    if !path.is_file() {
         return Err(Error::UnknownImage {
-            reference: reference.into(),
-            reason: "only local recipes (`recipe:NAME`) can be resolved by this version".into(),
-            known: known(),
-        });
-    };
-    if name.is_empty() || !known_recipes(&dir).iter().any(|n| n == name) {
-        return Err(Error::UnknownImage {
-            reference: reference.into(),
-            reason: format!("no recipe `{name}` in {}", dir.display()),
-            known: known(),
+            reference: written.into(),
+            reason: format!("{} does not exist or is not a file", path.display()),
+            known: reference::known_references(),
         });
     }
-    let image_dir = build(&dir, name)?;
-    load(reference, &image_dir)
+    Ok(Image {
+        reference: written.into(),
+        boot: ImageBoot::Disk,
+        disk_format: disk_format(path)?,
+        disk: Some(path.to_owned()),
+        min_memory_mib: 512,
+        cache_entry,
+    })
+}
+
+/// `qcow2` or `raw`, as `qemu-img info` reads the file (never guessed from the name: Ubuntu's
+/// `.img` files are qcow2).
+fn disk_format(path: &Path) -> Result<crate::qemu::DiskFormat> {
+    let out = std::process::Command::new("qemu-img")
+        .args(["info", "-U", "--output=json"])
+        .arg(path)
+        .output()
+        .map_err(|source| Error::Io {
+            context: "running qemu-img info".into(),
+            source,
+        })?;
+    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    match info["format"].as_str() {
+        Some("qcow2") => Ok(crate::qemu::DiskFormat::Qcow2),
+        Some("raw") => Ok(crate::qemu::DiskFormat::Raw),
+        other => Err(Error::BadImage {
+            dir: path.to_owned(),
+            reason: format!(
+                "`qemu-img info` reads its format as {other:?} ({}); vmtest boots qcow2 and raw disk images",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+        }),
+    }
 }
 
 fn load(reference: &str, dir: &Path) -> Result<Image> {
@@ -148,11 +269,17 @@ fn load(reference: &str, dir: &Path) -> Result<Image> {
             )))
         }
     };
+    let disk_format = match &disk {
+        Some(d) => disk_format(d)?,
+        None => crate::qemu::DiskFormat::Qcow2,
+    };
     Ok(Image {
         reference: reference.into(),
         boot,
         disk,
+        disk_format,
         min_memory_mib: m.min_memory_mib,
+        cache_entry: None,
     })
 }
 

@@ -35,7 +35,7 @@ pub(crate) enum DiskFormat {
 }
 
 impl DiskFormat {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DiskFormat::Qcow2 => "qcow2",
             DiskFormat::Raw => "raw",

@@ -55,13 +55,12 @@ impl Reporter {
             finished: false,
         };
         let size = total.map_or(String::new(), |t| format!(" ({})", human_bytes(t)));
-        match (mode, resumed_at) {
-            (Progress::Lines, 0) => r.emit(&format!("vmtest: downloading {url}{size}\n")),
-            (Progress::Lines, at) => r.emit(&format!(
-                "vmtest: resuming {url}{size} at {}\n",
-                human_bytes(at)
-            )),
-            _ => {}
+        // The bar shows only the file name, so both modes first name the whole URL.
+        if matches!(mode, Progress::Bar | Progress::Lines) {
+            r.emit(&match resumed_at {
+                0 => format!("vmtest: downloading {url}{size}\n"),
+                at => format!("vmtest: resuming {url}{size} at {}\n", human_bytes(at)),
+            });
         }
         if let Some(t) = total.filter(|&t| t > 0) {
             while r.next_quarter < 4 && resumed_at * 4 >= t * r.next_quarter {
