@@ -39,8 +39,14 @@ async fn an_unknown_image_reference_lists_the_known_ones() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("unknown image reference `ubuntu:99.04`"), "{err}");
-    assert!(err.contains("ubuntu:24.04") && err.contains("debian:12"), "{err}");
+    assert!(
+        err.contains("unknown image reference `ubuntu:99.04`"),
+        "{err}"
+    );
+    assert!(
+        err.contains("ubuntu:24.04") && err.contains("debian:12"),
+        "{err}"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "took {:?}",

@@ -1,6 +1,7 @@
-//! The image cache against a real HTTP server on 127.0.0.1: verified downloads, zero-traffic
-//! hits, one download among racing threads and processes, resumption after interruptions,
-//! clean failures, verify and prune. Every test uses its own temporary cache root.
+//! The image cache against a real HTTP server on 127.0.0.1: verified downloads (SHA-256 and
+//! SHA-512, pinned or from a checksum file), zero-traffic hits, one download among racing
+//! threads and processes, resumption after interruptions, clean failures, verify and prune.
+//! Every test uses its own temporary cache root.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use vmtest::images::{Cache, Checksum, Progress, Prune, RemoteSource};
+use vmtest::images::{Algorithm, Cache, Checksum, Progress, Prune, RemoteSource};
 use vmtest_tests::http::{pseudo_random, Faults, Server};
 
 const MIB: usize = 1 << 20;
@@ -16,15 +17,26 @@ const LEN: usize = 4 * MIB + 12_345;
 /// How a child process learns what to fetch: `URL SHA256 ROOT`.
 const CHILD: &str = "VMTEST_IMAGE_CACHE_CHILD";
 
-fn sha256(bytes: &[u8]) -> String {
-    let mut child = Command::new("sha256sum")
+/// The digest of `bytes` by coreutils' `TOOL` (`sha256sum`, `sha512sum`): an independent
+/// implementation.
+fn digest_by(tool: &str, bytes: &[u8]) -> String {
+    let mut child = Command::new(tool)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
-        .expect("sha256sum (coreutils)");
+        .unwrap_or_else(|e| panic!("{tool} (coreutils): {e}"));
     child.stdin.take().unwrap().write_all(bytes).unwrap();
     let out = child.wait_with_output().unwrap();
-    String::from_utf8(out.stdout).unwrap()[..64].to_owned()
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.split_whitespace().next().unwrap().to_owned()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    digest_by("sha256sum", bytes)
+}
+
+fn sha512(bytes: &[u8]) -> String {
+    digest_by("sha512sum", bytes)
 }
 
 struct Fixture {
@@ -51,7 +63,7 @@ impl Fixture {
     fn source(&self) -> RemoteSource {
         RemoteSource {
             url: self.server.url("/disk.img"),
-            checksum: Checksum::Sha256(self.sha.clone()),
+            checksum: Checksum::sha256(&self.sha),
         }
     }
 
@@ -172,7 +184,7 @@ fn scenario_fetch() {
     let cache = Cache::open(root.into()).unwrap();
     let source = RemoteSource {
         url: url.into(),
-        checksum: Checksum::Sha256(sha.into()),
+        checksum: Checksum::sha256(sha),
     };
     let image = cache.fetch(&source, Progress::Auto).unwrap();
     println!("fetched {}", image.path.display());
@@ -348,7 +360,7 @@ fn a_wrong_checksum_fails_cleanly() {
     let f = Fixture::new(9);
     let wrong = sha256(b"some other image");
     let source = RemoteSource {
-        checksum: Checksum::Sha256(wrong.clone()),
+        checksum: Checksum::sha256(&wrong),
         ..f.source()
     };
     let err = f
@@ -435,6 +447,7 @@ fn sums_source(f: &Fixture, name: &str) -> RemoteSource {
         checksum: Checksum::File {
             url: f.server.url("/SHA256SUMS"),
             name: name.into(),
+            algorithm: Algorithm::Sha256,
         },
     }
 }
@@ -548,7 +561,7 @@ fn prune_dry_runs_skips_busy_entries_and_removes() {
         .fetch(
             &RemoteSource {
                 url: f.server.url("/second.img"),
-                checksum: Checksum::Sha256(sha256(&second)),
+                checksum: Checksum::sha256(sha256(&second)),
             },
             Progress::Silent,
         )
@@ -596,4 +609,311 @@ fn prune_dry_runs_skips_busy_entries_and_removes() {
     drop(lock);
     assert_eq!(cache.prune(all, false).unwrap().len(), 1);
     assert!(cache.list().unwrap().is_empty());
+}
+
+// SHA-512: Debian publishes only SHA512SUMS, and references may pin `#sha512=HEX`.
+
+impl Fixture {
+    fn sha512(&self) -> String {
+        sha512(&self.payload)
+    }
+
+    fn sha512_source(&self) -> RemoteSource {
+        RemoteSource {
+            url: self.server.url("/disk.img"),
+            checksum: Checksum::sha512(self.sha512()),
+        }
+    }
+
+    fn meta(&self, dir: &Path) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("meta.json")).unwrap()).unwrap()
+    }
+}
+
+#[test]
+fn sha512_digests_download_and_verify() {
+    let f = Fixture::new(17);
+    let cache = f.cache();
+    let s512 = f.sha512();
+    assert_eq!(s512.len(), 128);
+    // Upper case and an `ALGORITHM:` prefix are accepted.
+    let pinned = RemoteSource {
+        checksum: Checksum::sha512(format!("sha512:{}", s512.to_uppercase())),
+        ..f.sha512_source()
+    };
+    let image = cache.fetch(&pinned, Progress::Silent).unwrap();
+    f.assert_content(&image.path);
+    assert_eq!(image.algorithm, Algorithm::Sha512);
+    assert_eq!(image.digest, s512);
+    assert_eq!(image.sha256, f.sha, "sha256 stays the entry's identity");
+    assert_eq!(image.size, LEN as u64);
+    let meta = f.meta(&image.dir);
+    assert_eq!(meta["algorithm"], "sha512");
+    assert_eq!(meta["digest"], s512.as_str());
+    assert_eq!(meta["sha256"], f.sha.as_str());
+    assert_eq!(f.files(), ["image", "lock", "meta.json"]);
+
+    // Cached: no traffic, whether pinned by its sha512 or by its sha256.
+    f.server.reset_counters();
+    assert_eq!(
+        cache
+            .fetch(&f.sha512_source(), Progress::Silent)
+            .unwrap()
+            .path,
+        image.path
+    );
+    assert_eq!(f.fetch().unwrap().path, image.path);
+    assert!(f.server.requests().is_empty(), "{:?}", f.server.requests());
+
+    cache.verify(&image.dir).unwrap();
+    let list = cache.list().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].sha256.as_deref(), Some(f.sha.as_str()));
+
+    // verify re-hashes with SHA-512, and names it.
+    let mut bytes = std::fs::read(&image.path).unwrap();
+    bytes[LEN / 3] ^= 0x01;
+    std::fs::write(&image.path, &bytes).unwrap();
+    let err = cache.verify(&image.dir).unwrap_err().to_string();
+    for needle in [
+        format!("expected sha512:{s512}"),
+        format!("got sha512:{}", sha512(&bytes)),
+        "removed".into(),
+    ] {
+        assert!(err.contains(&needle), "`{needle}` missing from: {err}");
+    }
+    assert!(!image.dir.exists());
+}
+
+#[test]
+fn an_entry_pinned_by_sha256_is_downloaded_again_for_a_sha512_pin() {
+    let f = Fixture::new(18);
+    let cache = f.cache();
+    let first = f.fetch().unwrap();
+    assert_eq!(first.algorithm, Algorithm::Sha256);
+    assert_eq!(first.digest, f.sha);
+    // Its sha512 was never computed, so it cannot vouch for a sha512 pin.
+    f.server.reset_counters();
+    let image = cache.fetch(&f.sha512_source(), Progress::Silent).unwrap();
+    f.assert_content(&image.path);
+    assert_eq!(f.server.gets("/disk.img").len(), 1);
+    assert_eq!(
+        (image.algorithm, image.digest),
+        (Algorithm::Sha512, f.sha512())
+    );
+}
+
+fn sha512sums_source(f: &Fixture, name: &str) -> RemoteSource {
+    RemoteSource {
+        url: f.server.url("/disk.img"),
+        checksum: Checksum::File {
+            url: f.server.url("/SHA512SUMS"),
+            name: name.into(),
+            algorithm: Algorithm::Sha512,
+        },
+    }
+}
+
+#[test]
+fn sha512sums_files_supply_the_sha512() {
+    let f = Fixture::new(19);
+    let cache = f.cache();
+    let s512 = f.sha512();
+    let all = Prune {
+        all: true,
+        ..Prune::default()
+    };
+    // Debian's GNU style. The wrong sha256 lines for the same name must not count.
+    f.server.put(
+        "/SHA512SUMS",
+        format!(
+            "{}  disk.img\n{}  other.img\n{s512} *disk.img\nSHA256 (disk.img) = {}\n",
+            sha256(b"not it"),
+            sha512(b"other"),
+            sha256(b"not it either"),
+        ),
+    );
+    let image = cache
+        .fetch(&sha512sums_source(&f, "disk.img"), Progress::Silent)
+        .unwrap();
+    f.assert_content(&image.path);
+    assert_eq!(
+        (image.algorithm, image.digest.as_str()),
+        (Algorithm::Sha512, s512.as_str())
+    );
+    assert_eq!(image.sha256, f.sha);
+    assert_eq!(
+        f.meta(&image.dir)["checksum_url"],
+        f.server.url("/SHA512SUMS")
+    );
+    cache.verify(&image.dir).unwrap();
+
+    f.server.reset_counters();
+    cache
+        .fetch(&sha512sums_source(&f, "disk.img"), Progress::Silent)
+        .unwrap();
+    assert!(
+        f.server.requests().is_empty(),
+        "a cached entry needs no network"
+    );
+
+    // BSD style.
+    f.server
+        .put("/SHA512SUMS", format!("SHA512 (./disk.img) = {s512}\n"));
+    cache.prune(all.clone(), false).unwrap();
+    let image = cache
+        .fetch(&sha512sums_source(&f, "disk.img"), Progress::Silent)
+        .unwrap();
+    assert_eq!(image.digest, s512);
+
+    // A file listing only sha256 digests lists no sha512.
+    f.server
+        .put("/SHA512SUMS", format!("{}  disk.img\n", f.sha));
+    cache.prune(all.clone(), false).unwrap();
+    let err = cache
+        .fetch(&sha512sums_source(&f, "disk.img"), Progress::Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("lists no sha512 for `disk.img`"), "{err}");
+    assert!(err.contains(&f.server.url("/SHA512SUMS")), "{err}");
+
+    // A sha512 that does not match the download names the checksum file.
+    let wrong = sha512(b"the old image");
+    f.server.put("/SHA512SUMS", format!("{wrong}  disk.img\n"));
+    let err = cache
+        .fetch(&sha512sums_source(&f, "disk.img"), Progress::Silent)
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        format!("expected sha512:{wrong}"),
+        format!("got sha512:{s512}"),
+        f.server.url("/SHA512SUMS"),
+    ] {
+        assert!(err.contains(&needle), "`{needle}` missing from: {err}");
+    }
+    assert!(cache.list().unwrap().is_empty());
+}
+
+#[test]
+fn a_wrong_sha512_fails_cleanly() {
+    let f = Fixture::new(20);
+    let wrong = sha512(b"some other image");
+    let source = RemoteSource {
+        checksum: Checksum::sha512(&wrong),
+        ..f.sha512_source()
+    };
+    let err = f
+        .cache()
+        .fetch(&source, Progress::Silent)
+        .unwrap_err()
+        .to_string();
+    for needle in [
+        format!("expected sha512:{wrong}"),
+        format!("got sha512:{}", f.sha512()),
+        source.url.clone(),
+        "deleted".into(),
+        "SHA512SUMS".into(),
+    ] {
+        assert!(err.contains(&needle), "`{needle}` missing from: {err}");
+    }
+    assert!(f.files().is_empty(), "{:?}", f.files());
+
+    // A sha256 given as a sha512 is refused before any download.
+    let err = f
+        .cache()
+        .fetch(
+            &RemoteSource {
+                checksum: Checksum::sha512(&f.sha),
+                ..f.sha512_source()
+            },
+            Progress::Silent,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("must be 128 hex digits"), "{err}");
+    assert!(
+        f.server.gets("/disk.img").len() == 1,
+        "{:?}",
+        f.server.requests()
+    );
+
+    // The right pin then works.
+    let image = f
+        .cache()
+        .fetch(&f.sha512_source(), Progress::Silent)
+        .unwrap();
+    f.assert_content(&image.path);
+}
+
+#[test]
+fn sha512_downloads_resume() {
+    let f = Fixture::new(21);
+    let cache = f.cache();
+    f.server.set_faults(
+        "/disk.img",
+        Faults {
+            drop_after: Some(MIB as u64),
+            ..Faults::default()
+        },
+    );
+    // Three attempts, each resuming the last and re-hashing the prefix on disk.
+    cache
+        .fetch(&f.sha512_source(), Progress::Silent)
+        .unwrap_err();
+    assert_eq!(
+        ranges(&f.server, "/disk.img"),
+        [
+            None,
+            Some(format!("bytes={MIB}-")),
+            Some(format!("bytes={}-", 2 * MIB))
+        ]
+    );
+    let partial = f.partial().expect("the partial download is kept");
+    assert_eq!(std::fs::metadata(&partial).unwrap().len(), 3 * MIB as u64);
+
+    // The next fetch resumes; a wrong prefix hash would fail the sha512 check.
+    f.server.clear_faults();
+    f.server.reset_counters();
+    let image = cache.fetch(&f.sha512_source(), Progress::Silent).unwrap();
+    f.assert_content(&image.path);
+    assert_eq!(
+        ranges(&f.server, "/disk.img"),
+        [Some(format!("bytes={}-", 3 * MIB))]
+    );
+    assert_eq!(f.server.body_bytes(), (LEN - 3 * MIB) as u64);
+    assert_eq!(
+        (image.algorithm, image.digest),
+        (Algorithm::Sha512, f.sha512())
+    );
+    assert_eq!(image.sha256, f.sha);
+    cache.verify(&image.dir).unwrap();
+
+    // Killed before the rename (the partial file whole): the server's 416 completes it.
+    let whole = pseudo_random(LEN, 22);
+    f.server.put("/whole.img", whole.clone());
+    let source = RemoteSource {
+        url: f.server.url("/whole.img"),
+        checksum: Checksum::sha512(sha512(&whole)),
+    };
+    // The entry of a URL is `images/<first 16 hex digits of its sha256>`.
+    let dir = f
+        .root
+        .path()
+        .join("images")
+        .join(&sha256(source.url.as_bytes())[..16]);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("image.partial"), &whole).unwrap();
+    f.server.reset_counters();
+    let image = cache.fetch(&source, Progress::Silent).unwrap();
+    assert_eq!(image.dir, dir);
+    assert_eq!(image.digest, sha512(&whole));
+    assert_eq!(
+        f.server
+            .gets("/whole.img")
+            .iter()
+            .map(|r| r.status)
+            .collect::<Vec<_>>(),
+        [416]
+    );
+    assert_eq!(f.server.body_bytes(), 0);
 }

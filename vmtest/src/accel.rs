@@ -62,10 +62,12 @@ pub enum AccelChoice {
 }
 
 impl AccelChoice {
-    /// Reads `VMTEST_ACCEL` (`auto`, `kvm`, `tcg`); unset means `auto`.
-    pub(crate) fn from_env() -> Result<Self> {
+    /// Reads `VMTEST_ACCEL` (`auto`, `kvm`, `tcg`); unset means `default` (the project file's
+    /// choice), else `auto`.
+    pub(crate) fn from_env(default: Option<AccelChoice>) -> Result<Self> {
         match std::env::var("VMTEST_ACCEL").as_deref() {
-            Err(_) | Ok("") | Ok("auto") => Ok(AccelChoice::Auto),
+            Err(_) | Ok("") => Ok(default.unwrap_or_default()),
+            Ok("auto") => Ok(AccelChoice::Auto),
             Ok("kvm") => Ok(AccelChoice::Kvm),
             Ok("tcg") => Ok(AccelChoice::Tcg),
             Ok(other) => Err(Error::Invalid {

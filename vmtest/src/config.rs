@@ -28,7 +28,6 @@
 //! typo cannot silently fall back to downloading from the internet.
 
 // Until `image::resolve`, the cache and `VmSpec` defaults use it: the lead wires it in.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -160,6 +159,7 @@ impl Config {
     }
 
     /// The file this was read from.
+    #[cfg(test)]
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }

@@ -51,9 +51,9 @@ pub enum Error {
         message: String,
     },
 
-    /// A downloaded or cached image does not have the sha256 it must have.
+    /// A downloaded or cached image does not have the digest it must have.
     #[error(
-        "sha256 mismatch for {url} ({}): expected {expected}, got {actual}\n  {hint}",
+        "checksum mismatch for {url} ({}): expected {expected}, got {actual}\n  {hint}",
         file.display()
     )]
     ChecksumMismatch {

@@ -1,10 +1,14 @@
 //! The verified cache of downloaded base images, for tools (`vmtest-runner images`) and tests.
 //! Tests reach it through image references; most users never need this module.
 //!
+//! Downloads are verified by SHA-256 or SHA-512 ([`Algorithm`]), against a pinned digest or
+//! the vendor's checksum file (`SHA256SUMS`, `SHA512SUMS`, ...): see [`Checksum`].
+//!
 //! Layout: `ROOT/images/<first 16 hex digits of sha256(URL)>/` holds `image` (renamed into
-//! place only once verified), `meta.json` (`source`, `sha256`, `size`, `checksum_url`,
-//! `fetched_at`, `last_used`; times in seconds since the Unix epoch), `lock` (held while the
-//! entry is downloaded, verified or removed) and, while unfinished, `image.partial`.
+//! place only once verified), `meta.json` (`source`, `sha256`, `algorithm` and `digest` (what
+//! it was verified against), `size`, `checksum_url`, `fetched_at`, `last_used`; times in
+//! seconds since the Unix epoch), `lock` (held while the entry is downloaded, verified or
+//! removed) and, while unfinished, `image.partial`.
 //!
 //! ```no_run
 //! use vmtest::images::{default_root, Cache, Checksum, Progress, RemoteSource};
@@ -12,7 +16,8 @@
 //! let cache = Cache::open(default_root())?;
 //! let source = RemoteSource {
 //!     url: "https://example.org/disk.qcow2".into(),
-//!     checksum: Checksum::Sha256("0123…".into()),
+//!     // Or `Checksum::sha256(…)`, or `Checksum::File { … }` for a checksum file.
+//!     checksum: Checksum::sha512("0123…"),
 //! };
 //! let image = cache.fetch(&source, Progress::Auto)?;
 //! println!("{}", image.path.display());
@@ -22,7 +27,7 @@
 use std::path::PathBuf;
 
 pub use crate::image::cache::{
-    Cache, CachedImage, Checksum, EntryInfo, Progress, Prune, RemoteSource,
+    Algorithm, Cache, CachedImage, Checksum, EntryInfo, Progress, Prune, RemoteSource,
 };
 
 /// The per-user cache root: `VMTEST_CACHE_DIR`, else `$XDG_CACHE_HOME/vmtest`, else

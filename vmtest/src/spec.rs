@@ -14,8 +14,10 @@ use crate::seed::SeedFormat;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VmSpec {
     pub(crate) image: String,
-    pub(crate) memory_mib: u32,
-    pub(crate) cpus: u32,
+    /// `None`: the project file's `[defaults]`, else 512 MiB.
+    pub(crate) memory_mib: Option<u32>,
+    /// `None`: the project file's `[defaults]`, else 1.
+    pub(crate) cpus: Option<u32>,
     pub(crate) disk_mib: Option<u64>,
     pub(crate) seed_format: SeedFormat,
     pub(crate) boot_timeout: Option<Duration>,
@@ -26,8 +28,8 @@ impl Default for VmSpec {
     fn default() -> Self {
         VmSpec {
             image: Self::DEFAULT_IMAGE.to_owned(),
-            memory_mib: 512,
-            cpus: 1,
+            memory_mib: None,
+            cpus: None,
             disk_mib: None,
             seed_format: SeedFormat::Iso9660,
             boot_timeout: None,
@@ -40,7 +42,8 @@ impl VmSpec {
     /// The image a test gets when it names none: the tiny fixture built from Debian packages.
     pub const DEFAULT_IMAGE: &'static str = "recipe:tiny";
 
-    /// A spec with the defaults: [`Self::DEFAULT_IMAGE`], 512 MiB, one vCPU, ISO9660 seed.
+    /// A spec with the defaults: [`Self::DEFAULT_IMAGE`], ISO9660 seed, and memory and vCPUs
+    /// from the project file's `[defaults]` (`vmtest.toml`), else 512 MiB and one vCPU.
     pub fn new() -> Self {
         Self::default()
     }
@@ -53,13 +56,13 @@ impl VmSpec {
 
     /// Guest memory in MiB (raised to the image's minimum if lower).
     pub fn memory_mib(mut self, mib: u32) -> Self {
-        self.memory_mib = mib;
+        self.memory_mib = Some(mib);
         self
     }
 
     /// Number of virtual CPUs.
     pub fn cpus(mut self, cpus: u32) -> Self {
-        self.cpus = cpus;
+        self.cpus = Some(cpus);
         self
     }
 

@@ -69,7 +69,10 @@ impl Vm {
         }
         let reference = spec.image.clone();
         let image = blocking(move || crate::image::resolve(&reference)).await?;
-        let accel_choice = AccelChoice::from_env()?;
+        let defaults = crate::config::Config::load()?
+            .map(|c| c.defaults().clone())
+            .unwrap_or_default();
+        let accel_choice = AccelChoice::from_env(defaults.accel)?;
         let accel = blocking(move || crate::accel::resolve(accel_choice, canary_kernel)).await?;
 
         let name = next_name();
@@ -122,8 +125,12 @@ impl Vm {
         let args = QemuArgs {
             name: name.clone(),
             accel,
-            cpus: spec.cpus,
-            memory_mib: spec.memory_mib.max(image.min_memory_mib),
+            cpus: spec.cpus.or(defaults.cpus).unwrap_or(1),
+            memory_mib: spec
+                .memory_mib
+                .or(defaults.memory_mib)
+                .unwrap_or(512)
+                .max(image.min_memory_mib),
             boot: match &image.boot {
                 ImageBoot::Disk => Boot::Disk,
                 ImageBoot::Kernel {

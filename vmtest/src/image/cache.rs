@@ -294,7 +294,7 @@ impl Cache {
     /// wait for it, and an interrupted download is resumed.
     pub fn fetch(&self, source: &RemoteSource, progress: Progress) -> Result<CachedImage> {
         let pinned = match &source.checksum {
-            Checksum::Sha256(hex) => Some(normalize_sha256(hex)?),
+            Checksum::Digest { algorithm, hex } => Some(normalize_digest(*algorithm, hex)?),
             Checksum::File { .. } => None,
         };
         let dir = self.entry_dir(&source.url);
@@ -320,6 +320,8 @@ impl Cache {
         result
     }
 
+    /// Downloads `source` into `dir`; `pinned` is its normalised digest unless it comes from a
+    /// checksum file.
     fn download(
         &self,
         dir: &Path,
@@ -328,25 +330,29 @@ impl Cache {
         progress: Progress,
     ) -> Result<CachedImage> {
         let http = self.http.get_or_init(Http::new);
+        let algorithm = source.checksum.algorithm();
         let (expected, checksum_url) = match (pinned, &source.checksum) {
             (Some(hex), _) => (hex, None),
-            (None, Checksum::File { url, name }) => {
-                (http.checksum_from_file(url, name)?, Some(url.clone()))
-            }
-            (None, Checksum::Sha256(hex)) => (normalize_sha256(hex)?, None),
+            (None, Checksum::File { url, name, .. }) => (
+                http.checksum_from_file(url, name, algorithm)?,
+                Some(url.clone()),
+            ),
+            (None, Checksum::Digest { hex, .. }) => (normalize_digest(algorithm, hex)?, None),
         };
         // A stale entry (another pin, a corrupt image) loses its meta first, so that no reader
         // pairs the old meta with the new image.
         remove_if_present(&dir.join(META))?;
         let partial = dir.join(PARTIAL);
-        let got = http.download(&source.url, &partial, progress)?;
-        if got.sha256 != expected {
+        let got = http.download(&source.url, &partial, algorithm, progress)?;
+        if got.hashes.digest != expected {
             fetch::discard(&partial);
             let hint = match &checksum_url {
-                None => "the download was deleted. If the vendor replaced the file at that URL, \
-                         update the pinned sha256 (or check against the vendor's checksum \
-                         file); otherwise the transfer was corrupted: run again"
-                    .to_owned(),
+                None => format!(
+                    "the download was deleted. If the vendor replaced the file at that URL, \
+                     update the pinned {algorithm} (or check against the vendor's {}); \
+                     otherwise the transfer was corrupted: run again",
+                    algorithm.sums_file()
+                ),
                 Some(sums) => format!(
                     "the download was deleted. It does not match {sums}: the vendor may be \
                      mid-update, run again later"
@@ -355,8 +361,8 @@ impl Cache {
             return Err(Error::ChecksumMismatch {
                 url: source.url.clone(),
                 file: partial,
-                expected,
-                actual: got.sha256,
+                expected: format!("{algorithm}:{expected}"),
+                actual: format!("{algorithm}:{}", got.hashes.digest),
                 hint,
             });
         }
@@ -368,7 +374,9 @@ impl Cache {
         let now = unix_now();
         let meta = Meta {
             source: source.url.clone(),
-            sha256: expected,
+            sha256: got.hashes.sha256,
+            algorithm,
+            digest: expected,
             size: got.size,
             checksum_url,
             fetched_at: now,
@@ -380,7 +388,8 @@ impl Cache {
     }
 
     /// Re-hashes the entry in `dir` (a [`CachedImage::dir`] or [`EntryInfo::path`]) against its
-    /// meta. A corrupt or truncated entry is removed, and the error says so.
+    /// meta, with the algorithm it was verified with (and sha256). A corrupt or truncated entry
+    /// is removed, and the error says so.
     pub fn verify(&self, dir: &Path) -> Result<()> {
         if !dir.join(META).is_file() {
             return Err(Error::BadImage {
@@ -390,28 +399,31 @@ impl Cache {
         }
         let _lock = lock(dir, Mode::Exclusive)?;
         let meta = read_meta(dir)?;
+        let algorithm = meta.algorithm;
         let image = dir.join(IMAGE);
-        let (actual, size) = match File::open(&image) {
+        let (hashes, size) = match File::open(&image) {
             Ok(mut file) => {
-                let mut hasher = Sha256::new();
+                let mut hasher = Hasher::new(algorithm);
                 let size =
                     fetch::hash_into(&mut file, &mut hasher).map_err(|e| with_path(e, &image))?;
-                (fetch::hex(&hasher.finalize()), size)
+                (Some(hasher.finish()), size)
             }
-            Err(e) if e.kind() == ErrorKind::NotFound => {
-                ("nothing (the file is missing)".into(), 0)
-            }
+            Err(e) if e.kind() == ErrorKind::NotFound => (None, 0),
             Err(e) => return Err(e).context(|| format!("opening {}", image.display())),
         };
-        if actual == meta.sha256 && size == meta.size {
-            return Ok(());
+        if let Some(h) = &hashes {
+            if h.digest == meta.digest && h.sha256 == meta.sha256 && size == meta.size {
+                return Ok(());
+            }
         }
         std::fs::remove_dir_all(dir).context(|| format!("removing {}", dir.display()))?;
         Err(Error::ChecksumMismatch {
             url: meta.source,
             file: image,
-            expected: meta.sha256,
-            actual,
+            expected: format!("{algorithm}:{}", meta.digest),
+            actual: hashes.map_or("nothing (the file is missing)".into(), |h| {
+                format!("{algorithm}:{}", h.digest)
+            }),
             hint: format!(
                 "the cached image is corrupt or truncated ({size} bytes, {} expected); its \
                  cache entry {} was removed and the next run downloads it again",
@@ -485,12 +497,20 @@ impl Cache {
     }
 }
 
-/// The entry's meta, if it holds a usable image of `source`. Deliberately no re-hash: that
-/// costs seconds per gigabyte on every lookup; `verify` is for when something looks wrong.
+/// The entry's meta, if it holds a usable image of `source` (`pinned`: its normalised digest,
+/// if pinned). An entry verified with one algorithm satisfies a pin in another only if meta
+/// knows that digest too: sha256 always, sha512 only if it was verified with it. Deliberately
+/// no re-hash: that costs seconds per gigabyte on every lookup; `verify` is for when something
+/// looks wrong.
 fn current(dir: &Path, source: &RemoteSource, pinned: Option<&str>) -> Option<Meta> {
     let meta = read_meta(dir).ok()?;
-    if meta.source != source.url || pinned.is_some_and(|p| p != meta.sha256) {
+    if meta.source != source.url {
         return None;
+    }
+    if let Some(pin) = pinned {
+        if meta.digest_in(source.checksum.algorithm()) != Some(pin) {
+            return None;
+        }
     }
     let len = std::fs::metadata(dir.join(IMAGE)).ok()?.len();
     (len == meta.size).then_some(meta)
@@ -514,6 +534,8 @@ fn cached(dir: &Path, meta: Meta) -> CachedImage {
         dir: dir.to_owned(),
         source: meta.source,
         sha256: meta.sha256,
+        algorithm: meta.algorithm,
+        digest: meta.digest,
         size: meta.size,
     }
 }
@@ -546,10 +568,16 @@ fn entry_info(dir: &Path) -> EntryInfo {
 fn read_meta(dir: &Path) -> Result<Meta> {
     let path = dir.join(META);
     let bytes = std::fs::read(&path).context(|| format!("reading {}", path.display()))?;
-    serde_json::from_slice(&bytes).map_err(|e| Error::BadImage {
+    let mut meta: Meta = serde_json::from_slice(&bytes).map_err(|e| Error::BadImage {
         dir: dir.to_owned(),
         reason: format!("{}: {e}", path.display()),
-    })
+    })?;
+    if meta.digest.is_empty() {
+        // Written before SHA-512 was supported: verified by its sha256.
+        meta.algorithm = Algorithm::Sha256;
+        meta.digest.clone_from(&meta.sha256);
+    }
+    Ok(meta)
 }
 
 /// Writes meta.json by rename, so readers see the old or the new one, never a mix. The
@@ -621,17 +649,23 @@ fn lock(dir: &Path, mode: Mode) -> Result<Option<File>> {
     }
 }
 
-fn normalize_sha256(hex: &str) -> Result<String> {
+/// `hex` as a digest of `algorithm`: trimmed, an `ALGORITHM:` prefix dropped, lower case.
+fn normalize_digest(algorithm: Algorithm, hex: &str) -> Result<String> {
     let h = hex.trim();
-    let h = h.strip_prefix("sha256:").unwrap_or(h).to_ascii_lowercase();
-    if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Ok(h);
+    let h = h
+        .strip_prefix(algorithm.name())
+        .and_then(|rest| rest.strip_prefix(':'))
+        .unwrap_or(h);
+    if algorithm.is_digest(h) {
+        return Ok(h.to_ascii_lowercase());
     }
     Err(Error::Invalid {
-        what: "sha256 checksum",
+        what: "checksum",
         message: format!(
-            "`{hex}` is not 64 hex digits; copy it from the vendor's SHA256SUMS, or run \
-             `sha256sum FILE` on a copy you trust"
+            "`{hex}` is not a {algorithm} digest: it must be {} hex digits; copy it from the \
+             vendor's {}, or run `{algorithm}sum FILE` on a copy you trust",
+            algorithm.hex_len(),
+            algorithm.sums_file()
         ),
     })
 }
@@ -677,13 +711,68 @@ mod tests {
     #[test]
     fn pinned_checksums_are_normalised() {
         let h = "AB".repeat(32);
-        assert_eq!(normalize_sha256(&h).unwrap(), "ab".repeat(32));
-        assert_eq!(
-            normalize_sha256(&format!(" sha256:{h}\n")).unwrap(),
-            "ab".repeat(32)
+        let sha256 = |hex: &str| normalize_digest(Algorithm::Sha256, hex);
+        let sha512 = |hex: &str| normalize_digest(Algorithm::Sha512, hex);
+        assert_eq!(sha256(&h).unwrap(), "ab".repeat(32));
+        assert_eq!(sha256(&format!(" sha256:{h}\n")).unwrap(), "ab".repeat(32));
+        let err = sha256("abc").unwrap_err().to_string();
+        assert!(err.contains("must be 64 hex digits"), "{err}");
+        assert!(
+            err.contains("SHA256SUMS") && err.contains("sha256sum FILE"),
+            "{err}"
         );
-        let err = normalize_sha256("abc").unwrap_err().to_string();
-        assert!(err.contains("not 64 hex digits"), "{err}");
+
+        let h = "Cd".repeat(64);
+        assert_eq!(sha512(&h).unwrap(), "cd".repeat(64));
+        assert_eq!(sha512(&format!("sha512:{h}")).unwrap(), "cd".repeat(64));
+        let err = sha512(&format!("sha256:{h}")).unwrap_err().to_string();
+        assert!(err.contains("not a sha512 digest"), "{err}");
+        let err = sha512(&"a".repeat(64)).unwrap_err().to_string();
+        assert!(err.contains("must be 128 hex digits"), "{err}");
+        assert!(
+            err.contains("SHA512SUMS") && err.contains("sha512sum FILE"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn algorithms_by_name() {
+        for a in [Algorithm::Sha256, Algorithm::Sha512] {
+            assert_eq!(Algorithm::from_name(a.name()), Some(a));
+            assert_eq!(a.to_string(), a.name());
+        }
+        assert_eq!(Algorithm::from_name("md5"), None);
+        assert_eq!(Checksum::sha512("x").algorithm(), Algorithm::Sha512);
+    }
+
+    #[test]
+    fn meta_without_an_algorithm_was_verified_by_its_sha256() {
+        let dir = tempfile::tempdir().unwrap();
+        let sha = "ab".repeat(32);
+        std::fs::write(
+            dir.path().join(META),
+            format!(r#"{{"source":"u","sha256":"{sha}","size":1,"fetched_at":0,"last_used":0}}"#),
+        )
+        .unwrap();
+        let meta = read_meta(dir.path()).unwrap();
+        assert_eq!(meta.algorithm, Algorithm::Sha256);
+        assert_eq!(meta.digest, sha);
+        assert_eq!(meta.digest_in(Algorithm::Sha512), None);
+
+        let meta = Meta {
+            algorithm: Algorithm::Sha512,
+            digest: "cd".repeat(64),
+            ..meta
+        };
+        write_meta(dir.path(), &meta).unwrap();
+        let text = std::fs::read_to_string(dir.path().join(META)).unwrap();
+        assert!(text.contains(r#""algorithm": "sha512""#), "{text}");
+        let back = read_meta(dir.path()).unwrap();
+        assert_eq!(
+            back.digest_in(Algorithm::Sha512),
+            Some(meta.digest.as_str())
+        );
+        assert_eq!(back.digest_in(Algorithm::Sha256), Some(sha.as_str()));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! HTTP(S) downloads for the image cache: streamed to a partial file and hashed as the bytes
-//! arrive, resumed with a byte range after an interruption, reported on stderr.
+//! arrive (sha256 always, sha512 too when that is what verifies them), resumed with a byte
+//! range after an interruption, reported on stderr.
 //!
 //! The caller ([`super::cache`]) holds the entry's lock, so one partial file per entry is safe.
 //! Beside the partial file lies `<partial>.json` ([`PartialInfo`]): the URL it came from (so
@@ -12,8 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
+use sha2::{Digest, Sha256, Sha512};
 
+use super::cache::Algorithm;
 use crate::error::{Error, IoContext, Result};
 
 mod progress;
@@ -31,8 +33,51 @@ const MAX_SUMS_BYTES: u64 = 1 << 20;
 
 /// What a finished download produced.
 pub(super) struct Downloaded {
-    pub sha256: String,
+    pub hashes: Hashes,
     pub size: u64,
+}
+
+/// Hashes a stream with sha256, the cache entry's identity, and with the algorithm it is
+/// verified with, in one pass.
+pub(super) struct Hasher {
+    sha256: Sha256,
+    /// `Some` when verifying with SHA-512.
+    sha512: Option<Sha512>,
+}
+
+/// A [`Hasher`]'s result, lowercase hex.
+pub(super) struct Hashes {
+    pub sha256: String,
+    /// In the algorithm the hasher was made for (for sha256, the same as `sha256`).
+    pub digest: String,
+}
+
+impl Hasher {
+    pub fn new(algorithm: Algorithm) -> Hasher {
+        Hasher {
+            sha256: Sha256::new(),
+            sha512: match algorithm {
+                Algorithm::Sha256 => None,
+                Algorithm::Sha512 => Some(Sha512::new()),
+            },
+        }
+    }
+
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.sha256.update(bytes);
+        if let Some(h) = &mut self.sha512 {
+            h.update(bytes);
+        }
+    }
+
+    pub fn finish(self) -> Hashes {
+        let sha256 = hex(&self.sha256.finalize());
+        let digest = match self.sha512 {
+            Some(h) => hex(&h.finalize()),
+            None => sha256.clone(),
+        };
+        Hashes { sha256, digest }
+    }
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -83,8 +128,13 @@ impl Http {
         Http { agent }
     }
 
-    /// The sha256 listed for `name` in the checksum file at `url`.
-    pub fn checksum_from_file(&self, url: &str, name: &str) -> Result<String> {
+    /// The digest in `algorithm` listed for `name` in the checksum file at `url`.
+    pub fn checksum_from_file(
+        &self,
+        url: &str,
+        name: &str,
+        algorithm: Algorithm,
+    ) -> Result<String> {
         let failed = |message: String| Error::Download {
             url: url.into(),
             message,
@@ -105,15 +155,15 @@ impl Http {
             .lossy_utf8(true)
             .read_to_string()
             .map_err(|e| failed(format!("reading the checksum file: {e}")))?;
-        let sums = parse_sums(&text);
+        let sums = parse_sums(&text, algorithm);
         sums.iter()
             .find(|(n, _)| n == name)
             .map(|(_, hex)| hex.clone())
             .ok_or_else(|| {
                 let names: Vec<&str> = sums.iter().map(|(n, _)| n.as_str()).take(20).collect();
                 failed(format!(
-                    "it lists no sha256 for `{name}` (it lists: {}); check the file name given \
-                     with the checksum URL",
+                    "it lists no {algorithm} for `{name}` (it lists: {}); check the file name \
+                     and the algorithm given with the checksum URL",
                     if names.is_empty() {
                         "nothing".into()
                     } else {
@@ -123,11 +173,18 @@ impl Http {
             })
     }
 
-    /// Downloads `url` into `partial`, resuming the bytes already there when the server allows.
-    pub fn download(&self, url: &str, partial: &Path, progress: Progress) -> Result<Downloaded> {
+    /// Downloads `url` into `partial`, resuming the bytes already there when the server allows,
+    /// and hashes it with `algorithm` (and sha256).
+    pub fn download(
+        &self,
+        url: &str,
+        partial: &Path,
+        algorithm: Algorithm,
+        progress: Progress,
+    ) -> Result<Downloaded> {
         let mut attempt = 1;
         loop {
-            match self.attempt(url, partial, progress) {
+            match self.attempt(url, partial, algorithm, progress) {
                 Ok(done) => return Ok(done),
                 Err(Failed::Retry(e)) if attempt < ATTEMPTS => {
                     tracing::warn!(url, attempt, "download interrupted, resuming: {e}");
@@ -138,7 +195,13 @@ impl Http {
         }
     }
 
-    fn attempt(&self, url: &str, partial: &Path, progress: Progress) -> Result<Downloaded, Failed> {
+    fn attempt(
+        &self,
+        url: &str,
+        partial: &Path,
+        algorithm: Algorithm,
+        progress: Progress,
+    ) -> Result<Downloaded, Failed> {
         let failed = |message: String| Error::Download {
             url: url.into(),
             message,
@@ -154,7 +217,7 @@ impl Http {
             .map_err(local)?;
         // The prefix is re-hashed rather than trusting a saved hasher state: the bytes on disk
         // are what will be renamed into place.
-        let mut hasher = Sha256::new();
+        let mut hasher = Hasher::new(algorithm);
         let have = hash_into(&mut file, &mut hasher).map_err(local)?;
 
         let mut request = self.agent.get(url);
@@ -190,7 +253,7 @@ impl Http {
             Plan::Fresh { total } => {
                 if have > 0 {
                     tracing::info!(url, have, "the server sent the whole file: starting over");
-                    hasher = Sha256::new();
+                    hasher = Hasher::new(algorithm);
                 }
                 file.set_len(0)
                     .and_then(|()| file.seek(SeekFrom::Start(0)).map(drop))
@@ -213,7 +276,7 @@ impl Http {
             }
             Plan::Complete => {
                 return Ok(Downloaded {
-                    sha256: hex(&hasher.finalize()),
+                    hashes: hasher.finish(),
                     size: have,
                 })
             }
@@ -269,7 +332,7 @@ impl Http {
             .map_err(local)?;
         report.finish();
         Ok(Downloaded {
-            sha256: hex(&hasher.finalize()),
+            hashes: hasher.finish(),
             size,
         })
     }
@@ -346,7 +409,7 @@ fn status_hint(status: u16) -> String {
 }
 
 /// Feeds a whole file to `hasher`.
-pub(super) fn hash_into(file: &mut File, hasher: &mut Sha256) -> Result<u64> {
+pub(super) fn hash_into(file: &mut File, hasher: &mut Hasher) -> Result<u64> {
     let mut buf = vec![0u8; 1 << 20];
     let mut total = 0;
     file.seek(SeekFrom::Start(0))
@@ -387,14 +450,15 @@ fn parse_content_range(value: &str) -> Option<(u64, Option<u64>)> {
     (start <= end).then_some((start, total))
 }
 
-/// (name, lowercase hex) of each sha256 line of a checksum file: GNU `HEX  NAME`, `HEX *NAME`,
-/// and BSD `SHA256 (NAME) = HEX`. Other lines (other digests, signatures) are skipped.
-fn parse_sums(text: &str) -> Vec<(String, String)> {
-    let is_sha256 = |h: &str| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit());
+/// (name, lowercase hex) of each `algorithm` line of a checksum file: GNU `HEX  NAME`,
+/// `HEX *NAME`, and BSD `SHA256 (NAME) = HEX` (`SHA512 (NAME) = HEX`). Other lines (other
+/// digests, signatures) are skipped.
+fn parse_sums(text: &str, algorithm: Algorithm) -> Vec<(String, String)> {
+    let bsd = format!("{} (", algorithm.name().to_ascii_uppercase());
     text.lines()
         .filter_map(|line| {
             let line = line.trim();
-            let (name, hash) = if let Some(rest) = line.strip_prefix("SHA256 (") {
+            let (name, hash) = if let Some(rest) = line.strip_prefix(bsd.as_str()) {
                 let (name, hash) = rest.rsplit_once(") = ")?;
                 (name, hash.trim())
             } else {
@@ -402,7 +466,9 @@ fn parse_sums(text: &str) -> Vec<(String, String)> {
                 (name.trim_start().trim_start_matches('*'), hash)
             };
             let name = name.strip_prefix("./").unwrap_or(name);
-            is_sha256(hash).then(|| (name.to_owned(), hash.to_ascii_lowercase()))
+            algorithm
+                .is_digest(hash)
+                .then(|| (name.to_owned(), hash.to_ascii_lowercase()))
         })
         .collect()
 }
@@ -421,7 +487,7 @@ mod tests {
              SHA512 (bsd.img) = {}\n{a}  ./dotted.img\nnot a line\n",
             "d".repeat(128)
         );
-        let sums = parse_sums(&text);
+        let sums = parse_sums(&text, Algorithm::Sha256);
         let get = |n: &str| {
             sums.iter()
                 .find(|(name, _)| name == n)
@@ -432,6 +498,58 @@ mod tests {
         assert_eq!(get("bsd.img"), Some(c));
         assert_eq!(get("dotted.img"), Some(a));
         assert_eq!(sums.len(), 4, "{sums:?}");
+    }
+
+    #[test]
+    fn sha512_checksum_files() {
+        let a = "a".repeat(128);
+        let b = "B".repeat(128);
+        let c = "c".repeat(128);
+        // Debian's SHA512SUMS, plus BSD lines and sha256 lines that must not count.
+        let text = format!(
+            "{a}  debian-12-genericcloud-amd64.json\n{b} *binary.img\n\
+             SHA512 (bsd.img) = {c}\nSHA256 (bsd.img) = {}\n{}  short.img\n",
+            "d".repeat(64),
+            "e".repeat(64)
+        );
+        let sums = parse_sums(&text, Algorithm::Sha512);
+        assert_eq!(
+            sums,
+            [
+                ("debian-12-genericcloud-amd64.json".into(), a),
+                ("binary.img".into(), b.to_ascii_lowercase()),
+                ("bsd.img".into(), c),
+            ]
+        );
+        let sha256 = parse_sums(&text, Algorithm::Sha256);
+        assert_eq!(
+            sha256,
+            [
+                ("bsd.img".into(), "d".repeat(64)),
+                ("short.img".into(), "e".repeat(64))
+            ]
+        );
+    }
+
+    #[test]
+    fn hashers_compute_sha256_and_the_algorithm_asked_for() {
+        let mut h = Hasher::new(Algorithm::Sha512);
+        h.update(b"a");
+        h.update(b"bc");
+        let got = h.finish();
+        assert_eq!(
+            got.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            got.digest,
+            "ddaf35a193617abacc417349ae20413112e6fa4e89a97ea20a9eeee64b55d39a\
+             2192992a274fc1a836ba3c23a3feebbd454d4423643ce80e2a9ac94fa54ca49f"
+        );
+        let mut h = Hasher::new(Algorithm::Sha256);
+        h.update(b"abc");
+        let got = h.finish();
+        assert_eq!(got.digest, got.sha256);
     }
 
     #[test]

@@ -16,7 +16,6 @@
 //! project file can also define names this table does not know.
 
 // Until `image::resolve` uses it: the lead wires it in.
-#![allow(dead_code)]
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -210,38 +209,9 @@ pub(crate) fn known_references() -> String {
 // ---------------------------------------------------------------------------------------------
 // Digests and sources.
 
-/// A hash algorithm a vendor publishes digests in. Debian and Alpine publish only SHA-512.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub(crate) enum Algorithm {
-    Sha256,
-    Sha512,
-}
-
-impl Algorithm {
-    /// `sha256` / `sha512`, as written in references and `vmtest.toml`.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Algorithm::Sha256 => "sha256",
-            Algorithm::Sha512 => "sha512",
-        }
-    }
-
-    pub(crate) fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "sha256" => Some(Algorithm::Sha256),
-            "sha512" => Some(Algorithm::Sha512),
-            _ => None,
-        }
-    }
-
-    /// The digest's length in hex digits.
-    pub(crate) fn hex_len(self) -> usize {
-        match self {
-            Algorithm::Sha256 => 64,
-            Algorithm::Sha512 => 128,
-        }
-    }
-}
+/// The hash algorithms digests come in; the cache's public type, so that a reference's digest
+/// is what the cache checks.
+pub(crate) use super::cache::Algorithm;
 
 /// A digest: algorithm and lowercase hex.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -253,11 +223,11 @@ pub(crate) struct Digest {
 impl Digest {
     /// Checks the length and the digits; upper case is accepted and stored lower case.
     pub(crate) fn new(algorithm: Algorithm, hex: &str) -> Result<Self, String> {
-        let want = algorithm.hex_len();
-        if hex.len() != want || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
+        if !algorithm.is_digest(hex) {
             return Err(format!(
-                "`{hex}` is not a {} digest: it must be {want} hex digits",
-                algorithm.name()
+                "`{hex}` is not a {} digest: it must be {} hex digits",
+                algorithm.name(),
+                algorithm.hex_len()
             ));
         }
         Ok(Digest {
@@ -266,10 +236,12 @@ impl Digest {
         })
     }
 
+    #[cfg(test)]
     pub(crate) fn algorithm(&self) -> Algorithm {
         self.algorithm
     }
 
+    #[cfg(test)]
     pub(crate) fn hex(&self) -> &str {
         &self.hex
     }
@@ -304,29 +276,29 @@ pub(crate) struct Source {
 }
 
 impl Source {
-    /// As the cache's `RemoteSource`, when the cache can check it. It computes SHA-256 only, so
-    /// the SHA-512 sources (all of Debian's, and `#sha512=` URLs) give `None` until it learns
-    /// SHA-512 too.
-    pub(crate) fn to_remote(&self) -> Option<super::cache::RemoteSource> {
+    /// As the cache's `RemoteSource`. The cache checks every algorithm a reference can name, so
+    /// this is always `Some`; `None` would be a source it cannot check.
+    pub(crate) fn to_remote(&self) -> super::cache::RemoteSource {
         use super::cache::{Checksum as CacheChecksum, RemoteSource};
         let checksum = match &self.checksum {
-            Checksum::Digest(d) if d.algorithm == Algorithm::Sha256 => {
-                CacheChecksum::Sha256(d.hex.clone())
-            }
+            Checksum::Digest(d) => CacheChecksum::Digest {
+                algorithm: d.algorithm,
+                hex: d.hex.clone(),
+            },
             Checksum::File {
                 url,
                 name,
-                algorithm: Algorithm::Sha256,
+                algorithm,
             } => CacheChecksum::File {
                 url: url.clone(),
                 name: name.clone(),
+                algorithm: *algorithm,
             },
-            _ => return None,
         };
-        Some(RemoteSource {
+        RemoteSource {
             url: self.url.clone(),
             checksum,
-        })
+        }
     }
 }
 
@@ -442,6 +414,7 @@ pub(crate) fn lookup(name: &str) -> Option<&'static WellKnown> {
 }
 
 /// The whole table, for docs and `vmtest-runner images`.
+#[cfg(test)]
 pub(crate) fn well_known() -> &'static [WellKnown] {
     WELL_KNOWN
 }
@@ -916,7 +889,7 @@ mod tests {
     }
 
     #[test]
-    fn sources_convert_to_the_caches_while_it_checks_sha256_only() {
+    fn sources_convert_to_the_caches() {
         use crate::image::cache::{Checksum as C, RemoteSource};
         let ubuntu = lookup("ubuntu:24.04")
             .unwrap()
@@ -924,23 +897,60 @@ mod tests {
             .unwrap();
         assert_eq!(
             ubuntu[0].to_remote(),
-            Some(RemoteSource {
+            RemoteSource {
                 url: ubuntu[0].url.clone(),
-                checksum: C::Sha256(H256.into()),
-            })
+                checksum: C::sha256(H256),
+            }
         );
         assert_eq!(
             ubuntu[1].to_remote(),
-            Some(RemoteSource {
+            RemoteSource {
                 url: ubuntu[1].url.clone(),
                 checksum: C::File {
                     url: "https://cloud-images.ubuntu.com/releases/noble/release/SHA256SUMS".into(),
                     name: "ubuntu-24.04-server-cloudimg-amd64.img".into(),
+                    algorithm: Algorithm::Sha256,
                 },
-            })
+            }
         );
+
+        // Debian publishes SHA-512 only.
         let debian = lookup("debian:12").unwrap().sources(Arch::X86_64).unwrap();
-        assert!(debian.iter().all(|s| s.to_remote().is_none()));
+        let Checksum::Digest(pinned) = &debian[0].checksum else {
+            panic!("{:?}", debian[0])
+        };
+        assert_eq!(
+            debian[0].to_remote(),
+            RemoteSource {
+                url: debian[0].url.clone(),
+                checksum: C::Digest {
+                    algorithm: Algorithm::Sha512,
+                    hex: pinned.hex().into(),
+                },
+            }
+        );
+        assert_eq!(
+            debian[1].to_remote(),
+            RemoteSource {
+                url: debian[1].url.clone(),
+                checksum: C::File {
+                    url: "https://cloud.debian.org/images/cloud/bookworm/latest/SHA512SUMS".into(),
+                    name: "debian-12-genericcloud-amd64.qcow2".into(),
+                    algorithm: Algorithm::Sha512,
+                },
+            }
+        );
+
+        // And so do `#sha512=` URLs.
+        let h512 = "ab".repeat(64);
+        let Reference::Url { url, digest } = ok(&format!("https://h/x.qcow2#sha512={h512}")) else {
+            panic!()
+        };
+        let source = Source {
+            url,
+            checksum: Checksum::Digest(digest),
+        };
+        assert_eq!(Some(source.to_remote().checksum), Some(C::sha512(h512)));
     }
 
     #[test]
