@@ -135,9 +135,12 @@ fn auto(canary_kernel: impl FnOnce() -> Result<std::path::PathBuf>) -> Result<(A
     }
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
     let boot_id = boot_id.trim();
-    let cache = crate::paths::cache_dir().join("accel-verdict");
+    // Beside the VMs' directories, not in the image cache: a test that points the cache
+    // elsewhere must not pay for a new canary.
+    let state = crate::paths::run_dir();
+    let cache = state.join("accel-verdict");
     // One canary per host boot, even with many test processes starting at once.
-    let _ = std::fs::create_dir_all(crate::paths::cache_dir());
+    let _ = std::fs::create_dir_all(&state);
     let lock = std::fs::File::create(cache.with_extension("lock")).ok();
     if let Some(l) = &lock {
         let _ = l.lock();
