@@ -65,13 +65,17 @@ pub(crate) async fn wait(b: &Booting<'_>, timeout: Duration) -> Result<(Target, 
         user: b.user.to_owned(),
         client_key: b.client_key.clone(),
     };
+    // Short attempts first: slirp accepts a connection before the guest has network and holds
+    // it until the guest answers, so one long early attempt can sit seconds after sshd is
+    // already up. Later attempts get longer, for a guest that is slow to answer under load.
+    let mut attempt_timeout = Duration::from_secs(2);
     loop {
         check_alive(b)?;
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(timeout_error(b, started, stage, &last_error));
         }
-        match Session::connect(&target, b.host_key, left.min(Duration::from_secs(20))).await {
+        match Session::connect(&target, b.host_key, left.min(attempt_timeout)).await {
             Ok(session) => match session.exec("true").await {
                 Ok(out) if out.success() => {
                     tracing::debug!(vm = b.name, elapsed = ?started.elapsed(), "SSH ready");
@@ -88,7 +92,8 @@ pub(crate) async fn wait(b: &Booting<'_>, timeout: Duration) -> Result<(Target, 
             },
             Err(e) => last_error = e.to_string(),
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        attempt_timeout = (attempt_timeout * 2).min(Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

@@ -441,7 +441,7 @@ fn write_private(path: &Path, contents: &str) -> Result<()> {
 
 /// A qcow2 overlay over the read-only base: created in milliseconds whatever the base's size,
 /// and the base is never written. `lazy_refcounts` saves metadata writes (kola does the same).
-fn create_overlay(
+pub(crate) fn create_overlay(
     base: &Path,
     format: DiskFormat,
     overlay: &Path,

@@ -196,7 +196,7 @@ fn disk_image(written: &str, path: &Path, cache_entry: Option<PathBuf>) -> Resul
 
 /// `qcow2` or `raw`, as `qemu-img info` reads the file (never guessed from the name: Ubuntu's
 /// `.img` files are qcow2).
-fn disk_format(path: &Path) -> Result<crate::qemu::DiskFormat> {
+pub(crate) fn disk_format(path: &Path) -> Result<crate::qemu::DiskFormat> {
     let out = std::process::Command::new("qemu-img")
         .args(["info", "-U", "--output=json"])
         .arg(path)
