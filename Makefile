@@ -16,6 +16,7 @@ setup:
 images: setup
 	fixtures/build tiny >/dev/null
 	fixtures/build debian-12 >/dev/null
+	fixtures/build tiny-disk >/dev/null
 
 example: setup
 	fixtures/build tiny >/dev/null

@@ -90,6 +90,9 @@ impl QemuArgs {
         a.push("-m").push(format!("{}M", self.memory_mib));
         // A guest that panics or reboots must end QEMU, not loop: readiness then fails at once.
         a.push("-no-reboot");
+        // An unbootable disk makes SeaBIOS retry forever ("No bootable device"); reboot at once
+        // instead, which -no-reboot turns into QEMU exiting: the test fails in a second.
+        a.push("-boot").push("reboot-timeout=0");
         if let Boot::Kernel {
             kernel,
             initrd,
