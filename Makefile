@@ -4,6 +4,7 @@
 #   make example   the main job: a real VM test, end to end, on the default image
 #   make test      the whole test suite (unit, macro UI, end-to-end against real QEMU)
 
+SHELL := /bin/bash
 CARGO ?= cargo
 # Two test threads: on a 2-core host under TCG, more concurrent VMs only slow every boot down.
 TEST_THREADS ?= 2
@@ -23,12 +24,20 @@ example: setup
 	$(CARGO) test --locked -p vmtest-examples -- --nocapture --test-threads=$(TEST_THREADS)
 
 test: images
-	$(CARGO) test --locked --workspace --all-targets -- --test-threads=$(TEST_THREADS)
-	$(CARGO) test --locked --workspace --doc
-	@# The same attribute under nextest (one process per test).
-	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
-		$(CARGO) nextest run --locked -p vmtest-examples --test-threads=$(TEST_THREADS); \
-	else \
-		echo "!! cargo-nextest is not installed: the nextest run of vmtest-examples is SKIPPED" >&2; \
-		echo "!! (install it with: cargo install cargo-nextest --locked)" >&2; \
-	fi
+	@mkdir -p target
+	@status=0; \
+	{ \
+	  if $(CARGO) nextest --version >/dev/null 2>&1; then \
+	    echo "== the examples under cargo-nextest (one process per test)"; \
+	    $(CARGO) nextest run --locked -p vmtest-examples --test-threads=$(TEST_THREADS) || status=1; \
+	  else \
+	    echo "!! cargo-nextest is not installed: the nextest run of vmtest-examples is SKIPPED"; \
+	    echo "!! (install it with: cargo install cargo-nextest --locked)"; \
+	  fi; \
+	  echo "== every test of the workspace"; \
+	  $(CARGO) test --locked --workspace --all-targets -- --test-threads=$(TEST_THREADS) || status=1; \
+	  $(CARGO) test --locked --workspace --doc || status=1; \
+	  exit $$status; \
+	} 2>&1 | tee target/make-test.log; status=$${PIPESTATUS[0]}; \
+	awk -f tests/summary.awk target/make-test.log; \
+	exit $$status

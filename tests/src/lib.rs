@@ -1,3 +1,4 @@
 //! End-to-end tests live in `tests/`; this library holds what they share.
 
 pub mod http;
+pub mod scenario;

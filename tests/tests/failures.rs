@@ -90,21 +90,14 @@ async fn a_missing_qemu_binary_is_named_with_the_package_to_install() {
     // host without qemu-system (the variable is read by this process's VMs only after this
     // test set it, so it runs in a child process).
     if std::env::var_os("VMTEST_FAILURES_CHILD").is_none() {
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args([
-                "a_missing_qemu_binary_is_named_with_the_package_to_install",
-                "--exact",
-                "--nocapture",
-            ])
-            .env("VMTEST_FAILURES_CHILD", "1")
-            .env("VMTEST_QEMU", "/no/such/qemu-system-x86_64")
-            .output()
-            .unwrap();
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = vmtest_tests::scenario::child(
+            "a_missing_qemu_binary_is_named_with_the_package_to_install",
+        )
+        .env("VMTEST_FAILURES_CHILD", "1")
+        .env("VMTEST_QEMU", "/no/such/qemu-system-x86_64")
+        .output()
+        .unwrap();
+        let all = vmtest_tests::scenario::text(&out);
         assert!(out.status.success(), "{all}");
         return;
     }

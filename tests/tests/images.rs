@@ -12,6 +12,7 @@ use std::process::Command;
 
 use vmtest::{vmtest, Vm, VmSpec};
 use vmtest_tests::http::Server;
+use vmtest_tests::scenario;
 
 const SCENARIO_REF: &str = "VMTEST_SCENARIO_REF";
 
@@ -102,14 +103,7 @@ impl Project {
     }
 
     fn child(&self, test: &str, reference: Option<&str>) -> Command {
-        let mut cmd = Command::new(std::env::current_exe().unwrap());
-        cmd.args([
-            test,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ]);
+        let mut cmd = scenario::child(test);
         cmd.env("VMTEST_CONFIG", self.dir.path().join("vmtest.toml"));
         if let Some(r) = reference {
             cmd.env(SCENARIO_REF, r);
@@ -119,11 +113,7 @@ impl Project {
 
     fn run(&self, test: &str, reference: Option<&str>) -> (bool, String) {
         let out = self.child(test, reference).output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = scenario::text(&out);
         (out.status.success(), text)
     }
 }
@@ -177,11 +167,7 @@ fn eight_processes_racing_download_once_and_all_boot() {
     let mut booted = 0;
     for child in children {
         let out = child.wait_with_output().unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let text = scenario::text(&out);
         assert!(out.status.success(), "{text}");
         booted += text.matches("booted ").count();
     }
@@ -287,21 +273,11 @@ fn a_project_file_mirror_serves_ubuntu_24_04() {
 #[test]
 fn without_the_mirror_ubuntu_24_04_fails_locally_and_fast() {
     // tests/vmtest.toml points the name at a closed loopback port: no traffic leaves the host.
-    let project_less = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "scenario_ubuntu_24_04",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
+    let project_less = scenario::child("scenario_ubuntu_24_04")
         .env_remove("VMTEST_CONFIG")
         .output()
         .unwrap();
-    let out = format!(
-        "{}{}",
-        String::from_utf8_lossy(&project_less.stdout),
-        String::from_utf8_lossy(&project_less.stderr)
-    );
+    let out = scenario::text(&project_less);
     assert!(!project_less.status.success(), "{out}");
     assert!(out.contains("127.0.0.1:9"), "{out}");
 }

@@ -4,9 +4,9 @@
 //! user's test run leaves behind.
 
 use std::path::PathBuf;
-use std::process::Command;
 
 use vmtest::{vmtest, Vm};
+use vmtest_tests::scenario;
 
 mod common;
 
@@ -55,22 +55,11 @@ struct Outcome {
 
 fn run_scenario(name: &str) -> Outcome {
     let record = tempfile::NamedTempFile::new().unwrap();
-    let out = Command::new(std::env::current_exe().unwrap())
-        .args([
-            name,
-            "--exact",
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
+    let out = scenario::child(name)
         .env(RECORD, record.path())
         .output()
         .unwrap();
-    let output = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let output = scenario::text(&out);
     let recorded = std::fs::read_to_string(record.path()).unwrap();
     let mut lines = recorded.lines();
     let pid = lines
