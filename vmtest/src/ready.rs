@@ -68,7 +68,7 @@ pub(crate) async fn wait(b: &Booting<'_>, timeout: Duration) -> Result<(Target, 
     // Short attempts first: slirp accepts a connection before the guest has network and holds
     // it until the guest answers, so one long early attempt can sit seconds after sshd is
     // already up. Later attempts get longer, for a guest that is slow to answer under load.
-    let mut attempt_timeout = Duration::from_secs(2);
+    let mut attempt_timeout = Duration::from_secs(1);
     loop {
         check_alive(b)?;
         let left = deadline.saturating_duration_since(Instant::now());
@@ -92,8 +92,8 @@ pub(crate) async fn wait(b: &Booting<'_>, timeout: Duration) -> Result<(Target, 
             },
             Err(e) => last_error = e.to_string(),
         }
-        attempt_timeout = (attempt_timeout * 2).min(Duration::from_secs(20));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        attempt_timeout = (attempt_timeout * 3 / 2).min(Duration::from_secs(20));
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
