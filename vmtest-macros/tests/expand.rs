@@ -11,7 +11,7 @@ mod qualified {
     use vmtest::vmtest;
 
     #[vmtest(image = "recipe:tiny", memory = "512M", cpus = 2)]
-        async fn returns_anyhow(vm: &vmtest::Vm) -> anyhow::Result<()> {
+    async fn returns_anyhow(vm: &vmtest::Vm) -> anyhow::Result<()> {
         let out = vm.ssh().run(["true"]).await?;
         anyhow::ensure!(out.success(), "`true` failed");
         Ok(())
@@ -19,7 +19,7 @@ mod qualified {
 
     /// Doc comments and lint levels move to the generated test.
     #[vmtest(memory = "1G")]
-        #[allow(clippy::unused_async)]
+    #[allow(clippy::unused_async)]
     async fn returns_std_result(_vm: &::vmtest::Vm) -> Result<(), String> {
         #![allow(clippy::needless_return)]
         return Ok(());
