@@ -33,16 +33,7 @@ pub fn resolve_image(reference: &str) -> crate::Result<String> {
 
 /// Resolves the accelerator as a test would, printing its verdict line.
 pub fn accelerator() -> crate::Result<crate::Accel> {
-    crate::accel::resolve(
-        crate::accel::AccelChoice::from_env(
-            crate::config::Config::load()?.and_then(|c| c.defaults().accel),
-        )?,
-        || match crate::image::resolve(crate::VmSpec::DEFAULT_IMAGE)?.boot {
-            crate::image::ImageBoot::Kernel { kernel, .. } => Ok(kernel),
-            crate::image::ImageBoot::Disk => Err(crate::Error::Invalid {
-                what: "canary image",
-                message: "the default image has no kernel".into(),
-            }),
-        },
-    )
+    crate::accel::resolve(crate::accel::AccelChoice::from_env(
+        crate::config::Config::load()?.and_then(|c| c.defaults().accel),
+    )?)
 }

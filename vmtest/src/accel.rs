@@ -78,12 +78,9 @@ impl AccelChoice {
     }
 }
 
-/// Resolves the choice to an accelerator. `canary_kernel` is asked for a Linux kernel only when
-/// a canary has to run.
-pub(crate) fn resolve(
-    choice: AccelChoice,
-    canary_kernel: impl FnOnce() -> Result<std::path::PathBuf>,
-) -> Result<Accel> {
+/// Resolves the choice to an accelerator. The canary's kernel (the default image's) is looked
+/// up only when a canary has to run.
+pub(crate) fn resolve(choice: AccelChoice) -> Result<Accel> {
     match choice {
         AccelChoice::Tcg => Ok(Accel::Tcg),
         AccelChoice::Kvm => match kvm_usable() {
@@ -100,7 +97,7 @@ pub(crate) fn resolve(
             if let Some(a) = AUTO.get() {
                 return Ok(*a);
             }
-            let (accel, why) = auto(canary_kernel)?;
+            let (accel, why) = auto()?;
             if AUTO.set(accel).is_ok() {
                 // Once per process: the one line that explains why everything is slow.
                 let scale = if accel == Accel::Tcg {
@@ -129,7 +126,7 @@ fn kvm_usable() -> std::result::Result<(), String> {
     }
 }
 
-fn auto(canary_kernel: impl FnOnce() -> Result<std::path::PathBuf>) -> Result<(Accel, String)> {
+fn auto() -> Result<(Accel, String)> {
     if let Err(why) = kvm_usable() {
         return Ok((Accel::Tcg, why));
     }
@@ -177,6 +174,17 @@ fn auto(canary_kernel: impl FnOnce() -> Result<std::path::PathBuf>) -> Result<(A
     };
     let _ = std::fs::write(&cache, format!("{boot_id} {} {why}\n", accel.name()));
     Ok((accel, why))
+}
+
+/// The kernel of the default image (the tiny fixture), which boots without a disk.
+fn canary_kernel() -> Result<std::path::PathBuf> {
+    match crate::image::resolve(crate::VmSpec::DEFAULT_IMAGE)?.boot {
+        crate::image::ImageBoot::Kernel { kernel, .. } => Ok(kernel),
+        crate::image::ImageBoot::Disk => Err(Error::Invalid {
+            what: "canary image",
+            message: "the default image has no kernel".into(),
+        }),
+    }
 }
 
 /// Boots `kernel` under KVM with no root filesystem: a working KVM gets the kernel to its

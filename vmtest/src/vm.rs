@@ -73,7 +73,7 @@ impl Vm {
             .map(|c| c.defaults().clone())
             .unwrap_or_default();
         let accel_choice = AccelChoice::from_env(defaults.accel)?;
-        let accel = blocking(move || crate::accel::resolve(accel_choice, canary_kernel)).await?;
+        let accel = blocking(move || crate::accel::resolve(accel_choice)).await?;
 
         let name = next_name();
         let dir = WorkDir(crate::paths::run_dir().join(&name));
@@ -385,16 +385,6 @@ fn rand_u32() -> u32 {
     // SAFETY: writes at most 4 bytes into `b`.
     unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
     u32::from_ne_bytes(b)
-}
-
-fn canary_kernel() -> Result<PathBuf> {
-    match crate::image::resolve(VmSpec::DEFAULT_IMAGE)?.boot {
-        ImageBoot::Kernel { kernel, .. } => Ok(kernel),
-        ImageBoot::Disk => Err(Error::Invalid {
-            what: "canary image",
-            message: "the default image has no kernel".into(),
-        }),
-    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {

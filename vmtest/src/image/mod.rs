@@ -121,9 +121,9 @@ fn resolve_uncached(written: &str) -> Result<Image> {
                 url: url.clone(),
                 checksum: reference::Checksum::Digest(digest.clone()),
             };
-            fetch(written, &[source], config)
+            fetch(written, &[source])
         }
-        Reference::WellKnown(w) => fetch(written, &w.sources(reference::Arch::default())?, config),
+        Reference::WellKnown(w) => fetch(written, &w.sources(reference::Arch::default())?),
     }
 }
 
@@ -150,11 +150,7 @@ pub(crate) fn cache_root() -> Result<PathBuf> {
 
 /// Downloads (or finds in the cache) the first source that works, in order: a vendor's pinned
 /// build first, then its rolling URL.
-fn fetch(
-    written: &str,
-    sources: &[reference::Source],
-    _config: Option<&crate::config::Config>,
-) -> Result<Image> {
+fn fetch(written: &str, sources: &[reference::Source]) -> Result<Image> {
     let cache = cache::Cache::open(cache_root()?)?;
     let mut failures = Vec::new();
     for source in sources {
