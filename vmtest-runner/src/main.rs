@@ -7,7 +7,12 @@
 //! vmtest-runner images verify          re-hash every cached download
 //! vmtest-runner images prune [--older-than DUR | --unused-for DUR | --all] [--dry-run]
 //! vmtest-runner images build RECIPE    build (or reuse) the image of a local recipe
+//! vmtest-runner sweep [OPTIONS]        remove what dead test processes left behind
+//! vmtest-runner list [--json]          the VMs in the ledger: running, kept, leftover
+//! vmtest-runner ssh NAME [-- CMD...]   a shell (or a command) in a VM, e.g. a kept one
 //! ```
+
+mod vms;
 
 use std::process::{Command, ExitCode};
 use std::time::{Duration, SystemTime};
@@ -15,14 +20,21 @@ use std::time::{Duration, SystemTime};
 use vmtest::__runner as rt;
 use vmtest::images::{self, Cache, Prune};
 
-const USAGE: &str = "usage:
+pub(crate) const USAGE: &str = "usage:
   vmtest-runner doctor                 check this host: QEMU, qemu-img, KVM, cache, recipes
   vmtest-runner images pull REF...     resolve references into the cache (download or build)
   vmtest-runner images list            cached downloads: size, source, last use
   vmtest-runner images verify          re-hash every cached download
   vmtest-runner images prune [--older-than DUR | --unused-for DUR | --all] [--dry-run]
                                        remove cached downloads (DUR: 30d, 12h, 90m, 45s)
-  vmtest-runner images build RECIPE    build (or reuse) the image of a local recipe";
+  vmtest-runner images build RECIPE    build (or reuse) the image of a local recipe
+  vmtest-runner sweep [--dry-run] [--json] [--include-kept] [--session ID] [--run-id ID]
+                      [--older-than DUR]
+                                       remove what dead test processes left behind (VMs,
+                                       files, ledger entries); never touches a live test's VMs
+  vmtest-runner list [--json]          the VMs in the ledger: running, kept, leftover
+  vmtest-runner ssh NAME [-- CMD...]   a shell (or a command) in a VM, e.g. one kept by
+                                       VMTEST_KEEP=on-failure";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -34,6 +46,10 @@ fn main() -> ExitCode {
         ["images", "verify"] => verify(),
         ["images", "prune", opts @ ..] => prune(opts),
         ["images", "build", name] => pull(&[&format!("recipe:{name}")]),
+        ["sweep", opts @ ..] => return exit(vms::sweep(opts)),
+        ["list", opts @ ..] => return exit(vms::list(opts)),
+        ["ssh", name] => return exit(vms::ssh(name, &[])),
+        ["ssh", name, "--", command @ ..] => return exit(vms::ssh(name, command)),
         ["-h" | "--help" | "help"] => {
             println!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -52,7 +68,14 @@ fn main() -> ExitCode {
     }
 }
 
-type Result<T = ()> = std::result::Result<T, String>;
+pub(crate) type Result<T = ()> = std::result::Result<T, String>;
+
+fn exit(result: Result<ExitCode>) -> ExitCode {
+    result.unwrap_or_else(|e| {
+        eprintln!("vmtest-runner: {e}");
+        ExitCode::FAILURE
+    })
+}
 
 fn cache() -> Result<Cache> {
     Cache::open(images::default_root()).map_err(|e| e.to_string())
@@ -127,8 +150,8 @@ fn prune(opts: &[&str]) -> Result {
         match *opt {
             "--dry-run" => dry_run = true,
             "--all" => filter.all = true,
-            "--older-than" => filter.older_than = Some(duration(it.next())?),
-            "--unused-for" => filter.unused_since = Some(duration(it.next())?),
+            "--older-than" => filter.older_than = Some(parse_duration(value(it.next())?)?),
+            "--unused-for" => filter.unused_since = Some(parse_duration(value(it.next())?)?),
             other => return Err(format!("unknown option {other}\n{USAGE}")),
         }
     }
@@ -145,8 +168,13 @@ fn prune(opts: &[&str]) -> Result {
     Ok(())
 }
 
-fn duration(arg: Option<&&str>) -> Result<Duration> {
-    let arg = arg.ok_or("a duration is missing, e.g. 30d")?;
+fn value<'a>(arg: Option<&&'a str>) -> Result<&'a str> {
+    arg.copied()
+        .ok_or_else(|| "a duration is missing, e.g. 30d".into())
+}
+
+/// `30d`, `12h`, `90m`, `45s` (or plain seconds).
+pub(crate) fn parse_duration(arg: &str) -> Result<Duration> {
     let (num, unit) = arg.split_at(arg.find(|c: char| !c.is_ascii_digit()).unwrap_or(arg.len()));
     let n: u64 = num
         .parse()
@@ -173,15 +201,17 @@ fn human_size(bytes: u64) -> String {
 }
 
 fn ago(t: SystemTime) -> String {
-    let secs = SystemTime::now()
-        .duration_since(t)
-        .unwrap_or_default()
-        .as_secs();
+    human_duration(SystemTime::now().duration_since(t).unwrap_or_default()) + " ago"
+}
+
+/// `42s`, `17m`, `5h`, `3d`.
+pub(crate) fn human_duration(d: Duration) -> String {
+    let secs = d.as_secs();
     match secs {
-        0..=119 => format!("{secs}s ago"),
-        120..=7_199 => format!("{}m ago", secs / 60),
-        7_200..=172_799 => format!("{}h ago", secs / 3_600),
-        _ => format!("{}d ago", secs / 86_400),
+        0..=119 => format!("{secs}s"),
+        120..=7_199 => format!("{}m", secs / 60),
+        7_200..=172_799 => format!("{}h", secs / 3_600),
+        _ => format!("{}d", secs / 86_400),
     }
 }
 

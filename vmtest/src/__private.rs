@@ -6,6 +6,10 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use std::path::PathBuf;
+
+use crate::teardown::Keep;
+use crate::vm::Context as VmContext;
 use crate::{Vm, VmSpec};
 
 /// Identifies the test a VM belongs to (names, logs, artifacts).
@@ -40,33 +44,89 @@ pub type Body<'vm, R> = Pin<Box<dyn Future<Output = R> + 'vm>>;
 
 /// Boots the VM, runs the body, tears the VM down — also when the body panicked or returned
 /// `Err` — then reports the outcome the way libtest expects (a panic means failure).
+///
+/// A failed test's evidence is saved under the target directory and the failure names it;
+/// with `VMTEST_KEEP` its VM is left running instead of torn down.
 pub fn run<F, R>(id: TestId, spec: VmSpec, body: F)
 where
     F: for<'vm> FnOnce(&'vm Vm) -> Body<'vm, R>,
     R: TestOutcome,
 {
+    let test = format!("{}::{}", id.module_path, id.name);
+    let keep = match Keep::from_env() {
+        Ok(keep) => keep,
+        Err(e) => panic!("{test}: {e}"),
+    };
+    let artifacts = crate::artifacts::dir_for(&test);
+    if let Some(dir) = &artifacts {
+        crate::artifacts::clear(dir);
+    }
+    let cx = VmContext {
+        test: test.clone(),
+        artifacts: artifacts.clone(),
+        keep,
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("vmtest-rt")
         .enable_all()
         .build()
         .expect("vmtest: cannot start a tokio runtime");
-    let outcome = runtime.block_on(async move {
-        let vm = match Vm::boot(spec).await {
+    let see_artifacts = |dir: &Option<PathBuf>| match dir {
+        Some(dir) => format!(
+            "\n  artifacts (console, QEMU command line and log): {}",
+            dir.display()
+        ),
+        None => String::new(),
+    };
+    let outcome = runtime.block_on(async {
+        let vm = match Vm::boot_in(spec, cx).await {
             Ok(vm) => vm,
             Err(e) => {
                 return Err(Failure::Message(format!(
-                    "{}::{}: VM did not boot: {e}",
-                    id.module_path, id.name
+                    "{test}: VM did not boot: {e}{}",
+                    see_artifacts(&artifacts)
                 )))
             }
         };
         let result = CatchUnwind(AssertUnwindSafe(body(&vm))).await;
-        vm.destroy().await;
-        match result {
+        let result = match result {
             Ok(outcome) => outcome.into_result().map_err(Failure::Message),
             Err(panic) => Err(Failure::Panic(panic)),
+        };
+        let failed = result.is_err();
+        let mut notes = String::new();
+        if let (true, Some(dir)) = (failed, &artifacts) {
+            let failure = match &result {
+                Err(Failure::Message(m)) => m.clone(),
+                Err(Failure::Panic(p)) => format!("panicked: {}", panic_text(p.as_ref())),
+                Ok(()) => String::new(),
+            };
+            vm.save_artifacts(dir, &failure).await;
+            notes.push_str(&see_artifacts(&artifacts));
         }
+        if keep.keeps(failed) {
+            let reason = format!(
+                "VMTEST_KEEP={}, test {}",
+                std::env::var("VMTEST_KEEP").unwrap_or_default(),
+                if failed { "failed" } else { "passed" }
+            );
+            match vm.keep(&test, &reason) {
+                Ok(how) => eprintln!("{how}"),
+                Err(e) => eprintln!("vmtest: could not keep the VM: {e}"),
+            }
+        } else {
+            vm.destroy().await;
+        }
+        result.map_err(|f| match f {
+            Failure::Message(m) => Failure::Message(m + &notes),
+            Failure::Panic(p) => {
+                if !notes.is_empty() {
+                    eprintln!("{test}:{notes}");
+                }
+                Failure::Panic(p)
+            }
+        })
     });
     drop(runtime);
     match outcome {
@@ -74,6 +134,14 @@ where
         Err(Failure::Message(m)) => panic!("{m}"),
         Err(Failure::Panic(p)) => std::panic::resume_unwind(p),
     }
+}
+
+fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(a non-string panic payload)".into())
 }
 
 enum Failure {

@@ -37,3 +37,81 @@ pub fn accelerator() -> crate::Result<crate::Accel> {
         crate::config::Config::load()?.and_then(|c| c.defaults().accel),
     )?)
 }
+
+pub use crate::sweep::{Left, Options as SweepOptions, Reaped, Report as SweepReport, Step};
+
+/// Sweeps the run directory (see `vmtest-runner sweep`).
+pub fn sweep(options: &SweepOptions) -> crate::Result<SweepReport> {
+    crate::sweep::sweep(options)
+}
+
+/// A VM the ledger knows of.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VmRecord {
+    /// Its name (also its hostname and directory name).
+    pub name: String,
+    /// The test that booted it.
+    pub test: String,
+    /// Its session.
+    pub session: String,
+    /// The test process that owns (or owned) it.
+    pub owner_pid: u32,
+    /// `running` (owner alive), `kept` (left up by `VMTEST_KEEP`), `leftover` (owner dead: the
+    /// next sweep removes it).
+    pub state: &'static str,
+    /// Why it was kept.
+    pub kept_reason: Option<String>,
+    /// When its entry was written (ms since the Unix epoch).
+    pub created_unix_ms: u64,
+    /// `127.0.0.1:PORT`, once the guest answered.
+    pub ssh_addr: Option<std::net::SocketAddr>,
+    /// The user SSH logs in as.
+    pub ssh_user: Option<String>,
+    /// The private key for it.
+    pub ssh_key: Option<PathBuf>,
+    /// A `known_hosts` file pinning the guest's host key.
+    pub known_hosts: Option<PathBuf>,
+    /// The VM's directory.
+    pub dir: Option<PathBuf>,
+}
+
+/// Every VM in the ledger, by name.
+pub fn vms() -> Vec<VmRecord> {
+    crate::ledger::read_all()
+        .into_iter()
+        .filter_map(|f| f.entry.ok())
+        .map(|e| VmRecord {
+            state: if e.kept.is_some() {
+                "kept"
+            } else if e.owner.is_alive() {
+                "running"
+            } else {
+                "leftover"
+            },
+            kept_reason: e.kept.as_ref().map(|k| k.reason.clone()),
+            ssh_addr: e.ssh.as_ref().map(|s| s.addr),
+            ssh_user: e.ssh.as_ref().map(|s| s.user.clone()),
+            ssh_key: e.ssh.as_ref().map(|s| s.key.clone()),
+            known_hosts: e.ssh.as_ref().map(|s| s.known_hosts.clone()),
+            dir: e.resources.iter().find_map(|r| match r {
+                crate::ledger::Resource::Dir { path } => Some(path.clone()),
+                _ => None,
+            }),
+            name: e.name,
+            test: e.test,
+            session: e.session,
+            owner_pid: e.owner.pid,
+            created_unix_ms: e.created_unix_ms,
+        })
+        .collect()
+}
+
+/// The prefix every VM name of `session` starts with.
+pub fn session_prefix(session: &str) -> String {
+    crate::ledger::name::session_prefix(session)
+}
+
+/// Whether `name` (a VM's, or a resource's derived from it) is proven to be one of ours.
+pub fn is_our_name(name: &str) -> bool {
+    crate::ledger::name::owner_of(name).is_some()
+}

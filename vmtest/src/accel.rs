@@ -223,6 +223,7 @@ fn canary(kernel: &Path) -> Result<std::result::Result<(), String>> {
         &crate::qemu::binary(),
         args,
         &dir.path().join("qemu.log"),
+        true,
     )?;
     let status = qemu.wait_timeout(Duration::from_secs(10));
     qemu.kill();

@@ -24,14 +24,19 @@ pub use vmtest_macros::vmtest;
 
 // The stages of one VM's life, in data-flow order.
 mod accel;
+mod artifacts;
 mod console;
 mod image;
 mod keys;
+mod ledger;
 mod qemu;
 mod ready;
 mod seed;
+mod signals;
 mod spec;
 mod ssh;
+mod sweep;
+mod teardown;
 mod vm;
 // Support.
 mod config;

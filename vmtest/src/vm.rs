@@ -1,14 +1,14 @@
 //! The handle a test gets: one running VM, and the order in which it is built and torn down.
 //!
-//! Boot order: image → accelerator → working directory → keys → overlay → seed → QEMU →
-//! readiness. Each step's resource is owned by a value created before the step runs, so an error
-//! at any point drops what exists so far: QEMU is killed and reaped ([`QemuProcess`]'s Drop),
-//! then the working directory with overlay, seed, sockets and keys is removed ([`WorkDir`]'s
-//! Drop). Field order in [`Vm`] encodes the same teardown order.
+//! Boot order: image → accelerator → ledger entry → working directory → keys → overlay → seed
+//! → QEMU → readiness. The ledger entry names every resource before the first is created, and
+//! each resource is owned by a value created before the step runs, so an error at any point
+//! drops what exists so far: QEMU is killed and reaped ([`QemuProcess`]'s Drop), then the
+//! working directory with overlay, seed, sockets and keys is removed ([`WorkDir`]'s Drop), then
+//! the ledger entry ([`Claim`]'s Drop). Field order in [`Vm`] encodes the same teardown order.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,23 +17,36 @@ use russh::keys::PublicKey;
 use crate::accel::{Accel, AccelChoice};
 use crate::error::{Error, IoContext, Result};
 use crate::image::ImageBoot;
+use crate::ledger::{Claim, ProcessId, Resource, SshInfo};
 use crate::qemu::{Boot, DiskFormat, Drive, QemuArgs, QemuProcess, Qmp, UserNet};
 use crate::seed::{Seed, SeedFormat};
 use crate::ssh::{Session, Target};
+use crate::teardown::Keep;
 use crate::{keys, Output, VmSpec};
 
 /// The user the seed creates and SSH logs in as.
 const USER: &str = "vmtest";
+
+/// Prints cloud-init's logs and status, as root where the guest allows it; nothing on guests
+/// without cloud-init.
+const CLOUD_INIT_LOGS: &str = r#"s=; [ "$(id -u)" = 0 ] || s="sudo -n"
+for f in /var/log/cloud-init-output.log /var/log/cloud-init.log; do
+  [ -e "$f" ] && { echo "==> $f <=="; $s cat "$f"; }
+done
+command -v cloud-init >/dev/null 2>&1 && { echo "==> cloud-init status --long <=="; $s cloud-init status --long; }
+true"#;
 
 /// A running VM.
 ///
 /// Dropping it stops QEMU (SIGKILL, reaped) and removes its overlay, seed, sockets and keys;
 /// [`Vm::shutdown`] does the same after a clean ACPI power-off.
 pub struct Vm {
-    // Field order is drop order: the session first, then QEMU, then the files QEMU was using.
+    // Field order is drop order: the session first, then QEMU, then the files QEMU was using,
+    // then the ledger entry that recorded them.
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
     qemu: QemuProcess,
     dir: WorkDir,
+    claim: Claim,
     name: String,
     accel: Accel,
     target: Target,
@@ -41,12 +54,71 @@ pub struct Vm {
     boot_time: Duration,
 }
 
-/// The VM's private directory; removed when dropped.
-struct WorkDir(PathBuf);
+/// The VM's private directory; removed when dropped, unless kept.
+struct WorkDir {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl WorkDir {
+    fn new(path: PathBuf) -> WorkDir {
+        WorkDir { path, kept: false }
+    }
+}
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if !self.kept {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// A boot that failed after its ledger entry and directory were made.
+struct Unbooted {
+    error: Error,
+    dir: WorkDir,
+    claim: Claim,
+}
+
+/// `VMTEST_PAUSE_AT=overlay|boot|teardown`: stop at that stage until killed, e.g. to look at
+/// the files before QEMU starts, or to check what a crash at that moment leaves behind.
+pub(crate) fn pause_at(stage: &str, name: &str, dir: &Path) {
+    if std::env::var("VMTEST_PAUSE_AT").is_ok_and(|v| v == stage) {
+        eprintln!(
+            "vmtest: VM {name} paused at `{stage}` (VMTEST_PAUSE_AT); directory {}",
+            dir.display()
+        );
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+}
+
+/// Who a VM is for, and what happens to it after its test; set by `#[vmtest]`, guessed for a
+/// direct [`Vm::boot`].
+#[derive(Debug, Clone)]
+pub(crate) struct Context {
+    /// `module::path::test_name`: recorded in the ledger, and the artifacts directory's name.
+    pub test: String,
+    /// Where a failed boot's or test's evidence goes.
+    pub artifacts: Option<PathBuf>,
+    pub keep: Keep,
+}
+
+impl Context {
+    /// For a VM booted by hand: libtest names each test's thread after the test.
+    fn guess() -> Result<Context> {
+        let test = std::thread::current()
+            .name()
+            .filter(|n| *n != "main" && !n.starts_with("tokio-") && !n.starts_with("vmtest-"))
+            .unwrap_or("unknown")
+            .to_owned();
+        Ok(Context {
+            artifacts: crate::artifacts::dir_for(&test),
+            test,
+            keep: Keep::from_env()?,
+        })
     }
 }
 
@@ -55,7 +127,18 @@ impl Vm {
     ///
     /// `#[vmtest]` calls this for you; call it directly for VMs a test manages itself.
     pub async fn boot(spec: VmSpec) -> Result<Vm> {
+        Vm::boot_in(spec, Context::guess()?).await
+    }
+
+    pub(crate) async fn boot_in(spec: VmSpec, cx: Context) -> Result<Vm> {
         let started = Instant::now();
+        // Layer 3 for this process, and layer 6 for whoever ran before it.
+        crate::signals::install();
+        blocking(|| {
+            crate::sweep::auto();
+            Ok(())
+        })
+        .await?;
         check_tool(
             "qemu-img",
             "apt-get install --no-install-recommends qemu-utils",
@@ -75,31 +158,97 @@ impl Vm {
         let accel_choice = AccelChoice::from_env(defaults.accel)?;
         let accel = blocking(move || crate::accel::resolve(accel_choice)).await?;
 
-        let name = next_name();
-        let dir = WorkDir(crate::paths::run_dir().join(&name));
-        std::fs::create_dir_all(&dir.0)
-            .context(|| format!("creating the VM directory {}", dir.0.display()))?;
-        restrict(&dir.0)?;
+        // Record before create: the ledger entry names every resource below before the first
+        // exists, and each resource's guard is made before its side effect. Locals drop in
+        // reverse order, so an error anywhere undoes QEMU, then the directory, then the entry.
+        let run_dir = crate::paths::run_dir();
+        let claim = Claim::new(&cx.test, |name| {
+            let dir = run_dir.join(name);
+            vec![
+                Resource::Dir { path: dir.clone() },
+                Resource::Qemu {
+                    pidfile: dir.join("qemu.pid"),
+                    process: None,
+                },
+            ]
+        })?;
+        let name = claim.name().to_owned();
+        let dir = WorkDir::new(run_dir.join(&name));
+        std::fs::create_dir(&dir.path)
+            .context(|| format!("creating the VM directory {}", dir.path.display()))?;
+        restrict(&dir.path)?;
+        let booted = Vm::boot_recorded(
+            &spec, &cx, &image, accel, defaults, claim, dir, &binary, started,
+        )
+        .await;
+        match booted {
+            Ok(vm) => Ok(vm),
+            Err(Unbooted {
+                error: e,
+                dir,
+                claim,
+            }) => {
+                // QEMU is stopped by now: its logs are complete.
+                if let Some(dest) = &cx.artifacts {
+                    let failure = [("failure.txt", format!("{e}\n"))];
+                    let _ = crate::artifacts::save(&dir.path, dest, &failure);
+                }
+                drop(dir);
+                drop(claim);
+                Err(e)
+            }
+        }
+    }
 
-        let client_key = keys::generate(&format!("vmtest-client@{name}"))?;
-        let host_key = keys::generate(&format!("root@{name}"))?;
+    /// The boot steps after the ledger entry and directory exist. On error the directory and
+    /// entry are handed back, QEMU already stopped, so its logs can be saved before they go.
+    #[allow(clippy::too_many_arguments)]
+    async fn boot_recorded(
+        spec: &VmSpec,
+        cx: &Context,
+        image: &crate::image::Image,
+        accel: Accel,
+        defaults: crate::config::Defaults,
+        mut claim: Claim,
+        dir: WorkDir,
+        binary: &Path,
+        started: Instant,
+    ) -> std::result::Result<Vm, Unbooted> {
+        // Any error hands back the directory and the entry; locals (QEMU) drop on the way out.
+        macro_rules! tri {
+            ($e:expr) => {
+                match $e {
+                    Ok(v) => v,
+                    Err(error) => return Err(Unbooted { error, dir, claim }),
+                }
+            };
+        }
+        let name = claim.name().to_owned();
+        let client_key = tri!(keys::generate(&format!("vmtest-client@{name}")));
+        let host_key = tri!(keys::generate(&format!("root@{name}")));
         // For debugging by hand: `ssh -i DIR/id_ed25519 -o UserKnownHostsFile=DIR/known_hosts`.
-        write_private(
-            &dir.0.join("id_ed25519"),
+        tri!(write_private(
+            &dir.path.join("id_ed25519"),
             &keys::private_openssh(&client_key),
-        )?;
+        ));
 
         let mut drives = Vec::new();
         if let Some(base) = &image.disk {
-            let overlay = dir.0.join("overlay.qcow2");
-            create_overlay(base, image.disk_format, &overlay, spec.disk_mib)?;
+            let overlay = dir.path.join("overlay.qcow2");
+            tri!(create_overlay(
+                base,
+                image.disk_format,
+                &overlay,
+                spec.disk_mib
+            ));
             drives.push(Drive {
                 path: overlay,
                 format: DiskFormat::Qcow2,
                 read_only: false,
             });
         }
-        let seed_path = dir.0.join(match spec.seed_format {
+        pause_at("overlay", &name, &dir.path);
+        let seed_path = dir.path.join(match spec.seed_format {
             SeedFormat::Iso9660 => "seed.iso",
             SeedFormat::Vfat => "seed.img",
         });
@@ -112,16 +261,17 @@ impl Vm {
             host_key_public_openssh: keys::public_openssh(&host_key),
             extra_user_data: Default::default(),
         };
-        seed.write(&seed_path, spec.seed_format)
-            .context(|| format!("writing the cloud-init seed {}", seed_path.display()))?;
+        tri!(seed
+            .write(&seed_path, spec.seed_format)
+            .context(|| format!("writing the cloud-init seed {}", seed_path.display())));
         drives.push(Drive {
             path: seed_path,
             format: DiskFormat::Raw,
             read_only: true,
         });
 
-        let console = dir.0.join("console.log");
-        let qmp_socket = dir.0.join("qmp.sock");
+        let console = dir.path.join("console.log");
+        let qmp_socket = dir.path.join("qmp.sock");
         let args = QemuArgs {
             name: name.clone(),
             accel,
@@ -157,13 +307,32 @@ impl Vm {
             }],
             serial_log: console.clone(),
             qmp_socket: qmp_socket.clone(),
-            pidfile: dir.0.join("qemu.pid"),
+            pidfile: dir.path.join("qemu.pid"),
         };
         let argv = args.render();
-        std::fs::write(dir.0.join("qemu.cmdline"), render_cmdline(&binary, &argv))
-            .context(|| "writing qemu.cmdline".into())?;
-        let qemu = QemuProcess::spawn(&binary, argv, &dir.0.join("qemu.log"))?;
+        tri!(
+            std::fs::write(dir.path.join("qemu.cmdline"), render_cmdline(binary, &argv))
+                .context(|| "writing qemu.cmdline".into())
+        );
+        let qemu = tri!(QemuProcess::spawn(
+            binary,
+            argv,
+            &dir.path.join("qemu.log"),
+            cx.keep.dies_with_owner(),
+        ));
         tracing::debug!(vm = %name, pid = qemu.pid(), image = %image.reference, "QEMU started");
+        let process = ProcessId::of(qemu.pid());
+        let recorded = claim.update(|e| {
+            if let Some(Resource::Qemu { process: slot, .. }) = e
+                .resources
+                .iter_mut()
+                .find(|r| matches!(r, Resource::Qemu { .. }))
+            {
+                *slot = process;
+            }
+        });
+        tri!(recorded);
+        pause_at("boot", &name, &dir.path);
 
         let client_key = Arc::new(client_key);
         let host_public = host_key.public_key().clone();
@@ -180,19 +349,39 @@ impl Vm {
         let timeout = spec.boot_timeout.unwrap_or(Duration::from_secs(60)) * accel.timeout_factor();
         let (target, session) = match crate::ready::wait(&booting, timeout).await {
             Ok(ready) => ready,
-            Err(boot_error) => return Err(reverify(&image, boot_error)),
+            Err(boot_error) => {
+                drop(qemu);
+                return Err(Unbooted {
+                    error: reverify(image, boot_error),
+                    dir,
+                    claim,
+                });
+            }
         };
+        let known_hosts_path = dir.path.join("known_hosts");
         let known_hosts = format!(
             "[127.0.0.1]:{} {}\n",
             target.addr.port(),
             keys::public_openssh(&host_key)
         );
-        std::fs::write(dir.0.join("known_hosts"), known_hosts)
-            .context(|| "writing known_hosts".into())?;
+        let written = std::fs::write(&known_hosts_path, known_hosts)
+            .context(|| "writing known_hosts".into())
+            .and_then(|()| {
+                claim.update(|e| {
+                    e.ssh = Some(SshInfo {
+                        addr: target.addr,
+                        user: USER.into(),
+                        key: dir.path.join("id_ed25519"),
+                        known_hosts: known_hosts_path.clone(),
+                    })
+                })
+            });
+        tri!(written);
         Ok(Vm {
             session: tokio::sync::Mutex::new(Some(Arc::new(session))),
             qemu,
             dir,
+            claim,
             name,
             accel,
             target,
@@ -237,7 +426,7 @@ impl Vm {
     /// The VM's private directory (overlay, seed, console log, QMP socket, SSH key and a
     /// `known_hosts` file for reaching it by hand). Removed at teardown.
     pub fn dir(&self) -> &Path {
-        &self.dir.0
+        &self.dir.path
     }
 
     /// QEMU's process id.
@@ -247,7 +436,7 @@ impl Vm {
 
     /// Everything the guest printed on its serial console so far.
     pub fn console_log(&self) -> String {
-        crate::console::read(&self.dir.0.join("console.log"))
+        crate::console::read(&self.dir.path.join("console.log"))
     }
 
     /// Powers the guest off through ACPI, waits for QEMU to exit (forcing it after a grace
@@ -256,7 +445,7 @@ impl Vm {
         self.session.lock().await.take();
         let grace = Duration::from_secs(30) * self.accel.timeout_factor();
         let mut powered_off = false;
-        if let Ok(mut qmp) = Qmp::connect(&self.dir.0.join("qmp.sock")).await {
+        if let Ok(mut qmp) = Qmp::connect(&self.dir.path.join("qmp.sock")).await {
             if qmp.execute("system_powerdown", None).await.is_ok() {
                 powered_off = self.qemu.wait_exit(grace).await.is_some();
             }
@@ -269,15 +458,71 @@ impl Vm {
         Ok(())
     }
 
-    /// Stops QEMU at once (QMP `quit`, then SIGKILL) and removes the VM's files: the teardown
-    /// after a test body, where a clean guest shutdown would only cost time.
+    /// Stops QEMU at once (QMP `quit`, then SIGKILL) and removes the VM's files and ledger
+    /// entry: the teardown after a test body, where a clean guest shutdown would only cost time.
+    /// Bounded: a QEMU that does not quit within 3 s is killed.
     pub(crate) async fn destroy(self) {
+        pause_at("teardown", &self.name, &self.dir.path);
         self.session.lock().await.take();
-        if let Ok(mut qmp) = Qmp::connect(&self.dir.0.join("qmp.sock")).await {
-            let _ = qmp.execute("quit", None).await;
-            let _ = self.qemu.wait_exit(Duration::from_secs(5)).await;
-        }
+        let quit = async {
+            let mut qmp = Qmp::connect(&self.dir.path.join("qmp.sock")).await.ok()?;
+            qmp.execute("quit", None).await.ok()?;
+            self.qemu.wait_exit(Duration::from_secs(3)).await
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(3), quit).await;
+        // Drop: SIGKILL if still running, reap, remove the directory, then the ledger entry.
         drop(self);
+    }
+
+    /// Copies this VM's evidence into `dest`: serial console, QEMU's command line and output,
+    /// the failure, and cloud-init's logs if the guest still answers (bounded in time).
+    pub(crate) async fn save_artifacts(&self, dest: &Path, failure: &str) -> PathBuf {
+        let mut extra = vec![("failure.txt", format!("{failure}\n"))];
+        let ssh = self.ssh();
+        let fetch = ssh.run(["sh", "-c", CLOUD_INIT_LOGS]);
+        let bound = Duration::from_secs(10) * self.accel.timeout_factor();
+        if let Ok(Ok(out)) = tokio::time::timeout(bound, fetch).await {
+            if !out.stdout.is_empty() {
+                extra.push(("cloud-init.log", out.stdout_str()));
+            }
+        }
+        if let Err(e) = crate::artifacts::save(&self.dir.path, dest, &extra) {
+            eprintln!(
+                "vmtest: could not save artifacts to {}: {e}",
+                dest.display()
+            );
+        }
+        dest.to_owned()
+    }
+
+    /// Leaves the VM running past its test, marked kept in the ledger, and returns how to reach
+    /// and remove it. QEMU was started without a parent-death signal for this (see
+    /// [`Keep::dies_with_owner`]).
+    pub(crate) fn keep(mut self, test: &str, reason: &str) -> Result<String> {
+        self.claim.keep(reason)?;
+        self.dir.kept = true;
+        let dir = self.dir.path.display().to_string();
+        let message = format!(
+            "vmtest: kept VM {name} of {test} ({reason})\n  \
+             shell:   vmtest-runner ssh {name}\n  \
+             by hand: ssh -i {dir}/id_ed25519 -o UserKnownHostsFile={dir}/known_hosts -p {port} {USER}@127.0.0.1\n  \
+             console: {dir}/console.log\n  \
+             remove:  vmtest-runner sweep --include-kept",
+            name = self.name,
+            port = self.target.addr.port(),
+        );
+        let Vm {
+            session,
+            qemu,
+            dir,
+            claim,
+            ..
+        } = self;
+        drop(session);
+        qemu.detach();
+        drop(dir);
+        drop(claim);
+        Ok(message)
     }
 
     async fn session(&self, fresh: bool) -> Result<Arc<Session>> {
@@ -367,17 +612,6 @@ fn reverify(image: &crate::image::Image, boot_error: Error) -> Error {
             corrupt
         }
     }
-}
-
-fn next_name() -> String {
-    static COUNTER: AtomicU32 = AtomicU32::new(0);
-    // pid + counter: unique among live test processes on this host, and short enough for
-    // interface names later (15 bytes).
-    format!(
-        "vt{:x}-{}",
-        std::process::id(),
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
 }
 
 fn rand_u32() -> u32 {

@@ -26,8 +26,14 @@ pub(crate) struct QemuProcess {
 
 impl QemuProcess {
     /// Spawns `program args...` with stdout/stderr to `stderr_log`, in its own process group,
-    /// with SIGKILL as its parent-death signal.
-    pub fn spawn(program: &Path, args: Vec<OsString>, stderr_log: &Path) -> Result<Self> {
+    /// with SIGKILL as its parent-death signal unless `dies_with_owner` is false (a VM that may
+    /// be kept past its test must survive the test process).
+    pub fn spawn(
+        program: &Path,
+        args: Vec<OsString>,
+        stderr_log: &Path,
+        dies_with_owner: bool,
+    ) -> Result<Self> {
         let log = File::create(stderr_log)
             .context(|| format!("creating QEMU log {}", stderr_log.display()))?;
         let log2 = log
@@ -39,13 +45,14 @@ impl QemuProcess {
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) != 0
+                if dies_with_owner
+                    && libc::prctl(
+                        libc::PR_SET_PDEATHSIG,
+                        libc::SIGKILL as libc::c_ulong,
+                        0,
+                        0,
+                        0,
+                    ) != 0
                 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -162,6 +169,11 @@ impl QemuProcess {
         // A killed process is reaped within milliseconds; the bound only guards against a
         // process stuck in uninterruptible sleep (D state), which we must not hang on.
         let _ = self.wait_timeout(Duration::from_secs(10));
+    }
+
+    /// Lets QEMU run on after this value is gone (a kept VM): no kill on drop.
+    pub fn detach(self) {
+        std::mem::forget(self);
     }
 
     /// What QEMU printed (stderr and stdout), for error messages.

@@ -1,0 +1,60 @@
+//! A failed test's evidence, kept under the target directory after its VM is gone:
+//! `target/vmtest-artifacts/<test path>/` with the serial console, QEMU's command line and
+//! output, what cloud-init logged (when the guest could still be asked) and the failure itself.
+
+use std::path::{Path, PathBuf};
+
+/// The files of a VM directory worth keeping.
+const FROM_VM_DIR: &[&str] = &["console.log", "qemu.cmdline", "qemu.log"];
+
+/// Where a test's artifacts go: `VMTEST_ARTIFACTS_DIR`, else `vmtest-artifacts` in the cargo
+/// target directory the test binary was built in. `None` outside a cargo target directory.
+pub(crate) fn dir_for(test: &str) -> Option<PathBuf> {
+    let root = match std::env::var_os("VMTEST_ARTIFACTS_DIR").filter(|v| !v.is_empty()) {
+        Some(dir) => PathBuf::from(dir),
+        None => target_dir()?.join("vmtest-artifacts"),
+    };
+    let leaf: String = test
+        .replace("::", ".")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    Some(root.join(leaf))
+}
+
+/// The cargo target directory: the nearest ancestor of the running binary that cargo tagged
+/// with `CACHEDIR.TAG` (`target/debug/deps/test-1234` → `target`).
+fn target_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors()
+        .skip(1)
+        .find(|dir| dir.join("CACHEDIR.TAG").is_file())
+        .map(Path::to_path_buf)
+}
+
+/// Copies the VM directory's logs into `dest` and writes `extra` files beside them.
+pub(crate) fn save(vm_dir: &Path, dest: &Path, extra: &[(&str, String)]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dest)?;
+    for file in FROM_VM_DIR {
+        let from = vm_dir.join(file);
+        if from.exists() {
+            std::fs::copy(&from, dest.join(file))?;
+        }
+    }
+    for (file, contents) in extra {
+        std::fs::write(dest.join(file), contents)?;
+    }
+    Ok(())
+}
+
+/// Removes what an earlier run of the same test left, so the directory only ever describes the
+/// latest failure.
+pub(crate) fn clear(dest: &Path) {
+    let _ = std::fs::remove_dir_all(dest);
+}
