@@ -1,4 +1,6 @@
 //! End-to-end tests live in `tests/`; this library holds what they share.
 
 pub mod http;
+pub mod leaks;
+pub mod runner;
 pub mod scenario;

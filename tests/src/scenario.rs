@@ -2,10 +2,16 @@
 //! they check is what a user's test run leaves behind — exit status, output, the host after
 //! the process is gone — and so that each child gets its own environment variables.
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 /// A command that runs the test `name` of the current test binary alone (`--exact`), ignored
 /// or not, with its output uncaptured.
+///
+/// The child is a plain libtest run, not part of any nextest run: nextest's run id (which
+/// would otherwise name the child's session) is removed, so `VMTEST_SESSION` decides it.
 pub fn child(name: &str) -> Command {
     let mut cmd = Command::new(std::env::current_exe().expect("the test binary's path"));
     cmd.args([
@@ -14,7 +20,8 @@ pub fn child(name: &str) -> Command {
         "--include-ignored",
         "--nocapture",
         "--test-threads=1",
-    ]);
+    ])
+    .env_remove("NEXTEST_RUN_ID");
     cmd
 }
 
@@ -25,4 +32,115 @@ pub fn text(out: &Output) -> String {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     )
+}
+
+/// A scenario running in the background, its output collected line by line as it comes.
+/// Dropping it SIGKILLs the child if it still runs.
+pub struct Running {
+    child: Child,
+    lines: Arc<(Mutex<Vec<String>>, Condvar)>,
+}
+
+impl Running {
+    /// Starts `cmd` with stdout and stderr captured.
+    pub fn spawn(mut cmd: Command) -> Running {
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("starting the scenario");
+        let lines = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
+        let out: Box<dyn Read + Send> = Box::new(child.stdout.take().unwrap());
+        let err: Box<dyn Read + Send> = Box::new(child.stderr.take().unwrap());
+        for stream in [out, err] {
+            let lines = Arc::clone(&lines);
+            std::thread::spawn(move || {
+                for line in BufReader::new(stream).lines() {
+                    let Ok(line) = line else { break };
+                    let (lock, cvar) = &*lines;
+                    lock.lock().unwrap().push(line);
+                    cvar.notify_all();
+                }
+            });
+        }
+        Running { child, lines }
+    }
+
+    /// The child's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for a line containing `needle` and returns it; panics with the output so far if
+    /// the child exits first or `timeout` passes.
+    pub fn wait_for(&mut self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            {
+                let (lock, cvar) = &*self.lines;
+                let lines = lock.lock().unwrap();
+                if let Some(line) = lines.iter().find(|l| l.contains(needle)) {
+                    return line.clone();
+                }
+                let _ = cvar
+                    .wait_timeout(lines, Duration::from_millis(100))
+                    .unwrap();
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                // Let the readers drain what is left before giving up.
+                std::thread::sleep(Duration::from_millis(200));
+                if let Some(line) = self.output().lines().find(|l| l.contains(needle)) {
+                    return line.to_owned();
+                }
+                panic!(
+                    "the scenario exited ({status}) before printing `{needle}`:\n{}",
+                    self.output()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "the scenario did not print `{needle}` within {timeout:?}:\n{}",
+                    self.output()
+                );
+            }
+        }
+    }
+
+    /// Everything printed so far.
+    pub fn output(&self) -> String {
+        self.lines.0.lock().unwrap().join("\n")
+    }
+
+    /// Sends `signal` to the child.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: plain syscall on our own unreaped child.
+        unsafe { libc::kill(self.child.id() as i32, signal) };
+    }
+
+    /// Waits (at most `timeout`) for the child to exit; returns its status and output.
+    pub fn wait(mut self, timeout: Duration) -> (ExitStatus, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for the scenario") {
+                std::thread::sleep(Duration::from_millis(200));
+                return (status, self.output());
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "the scenario did not exit within {timeout:?}:\n{}",
+                    self.output()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }

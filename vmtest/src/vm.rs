@@ -459,9 +459,10 @@ impl Vm {
     }
 
     /// Stops QEMU at once (QMP `quit`, then SIGKILL) and removes the VM's files and ledger
-    /// entry: the teardown after a test body, where a clean guest shutdown would only cost time.
-    /// Bounded: a QEMU that does not quit within 3 s is killed.
-    pub(crate) async fn destroy(self) {
+    /// entry: the teardown `#[vmtest]` runs after the body, where a clean guest shutdown would
+    /// only cost time. Bounded: a QEMU that does not quit within 3 s is killed. Dropping a
+    /// [`Vm`] does the same without waiting for QEMU to quit on its own.
+    pub async fn destroy(self) {
         pause_at("teardown", &self.name, &self.dir.path);
         self.session.lock().await.take();
         let quit = async {

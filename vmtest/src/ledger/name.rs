@@ -44,7 +44,7 @@ pub(crate) fn is_ours(name: &str) -> bool {
     name.len() == LEN
         && name.starts_with("vt")
         && name.bytes().all(|b| ALPHABET.contains(&b))
-        && name[LEN - 1..].chars().next() == Some(check_digit(&name[..LEN - 1]))
+        && name[LEN - 1..].starts_with(check_digit(&name[..LEN - 1]))
 }
 
 /// The VM name a derived resource name (`NAME` + suffix) starts with, if it is ours.

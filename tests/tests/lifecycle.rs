@@ -1,0 +1,503 @@
+//! Nothing leaks, whatever happens to the test process: SIGKILL at each stage of a VM's life,
+//! SIGINT/SIGTERM/SIGHUP, two test processes side by side, decoys the sweeper must not touch,
+//! and VMs kept for debugging. Each scenario is a real `#[vmtest]` test of this binary, run in a
+//! child process with its own session, and checked from outside with the `vmtest-runner` CLI
+//! and a Rust version of `leakcheck` (`vmtest_tests::leaks`).
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+use vmtest::{vmtest, Vm};
+use vmtest_tests::scenario::{self, Running};
+use vmtest_tests::{leaks, runner};
+
+/// What the scenario does after boot: see [`scenario_vm`].
+const ACT: &str = "VMTEST_SCENARIO_ACT";
+/// Where the scenario writes its VM's name, QEMU pid, directory and SSH port.
+const RECORD: &str = "VMTEST_SCENARIO_RECORD";
+/// A file whose existence ends the `wait-for-file` act.
+const RELEASE: &str = "VMTEST_SCENARIO_RELEASE";
+
+/// Boots the default image, records the VM, then acts as `VMTEST_SCENARIO_ACT` says:
+/// `body` (say so, then sleep), `ssh` (say so, then run a long command in the guest),
+/// `fail` (return an error), `wait-for-file` (pass once `VMTEST_SCENARIO_RELEASE` exists).
+/// Run by hand with none of these set, it passes.
+#[vmtest(image = "recipe:tiny")]
+#[ignore = "scenario: run in a child process by the other tests of this file"]
+async fn scenario_vm(vm: &Vm) -> anyhow::Result<()> {
+    if let Some(path) = std::env::var_os(RECORD) {
+        let line = format!(
+            "{} {} {} {}\n",
+            vm.name(),
+            vm.pid(),
+            vm.dir().display(),
+            vm.ssh_addr().port()
+        );
+        std::fs::write(path, line)?;
+    }
+    match std::env::var(ACT).as_deref() {
+        Ok("body") => {
+            eprintln!("scenario: in the body");
+            tokio::time::sleep(Duration::from_secs(600)).await;
+        }
+        Ok("ssh") => {
+            eprintln!("scenario: in ssh");
+            vm.ssh().run(["sleep", "600"]).await?;
+        }
+        Ok("fail") => anyhow::bail!("failing on purpose"),
+        Ok("wait-for-file") => {
+            let release = PathBuf::from(std::env::var_os(RELEASE).expect("a release file"));
+            eprintln!("scenario: waiting for {}", release.display());
+            while !release.exists() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            // Still answering at the end: nothing reaped it meanwhile.
+            let out = vm.ssh().run(["hostname"]).await?;
+            anyhow::ensure!(out.stdout_str().trim() == vm.name(), "{out:?}");
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The VM a scenario recorded.
+#[derive(Debug, Clone)]
+struct Recorded {
+    name: String,
+    pid: u32,
+    dir: PathBuf,
+    port: u16,
+}
+
+fn read_record(path: &Path) -> Option<Recorded> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut f = text.split_whitespace();
+    Some(Recorded {
+        name: f.next()?.to_owned(),
+        pid: f.next()?.parse().ok()?,
+        dir: f.next()?.into(),
+        port: f.next()?.parse().ok()?,
+    })
+}
+
+/// A session id no other test shares.
+fn session(label: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("lifecycle-{label}-{}-{nanos}", std::process::id())
+}
+
+/// The scenario, in the background, in `session`, acting as `act`.
+fn start(session: &str, act: &str, record: &Path) -> Running {
+    let mut cmd = scenario::child("scenario_vm");
+    cmd.env("VMTEST_SESSION", session)
+        .env(ACT, act)
+        .env(RECORD, record);
+    Running::spawn(cmd)
+}
+
+fn run_dir() -> PathBuf {
+    vmtest::__runner::run_dir()
+}
+
+fn runner(args: &[&str]) -> Output {
+    runner::command()
+        .args(args)
+        .output()
+        .expect("running vmtest-runner")
+}
+
+/// Waits up to 5 s for no QEMU to mention `needle` (the kernel delivers PDEATHSIG at once; the
+/// process still needs a moment to go).
+fn no_qemu_survives(needle: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = leaks::processes_mentioning(needle);
+        if left.is_empty() || Instant::now() > deadline {
+            return left;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// `vmtest: VM NAME paused at ...` → NAME.
+fn paused_vm(line: &str) -> String {
+    line.split_whitespace()
+        .nth(2)
+        .unwrap_or_else(|| panic!("unexpected pause line: {line}"))
+        .to_owned()
+}
+
+/// Kills the scenario with SIGKILL at a point of its VM's life, then checks the layers below
+/// the process: no QEMU survives even before any sweep, and one sweep leaves nothing.
+fn kill_at(label: &str, pause_at: Option<&str>, act: &str, marker: &str) {
+    let session = session(label);
+    let record = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = scenario::child("scenario_vm");
+    cmd.env("VMTEST_SESSION", &session)
+        .env(ACT, act)
+        .env(RECORD, record.path());
+    if let Some(stage) = pause_at {
+        cmd.env("VMTEST_PAUSE_AT", stage);
+    }
+    let mut child = Running::spawn(cmd);
+    let line = child.wait_for(marker, Duration::from_secs(180));
+    let name = match pause_at {
+        Some(_) => paused_vm(&line),
+        None => {
+            read_record(record.path())
+                .expect("the scenario recorded its VM")
+                .name
+        }
+    };
+    let dir = run_dir().join(&name);
+    assert!(
+        run_dir()
+            .join("ledger")
+            .join(format!("{name}.json"))
+            .exists(),
+        "the ledger entry of {name} must exist before its resources"
+    );
+    child.signal(libc::SIGKILL);
+    let (status, output) = child.wait(Duration::from_secs(30));
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL)
+    );
+
+    let survivors = no_qemu_survives(&dir.to_string_lossy());
+    assert!(
+        survivors.is_empty(),
+        "QEMU survived SIGKILL of its test process ({label}):\n{survivors:?}\n{output}"
+    );
+
+    let sweep = runner(&["sweep", "--session", &session]);
+    let swept = scenario::text(&sweep);
+    assert!(sweep.status.success(), "{swept}");
+    assert!(swept.contains(&format!("reaped {name}")), "{swept}");
+    let left = leaks::find(&run_dir(), &name);
+    assert!(
+        left.is_empty(),
+        "after one sweep ({label}):\n{left}\n{swept}"
+    );
+}
+
+#[test]
+fn sigkill_during_overlay_creation_leaves_nothing_after_a_sweep() {
+    kill_at("overlay", Some("overlay"), "", "paused at `overlay`");
+}
+
+#[test]
+fn sigkill_during_boot_stops_qemu_at_once_and_the_sweep_finishes() {
+    kill_at("boot", Some("boot"), "", "paused at `boot`");
+}
+
+#[test]
+fn sigkill_during_ssh_stops_qemu_at_once_and_the_sweep_finishes() {
+    kill_at("ssh", None, "ssh", "scenario: in ssh");
+}
+
+#[test]
+fn sigkill_during_teardown_stops_qemu_at_once_and_the_sweep_finishes() {
+    kill_at("teardown", Some("teardown"), "", "paused at `teardown`");
+}
+
+/// SIGINT, SIGTERM, SIGHUP in the middle of a test body: the process tears its VM down itself
+/// (no sweep), then dies of the signal, so cargo, nextest or the shell sees "interrupted".
+#[test]
+fn signals_tear_down_then_end_the_process_with_the_signal() {
+    for (sig, signame) in [
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGHUP, "SIGHUP"),
+    ] {
+        let record = tempfile::NamedTempFile::new().unwrap();
+        let mut child = start(&session(signame), "body", record.path());
+        child.wait_for("scenario: in the body", Duration::from_secs(180));
+        let vm = read_record(record.path()).expect("the scenario recorded its VM");
+        assert!(leaks::alive(vm.pid));
+        child.signal(sig);
+        let (status, output) = child.wait(Duration::from_secs(30));
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(sig),
+            "the exit status must say {signame}:\n{output}"
+        );
+        assert!(
+            output.contains(&format!(
+                "interrupted by {signame}: tore down 1 VM(s): {}",
+                vm.name
+            )),
+            "{output}"
+        );
+        assert!(!leaks::alive(vm.pid), "QEMU survived {signame}");
+        let left = leaks::find(&run_dir(), &vm.name);
+        assert!(left.is_empty(), "{signame} left, with no sweep:\n{left}");
+    }
+}
+
+/// Two test processes at once — same test, same session, the worst case for names — never
+/// collide, and neither their own start-of-run sweeps nor a sweep run meanwhile reap a live VM.
+#[test]
+fn two_processes_never_collide_and_a_sweep_spares_live_vms() {
+    let session = session("pair");
+    let release = tempfile::tempdir().unwrap();
+    let release_file = release.path().join("go");
+    let records = [
+        tempfile::NamedTempFile::new().unwrap(),
+        tempfile::NamedTempFile::new().unwrap(),
+    ];
+    let mut children: Vec<Running> = records
+        .iter()
+        .map(|r| {
+            let mut cmd = scenario::child("scenario_vm");
+            cmd.env("VMTEST_SESSION", &session)
+                .env(ACT, "wait-for-file")
+                .env(RELEASE, &release_file)
+                .env(RECORD, r.path());
+            Running::spawn(cmd)
+        })
+        .collect();
+    for child in &mut children {
+        child.wait_for("scenario: waiting for", Duration::from_secs(240));
+    }
+    let [a, b] = [0, 1].map(|i| read_record(records[i].path()).expect("recorded"));
+    assert_ne!(a.name, b.name);
+    assert_ne!(a.port, b.port);
+    assert_ne!(a.dir, b.dir);
+    assert_ne!(a.pid, b.pid);
+
+    for args in [
+        &["sweep"][..],
+        &["sweep", "--include-kept"],
+        &["sweep", "--session", &session],
+    ] {
+        let out = runner(args);
+        let text = scenario::text(&out);
+        assert!(out.status.success(), "{text}");
+        for vm in [&a, &b] {
+            assert!(
+                text.contains(&format!("left {}: owner pid", vm.name)),
+                "`vmtest-runner {}` must see {} and leave it:\n{text}",
+                args.join(" "),
+                vm.name
+            );
+            assert!(
+                leaks::alive(vm.pid),
+                "a sweep killed the live VM {}",
+                vm.name
+            );
+            assert!(vm.dir.exists(), "a sweep removed the live VM's directory");
+        }
+    }
+    let list = scenario::text(&runner(&["list"]));
+    for vm in [&a, &b] {
+        assert!(
+            list.contains(&vm.name) && list.contains("running"),
+            "{list}"
+        );
+    }
+
+    std::fs::write(&release_file, "").unwrap();
+    for child in children {
+        let (status, output) = child.wait(Duration::from_secs(120));
+        assert!(status.success(), "{output}");
+    }
+    for vm in [&a, &b] {
+        let left = leaks::find(&run_dir(), &vm.name);
+        assert!(left.is_empty(), "{left}");
+    }
+}
+
+/// Things that look like ours but are not: a QEMU whose pidfile sits in a look-alike directory
+/// of the run directory and whose parent is gone, look-alike directories, a look-alike network
+/// namespace. No sweep, with any option, touches them.
+#[test]
+fn decoys_survive_every_sweep() {
+    let decoys = Decoys::plant();
+    for args in [
+        &["sweep"][..],
+        &["sweep", "--include-kept"],
+        &["sweep", "--older-than", "0s"],
+        &["sweep", "--include-kept", "--older-than", "0s", "--json"],
+    ] {
+        let out = runner(args);
+        assert!(out.status.success(), "{}", scenario::text(&out));
+        decoys.assert_intact(&format!("vmtest-runner {}", args.join(" ")));
+    }
+}
+
+struct Decoys {
+    qemu_pid: u32,
+    dirs: Vec<PathBuf>,
+    netns: Option<String>,
+}
+
+impl Decoys {
+    /// Names with our shape but a wrong check digit, and names close to ours.
+    const LOOK_ALIKES: [&'static str; 3] = ["vtdecoy0001", "vt-decoy", "vtdecoy0002"];
+
+    fn plant() -> Decoys {
+        let run = run_dir();
+        std::fs::create_dir_all(&run).unwrap();
+        for name in Self::LOOK_ALIKES {
+            assert!(
+                !vmtest::__runner::is_our_name(name),
+                "{name} must not be ours"
+            );
+        }
+        let dirs: Vec<PathBuf> = Self::LOOK_ALIKES.iter().map(|n| run.join(n)).collect();
+        for d in &dirs {
+            std::fs::create_dir_all(d).unwrap();
+            std::fs::write(d.join("overlay.qcow2"), "decoy").unwrap();
+        }
+        // A QEMU that is not ours, orphaned the way a leaked one would be (parent gone): it
+        // waits paused (-S) with no machine, so it costs nothing.
+        let pidfile = dirs[0].join("qemu.pid");
+        let status = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "qemu-system-x86_64 -name vtdecoy0001 -machine none -nodefaults -display none -S \
+                 -pidfile {} -daemonize",
+                pidfile.display()
+            ))
+            .status()
+            .unwrap();
+        assert!(status.success(), "starting the decoy QEMU");
+        let qemu_pid: u32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let netns = std::process::Command::new("ip")
+            .args(["netns", "add", "vtdecoy0001"])
+            .status()
+            .ok()
+            .filter(|s| s.success())
+            .map(|_| "vtdecoy0001".to_owned());
+        if netns.is_none() {
+            eprintln!("!! decoys: `ip netns add` failed here: the namespace decoy is NOT checked");
+        }
+        Decoys {
+            qemu_pid,
+            dirs,
+            netns,
+        }
+    }
+
+    fn assert_intact(&self, after: &str) {
+        assert!(leaks::alive(self.qemu_pid), "{after} killed the decoy QEMU");
+        for d in &self.dirs {
+            assert!(
+                d.join("overlay.qcow2").exists(),
+                "{after} removed {}",
+                d.display()
+            );
+        }
+        if let Some(ns) = &self.netns {
+            assert!(
+                Path::new("/run/netns").join(ns).exists(),
+                "{after} removed the decoy namespace {ns}"
+            );
+        }
+    }
+}
+
+impl Drop for Decoys {
+    fn drop(&mut self) {
+        // SAFETY: plain syscall; the pid is the decoy we started (checked alive just now).
+        unsafe { libc::kill(self.qemu_pid as i32, libc::SIGKILL) };
+        for d in &self.dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
+        if let Some(ns) = &self.netns {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "delete", ns])
+                .status();
+        }
+    }
+}
+
+/// `VMTEST_KEEP=on-failure`: the failed test's VM stays up and says how to reach it; the
+/// failure names a directory with the test's artifacts; `vmtest-runner list` shows the VM,
+/// `vmtest-runner ssh NAME -- CMD` runs in it, a plain sweep leaves it, `--include-kept`
+/// removes it.
+#[test]
+fn a_kept_vm_answers_ssh_and_only_an_explicit_sweep_removes_it() {
+    let session = session("keep");
+    let record = tempfile::NamedTempFile::new().unwrap();
+    let out = scenario::child("scenario_vm")
+        .env("VMTEST_SESSION", &session)
+        .env("VMTEST_KEEP", "on-failure")
+        .env(ACT, "fail")
+        .env(RECORD, record.path())
+        .output()
+        .unwrap();
+    let output = scenario::text(&out);
+    assert!(!out.status.success(), "the scenario should fail:\n{output}");
+    let vm = read_record(record.path()).expect("recorded");
+    assert!(output.contains(&format!("kept VM {}", vm.name)), "{output}");
+    assert!(
+        output.contains(&format!("vmtest-runner ssh {}", vm.name)),
+        "{output}"
+    );
+    assert!(
+        leaks::alive(vm.pid),
+        "the kept VM's QEMU died with its test"
+    );
+
+    // The failure names the artifacts directory, which holds the evidence.
+    let artifacts = output
+        .lines()
+        .find_map(|l| l.split_once("artifacts (console, QEMU command line and log): "))
+        .map(|(_, dir)| PathBuf::from(dir.trim()))
+        .unwrap_or_else(|| panic!("the failure does not name its artifacts:\n{output}"));
+    for file in ["console.log", "qemu.cmdline", "qemu.log", "failure.txt"] {
+        assert!(
+            artifacts.join(file).is_file(),
+            "{file} missing in {}",
+            artifacts.display()
+        );
+    }
+    let failure = std::fs::read_to_string(artifacts.join("failure.txt")).unwrap();
+    assert!(failure.contains("failing on purpose"), "{failure}");
+    assert!(
+        std::fs::read_to_string(artifacts.join("console.log"))
+            .unwrap()
+            .contains("vmtest-tiny: ready"),
+        "the saved console shows the boot"
+    );
+
+    let list = scenario::text(&runner(&["list"]));
+    let row = list
+        .lines()
+        .find(|l| l.starts_with(&vm.name))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(row.contains("kept"), "{row}");
+
+    let ssh = runner(&["ssh", &vm.name, "--", "true"]);
+    assert!(ssh.status.success(), "{}", scenario::text(&ssh));
+    let ssh = runner(&["ssh", &vm.name, "--", "hostname"]);
+    assert_eq!(String::from_utf8_lossy(&ssh.stdout).trim(), vm.name);
+
+    let plain = scenario::text(&runner(&["sweep", "--session", &session]));
+    assert!(
+        plain.contains(&format!("left {}: kept", vm.name)),
+        "{plain}"
+    );
+    assert!(leaks::alive(vm.pid), "a plain sweep removed a kept VM");
+
+    let explicit = runner(&["sweep", "--include-kept", "--session", &session]);
+    let text = scenario::text(&explicit);
+    assert!(explicit.status.success(), "{text}");
+    assert!(text.contains(&format!("reaped {}", vm.name)), "{text}");
+    assert!(
+        !leaks::alive(vm.pid),
+        "the kept VM's QEMU survived --include-kept"
+    );
+    let left = leaks::find(&run_dir(), &vm.name);
+    assert!(left.is_empty(), "{left}");
+}
