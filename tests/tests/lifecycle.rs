@@ -90,15 +90,6 @@ fn session(label: &str) -> String {
     format!("lifecycle-{label}-{}-{nanos}", std::process::id())
 }
 
-/// The scenario, in the background, in `session`, acting as `act`.
-fn start(session: &str, act: &str, record: &Path) -> Running {
-    let mut cmd = scenario::child("scenario_vm");
-    cmd.env("VMTEST_SESSION", session)
-        .env(ACT, act)
-        .env(RECORD, record);
-    Running::spawn(cmd)
-}
-
 fn run_dir() -> PathBuf {
     vmtest::__runner::run_dir()
 }
@@ -131,13 +122,50 @@ fn paused_vm(line: &str) -> String {
         .to_owned()
 }
 
+/// A run directory of its own, so that no other test process's start-of-run sweep reaps this
+/// scenario's leftovers before the sweep under test does. Short: socket paths are limited.
+struct PrivateRun {
+    dir: tempfile::TempDir,
+    accel: String,
+}
+
+impl PrivateRun {
+    fn new() -> PrivateRun {
+        // The accelerator verdict is cached in the run directory: hand the children the one this
+        // host already reached instead of paying for a new canary boot.
+        let accel = match vmtest::__runner::accelerator().expect("an accelerator") {
+            vmtest::Accel::Kvm => "kvm",
+            _ => "tcg",
+        };
+        PrivateRun {
+            dir: tempfile::Builder::new()
+                .prefix("vtlc")
+                .tempdir_in("/tmp")
+                .unwrap(),
+            accel: accel.into(),
+        }
+    }
+
+    fn apply<'c>(&self, cmd: &'c mut std::process::Command) -> &'c mut std::process::Command {
+        cmd.env("VMTEST_RUN_DIR", self.dir.path())
+            .env("VMTEST_ACCEL", &self.accel)
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
 /// Kills the scenario with SIGKILL at a point of its VM's life, then checks the layers below
 /// the process: no QEMU survives even before any sweep, and one sweep leaves nothing.
 fn kill_at(label: &str, pause_at: Option<&str>, act: &str, marker: &str) {
     let session = session(label);
+    let private = PrivateRun::new();
     let record = tempfile::NamedTempFile::new().unwrap();
     let mut cmd = scenario::child("scenario_vm");
-    cmd.env("VMTEST_SESSION", &session)
+    private
+        .apply(&mut cmd)
+        .env("VMTEST_SESSION", &session)
         .env(ACT, act)
         .env(RECORD, record.path());
     if let Some(stage) = pause_at {
@@ -153,9 +181,10 @@ fn kill_at(label: &str, pause_at: Option<&str>, act: &str, marker: &str) {
                 .name
         }
     };
-    let dir = run_dir().join(&name);
+    let dir = private.path().join(&name);
     assert!(
-        run_dir()
+        private
+            .path()
             .join("ledger")
             .join(format!("{name}.json"))
             .exists(),
@@ -173,12 +202,21 @@ fn kill_at(label: &str, pause_at: Option<&str>, act: &str, marker: &str) {
         survivors.is_empty(),
         "QEMU survived SIGKILL of its test process ({label}):\n{survivors:?}\n{output}"
     );
+    let before = leaks::find(private.path(), &name);
+    assert!(
+        !before.dirs.is_empty() || !before.ledger.is_empty(),
+        "the killed process left nothing for the sweep to do ({label})"
+    );
 
-    let sweep = runner(&["sweep", "--session", &session]);
+    let sweep = private
+        .apply(&mut runner::command())
+        .args(["sweep", "--session", &session])
+        .output()
+        .unwrap();
     let swept = scenario::text(&sweep);
     assert!(sweep.status.success(), "{swept}");
     assert!(swept.contains(&format!("reaped {name}")), "{swept}");
-    let left = leaks::find(&run_dir(), &name);
+    let left = leaks::find(private.path(), &name);
     assert!(
         left.is_empty(),
         "after one sweep ({label}):\n{left}\n{swept}"
@@ -214,8 +252,15 @@ fn signals_tear_down_then_end_the_process_with_the_signal() {
         (libc::SIGTERM, "SIGTERM"),
         (libc::SIGHUP, "SIGHUP"),
     ] {
+        let private = PrivateRun::new();
         let record = tempfile::NamedTempFile::new().unwrap();
-        let mut child = start(&session(signame), "body", record.path());
+        let mut cmd = scenario::child("scenario_vm");
+        private
+            .apply(&mut cmd)
+            .env("VMTEST_SESSION", session(signame))
+            .env(ACT, "body")
+            .env(RECORD, record.path());
+        let mut child = Running::spawn(cmd);
         child.wait_for("scenario: in the body", Duration::from_secs(180));
         let vm = read_record(record.path()).expect("the scenario recorded its VM");
         assert!(leaks::alive(vm.pid));
@@ -234,7 +279,7 @@ fn signals_tear_down_then_end_the_process_with_the_signal() {
             "{output}"
         );
         assert!(!leaks::alive(vm.pid), "QEMU survived {signame}");
-        let left = leaks::find(&run_dir(), &vm.name);
+        let left = leaks::find(private.path(), &vm.name);
         assert!(left.is_empty(), "{signame} left, with no sweep:\n{left}");
     }
 }
@@ -270,11 +315,7 @@ fn two_processes_never_collide_and_a_sweep_spares_live_vms() {
     assert_ne!(a.dir, b.dir);
     assert_ne!(a.pid, b.pid);
 
-    for args in [
-        &["sweep"][..],
-        &["sweep", "--include-kept"],
-        &["sweep", "--session", &session],
-    ] {
+    for args in [&["sweep"][..], &["sweep", "--session", &session]] {
         let out = runner(args);
         let text = scenario::text(&out);
         assert!(out.status.success(), "{text}");
@@ -429,7 +470,19 @@ impl Drop for Decoys {
 fn a_kept_vm_answers_ssh_and_only_an_explicit_sweep_removes_it() {
     let session = session("keep");
     let record = tempfile::NamedTempFile::new().unwrap();
-    let out = scenario::child("scenario_vm")
+    // Its own run directory: a concurrent `sweep --include-kept` elsewhere in the suite must
+    // not remove this kept VM while it is being checked.
+    let private = PrivateRun::new();
+    let runner = |args: &[&str]| -> Output {
+        private
+            .apply(&mut runner::command())
+            .args(args)
+            .output()
+            .expect("running vmtest-runner")
+    };
+    let mut cmd = scenario::child("scenario_vm");
+    let out = private
+        .apply(&mut cmd)
         .env("VMTEST_SESSION", &session)
         .env("VMTEST_KEEP", "on-failure")
         .env(ACT, "fail")
@@ -498,6 +551,6 @@ fn a_kept_vm_answers_ssh_and_only_an_explicit_sweep_removes_it() {
         !leaks::alive(vm.pid),
         "the kept VM's QEMU survived --include-kept"
     );
-    let left = leaks::find(&run_dir(), &vm.name);
+    let left = leaks::find(private.path(), &vm.name);
     assert!(left.is_empty(), "{left}");
 }
