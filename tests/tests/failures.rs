@@ -82,6 +82,22 @@ async fn a_guest_kernel_panic_fails_at_once_with_the_console() {
         !leaked.iter().any(|e| msg.contains(e.as_str())),
         "left behind: {leaked:?}"
     );
+    // The evidence outlives the VM, under the target directory, named after the test.
+    let artifacts = std::env::current_exe()
+        .unwrap()
+        .ancestors()
+        .find(|d| d.join("CACHEDIR.TAG").is_file())
+        .expect("the cargo target directory")
+        .join("vmtest-artifacts/failures.a_guest_kernel_panic_fails_at_once_with_the_console");
+    let console = std::fs::read_to_string(artifacts.join("console.log")).unwrap_or_default();
+    assert!(
+        console.contains("Kernel panic"),
+        "no console in {}",
+        artifacts.display()
+    );
+    let failure = std::fs::read_to_string(artifacts.join("failure.txt")).unwrap_or_default();
+    assert!(failure.contains("Kernel panic"), "{failure}");
+    assert!(artifacts.join("qemu.cmdline").is_file());
 }
 
 #[tokio::test]
