@@ -62,6 +62,19 @@ async fn cloud_init_reads_a_vfat_seed() -> anyhow::Result<()> {
         .seed_format(vmtest::SeedFormat::Vfat);
     let vm = Vm::boot(spec).await?;
     check_cloud_init_ran(&vm).await?;
+
+    // The evidence a failed test leaves includes what cloud-init logged, fetched over SSH.
+    let artifacts = tempfile::tempdir()?;
+    vm.save_artifacts(artifacts.path()).await?;
+    let log = std::fs::read_to_string(artifacts.path().join("cloud-init.log"))?;
+    assert!(
+        log.contains("==> /var/log/cloud-init-output.log <=="),
+        "{log}"
+    );
+    assert!(log.contains("Cloud-init v."), "{log}");
+    assert!(log.contains("status: done"), "{log}");
+    let console = std::fs::read_to_string(artifacts.path().join("console.log"))?;
+    assert!(console.contains("Linux version"), "{console}");
     vm.shutdown().await?;
     Ok(())
 }

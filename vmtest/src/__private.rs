@@ -102,7 +102,9 @@ where
                 Err(Failure::Panic(p)) => format!("panicked: {}", panic_text(p.as_ref())),
                 Ok(()) => String::new(),
             };
-            vm.save_artifacts(dir, &failure).await;
+            if let Err(e) = vm.save_artifacts_with(dir, Some(&failure)).await {
+                eprintln!("vmtest: {e}");
+            }
             notes.push_str(&see_artifacts(&artifacts));
         }
         if keep.keeps(failed) {

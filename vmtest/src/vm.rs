@@ -494,10 +494,24 @@ impl Vm {
         drop(self);
     }
 
-    /// Copies this VM's evidence into `dest`: serial console, QEMU's command line and output,
-    /// the failure, and cloud-init's logs if the guest still answers (bounded in time).
-    pub(crate) async fn save_artifacts(&self, dest: &Path, failure: &str) -> PathBuf {
-        let mut extra = vec![("failure.txt", format!("{failure}\n"))];
+    /// Copies this VM's evidence into `dest` (created if needed): `console.log`, `qemu.cmdline`,
+    /// `qemu.log`, and `cloud-init.log` with cloud-init's logs and status when the guest has
+    /// cloud-init and still answers (asked over SSH, bounded in time).
+    ///
+    /// `#[vmtest]` does this for every failed test, into `target/vmtest-artifacts/<test>/`.
+    pub async fn save_artifacts(&self, dest: &Path) -> Result<()> {
+        self.save_artifacts_with(dest, None).await
+    }
+
+    pub(crate) async fn save_artifacts_with(
+        &self,
+        dest: &Path,
+        failure: Option<&str>,
+    ) -> Result<()> {
+        let mut extra = Vec::new();
+        if let Some(failure) = failure {
+            extra.push(("failure.txt", format!("{failure}\n")));
+        }
         let ssh = self.ssh();
         let fetch = ssh.run(["sh", "-c", CLOUD_INIT_LOGS]);
         let bound = Duration::from_secs(10) * self.accel.timeout_factor();
@@ -506,13 +520,8 @@ impl Vm {
                 extra.push(("cloud-init.log", out.stdout_str()));
             }
         }
-        if let Err(e) = crate::artifacts::save(&self.dir.path, dest, &extra) {
-            eprintln!(
-                "vmtest: could not save artifacts to {}: {e}",
-                dest.display()
-            );
-        }
-        dest.to_owned()
+        crate::artifacts::save(&self.dir.path, dest, &extra)
+            .context(|| format!("saving artifacts to {}", dest.display()))
     }
 
     /// Leaves the VM running past its test, marked kept in the ledger, and returns how to reach
