@@ -115,3 +115,8 @@ pub fn session_prefix(session: &str) -> String {
 pub fn is_our_name(name: &str) -> bool {
     crate::ledger::name::owner_of(name).is_some()
 }
+
+/// The VM name sequence number `seq` of `test` in `session` gets (for tests of the sweeper).
+pub fn vm_name(session: &str, test: &str, seq: u32) -> String {
+    crate::ledger::name::candidate(session, test, seq)
+}
