@@ -65,7 +65,12 @@ pub(crate) fn expand(args: &Args, func: ItemFn) -> TokenStream {
     };
     let vm_arg = Ident::new("vm", Span::mixed_site().located_at(param_span));
     let run = quote_spanned! {outcome_span=>
-        ::vmtest::__private::run(#id, #spec, |#vm| ::std::boxed::Box::pin(#name(#vm_arg)))
+        ::vmtest::__private::run(
+            #id,
+            ::vmtest::__private::TestOptions::default(),
+            ::std::vec![#spec],
+            |#vm| ::std::boxed::Box::pin(#name(&#vm_arg[0])),
+        )
     };
 
     quote! {
@@ -94,7 +99,7 @@ mod tests {
                 async fn t(vm: &Vm) {}
             ),
         );
-        assert!(out.contains(":: vmtest :: VmSpec :: new () ,"), "{out}");
+        assert!(out.contains(":: vmtest :: VmSpec :: new ()]"), "{out}");
         let args = Args {
             image: Some("debian:12".into()),
             memory_mib: Some(2048),

@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use crate::teardown::Keep;
 use crate::vm::Context as VmContext;
@@ -42,18 +43,125 @@ impl<E: Debug> TestOutcome for Result<(), E> {
 /// The boxed future a test body becomes.
 pub type Body<'vm, R> = Pin<Box<dyn Future<Output = R> + 'vm>>;
 
-/// Boots the VM, runs the body, tears the VM down — also when the body panicked or returned
-/// `Err` — then reports the outcome the way libtest expects (a panic means failure).
+/// What the attribute says about a test besides its VMs' specs.
+#[derive(Debug, Clone)]
+pub struct TestOptions {
+    /// The body's time limit (not counting boot, nor waiting for the boot budget).
+    pub timeout: Option<Duration>,
+    /// Whether `timeout` is multiplied under TCG (default `true`).
+    pub scale_timeout: bool,
+    /// `requires = "kvm"`: skip, loudly, where KVM is not proven to work.
+    pub requires_kvm: bool,
+    /// `keep = "on-failure" | "always" | "never"`: overrides `VMTEST_KEEP`.
+    pub keep: Option<&'static str>,
+    /// Names of the VMs of `vms(a, b)`, for artifacts and messages; empty otherwise.
+    pub labels: &'static [&'static str],
+    /// `fixture = NAME`: the test leases the shared VM `NAME` instead of booting its own.
+    pub fixture: Option<&'static crate::Fixture>,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        TestOptions {
+            timeout: None,
+            scale_timeout: true,
+            requires_kvm: false,
+            keep: None,
+            labels: &[],
+            fixture: None,
+        }
+    }
+}
+
+/// A `#[vmtest]` test, as registered for the custom harness.
+#[derive(Debug)]
+pub struct Registered {
+    /// Its path.
+    pub id: TestId,
+    /// Runs it as libtest would: returns on success, panics on failure.
+    pub run: fn(),
+    /// `#[ignore]`.
+    pub ignored: bool,
+    /// `#[should_panic]`, with its `expected` text if any.
+    pub should_panic: ShouldPanic,
+    /// The specs of its VMs (empty for a fixture test).
+    pub specs: fn() -> Vec<VmSpec>,
+    /// Its options.
+    pub options: fn() -> TestOptions,
+}
+
+/// `#[should_panic]` as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShouldPanic {
+    /// No `#[should_panic]`.
+    No,
+    /// `#[should_panic]`.
+    Yes,
+    /// `#[should_panic(expected = "...")]`.
+    WithMessage(&'static str),
+}
+
+inventory::collect!(Registered);
+
+pub use inventory;
+
+/// Every registered `#[vmtest]` test of this binary.
+pub fn registered() -> impl Iterator<Item = &'static Registered> {
+    inventory::iter::<Registered>.into_iter()
+}
+
+impl TestId {
+    /// `crate::module::name`.
+    pub fn path(&self) -> String {
+        format!("{}::{}", self.module_path, self.name)
+    }
+
+    /// The name libtest gives the test: the path without the crate (`module::name`).
+    pub fn libtest_name(&self) -> String {
+        match self.module_path.split_once("::") {
+            Some((_, module)) => format!("{module}::{}", self.name),
+            None => self.name.to_owned(),
+        }
+    }
+}
+
+/// Runs a synchronous test body from the async runtime: the body may block (e.g. on
+/// [`Ssh::run_blocking`](crate::Ssh::run_blocking)) without stalling the runtime.
+pub fn blocking<R>(body: impl FnOnce() -> R) -> R {
+    tokio::task::block_in_place(body)
+}
+
+/// Why a test that needs KVM cannot have it here, if it cannot.
+pub fn kvm_missing() -> Option<String> {
+    match crate::accel::resolve(crate::AccelChoice::Auto) {
+        Ok(crate::Accel::Kvm) => None,
+        Ok(accel) => Some(format!("this host runs VMs under {accel}")),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+/// Boots the test's VMs (together), runs the body, tears the VMs down — also when the body
+/// panicked, returned `Err` or timed out — then reports the outcome the way libtest expects
+/// (a panic means failure).
 ///
 /// A failed test's evidence is saved under the target directory and the failure names it;
-/// with `VMTEST_KEEP` its VM is left running instead of torn down.
-pub fn run<F, R>(id: TestId, spec: VmSpec, body: F)
+/// with `VMTEST_KEEP` (or `keep`) its VMs are left running instead of torn down.
+pub fn run<F, R>(id: TestId, options: TestOptions, specs: Vec<VmSpec>, body: F)
 where
-    F: for<'vm> FnOnce(&'vm Vm) -> Body<'vm, R>,
+    F: for<'vm> FnOnce(&'vm [Vm]) -> Body<'vm, R>,
     R: TestOutcome,
 {
-    let test = format!("{}::{}", id.module_path, id.name);
-    let keep = match Keep::from_env() {
+    let test = id.path();
+    if options.requires_kvm {
+        if let Some(why) = kvm_missing() {
+            eprintln!(
+                "\n!! SKIPPED {test}: it requires KVM ({why}).\n!! It passes without running; \
+                 run it on a host with a working /dev/kvm.\n"
+            );
+            return;
+        }
+    }
+    let keep = match options.keep.map(Keep::parse).unwrap_or_else(Keep::from_env) {
         Ok(keep) => keep,
         Err(e) => panic!("{test}: {e}"),
     };
@@ -61,10 +169,16 @@ where
     if let Some(dir) = &artifacts {
         crate::artifacts::clear(dir);
     }
-    let cx = VmContext {
-        test: test.clone(),
-        artifacts: artifacts.clone(),
-        keep,
+    let label = |i: usize| -> Option<String> {
+        match (options.labels.get(i), specs.len()) {
+            (Some(l), _) => Some((*l).to_owned()),
+            (None, 1) => None,
+            (None, _) => Some(i.to_string()),
+        }
+    };
+    let vm_artifacts = |i: usize| match label(i) {
+        Some(l) => artifacts.as_ref().map(|a| a.join(l)),
+        None => artifacts.clone(),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -80,8 +194,14 @@ where
         None => String::new(),
     };
     let outcome = runtime.block_on(async {
-        let vm = match Vm::boot_in(spec, cx).await {
-            Ok(vm) => vm,
+        let vms = match options.fixture {
+            Some(fixture) => fixture.lease().await.map(Vms::Leased),
+            None => boot_all(&test, keep, &specs, &vm_artifacts)
+                .await
+                .map(Vms::Own),
+        };
+        let vms = match vms {
+            Ok(vms) => vms,
             Err(e) => {
                 return Err(Failure::Message(format!(
                     "{test}: VM did not boot: {e}{}",
@@ -89,52 +209,124 @@ where
                 )))
             }
         };
-        let result = CatchUnwind(AssertUnwindSafe(body(&vm))).await;
-        let result = match result {
-            Ok(outcome) => outcome.into_result().map_err(Failure::Message),
-            Err(panic) => Err(Failure::Panic(panic)),
+        let limit = options.timeout.map(|t| {
+            let factor = match (options.scale_timeout, vms.as_slice().first()) {
+                (true, Some(vm)) => vm.accel().timeout_factor(),
+                _ => 1,
+            };
+            t * factor
+        });
+        let body = CatchUnwind(AssertUnwindSafe(body(vms.as_slice())));
+        let result = match limit {
+            None => settle(body.await),
+            Some(limit) => match tokio::time::timeout(limit, body).await {
+                Ok(outcome) => settle(outcome),
+                Err(_) => Err(Failure::Message(format!(
+                    "{test}: timed out after {limit:?} (timeout = {:?}{})",
+                    options.timeout.unwrap_or_default(),
+                    if Some(limit) == options.timeout {
+                        ""
+                    } else {
+                        ", scaled for TCG"
+                    }
+                ))),
+            },
         };
         let failed = result.is_err();
         let mut notes = String::new();
-        if let (true, Some(dir)) = (failed, &artifacts) {
+        if let (true, Some(_)) = (failed, &artifacts) {
             let failure = match &result {
                 Err(Failure::Message(m)) => m.clone(),
                 Err(Failure::Panic(p)) => format!("panicked: {}", panic_text(p.as_ref())),
                 Ok(()) => String::new(),
             };
-            if let Err(e) = vm.save_artifacts_with(dir, Some(&failure)).await {
-                eprintln!("vmtest: {e}");
+            for (i, vm) in vms.as_slice().iter().enumerate() {
+                if let Some(dir) = vm_artifacts(i) {
+                    if let Err(e) = vm.save_artifacts_with(&dir, Some(&failure)).await {
+                        eprintln!("vmtest: {e}");
+                    }
+                }
             }
             notes.push_str(&see_artifacts(&artifacts));
         }
-        if keep.keeps(failed) {
-            let reason = format!(
-                "VMTEST_KEEP={}, test {}",
-                std::env::var("VMTEST_KEEP").unwrap_or_default(),
-                if failed { "failed" } else { "passed" }
-            );
-            match vm.keep(&test, &reason) {
-                Ok(how) => eprintln!("{how}"),
-                Err(e) => eprintln!("vmtest: could not keep the VM: {e}"),
-            }
-        } else {
-            vm.destroy().await;
-        }
-        result.map_err(|f| match f {
-            Failure::Message(m) => Failure::Message(m + &notes),
-            Failure::Panic(p) => {
-                if !notes.is_empty() {
-                    eprintln!("{test}:{notes}");
+        // Reverse order of creation; a fixture's VM is only given back.
+        let Vms::Own(vms) = vms else {
+            return result.map_err(|f| f.with_notes(&test, &notes));
+        };
+        for vm in vms.into_iter().rev() {
+            if keep.keeps(failed) {
+                let reason = format!(
+                    "{}, test {}",
+                    keep.describe(options.keep.is_some()),
+                    if failed { "failed" } else { "passed" }
+                );
+                match vm.keep(&test, &reason) {
+                    Ok(how) => eprintln!("{how}"),
+                    Err(e) => eprintln!("vmtest: could not keep the VM: {e}"),
                 }
-                Failure::Panic(p)
+            } else {
+                vm.destroy().await;
             }
-        })
+        }
+        result.map_err(|f| f.with_notes(&test, &notes))
     });
     drop(runtime);
     match outcome {
         Ok(()) => {}
         Err(Failure::Message(m)) => panic!("{m}"),
         Err(Failure::Panic(p)) => std::panic::resume_unwind(p),
+    }
+}
+
+/// Boots every VM of a test at once; if one fails, the others are torn down and the first
+/// error is returned.
+async fn boot_all(
+    test: &str,
+    keep: Keep,
+    specs: &[VmSpec],
+    artifacts: &dyn Fn(usize) -> Option<PathBuf>,
+) -> crate::Result<Vec<Vm>> {
+    let mut tasks = tokio::task::JoinSet::new();
+    for (i, spec) in specs.iter().enumerate() {
+        let cx = VmContext {
+            test: test.to_owned(),
+            artifacts: artifacts(i),
+            keep,
+        };
+        let spec = spec.clone();
+        tasks.spawn(async move { (i, Vm::boot_in(spec, cx).await) });
+    }
+    let mut booted: Vec<Option<Vm>> = (0..specs.len()).map(|_| None).collect();
+    let mut first_error = None;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((i, Ok(vm))) => booted[i] = Some(vm),
+            Ok((_, Err(e))) => {
+                first_error.get_or_insert(e);
+            }
+            Err(join) => {
+                first_error.get_or_insert(crate::Error::Io {
+                    context: "booting a VM".into(),
+                    source: std::io::Error::other(join.to_string()),
+                });
+            }
+        }
+    }
+    match first_error {
+        None => Ok(booted.into_iter().flatten().collect()),
+        Some(e) => {
+            for vm in booted.into_iter().flatten() {
+                vm.destroy().await;
+            }
+            Err(e)
+        }
+    }
+}
+
+fn settle<R: TestOutcome>(outcome: std::thread::Result<R>) -> Result<(), Failure> {
+    match outcome {
+        Ok(outcome) => outcome.into_result().map_err(Failure::Message),
+        Err(panic) => Err(Failure::Panic(panic)),
     }
 }
 
@@ -149,6 +341,36 @@ fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
 enum Failure {
     Message(String),
     Panic(Box<dyn std::any::Any + Send>),
+}
+
+impl Failure {
+    /// Adds where the artifacts are: to the message, or printed beside a panic.
+    fn with_notes(self, test: &str, notes: &str) -> Failure {
+        match self {
+            Failure::Message(m) => Failure::Message(m + notes),
+            Failure::Panic(p) => {
+                if !notes.is_empty() {
+                    eprintln!("{test}:{notes}");
+                }
+                Failure::Panic(p)
+            }
+        }
+    }
+}
+
+/// A test's VMs: its own, or a lease on a fixture's.
+enum Vms {
+    Own(Vec<Vm>),
+    Leased(crate::fixture::Lease),
+}
+
+impl Vms {
+    fn as_slice(&self) -> &[Vm] {
+        match self {
+            Vms::Own(vms) => vms,
+            Vms::Leased(lease) => std::slice::from_ref(lease.vm()),
+        }
+    }
 }
 
 /// Polls a future inside `catch_unwind`, so a panicking test body still reaches teardown.

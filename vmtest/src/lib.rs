@@ -26,6 +26,7 @@ pub use vmtest_macros::vmtest;
 mod accel;
 mod artifacts;
 mod console;
+mod fixture;
 mod image;
 mod keys;
 mod ledger;
@@ -44,11 +45,12 @@ mod error;
 mod output;
 mod paths;
 
-pub use accel::Accel;
+pub use accel::{Accel, AccelChoice};
 pub use error::{Error, Result};
+pub use fixture::Fixture;
 pub use output::Output;
 pub use seed::SeedFormat;
-pub use spec::VmSpec;
+pub use spec::{Backend, Network, VmSpec};
 pub use vm::{Ssh, Vm};
 
 pub mod images;

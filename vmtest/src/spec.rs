@@ -2,7 +2,43 @@
 
 use std::time::Duration;
 
+use crate::accel::AccelChoice;
 use crate::seed::SeedFormat;
+
+/// The network a VM is attached to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Network {
+    /// QEMU user-mode networking: outbound NAT, SSH forwarded from the host's loopback.
+    #[default]
+    User,
+    /// A LAN of the test's own, with DHCP from a dnsmasq in the project's network namespace.
+    Isolated,
+    /// A network-boot segment: DHCP and TFTP serving PXE/iPXE.
+    Pxe,
+}
+
+impl Network {
+    /// The name the attribute uses (`network = "pxe"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Network::User => "user",
+            Network::Isolated => "isolated",
+            Network::Pxe => "pxe",
+        }
+    }
+}
+
+/// What runs the VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Backend {
+    /// `qemu-system-x86_64`, started directly.
+    #[default]
+    Qemu,
+    /// A transient libvirt domain.
+    Libvirt,
+}
 
 /// What a test asks for: image, size, and how it is seeded.
 ///
@@ -22,6 +58,12 @@ pub struct VmSpec {
     pub(crate) seed_format: SeedFormat,
     pub(crate) boot_timeout: Option<Duration>,
     pub(crate) kernel_args: Vec<String>,
+    pub(crate) network: Network,
+    pub(crate) backend: Backend,
+    /// `None`: `VMTEST_ACCEL`, else the project file's `[defaults]`, else auto.
+    pub(crate) accel: Option<AccelChoice>,
+    /// Cloud-config documents (YAML) merged into the generated one, with where they came from.
+    pub(crate) user_data: Vec<(String, String)>,
 }
 
 impl Default for VmSpec {
@@ -34,6 +76,10 @@ impl Default for VmSpec {
             seed_format: SeedFormat::Iso9660,
             boot_timeout: None,
             kernel_args: Vec::new(),
+            network: Network::User,
+            backend: Backend::Qemu,
+            accel: None,
+            user_data: Vec::new(),
         }
     }
 }
@@ -91,6 +137,32 @@ impl VmSpec {
     /// it.
     pub fn kernel_arg(mut self, arg: impl Into<String>) -> Self {
         self.kernel_args.push(arg.into());
+        self
+    }
+
+    /// The network to attach (default [`Network::User`]).
+    pub fn network(mut self, network: Network) -> Self {
+        self.network = network;
+        self
+    }
+
+    /// What runs the VM (default [`Backend::Qemu`]).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// The accelerator policy, overriding `VMTEST_ACCEL` and the project file.
+    pub fn accel(mut self, accel: AccelChoice) -> Self {
+        self.accel = Some(accel);
+        self
+    }
+
+    /// A cloud-config document (YAML) merged into the generated one: its top-level keys are
+    /// added; a key vmtest also sets replaces vmtest's value, except `users`, whose entries are
+    /// added after the `vmtest` user (which SSH needs). `origin` names the document in errors.
+    pub fn user_data(mut self, origin: impl Into<String>, yaml: impl Into<String>) -> Self {
+        self.user_data.push((origin.into(), yaml.into()));
         self
     }
 }

@@ -27,6 +27,33 @@ impl Keep {
         }
     }
 
+    /// The attribute's `keep = "..."`.
+    pub fn parse(value: &str) -> Result<Keep> {
+        match value {
+            "never" => Ok(Keep::Never),
+            "on-failure" => Ok(Keep::OnFailure),
+            "always" => Ok(Keep::Always),
+            other => Err(Error::Invalid {
+                what: "keep",
+                message: format!("`{other}`; use `on-failure`, `always` or `never`"),
+            }),
+        }
+    }
+
+    /// Where the policy came from, for the kept VM's message.
+    pub fn describe(self, from_attribute: bool) -> String {
+        let value = match self {
+            Keep::Never => "never",
+            Keep::OnFailure => "on-failure",
+            Keep::Always => "always",
+        };
+        if from_attribute {
+            format!("keep = \"{value}\"")
+        } else {
+            format!("VMTEST_KEEP={value}")
+        }
+    }
+
     /// Whether a VM whose test ended this way stays up.
     pub fn keeps(self, failed: bool) -> bool {
         match self {

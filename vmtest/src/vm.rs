@@ -174,7 +174,12 @@ impl Vm {
         let defaults = crate::config::Config::load()?
             .map(|c| c.defaults().clone())
             .unwrap_or_default();
-        let accel_choice = AccelChoice::from_env(defaults.accel)?;
+        check_supported(&spec)?;
+        let accel_choice = match spec.accel {
+            Some(choice) => choice,
+            None => AccelChoice::from_env(defaults.accel)?,
+        };
+        let extra_user_data = crate::seed::merge_user_data(&spec.user_data)?;
         let accel = blocking(move || crate::accel::resolve(accel_choice)).await?;
 
         // Record before create: the ledger entry names every resource below before the first
@@ -197,7 +202,16 @@ impl Vm {
             .context(|| format!("creating the VM directory {}", dir.path.display()))?;
         restrict(&dir.path)?;
         let booted = Vm::boot_recorded(
-            &spec, &cx, &image, accel, defaults, claim, dir, &binary, started,
+            &spec,
+            &cx,
+            &image,
+            accel,
+            defaults,
+            extra_user_data,
+            claim,
+            dir,
+            &binary,
+            started,
         )
         .await;
         match booted {
@@ -228,6 +242,7 @@ impl Vm {
         image: &crate::image::Image,
         accel: Accel,
         defaults: crate::config::Defaults,
+        extra_user_data: serde_json::Map<String, serde_json::Value>,
         mut claim: Claim,
         dir: WorkDir,
         binary: &Path,
@@ -278,7 +293,7 @@ impl Vm {
             authorized_keys: vec![keys::public_openssh(&client_key)],
             host_key_private_openssh: keys::private_openssh(&host_key),
             host_key_public_openssh: keys::public_openssh(&host_key),
-            extra_user_data: Default::default(),
+            extra_user_data,
         };
         tri!(seed
             .write(&seed_path, spec.seed_format)
@@ -624,6 +639,25 @@ impl Ssh<'_> {
     }
 }
 
+impl Ssh<'_> {
+    /// [`Ssh::run`] for synchronous test bodies (`#[vmtest] fn t(vm: &Vm)`): blocks until the
+    /// command has finished. Needs a multi-threaded tokio runtime on this thread, which
+    /// `#[vmtest]` provides; from async code, `.await` [`Ssh::run`] instead.
+    pub fn run_blocking<I, S>(&self, argv: I) -> Result<Output>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| Error::Invalid {
+            what: "call",
+            message: "run_blocking needs a tokio runtime on this thread: call it from a \
+                      #[vmtest] test body, or await `run` in async code"
+                .into(),
+        })?;
+        tokio::task::block_in_place(|| handle.block_on(self.run(argv)))
+    }
+}
+
 /// A boot from a downloaded image failed: check the cache entry is still intact (lima#525 was a
 /// corrupt cached image). A corrupt entry is removed, and its error — which says so — replaces
 /// the boot error, which is printed.
@@ -657,6 +691,26 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
             source: std::io::Error::other(e.to_string()),
         })
     })
+}
+
+/// Networks and backends this build cannot provide fail before anything is created.
+fn check_supported(spec: &VmSpec) -> Result<()> {
+    if spec.network != crate::Network::User {
+        return Err(Error::Invalid {
+            what: "network",
+            message: format!(
+                "`{}` is not available in this version of vmtest; use `user` (the default)",
+                spec.network.name()
+            ),
+        });
+    }
+    if spec.backend != crate::Backend::Qemu {
+        return Err(Error::Invalid {
+            what: "backend",
+            message: "`libvirt` is not available in this build; use `qemu` (the default)".into(),
+        });
+    }
+    Ok(())
 }
 
 fn check_tool(program: &str, install: &str) -> Result<()> {

@@ -161,7 +161,15 @@ impl Serialize for CloudConfig<'_> {
         // Must list exactly GENERATED_USER_DATA_KEYS, in this order.
         let mut map = serializer.serialize_map(None)?;
         generated_entry(&mut map, extra, "hostname", &seed.hostname)?;
-        generated_entry(&mut map, extra, "users", &[user])?;
+        // Users are added to, never replaced: SSH needs the `vmtest` user.
+        match extra.get("users").and_then(Value::as_array) {
+            Some(more) => {
+                let mut all = vec![serde_json::to_value(&user).map_err(serde::ser::Error::custom)?];
+                all.extend(more.iter().cloned());
+                map.serialize_entry("users", &all)?;
+            }
+            None => generated_entry(&mut map, extra, "users", &[user])?,
+        }
         generated_entry(&mut map, extra, "ssh_keys", &ssh_keys)?;
         // Images may ship host keys made at image build time; delete them so only the pinned
         // key is offered. `ssh_genkeytypes` only generates types whose key file is missing, so
@@ -177,6 +185,35 @@ impl Serialize for CloudConfig<'_> {
         }
         map.end()
     }
+}
+
+/// Parses cloud-config documents (YAML; `(origin, text)`) and merges them in order into the
+/// extra user-data: later top-level keys replace earlier ones, `users` lists are concatenated.
+pub(crate) fn merge_user_data(docs: &[(String, String)]) -> crate::Result<Map<String, Value>> {
+    let mut merged = Map::new();
+    for (origin, text) in docs {
+        let value: Value = serde_norway::from_str(text).map_err(|e| crate::Error::Invalid {
+            what: "user-data",
+            message: format!("{origin}: {e}; it must be a cloud-config YAML mapping"),
+        })?;
+        let Value::Object(doc) = value else {
+            return Err(crate::Error::Invalid {
+                what: "user-data",
+                message: format!(
+                    "{origin}: the document is not a mapping of cloud-config keys (e.g. `runcmd:`)"
+                ),
+            });
+        };
+        for (key, value) in doc {
+            match (key.as_str(), merged.get_mut(&key), value) {
+                ("users", Some(Value::Array(have)), Value::Array(more)) => have.extend(more),
+                (_, _, value) => {
+                    merged.insert(key, value);
+                }
+            }
+        }
+    }
+    Ok(merged)
 }
 
 /// One of vmtest's own entries, unless the extra user-data replaces it (in the same place).

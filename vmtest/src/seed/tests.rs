@@ -501,3 +501,43 @@ fn check_mount(image: &Path, options: &[&str], seed: &Seed, scratch: &Path) {
         "{check}"
     );
 }
+
+#[test]
+fn user_data_documents_merge_and_users_are_added_not_replaced() {
+    let docs = vec![
+        (
+            "a.yaml".to_string(),
+            "#cloud-config\nruncmd:\n  - [touch, /run/a]\nusers:\n  - name: alice\n".to_string(),
+        ),
+        (
+            "b.yaml".to_string(),
+            "packages: [curl]\nusers:\n  - name: bob\nruncmd:\n  - [touch, /run/b]\n".to_string(),
+        ),
+    ];
+    let mut seed = seed();
+    seed.extra_user_data = merge_user_data(&docs).unwrap();
+    let parsed = user_data_json(&seed);
+    let users: Vec<&str> = parsed["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(users, ["vmtest", "alice", "bob"]);
+    assert_eq!(
+        parsed["runcmd"],
+        json!([["touch", "/run/b"]]),
+        "later documents win"
+    );
+    assert_eq!(parsed["packages"], json!(["curl"]));
+
+    let bad = vec![("c.yaml".to_string(), "- just\n- a list\n".to_string())];
+    let err = merge_user_data(&bad).unwrap_err().to_string();
+    assert!(
+        err.contains("c.yaml") && err.contains("not a mapping"),
+        "{err}"
+    );
+    let bad = vec![("d.yaml".to_string(), "runcmd: [unclosed\n".to_string())];
+    let err = merge_user_data(&bad).unwrap_err().to_string();
+    assert!(err.contains("d.yaml"), "{err}");
+}
