@@ -73,6 +73,11 @@ impl Fixture {
         format!("{}::{}", self.module_path, self.name)
     }
 
+    /// The spec of the fixture's VM.
+    pub fn spec(&self) -> VmSpec {
+        (self.spec)()
+    }
+
     /// How many times this process booted the fixture's VM.
     pub fn boots(&self) -> usize {
         self.lock().boots

@@ -165,4 +165,9 @@ impl VmSpec {
         self.user_data.push((origin.into(), yaml.into()));
         self
     }
+
+    /// The image reference this spec boots.
+    pub fn image_reference(&self) -> &str {
+        &self.image
+    }
 }
