@@ -4,15 +4,16 @@
 use proc_macro::TokenStream;
 
 mod expand;
+mod fixture;
 mod parse;
 
-/// Turns an `async fn(vm: &Vm)` into an ordinary `#[test]` that boots a VM, runs the body
-/// against it and tears the VM down, whatever the body did.
+/// Turns an `async fn(vm: &Vm)` (or a plain `fn`) into an ordinary `#[test]` that boots a VM,
+/// runs the body against it and tears the VM down, whatever the body did.
 ///
 /// ```no_run
 /// use vmtest::{vmtest, Vm};
 ///
-/// #[vmtest(image = "recipe:tiny", memory = "1G", cpus = 2)]
+/// #[vmtest(image = "recipe:tiny", memory = "1G", cpus = 2, timeout = "2m")]
 /// async fn kernel_is_linux(vm: &Vm) -> anyhow::Result<()> {
 ///     let out = vm.ssh().run(["uname", "-s"]).await?;
 ///     assert_eq!(out.stdout_str().trim(), "Linux");
@@ -21,30 +22,45 @@ mod parse;
 /// ```
 ///
 /// The generated test is a plain `#[test] fn kernel_is_linux()`, so `cargo test`,
-/// `cargo nextest run`, `--exact`, `--ignored` and `--list` treat it like any other.
+/// `cargo nextest run`, `--exact`, `--ignored` and `--list` treat it like any other. It is also
+/// registered for vmtest's custom harness (a test target with `harness = false`).
 ///
 /// # Keys
 ///
-/// All keys are optional; each may be given once, as `key = literal`, separated by commas.
+/// All keys are optional; each may be given once, separated by commas. Values are literals.
 ///
 /// | key | default | accepted |
 /// | --- | --- | --- |
-/// | `image` | `"recipe:tiny"` | a string: `"recipe:NAME"` with NAME of `[a-z0-9][a-z0-9._-]*` (a fixture image built from a recipe, e.g. `"recipe:debian-12"`); also passed through for the later image grammar: `"DISTRO:VERSION"` (`"debian:12"`, `"ubuntu:24.04"`), `"file:PATH"`, `"http://..."` / `"https://..."` |
-/// | `memory` | `"512M"` | a string: a whole number of MiB or GiB, written `"1024"` (MiB), `"512M"`, `"512MiB"`, `"2G"` or `"2GiB"`; from 64 MiB to 1 TiB. Decimal units (`"MB"`, `"GB"`) and fractions are refused |
+/// | `image` | `"recipe:tiny"` | a string: `"recipe:NAME"` with NAME of `[a-z0-9][a-z0-9._-]*` (a fixture image built from a recipe, e.g. `"recipe:debian-12"`); also `"DISTRO:VERSION"` (`"debian:12"`, `"ubuntu:24.04"`), `"file:PATH"`, `"http://..."` / `"https://..."` |
+/// | `memory` | `"512M"` | a whole number of MiB or GiB, written `"1024"` or `1024` (MiB), `"512M"`, `"512MiB"`, `"2G"` or `"2GiB"`; from 64 MiB to 1 TiB. Decimal units (`"MB"`, `"GB"`) and fractions are refused |
 /// | `cpus` | `1` | an integer literal from 1 to 64 (not a string) |
+/// | `disk` | the image's size | the overlay's size, written like `memory`; from 64 MiB to 2 TiB (`"2048G"`) |
+/// | `network` | `"user"` | `"user"`, `"isolated"` or `"pxe"` |
+/// | `backend` | `"qemu"` | `"qemu"` or `"libvirt"` |
+/// | `accel` | `VMTEST_ACCEL`, else `"auto"` | `"auto"`, `"kvm"` or `"tcg"` |
+/// | `requires` | nothing | `"kvm"`: where KVM does not work, the test passes without running, loudly |
+/// | `timeout` | none | the body's time limit: `"90s"`, `"5m"`, `"1h"`, or an integer of seconds; 1 s to 24 h |
+/// | `scale_timeout` | `true` | `false`: do not multiply `timeout` under TCG; only with `timeout` |
+/// | `user_data` (or `cloud_init`) | none | a cloud-config YAML file, by its path relative to the crate root; merged into every VM's user-data |
+/// | `vms` | one VM | `vms = N` (2 to 16; the function takes `vms: &[Vm]`) or `vms(a, b, ..)` (named; the function takes `a: &Vm, b: &Vm, ..`) |
+/// | `fixture` | none | the path of a [`macro@fixture`]: the test leases its shared VM; excludes the keys that describe a VM |
+/// | `keep` | `VMTEST_KEEP` | `keep` alone (`"on-failure"`), or `keep = "on-failure"`, `"always"` or `"never"` |
 ///
 /// The image reference is checked for shape only at compile time: an empty string, whitespace,
 /// a missing `scheme:`, or a malformed recipe name is a compile error. Whether the image exists
-/// is decided by the runtime, before the VM boots.
+/// is decided by the runtime, before the VM boots. The `user_data` file must exist at compile
+/// time; it is embedded with `include_str!`, so editing it rebuilds the test.
 ///
 /// # The function
 ///
-/// - It must be an `async fn` (not `const`, `unsafe` or `extern`), not generic, and not a method.
-/// - It takes exactly one parameter of type `&Vm`, written `&Vm`, `&vmtest::Vm` or
-///   `&::vmtest::Vm`; the pattern is free (`vm`, `_vm`, `_`).
+/// - It is an `async fn` or a plain `fn` (not `const`, `unsafe` or `extern`), not generic, and
+///   not a method. A plain `fn` runs where it may block (`Ssh::run_blocking`).
+/// - It takes its VMs as `vms` says: one `&Vm` (written `&Vm`, `&vmtest::Vm` or
+///   `&::vmtest::Vm`; the pattern is free); with `vms = N` one `&[Vm]`; with `vms(a, b)` the
+///   parameters `a: &Vm, b: &Vm`, same names (or `_a`), same order.
 /// - It returns `()` or a `Result<(), E>` with `E: Debug` (`anyhow::Result<()>`,
 ///   `std::io::Result<()>`, ...). An `Err` fails the test with its `Debug` text, like a panic
-///   would; either way the VM is torn down first.
+///   would; either way the VMs are torn down first.
 /// - Outer attributes move onto the generated test: `#[ignore]`, `#[should_panic]`, `#[cfg(..)]`,
 ///   doc comments and lint levels work as on any `#[test]`.
 /// - It must carry no other test attribute: `#[vmtest]` already generates the `#[test]`, so
@@ -65,25 +81,67 @@ pub fn vmtest(args: TokenStream, item: TokenStream) -> TokenStream {
             return with_error(item, syn::Error::new(error.span(), message));
         }
     };
-    let args = parse::parse_args(args.into());
-    let checked = parse::check_fn(&func);
-    match (args, checked) {
-        (Ok(args), Ok(())) => expand::expand(&args, func).into(),
+    let (args, parsed) = parse::parse_args(args.into());
+    let checked = parse::check_fn(&func, &args);
+    match (parsed, checked) {
+        (Ok(()), Ok(())) => expand::expand(&args, func).into(),
         (Err(mut error), Err(more)) => {
             error.combine(more);
             with_error(without_test_attributes(func), error)
         }
-        (Err(error), Ok(())) | (Ok(_), Err(error)) => {
+        (Err(error), Ok(())) | (Ok(()), Err(error)) => {
             with_error(without_test_attributes(func), error)
         }
     }
 }
 
+/// Declares a VM shared by several tests: `fn NAME() -> VmSpec` becomes a
+/// `static NAME: vmtest::Fixture`, which tests lease with `#[vmtest(fixture = NAME)]`.
+///
+/// ```no_run
+/// use vmtest::{vmtest, Vm, VmSpec};
+///
+/// /// One Debian VM for the read-only tests of this module.
+/// #[vmtest::fixture]
+/// fn debian() -> VmSpec {
+///     VmSpec::new().image("recipe:debian-12").memory_mib(1024)
+/// }
+///
+/// #[vmtest(fixture = debian)]
+/// async fn has_systemd(vm: &Vm) -> anyhow::Result<()> {
+///     vm.ssh().run(["test", "-d", "/run/systemd/system"]).await?;
+///     Ok(())
+/// }
+/// ```
+///
+/// The VM boots at the first lease and is torn down after its last user. The function takes no
+/// parameters, is not `async`, and returns the spec; the attribute takes no arguments. Doc
+/// comments, `#[cfg]` and lint levels stay on the static, which has the function's visibility.
+#[proc_macro_attribute]
+pub fn fixture(args: TokenStream, item: TokenStream) -> TokenStream {
+    let item = proc_macro2::TokenStream::from(item);
+    let func: syn::ItemFn = match syn::parse2(item.clone()) {
+        Ok(func) => func,
+        Err(error) => {
+            let message = format!(
+                "`#[vmtest::fixture]` goes on a `fn NAME() -> VmSpec`; this is not a function: \
+                 {error}"
+            );
+            return with_error(item, syn::Error::new(error.span(), message));
+        }
+    };
+    match fixture::check(args.into(), &func) {
+        Ok(()) => fixture::expand(func).into(),
+        Err(error) => with_error(without_test_attributes(func), error),
+    }
+}
+
 /// The function as written, minus the test attributes `check_fn` rejects: kept, `#[test]` would
 /// add a second error ("async functions cannot be used for tests") for the same mistake.
+/// Nothing calls it, which is no news beside the errors.
 fn without_test_attributes(mut func: syn::ItemFn) -> proc_macro2::TokenStream {
     func.attrs.retain(|attr| !parse::is_test_attribute(attr));
-    quote::quote!(#func)
+    quote::quote!(#[allow(dead_code)] #func)
 }
 
 /// `compile_error!`s beside the unexpanded item, so that IDEs still see the function's body.

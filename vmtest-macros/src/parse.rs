@@ -5,16 +5,17 @@
 //! been accepted. Unlike a plain `?` chain, semantic errors are collected, so one build shows every
 //! mistake in the attribute and the signature at once.
 
+mod keys;
 mod signature;
 mod values;
 
-use proc_macro2::TokenStream;
+use proc_macro2::{Span, TokenStream};
 use syn::ext::IdentExt;
 use syn::parse::{ParseStream, Parser};
-use syn::{Expr, Ident, Lit, Token};
+use syn::punctuated::Punctuated;
+use syn::{Expr, Ident, LitStr, Token};
 
 pub(crate) use signature::{check_fn, is_test_attribute};
-use values::{parse_memory, validate_image, IMAGE_FORMS, MEMORY_FORMS};
 
 /// A key of `#[vmtest(...)]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,63 +23,194 @@ enum Key {
     Image,
     Memory,
     Cpus,
+    Disk,
+    Network,
+    Backend,
+    Accel,
+    Requires,
+    Timeout,
+    ScaleTimeout,
+    UserData,
+    Vms,
+    Fixture,
+    Keep,
 }
 
 impl Key {
-    const ALL: [Key; 3] = [Key::Image, Key::Memory, Key::Cpus];
+    const ALL: [Key; 14] = [
+        Key::Image,
+        Key::Memory,
+        Key::Cpus,
+        Key::Disk,
+        Key::Network,
+        Key::Backend,
+        Key::Accel,
+        Key::Requires,
+        Key::Timeout,
+        Key::ScaleTimeout,
+        Key::UserData,
+        Key::Vms,
+        Key::Fixture,
+        Key::Keep,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             Key::Image => "image",
             Key::Memory => "memory",
             Key::Cpus => "cpus",
+            Key::Disk => "disk",
+            Key::Network => "network",
+            Key::Backend => "backend",
+            Key::Accel => "accel",
+            Key::Requires => "requires",
+            Key::Timeout => "timeout",
+            Key::ScaleTimeout => "scale_timeout",
+            Key::UserData => "user_data",
+            Key::Vms => "vms",
+            Key::Fixture => "fixture",
+            Key::Keep => "keep",
         }
     }
 
     fn from_name(name: &str) -> Option<Key> {
-        Key::ALL.into_iter().find(|key| key.name() == name)
+        match name {
+            // cloud-init's own name for the document; the same key.
+            "cloud_init" => Some(Key::UserData),
+            _ => Key::ALL.into_iter().find(|key| key.name() == name),
+        }
     }
 
     /// The key a user probably meant when they wrote a name common in other tools.
     fn from_alias(name: &str) -> Option<Key> {
         match name {
-            "img" | "recipe" | "distro" | "disk" => Some(Key::Image),
+            "img" | "recipe" | "distro" => Some(Key::Image),
             "mem" | "memory_mib" | "memory_mb" | "ram" => Some(Key::Memory),
             "cpu" | "vcpus" | "vcpu" | "smp" | "cores" => Some(Key::Cpus),
+            "disk_size" | "disk_mib" | "overlay" | "storage" => Some(Key::Disk),
+            "net" | "nic" | "networking" => Some(Key::Network),
+            "accelerator" | "kvm" | "tcg" => Some(Key::Accel),
+            "require" | "needs" => Some(Key::Requires),
+            "time_limit" | "timeout_secs" | "deadline" => Some(Key::Timeout),
+            "scale" => Some(Key::ScaleTimeout),
+            "userdata" | "cloud_config" | "cloudinit" => Some(Key::UserData),
+            "vm" | "count" | "nodes" | "machines" => Some(Key::Vms),
+            "shared" | "share" | "lease" => Some(Key::Fixture),
+            "keep_vm" | "preserve" => Some(Key::Keep),
             _ => None,
+        }
+    }
+
+    /// Keys that describe the VM: a fixture test has none, its fixture decides them.
+    fn describes_the_vm(self) -> bool {
+        matches!(
+            self,
+            Key::Image
+                | Key::Memory
+                | Key::Cpus
+                | Key::Disk
+                | Key::Network
+                | Key::Backend
+                | Key::Accel
+                | Key::UserData
+        )
+    }
+
+    /// The `VmSpec` method that sets what this key does, for a fixture's spec.
+    fn spec_method(self) -> &'static str {
+        match self {
+            Key::Memory => "memory_mib",
+            Key::Disk => "disk_mib",
+            other => other.name(),
         }
     }
 }
 
-/// "`image`, `memory`, `cpus`", for error messages.
+/// "`image`, `memory`, ..., `keep`", for error messages.
 fn valid_keys() -> String {
-    Key::ALL.map(|key| format!("`{}`", key.name())).join(", ")
+    Key::ALL
+        .map(|key| match key {
+            Key::UserData => "`user_data` (or `cloud_init`)".to_owned(),
+            key => format!("`{}`", key.name()),
+        })
+        .join(", ")
 }
 
 /// What `#[vmtest(...)]` asked for, validated; `None` leaves the runtime's default.
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Default)]
 pub(crate) struct Args {
-    /// An image reference accepted by [`validate_image`].
+    /// An image reference accepted by [`values::validate_image`].
     pub(crate) image: Option<String>,
-    /// Guest memory, within [`values::MIN_MEMORY_MIB`]..=[`values::MAX_MEMORY_MIB`].
+    /// Guest memory, within [`values::MEMORY`]'s bounds.
     pub(crate) memory_mib: Option<u32>,
-    /// vCPUs, within `1..=`[`MAX_CPUS`].
+    /// vCPUs, within `1..=`[`keys::MAX_CPUS`].
     pub(crate) cpus: Option<u32>,
+    /// The overlay's size, within [`values::DISK`]'s bounds.
+    pub(crate) disk_mib: Option<u64>,
+    /// A variant of `vmtest::Network` (`"Isolated"`).
+    pub(crate) network: Option<&'static str>,
+    /// A variant of `vmtest::Backend`.
+    pub(crate) backend: Option<&'static str>,
+    /// A variant of `vmtest::AccelChoice`.
+    pub(crate) accel: Option<&'static str>,
+    /// `requires = "kvm"`.
+    pub(crate) requires_kvm: bool,
+    /// The body's time limit, in seconds.
+    pub(crate) timeout_secs: Option<u64>,
+    /// `scale_timeout`; only given with `timeout`.
+    pub(crate) scale_timeout: Option<bool>,
+    /// The path of the cloud-config file, relative to the crate root; it exists. The literal
+    /// itself, so that `include_str!`'s errors point at it.
+    pub(crate) user_data: Option<LitStr>,
+    /// How many VMs, and how the function receives them.
+    pub(crate) vms: Vms,
+    /// The path of the `#[vmtest::fixture]` the test leases.
+    pub(crate) fixture: Option<syn::Path>,
+    /// `"on-failure"`, `"always"` or `"never"`, as the runtime's `Keep::parse` reads them.
+    pub(crate) keep: Option<&'static str>,
+    /// The keys accepted so far, as written: for duplicates and for keys that exclude each
+    /// other. A rejected value does not count as given.
+    given: Vec<(Key, Ident)>,
+}
+
+/// The VMs of a test, which decide the function's parameters.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) enum Vms {
+    /// No `vms`: one VM, `vm: &Vm` (also with `fixture`).
+    #[default]
+    One,
+    /// `vms = N`: `vms: &[Vm]`.
+    Count(u32),
+    /// `vms(a, b)`: `a: &Vm, b: &Vm`, in that order.
+    Named(Vec<Ident>),
+    /// `vms` was given but rejected: the parameters are not checked against a guess.
+    Invalid,
+}
+
+impl Vms {
+    /// How many VMs the test boots (`Invalid` is never expanded).
+    pub(crate) fn count(&self) -> usize {
+        match self {
+            Vms::One | Vms::Invalid => 1,
+            Vms::Count(n) => *n as usize,
+            Vms::Named(names) => names.len(),
+        }
+    }
 }
 
 /// Collects errors so that one build reports all of them.
 #[derive(Default)]
-struct Errors(Option<syn::Error>);
+pub(crate) struct Errors(Option<syn::Error>);
 
 impl Errors {
-    fn push(&mut self, error: syn::Error) {
+    pub(crate) fn push(&mut self, error: syn::Error) {
         match &mut self.0 {
             Some(all) => all.combine(error),
             None => self.0 = Some(error),
         }
     }
 
-    fn finish<T>(self, value: T) -> syn::Result<T> {
+    pub(crate) fn finish<T>(self, value: T) -> syn::Result<T> {
         match self.0 {
             Some(error) => Err(error),
             None => Ok(value),
@@ -87,13 +219,25 @@ impl Errors {
 }
 
 /// Parses the tokens between the parentheses of `#[vmtest(...)]`.
-pub(crate) fn parse_args(tokens: TokenStream) -> syn::Result<Args> {
-    parse_args_from.parse2(tokens)
-}
-
-fn parse_args_from(input: ParseStream) -> syn::Result<Args> {
+///
+/// The arguments come back even when some were rejected, so that the function can still be
+/// checked against what was understood (a valid `vms(a, b)` beside a bad `memory`).
+pub(crate) fn parse_args(tokens: TokenStream) -> (Args, syn::Result<()>) {
     let mut args = Args::default();
     let mut errors = Errors::default();
+    let parsed = (|input: ParseStream| {
+        parse_args_from(input, &mut args, &mut errors);
+        Ok(())
+    })
+    .parse2(tokens);
+    if let Err(error) = parsed {
+        errors.push(error);
+    }
+    check_combinations(&mut args, &mut errors);
+    (args, errors.finish(()))
+}
+
+fn parse_args_from(input: ParseStream, args: &mut Args, errors: &mut Errors) {
     while !input.is_empty() {
         let (key, value) = match parse_pair(input) {
             Ok(pair) => pair,
@@ -103,7 +247,7 @@ fn parse_args_from(input: ParseStream) -> syn::Result<Args> {
                 break;
             }
         };
-        if let Err(error) = apply(&mut args, &key, &value) {
+        if let Err(error) = apply(args, &key, &value) {
             errors.push(error);
         }
         if input.is_empty() {
@@ -113,13 +257,31 @@ fn parse_args_from(input: ParseStream) -> syn::Result<Args> {
             errors.push(input.error("expected `,` between `key = value` arguments"));
             break;
         }
-        input.parse::<Token![,]>()?;
+        let _comma: Token![,] = input.parse().expect("peeked");
     }
-    errors.finish(args)
+    // Skip what was not understood, so that the caller's `parse2` does not report it again.
+    let _ = input.step(|cursor| {
+        let mut rest = *cursor;
+        while let Some((_, next)) = rest.token_tree() {
+            rest = next;
+        }
+        Ok(((), rest))
+    });
 }
 
-/// One `key = value`; any other shape is a syntax error naming the valid keys.
-fn parse_pair(input: ParseStream) -> syn::Result<(Ident, Expr)> {
+/// What follows a key.
+enum Value {
+    /// `key = VALUE`.
+    Expr(Expr),
+    /// `key(A, B)`, the parentheses' span and what is inside: only `vms` takes a list.
+    List(Span, TokenStream),
+    /// `key` alone: only `keep` stands alone.
+    Bare,
+}
+
+/// One `key = value`, `key(..)` or `key`; any other shape is a syntax error naming the valid
+/// keys.
+fn parse_pair(input: ParseStream) -> syn::Result<(Ident, Value)> {
     if !input.peek(Ident::peek_any) {
         return Err(input.error(format!(
             "expected `key = value` arguments, e.g. `image = \"recipe:tiny\"`; valid keys: {}",
@@ -127,14 +289,16 @@ fn parse_pair(input: ParseStream) -> syn::Result<(Ident, Expr)> {
         )));
     }
     let key = Ident::parse_any(input)?;
+    if input.peek(syn::token::Paren) {
+        let content;
+        let paren = syn::parenthesized!(content in input);
+        return Ok((key, Value::List(paren.span.join(), content.parse()?)));
+    }
+    if input.is_empty() || input.peek(Token![,]) {
+        return Ok((key, Value::Bare));
+    }
     if !input.peek(Token![=]) {
-        return Err(syn::Error::new(
-            key.span(),
-            format!(
-                "expected `{key} = value`: `#[vmtest]` arguments are `key = value` pairs, e.g. \
-                 `image = \"recipe:tiny\"`, `memory = \"512M\"`, `cpus = 1`"
-            ),
-        ));
+        return Err(not_key_value(&key));
     }
     let eq = input.parse::<Token![=]>()?;
     if input.is_empty() || input.peek(Token![,]) {
@@ -143,11 +307,21 @@ fn parse_pair(input: ParseStream) -> syn::Result<(Ident, Expr)> {
             format!("expected a value after `{key} =`"),
         ));
     }
-    Ok((key, input.parse()?))
+    Ok((key, Value::Expr(input.parse()?)))
 }
 
-/// Validates one pair and stores it in `args`.
-fn apply(args: &mut Args, key: &Ident, value: &Expr) -> syn::Result<()> {
+fn not_key_value(key: &Ident) -> syn::Error {
+    syn::Error::new(
+        key.span(),
+        format!(
+            "expected `{key} = value`: `#[vmtest]` arguments are `key = value` pairs, e.g. \
+             `image = \"recipe:tiny\"`, `memory = \"512M\"`, `cpus = 1`"
+        ),
+    )
+}
+
+/// Validates one argument and stores it in `args`.
+fn apply(args: &mut Args, key: &Ident, value: &Value) -> syn::Result<()> {
     let name = key.unraw().to_string();
     let Some(parsed) = Key::from_name(&name) else {
         let hint = match Key::from_alias(&name) {
@@ -162,101 +336,187 @@ fn apply(args: &mut Args, key: &Ident, value: &Expr) -> syn::Result<()> {
             ),
         ));
     };
-    let already = match parsed {
-        Key::Image => args.image.is_some(),
-        Key::Memory => args.memory_mib.is_some(),
-        Key::Cpus => args.cpus.is_some(),
+    if let Some((_, first)) = args.given.iter().find(|(given, _)| *given == parsed) {
+        let first = first.unraw().to_string();
+        let message = if first == name {
+            format!("duplicate key `{name}`: each key may be given once")
+        } else {
+            format!("`{name}` and `{first}` are the same key: give one of them")
+        };
+        return Err(syn::Error::new(key.span(), message));
+    }
+    if parsed == Key::Vms {
+        // Until it is accepted below: a rejected `vms` must not make the parameters be checked
+        // against one `&Vm`.
+        args.vms = Vms::Invalid;
+    }
+    let value = match (parsed, value) {
+        (_, Value::Expr(value)) => value,
+        (Key::Vms, Value::List(paren, names)) => {
+            let names = Punctuated::<Expr, Token![,]>::parse_terminated.parse2(names.clone())?;
+            args.vms = Vms::Named(keys::vm_names(*paren, &names)?);
+            args.given.push((parsed, key.clone()));
+            return Ok(());
+        }
+        (Key::Keep, Value::Bare) => {
+            args.keep = Some("on-failure");
+            args.given.push((parsed, key.clone()));
+            return Ok(());
+        }
+        (Key::Vms, _) => {
+            return Err(syn::Error::new(
+                key.span(),
+                "expected `vms = N` (N VMs from 2 to 16; the function takes `vms: &[Vm]`) or \
+                 `vms(a, b, ..)` (named VMs; the function takes `a: &Vm, b: &Vm, ..`)",
+            ))
+        }
+        (Key::Keep, Value::List(..)) => {
+            return Err(syn::Error::new(
+                key.span(),
+                format!(
+                    "expected `keep` (keep the VMs of a failed test) or `keep = POLICY`, with \
+                     POLICY one of {}",
+                    keys::KEEP.list()
+                ),
+            ))
+        }
+        (_, _) => return Err(not_key_value(key)),
     };
-    if already {
-        return Err(syn::Error::new(
-            key.span(),
-            format!("duplicate key `{name}`: each key may be given once"),
-        ));
-    }
     match parsed {
-        Key::Image => args.image = Some(image_value(value)?),
-        Key::Memory => args.memory_mib = Some(memory_value(value)?),
-        Key::Cpus => args.cpus = Some(cpus_value(value)?),
+        Key::Image => args.image = Some(keys::image(value)?),
+        Key::Memory => {
+            let mib = keys::size(&values::MEMORY, value)?;
+            args.memory_mib = Some(u32::try_from(mib).expect("within MEMORY's bounds"));
+        }
+        Key::Cpus => args.cpus = Some(keys::cpus(value)?),
+        Key::Disk => args.disk_mib = Some(keys::size(&values::DISK, value)?),
+        Key::Network => args.network = Some(keys::choice(&keys::NETWORK, value)?),
+        Key::Backend => args.backend = Some(keys::choice(&keys::BACKEND, value)?),
+        Key::Accel => args.accel = Some(keys::choice(&keys::ACCEL, value)?),
+        Key::Requires => {
+            keys::choice(&keys::REQUIRES, value)?;
+            args.requires_kvm = true;
+        }
+        Key::Timeout => args.timeout_secs = Some(keys::timeout(value)?),
+        Key::ScaleTimeout => args.scale_timeout = Some(keys::boolean(&name, value)?),
+        Key::UserData => args.user_data = Some(keys::user_data(&name, value)?),
+        Key::Vms => args.vms = Vms::Count(keys::vm_count(value)?),
+        Key::Fixture => args.fixture = Some(keys::fixture(value)?),
+        Key::Keep => args.keep = Some(keys::choice(&keys::KEEP, value)?),
     }
+    args.given.push((parsed, key.clone()));
     Ok(())
 }
 
-/// The literal inside `value`, seeing through the invisible groups `macro_rules!` adds.
-fn literal(value: &Expr) -> Option<&Lit> {
-    match value {
-        Expr::Lit(lit) => Some(&lit.lit),
-        Expr::Group(group) => literal(&group.expr),
-        _ => None,
+/// Errors of keys that are valid alone but not together; on the key that has to go.
+fn check_combinations(args: &mut Args, errors: &mut Errors) {
+    let given = |key: Key| args.given.iter().find(|(given, _)| *given == key);
+    if given(Key::Fixture).is_some() {
+        for (key, ident) in &args.given {
+            let message = if *key == Key::Vms {
+                format!(
+                    "`{ident}` cannot be used with `fixture`: a fixture test leases the \
+                     fixture's one VM"
+                )
+            } else if key.describes_the_vm() {
+                format!(
+                    "`{ident}` cannot be used with `fixture`: the fixture decides the VM; set \
+                     this in the fixture's spec (`.{}(..)`)",
+                    key.spec_method()
+                )
+            } else {
+                continue;
+            };
+            errors.push(syn::Error::new(ident.span(), message));
+        }
+        if args.vms != Vms::One {
+            args.vms = Vms::Invalid;
+        }
+    }
+    if let (Some((_, scale)), None) = (given(Key::ScaleTimeout), given(Key::Timeout)) {
+        errors.push(syn::Error::new(
+            scale.span(),
+            "`scale_timeout` needs a `timeout`: it says whether that timeout is multiplied \
+             under TCG; add e.g. `timeout = \"5m\"`, or remove `scale_timeout`",
+        ));
+    }
+    if let (Some(_), Some((_, accel)), Some("Tcg")) =
+        (given(Key::Requires), given(Key::Accel), args.accel)
+    {
+        errors.push(syn::Error::new(
+            accel.span(),
+            "`accel = \"tcg\"` contradicts `requires = \"kvm\"`: a test that requires KVM \
+             must be allowed to use it; remove one of them",
+        ));
     }
 }
-
-fn image_value(value: &Expr) -> syn::Result<String> {
-    let Some(Lit::Str(lit)) = literal(value) else {
-        return Err(syn::Error::new_spanned(
-            value,
-            format!("`image` expects a string literal, one of {IMAGE_FORMS}"),
-        ));
-    };
-    let reference = lit.value();
-    validate_image(&reference).map_err(|message| syn::Error::new(lit.span(), message))?;
-    Ok(reference)
-}
-
-fn memory_value(value: &Expr) -> syn::Result<u32> {
-    let Some(Lit::Str(lit)) = literal(value) else {
-        return Err(syn::Error::new_spanned(
-            value,
-            format!("`memory` expects a string literal: {MEMORY_FORMS}"),
-        ));
-    };
-    parse_memory(&lit.value()).map_err(|message| syn::Error::new(lit.span(), message))
-}
-
-fn cpus_value(value: &Expr) -> syn::Result<u32> {
-    let expected = format!("`cpus` expects an integer literal from 1 to {MAX_CPUS}");
-    match literal(value) {
-        Some(Lit::Int(lit)) => match lit.base10_parse::<u32>() {
-            Ok(cpus @ 1..=MAX_CPUS) => Ok(cpus),
-            _ => Err(syn::Error::new(
-                lit.span(),
-                format!("`cpus = {lit}` is out of range: expected 1 to {MAX_CPUS}"),
-            )),
-        },
-        Some(Lit::Str(lit)) if lit.value().parse::<u32>().is_ok() => Err(syn::Error::new(
-            lit.span(),
-            format!("{expected}, not a string: write `cpus = {}`", lit.value()),
-        )),
-        _ => Err(syn::Error::new_spanned(
-            value,
-            format!("{expected}, e.g. `cpus = 2`"),
-        )),
-    }
-}
-
-/// The most vCPUs a test may ask for.
-const MAX_CPUS: u32 = 64;
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use quote::quote;
 
+    fn parse_ok(tokens: TokenStream) -> Args {
+        let (args, result) = parse_args(tokens.clone());
+        if let Err(error) = result {
+            panic!("{tokens}: {error}");
+        }
+        args
+    }
+
     #[test]
     fn args_all_keys() {
-        let args = parse_args(quote!(image = "recipe:tiny", memory = "2G", cpus = 4,)).unwrap();
-        assert_eq!(
-            args,
-            Args {
-                image: Some("recipe:tiny".into()),
-                memory_mib: Some(2048),
-                cpus: Some(4)
-            }
-        );
-        assert_eq!(parse_args(quote!()).unwrap(), Args::default());
+        let args = parse_ok(quote!(
+            image = "recipe:tiny",
+            memory = "2G",
+            cpus = 4,
+            disk = "8G",
+            network = "isolated",
+            backend = "libvirt",
+            accel = "kvm",
+            requires = "kvm",
+            timeout = "5m",
+            scale_timeout = false,
+            vms(client, r#server),
+            keep = "always",
+        ));
+        assert_eq!(args.image.as_deref(), Some("recipe:tiny"));
+        assert_eq!(args.memory_mib, Some(2048));
+        assert_eq!(args.cpus, Some(4));
+        assert_eq!(args.disk_mib, Some(8192));
+        assert_eq!(args.network, Some("Isolated"));
+        assert_eq!(args.backend, Some("Libvirt"));
+        assert_eq!(args.accel, Some("Kvm"));
+        assert!(args.requires_kvm);
+        assert_eq!(args.timeout_secs, Some(300));
+        assert_eq!(args.scale_timeout, Some(false));
+        let Vms::Named(names) = &args.vms else {
+            panic!("{:?}", args.vms)
+        };
+        assert_eq!(names.len(), 2);
+        assert_eq!(names[1].unraw(), "server");
+        assert_eq!(args.keep, Some("always"));
+
+        let args = parse_ok(quote!(memory = 1024, disk = 65536, timeout = 90, vms = 3, keep));
+        assert_eq!(args.memory_mib, Some(1024));
+        assert_eq!(args.disk_mib, Some(65536));
+        assert_eq!(args.timeout_secs, Some(90));
+        assert_eq!(args.vms, Vms::Count(3));
+        assert_eq!(args.keep, Some("on-failure"));
+
+        let args = parse_ok(quote!(fixture = crate::fixtures::shared, timeout = "1h"));
+        let fixture = args.fixture.unwrap();
+        assert_eq!(quote!(#fixture).to_string(), "crate :: fixtures :: shared");
+        assert_eq!(args.vms, Vms::One);
+
+        let args = parse_ok(quote!());
+        assert!(args.image.is_none() && args.fixture.is_none() && !args.requires_kvm);
+        assert_eq!(args.vms, Vms::One);
     }
 
     fn messages(tokens: TokenStream) -> Vec<String> {
         parse_args(tokens)
+            .1
             .unwrap_err()
             .into_iter()
             .map(|e| e.to_string())
@@ -282,6 +542,7 @@ mod tests {
     fn args_syntax_errors() {
         for (tokens, says) in [
             (quote!(image), "expected `image = value`"),
+            (quote!(image("recipe:tiny")), "expected `image = value`"),
             (quote!("recipe:tiny"), "expected `key = value` arguments"),
             (quote!(cpus =), "expected a value after `cpus =`"),
             (quote!(cpus = 1 memory = "1G"), "expected `,`"),
@@ -292,10 +553,81 @@ mod tests {
             (quote!(cpus = 65), "`cpus = 65` is out of range"),
             (quote!(cpus = 99999999999), "out of range"),
             (quote!(cpus = -1), "from 1 to 64"),
-            (quote!(memory = 512), "`memory` expects a string literal"),
+            (quote!(memory = true), "`memory` expects a string literal or an integer"),
+            (quote!(memory = 32), "`memory = 32` (MiB) is out of range"),
+            (quote!(disk = "1T"), "invalid disk size \"1T\""),
+            (quote!(disk = "4096G"), "disk size \"4096G\" is out of range"),
+            (quote!(network = "lan"), "unknown network \"lan\" for `network`: expected \"user\", \"isolated\" or \"pxe\""),
+            (quote!(network = user), "write `network = \"user\"`"),
+            (quote!(backend = "QEMU"), "did you mean \"qemu\"?"),
+            (quote!(accel = "hvf"), "expected \"auto\", \"kvm\" or \"tcg\""),
+            (quote!(requires = "tpm"), "expected \"kvm\""),
+            (quote!(timeout = "90"), "has no unit: write \"90s\""),
+            (quote!(timeout = "1m30s"), "invalid timeout"),
+            (quote!(timeout = 0), "`timeout = 0` (seconds) is out of range"),
+            (quote!(timeout = "25h"), "out of range"),
+            (quote!(timeout = 1.5), "`timeout` expects a string literal or an integer"),
+            (quote!(timeout = "1s", scale_timeout = "false"), "not a string: write `scale_timeout = false`"),
+            (quote!(user_data = "no/such/file.yaml"), "names no such file"),
+            (quote!(cloud_init = "/etc/passwd"), "not absolute"),
+            (quote!(cloud_init = "src"), "is a directory"),
+            (quote!(user_data = 1), "`user_data` expects a string literal"),
+            (quote!(vms = 1), "`vms = 1` is out of range: expected 2 to 16; a test with one VM"),
+            (quote!(vms = 17), "out of range"),
+            (quote!(vms), "expected `vms = N`"),
+            (quote!(vms()), "expects the names of the VMs"),
+            (quote!(vms("a", b)), "not strings: write `a` without quotes"),
+            (quote!(vms(a, b, a)), "duplicate VM name `a`"),
+            (quote!(vms(a::b)), "expects the names of the VMs"),
+            (quote!(fixture = "shared"), "not a string: write `fixture = shared`"),
+            (quote!(fixture = 1), "`fixture` expects the path"),
+            (quote!(keep = "yes"), "unknown keep policy \"yes\""),
+            (quote!(keep = true), "`keep` expects a string literal"),
+            (quote!(keep("always")), "expected `keep` (keep the VMs of a failed test)"),
+            (quote!(disk_size = "8G"), "did you mean `disk`?"),
+            (quote!(disk = "recipe:tiny"), "invalid disk size"),
         ] {
             let errors = messages(tokens.clone());
             assert!(errors[0].contains(says), "{tokens}: {errors:?}");
         }
+    }
+
+    #[test]
+    fn args_that_exclude_each_other() {
+        let errors = messages(quote!(
+            fixture = shared,
+            image = "recipe:tiny",
+            memory = "1G",
+            vms = 2,
+            timeout = "1m",
+            keep,
+            requires = "kvm"
+        ));
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].contains("`image` cannot be used with `fixture`: the fixture decides the VM; set this in the fixture's spec (`.image(..)`)"), "{errors:?}");
+        assert!(errors[1].contains("(`.memory_mib(..)`)"), "{errors:?}");
+        assert!(errors[2].contains("`vms` cannot be used with `fixture`"), "{errors:?}");
+
+        let errors = messages(quote!(scale_timeout = false));
+        assert!(errors[0].starts_with("`scale_timeout` needs a `timeout`"), "{errors:?}");
+        let errors = messages(quote!(requires = "kvm", accel = "tcg"));
+        assert!(errors[0].contains("contradicts"), "{errors:?}");
+        let errors = messages(quote!(cloud_init = "Cargo.toml", user_data = "Cargo.toml"));
+        assert_eq!(
+            errors,
+            ["`user_data` and `cloud_init` are the same key: give one of them"]
+        );
+    }
+
+    #[test]
+    fn rejected_vms_leaves_the_parameters_unchecked() {
+        let (args, result) = parse_args(quote!(vms = 1, memory = "1G"));
+        assert!(result.is_err());
+        assert_eq!(args.vms, Vms::Invalid);
+        assert_eq!(args.memory_mib, Some(1024));
+        // ... but one that was accepted still counts beside an error elsewhere.
+        let (args, result) = parse_args(quote!(vms(a, b), memory = "1"));
+        assert!(result.is_err());
+        assert_eq!(args.vms.count(), 2);
     }
 }

@@ -4,8 +4,10 @@
 //! Every test here boots a real VM (the tiny image: seconds each), so the expansions are not
 //! only type-checked but run. `ignore_passes_through` alone is `#[ignore]`d: it shows that the
 //! attribute reaches the generated test (the test list prints it as ignored, with its reason).
+//! `every_test_is_registered` reads what the custom harness would see.
 
-use vmtest::{vmtest, Vm};
+use vmtest::__private::ShouldPanic;
+use vmtest::{vmtest, Vm, VmSpec};
 
 mod qualified {
     use vmtest::vmtest;
@@ -56,4 +58,141 @@ async fn ignore_passes_through(_vm: &Vm) {}
 #[cfg(any())]
 async fn configured_out(_vm: &Vm) {
     this_does_not_exist();
+}
+
+// The keys that shape the VM and the test's options, on a VM that boots with all of them.
+mod keys {
+    use vmtest::{vmtest, Vm};
+
+    #[vmtest(
+        disk = "1G",
+        network = "user",
+        backend = "qemu",
+        accel = "auto",
+        timeout = "5m",
+        keep = "never",
+        user_data = "tests/ui/user-data.yaml"
+    )]
+    async fn spec_and_options(vm: &Vm) -> anyhow::Result<()> {
+        let out = vm.ssh().run(["true"]).await?;
+        anyhow::ensure!(out.success(), "`true` failed");
+        Ok(())
+    }
+
+    #[vmtest(timeout = 300, scale_timeout = false, cloud_init = "tests/ui/user-data.yaml", keep)]
+    async fn unscaled_timeout(_vm: &Vm) {}
+
+    // Without a working KVM this passes without booting, saying so on stderr.
+    #[vmtest(requires = "kvm")]
+    async fn requires_kvm(vm: &Vm) {
+        assert_eq!(vm.accel(), vmtest::Accel::Kvm);
+    }
+}
+
+// A plain `fn` body may block.
+#[vmtest]
+fn sync_body(vm: &Vm) -> anyhow::Result<()> {
+    let out = vm.ssh().run_blocking(["echo", "sync"])?;
+    anyhow::ensure!(out.stdout_str() == "sync\n", "{out:?}");
+    Ok(())
+}
+
+#[vmtest(vms = 2, memory = "256M")]
+async fn two_vms(vms: &[Vm]) -> anyhow::Result<()> {
+    assert_eq!(vms.len(), 2);
+    assert_ne!(vms[0].name(), vms[1].name());
+    for vm in vms {
+        anyhow::ensure!(vm.ssh().run(["true"]).await?.success());
+    }
+    Ok(())
+}
+
+#[vmtest(vms(client, server))]
+fn named_vms(client: &Vm, server: &Vm) -> anyhow::Result<()> {
+    assert_ne!(client.name(), server.name());
+    anyhow::ensure!(client.ssh().run_blocking(["true"])?.success());
+    anyhow::ensure!(server.ssh().run_blocking(["true"])?.success());
+    Ok(())
+}
+
+/// One VM for the two tests below: booted once when they run in one process.
+#[vmtest::fixture]
+fn shared() -> VmSpec {
+    VmSpec::new().memory_mib(256)
+}
+
+#[vmtest(fixture = shared)]
+async fn leases_the_fixture(vm: &Vm) -> anyhow::Result<()> {
+    anyhow::ensure!(vm.ssh().run(["true"]).await?.success());
+    Ok(())
+}
+
+#[vmtest(fixture = crate::shared, timeout = "2m")]
+async fn leases_the_fixture_too(vm: &Vm) -> anyhow::Result<()> {
+    anyhow::ensure!(vm.ssh().run(["true"]).await?.success());
+    Ok(())
+}
+
+#[test]
+fn every_test_is_registered() {
+    let find = |name: &str| {
+        vmtest::__private::registered()
+            .find(|test| test.id.libtest_name() == name)
+            .unwrap_or_else(|| panic!("{name} is not registered"))
+    };
+    let names: Vec<String> = vmtest::__private::registered()
+        .map(|test| test.id.libtest_name())
+        .collect();
+    assert_eq!(names.len(), 15, "{names:?}");
+    assert!(!names.iter().any(|n| n.contains("configured_out")), "{names:?}");
+
+    let test = find("qualified::returns_anyhow");
+    assert_eq!(test.id.module_path, "expand::qualified");
+    assert!(!test.ignored);
+    assert_eq!(test.should_panic, ShouldPanic::No);
+    assert_eq!(
+        (test.specs)(),
+        [VmSpec::new().image("recipe:tiny").memory_mib(512).cpus(2)]
+    );
+
+    assert!(find("ignore_passes_through").ignored);
+    assert_eq!(
+        find("should_panic_passes_through").should_panic,
+        ShouldPanic::WithMessage("the body panicked")
+    );
+    assert_eq!(find("loop").id.name, "loop");
+
+    let options = (find("keys::spec_and_options").options)();
+    assert_eq!(options.timeout, Some(std::time::Duration::from_secs(300)));
+    assert!(options.scale_timeout);
+    assert_eq!(options.keep, Some("never"));
+    let spec = (find("keys::spec_and_options").specs)();
+    assert_eq!(
+        spec,
+        [VmSpec::new()
+            .disk_mib(1024)
+            .network(vmtest::Network::User)
+            .backend(vmtest::Backend::Qemu)
+            .accel(vmtest::AccelChoice::Auto)
+            .user_data(
+                "tests/ui/user-data.yaml",
+                include_str!("ui/user-data.yaml")
+            )]
+    );
+    let options = (find("keys::unscaled_timeout").options)();
+    assert!(!options.scale_timeout);
+    assert_eq!(options.keep, Some("on-failure"));
+    assert!((find("keys::requires_kvm").options)().requires_kvm);
+
+    assert_eq!((find("two_vms").specs)(), vec![VmSpec::new().memory_mib(256); 2]);
+    assert_eq!((find("named_vms").specs)().len(), 2);
+    assert_eq!((find("named_vms").options)().labels, ["client", "server"]);
+
+    for name in ["leases_the_fixture", "leases_the_fixture_too"] {
+        let test = find(name);
+        assert!((test.specs)().is_empty());
+        let fixture = (test.options)().fixture.expect("a fixture");
+        assert!(std::ptr::eq(fixture, &shared));
+    }
+    assert_eq!(shared.path(), "expand::shared");
 }

@@ -120,3 +120,22 @@ pub fn is_our_name(name: &str) -> bool {
 pub fn vm_name(session: &str, test: &str, seq: u32) -> String {
     crate::ledger::name::candidate(session, test, seq)
 }
+
+pub use crate::budget::{Peak as BudgetPeak, Reservation as BudgetReservation};
+
+/// Waits until `memory_mib` and `cpus` fit in this host's boot budget, as a VM's boot does, and
+/// holds them for the VM `vm` until the reservation is dropped (for tests of the budget across
+/// processes; `VMTEST_RUN_DIR` and `VMTEST_BUDGET*` apply).
+pub fn budget_acquire(vm: &str, memory_mib: u64, cpus: u32) -> crate::Result<BudgetReservation> {
+    crate::budget::acquire(vm, memory_mib, cpus)
+}
+
+/// The most VMs, MiB and vCPUs the boot budget of the run directory ever held at once.
+pub fn budget_peak() -> BudgetPeak {
+    crate::budget::peak()
+}
+
+/// [`budget_peak`] of the budget kept in `run_dir`.
+pub fn budget_peak_in(run_dir: &std::path::Path) -> BudgetPeak {
+    crate::budget::peak_at(run_dir)
+}

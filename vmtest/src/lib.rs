@@ -20,6 +20,7 @@
 // built on the (cold) failure path of a VM boot, where its size costs nothing.
 #![allow(clippy::result_large_err)]
 
+pub use vmtest_macros::fixture;
 pub use vmtest_macros::vmtest;
 
 // The stages of one VM's life, in data-flow order.
@@ -40,6 +41,7 @@ mod sweep;
 mod teardown;
 mod vm;
 // Support.
+mod budget;
 mod config;
 mod error;
 mod output;

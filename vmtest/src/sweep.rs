@@ -129,7 +129,7 @@ pub(crate) fn reap_own() -> Vec<String> {
     for found in ledger::read_all() {
         let Ok(entry) = found.entry else { continue };
         if &entry.owner == me && entry.kept.is_none() {
-            reap_entry(&entry, &found.path, &table, u64::MAX, false);
+            reap_entry(&entry, &found.path, &table, u64::MAX, false, true);
             names.push(entry.name);
         }
     }
@@ -180,6 +180,7 @@ fn run(options: &Options) -> Report {
     let table = ProcessTable::scan();
     let found = ledger::read_all();
     let mut recorded = BTreeSet::new();
+    let mut to_reap: Vec<(&Entry, &PathBuf, String)> = Vec::new();
     for f in &found {
         let stem = f
             .path
@@ -246,7 +247,20 @@ fn run(options: &Options) -> Report {
             report.left.push(left("younger than --older-than".into()));
             continue;
         }
-        let steps = reap_entry(entry, &f.path, &table, started_ticks, options.dry_run);
+        to_reap.push((entry, &f.path, why));
+    }
+    // Every QEMU first, all at once, then each entry in turn: the kernel tears the processes
+    // down in parallel while the sweep waits for the first of them.
+    if !options.dry_run {
+        for (entry, _, _) in &to_reap {
+            for pid in qemu_pids(entry, &table, started_ticks) {
+                send_kill(pid);
+            }
+        }
+    }
+    for (entry, path, why) in to_reap {
+        // Already sent: a second SIGKILL could only reach a pid reused since.
+        let steps = reap_entry(entry, path, &table, started_ticks, options.dry_run, false);
         report.reaped.push(Reaped {
             name: entry.name.clone(),
             test: Some(entry.test.clone()),
@@ -321,7 +335,7 @@ fn orphans(
             });
             continue;
         }
-        let steps = vec![kill_step(p.pid, options.dry_run)];
+        let steps = vec![kill_step(p.pid, options.dry_run, true)];
         report.reaped.push(Reaped {
             name: vm,
             test: None,
@@ -396,27 +410,15 @@ fn reap_entry(
     table: &ProcessTable,
     started_ticks: u64,
     dry_run: bool,
+    send: bool,
 ) -> Vec<Step> {
     let run_dir = crate::paths::run_dir();
     let mut steps = Vec::new();
     for resource in entry.resources.iter().rev() {
         match resource {
             Resource::Qemu { pidfile, process } => {
-                let mut pids: BTreeSet<u32> = table
-                    .qemus
-                    .iter()
-                    .filter(|p| p.pidfile.as_deref() == Some(pidfile.as_path()))
-                    .filter(|p| p.stat.start_ticks <= started_ticks)
-                    .map(|p| p.pid)
-                    .collect();
-                // Recorded identity: only if that very process still runs.
-                if let Some(id) = process.as_ref().filter(|id| id.is_alive()) {
-                    if table.qemus.iter().any(|p| p.pid == id.pid) {
-                        pids.insert(id.pid);
-                    }
-                }
-                for pid in pids {
-                    steps.push(kill_step(pid, dry_run));
+                for pid in qemu_pids_of(pidfile, process.as_ref(), table, started_ticks) {
+                    steps.push(kill_step(pid, dry_run, send));
                 }
             }
             Resource::Dir { path } => {
@@ -455,17 +457,61 @@ fn reap_entry(
     steps
 }
 
-fn kill_step(pid: u32, dry_run: bool) -> Step {
-    let what = format!("killed QEMU pid {pid}");
-    if dry_run {
-        return Step { what, error: None };
+/// The QEMU processes of an entry, as seen when the sweep began.
+fn qemu_pids(entry: &Entry, table: &ProcessTable, started_ticks: u64) -> BTreeSet<u32> {
+    entry
+        .resources
+        .iter()
+        .flat_map(|r| match r {
+            Resource::Qemu { pidfile, process } => {
+                qemu_pids_of(pidfile, process.as_ref(), table, started_ticks)
+            }
+            _ => BTreeSet::new(),
+        })
+        .collect()
+}
+
+/// QEMU processes started before the sweep with `pidfile` on their command line, and the
+/// recorded process if that very process still runs as a QEMU.
+fn qemu_pids_of(
+    pidfile: &Path,
+    recorded: Option<&ProcessId>,
+    table: &ProcessTable,
+    started_ticks: u64,
+) -> BTreeSet<u32> {
+    let mut pids: BTreeSet<u32> = table
+        .qemus
+        .iter()
+        .filter(|p| p.pidfile.as_deref() == Some(pidfile))
+        .filter(|p| p.stat.start_ticks <= started_ticks)
+        .map(|p| p.pid)
+        .collect();
+    if let Some(id) = recorded.filter(|id| id.is_alive()) {
+        if table.qemus.iter().any(|p| p.pid == id.pid) {
+            pids.insert(id.pid);
+        }
     }
+    pids
+}
+
+fn send_kill(pid: u32) {
     // SAFETY: plain syscalls; the pid was matched by command line (and start time) just now.
     unsafe {
         if libc::getpgid(pid as libc::pid_t) == pid as libc::pid_t {
             libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
         }
         libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    }
+}
+
+/// Kills (unless `send` is false: already done) and waits until the process is gone.
+fn kill_step(pid: u32, dry_run: bool, send: bool) -> Step {
+    let what = format!("killed QEMU pid {pid}");
+    if dry_run {
+        return Step { what, error: None };
+    }
+    if send {
+        send_kill(pid);
     }
     // Gone (or a zombie for its parent to reap) within milliseconds, unless stuck in the kernel.
     let deadline = Instant::now() + Duration::from_secs(10);

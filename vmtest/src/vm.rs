@@ -47,6 +47,8 @@ pub struct Vm {
     qemu: QemuProcess,
     dir: WorkDir,
     claim: Claim,
+    /// This VM's share of the host's boot budget, given back once QEMU is gone.
+    _budget: Option<crate::budget::Reservation>,
     name: String,
     accel: Accel,
     target: Target,
@@ -182,6 +184,27 @@ impl Vm {
         let extra_user_data = crate::seed::merge_user_data(&spec.user_data)?;
         let accel = blocking(move || crate::accel::resolve(accel_choice)).await?;
 
+        // The boot budget: wait here, before anything exists and before any deadline starts,
+        // until this VM's memory and vCPUs fit beside the VMs running on the host.
+        let cpus = spec.cpus.or(defaults.cpus).unwrap_or(1);
+        let memory_mib = spec
+            .memory_mib
+            .or(defaults.memory_mib)
+            .unwrap_or(512)
+            .max(image.min_memory_mib);
+        let budget = match crate::budget::Limits::from_env()? {
+            None => None,
+            Some(_) => {
+                let label = cx.test.clone();
+                Some(
+                    blocking(move || {
+                        crate::budget::acquire(&label, u64::from(memory_mib), cpus)
+                    })
+                    .await?,
+                )
+            }
+        };
+
         // Record before create: the ledger entry names every resource below before the first
         // exists, and each resource's guard is made before its side effect. Locals drop in
         // reverse order, so an error anywhere undoes QEMU, then the directory, then the entry.
@@ -206,7 +229,8 @@ impl Vm {
             &cx,
             &image,
             accel,
-            defaults,
+            (cpus, memory_mib),
+            budget,
             extra_user_data,
             claim,
             dir,
@@ -241,7 +265,8 @@ impl Vm {
         cx: &Context,
         image: &crate::image::Image,
         accel: Accel,
-        defaults: crate::config::Defaults,
+        (cpus, memory_mib): (u32, u32),
+        budget: Option<crate::budget::Reservation>,
         extra_user_data: serde_json::Map<String, serde_json::Value>,
         mut claim: Claim,
         dir: WorkDir,
@@ -309,12 +334,8 @@ impl Vm {
         let args = QemuArgs {
             name: name.clone(),
             accel,
-            cpus: spec.cpus.or(defaults.cpus).unwrap_or(1),
-            memory_mib: spec
-                .memory_mib
-                .or(defaults.memory_mib)
-                .unwrap_or(512)
-                .max(image.min_memory_mib),
+            cpus,
+            memory_mib,
             boot: match &image.boot {
                 ImageBoot::Disk => Boot::Disk,
                 ImageBoot::Kernel {
@@ -416,6 +437,7 @@ impl Vm {
             qemu,
             dir,
             claim,
+            _budget: budget,
             name,
             accel,
             target,

@@ -1,9 +1,10 @@
-//! Checks on the function under `#[vmtest]`: `async fn NAME(vm: &Vm)` returning `()` or a
-//! `Result`, with no second test attribute.
+//! Checks on the function under `#[vmtest]`: `async fn` or `fn`, taking its VMs as `vms` says,
+//! returning `()` or a `Result`, with no second test attribute.
 
-use syn::{Attribute, FnArg, ItemFn, ReturnType, Type, TypePath};
+use syn::ext::IdentExt;
+use syn::{Attribute, FnArg, ItemFn, Pat, PatType, ReturnType, Type, TypePath};
 
-use super::Errors;
+use super::{Args, Errors, Key, Vms};
 
 /// Whether `attr` is another test attribute (`#[test]`, `#[tokio::test]`, `#[vmtest]`, ...),
 /// which would register or wrap the function a second time.
@@ -14,11 +15,12 @@ pub(crate) fn is_test_attribute(attr: &Attribute) -> bool {
         .is_some_and(|last| last.ident == "test" || last.ident == "vmtest")
 }
 
-const SHAPE: &str = "`async fn NAME(vm: &Vm)` returning `()` or `Result<(), E>`";
+const SHAPE: &str = "`async fn NAME(vm: &Vm)` or `fn NAME(vm: &Vm)`, returning `()` or \
+    `Result<(), E>`";
 
-/// Checks that `func` is `async fn NAME(vm: &Vm) -> ()` or `-> Result<..>`: no qualifiers other
-/// than `async`, no generics, exactly one `&Vm` parameter, and no second test attribute.
-pub(crate) fn check_fn(func: &ItemFn) -> syn::Result<()> {
+/// Checks that `func` is `[async] fn NAME(PARAMS) -> ()` or `-> Result<..>`, with PARAMS as
+/// `args.vms` says: no qualifiers other than `async`, no generics, and no second test attribute.
+pub(crate) fn check_fn(func: &ItemFn, args: &Args) -> syn::Result<()> {
     let mut errors = Errors::default();
     for attr in func.attrs.iter().filter(|attr| is_test_attribute(attr)) {
         let path = attr
@@ -57,12 +59,6 @@ pub(crate) fn check_fn(func: &ItemFn) -> syn::Result<()> {
             format!("a `#[vmtest]` function cannot have an ABI; expected {SHAPE}"),
         ));
     }
-    if sig.asyncness.is_none() {
-        errors.push(syn::Error::new(
-            sig.fn_token.span,
-            format!("a `#[vmtest]` function must be `async`; expected {SHAPE}"),
-        ));
-    }
     if !sig.generics.params.is_empty() {
         errors.push(syn::Error::new_spanned(
             &sig.generics,
@@ -81,8 +77,19 @@ pub(crate) fn check_fn(func: &ItemFn) -> syn::Result<()> {
             format!("a `#[vmtest]` function cannot be variadic; expected {SHAPE}"),
         ));
     }
-    if let Err(error) = check_params(func) {
+    if let Err(error) = check_params(func, &args.vms) {
         errors.push(error);
+    }
+    // The time limit ends the body's future at an `.await`; a plain `fn` body has none, so the
+    // limit would be silently ignored.
+    let timeout = args.given.iter().find(|(key, _)| *key == Key::Timeout);
+    if let (None, Some((_, key))) = (&sig.asyncness, timeout) {
+        errors.push(syn::Error::new(
+            key.span(),
+            "`timeout` needs an `async fn`: the time limit ends the body at an `.await`, and a \
+             plain `fn` body has none to end it at; make the function `async`, or remove \
+             `timeout`",
+        ));
     }
     if let ReturnType::Type(_, ty) = &sig.output {
         if !is_unit_or_result(ty) {
@@ -96,44 +103,203 @@ pub(crate) fn check_fn(func: &ItemFn) -> syn::Result<()> {
     errors.finish(())
 }
 
-fn check_params(func: &ItemFn) -> syn::Result<()> {
-    let inputs = &func.sig.inputs;
+fn check_params(func: &ItemFn, vms: &Vms) -> syn::Result<()> {
     let mut errors = Errors::default();
-    if inputs.is_empty() {
-        errors.push(syn::Error::new(
-            func.sig.paren_token.span.join(),
-            "a `#[vmtest]` function takes exactly one parameter, the VM: `vm: &Vm`",
-        ));
-    }
-    let mut vm_params = 0;
-    for input in inputs {
+    // A method gets one error, for `self`, whatever the other parameters are.
+    let mut typed = Vec::new();
+    for input in &func.sig.inputs {
         match input {
             FnArg::Receiver(receiver) => errors.push(syn::Error::new_spanned(
                 receiver,
                 format!("a `#[vmtest]` function cannot take `self`; expected a free {SHAPE}"),
             )),
-            FnArg::Typed(typed) => {
-                vm_params += 1;
-                let checked = if vm_params == 1 {
-                    check_vm_ref(&typed.ty)
-                } else {
-                    Err(syn::Error::new_spanned(
-                        input,
-                        "a `#[vmtest]` function takes exactly one parameter, the VM: `vm: &Vm`; \
-                         remove this one",
-                    ))
-                };
-                if let Err(error) = checked {
-                    errors.push(error);
-                }
-            }
+            FnArg::Typed(param) => typed.push(param),
         }
+    }
+    let checked = match vms {
+        Vms::One => check_one(func, &typed),
+        Vms::Count(n) => check_slice(func, *n, &typed),
+        Vms::Named(names) => check_named(func, names, &typed),
+        Vms::Invalid => Ok(()),
+    };
+    if let Err(error) = checked {
+        errors.push(error);
     }
     errors.finish(())
 }
 
-/// Accepts `&Vm`, `&vmtest::Vm`, `&::vmtest::Vm` (and `&'_` forms).
-fn check_vm_ref(ty: &Type) -> syn::Result<()> {
+/// One VM: `vm: &Vm`.
+fn check_one(func: &ItemFn, params: &[&PatType]) -> syn::Result<()> {
+    let Some((first, rest)) = params.split_first() else {
+        if !func.sig.inputs.is_empty() {
+            return Ok(()); // only `self`, reported already
+        }
+        return Err(syn::Error::new(
+            func.sig.paren_token.span.join(),
+            "a `#[vmtest]` function takes exactly one parameter, the VM: `vm: &Vm`",
+        ));
+    };
+    let mut errors = Errors::default();
+    let hint = "; for several VMs, add `vms = N` to `#[vmtest]`";
+    if let Err(error) = check_vm_ref(&first.ty, hint) {
+        errors.push(error);
+    }
+    for extra in rest {
+        errors.push(syn::Error::new_spanned(
+            extra,
+            "a `#[vmtest]` function takes exactly one parameter, the VM: `vm: &Vm`; \
+             remove this one (for several VMs, add `vms = N` or `vms(a, b)` to `#[vmtest]`)",
+        ));
+    }
+    errors.finish(())
+}
+
+/// `vms = N`: `vms: &[Vm]`.
+fn check_slice(func: &ItemFn, count: u32, params: &[&PatType]) -> syn::Result<()> {
+    let expected = format!(
+        "with `vms = {count}`, a `#[vmtest]` function takes exactly one parameter, the VMs: \
+         `vms: &[Vm]`"
+    );
+    let Some((first, rest)) = params.split_first() else {
+        if !func.sig.inputs.is_empty() {
+            return Ok(());
+        }
+        return Err(syn::Error::new(func.sig.paren_token.span.join(), expected));
+    };
+    // One `&Vm` per VM: the user meant named VMs; one error for the lot says so.
+    if params.len() > 1 && params.iter().all(|p| check_vm_ref(&p.ty, "").is_ok()) {
+        return Err(syn::Error::new_spanned(
+            &func.sig.inputs,
+            format!(
+                "{expected}; to take each VM as a `&Vm` parameter, name the VMs instead: \
+                 `vms({})`",
+                param_names(params)
+            ),
+        ));
+    }
+    let mut errors = Errors::default();
+    if let Err(error) = check_vms_slice(&first.ty, count) {
+        errors.push(error);
+    }
+    for extra in rest {
+        errors.push(syn::Error::new_spanned(
+            extra,
+            format!("{expected}; remove this one"),
+        ));
+    }
+    errors.finish(())
+}
+
+/// `vms(a, b)`: `a: &Vm, b: &Vm`, the same names in the same order.
+fn check_named(func: &ItemFn, names: &[syn::Ident], params: &[&PatType]) -> syn::Result<()> {
+    let listed = names.iter().map(|n| n.unraw().to_string()).collect::<Vec<_>>();
+    let expected = format!(
+        "`vms({})` names {} VM{}, so the function takes `{}`, in that order",
+        listed.join(", "),
+        listed.len(),
+        if listed.len() == 1 { "" } else { "s" },
+        listed
+            .iter()
+            .map(|n| format!("{n}: &Vm"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut errors = Errors::default();
+    for (i, param) in params.iter().enumerate() {
+        let Some(name) = listed.get(i) else {
+            errors.push(syn::Error::new_spanned(
+                param,
+                format!("{expected}; remove this parameter"),
+            ));
+            continue;
+        };
+        match binding(&param.pat) {
+            Some(written) if written == *name || written == format!("_{name}") => {}
+            Some(written) => errors.push(syn::Error::new_spanned(
+                &param.pat,
+                format!("parameter `{written}` is not VM `{name}`: {expected}"),
+            )),
+            None => errors.push(syn::Error::new_spanned(
+                &param.pat,
+                format!("this parameter is not VM `{name}`: {expected}"),
+            )),
+        }
+        let hint = format!("; each VM of `vms({})` is one `&Vm`", listed.join(", "));
+        if let Err(error) = check_vm_ref(&param.ty, &hint) {
+            errors.push(error);
+        }
+    }
+    if params.len() < listed.len() && func.sig.inputs.len() == params.len() {
+        let missing = listed[params.len()..]
+            .iter()
+            .map(|n| format!("`{n}: &Vm`"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        errors.push(syn::Error::new(
+            func.sig.paren_token.span.join(),
+            format!("missing parameter{} {missing}: {expected}", if listed.len() - params.len() == 1 { "" } else { "s" }),
+        ));
+    }
+    errors.finish(())
+}
+
+/// The name a parameter binds: `a`, `mut a`, `r#a` (unraw); `None` for `_` or a destructuring.
+fn binding(pat: &Pat) -> Option<String> {
+    match pat {
+        Pat::Ident(ident) if ident.by_ref.is_none() && ident.subpat.is_none() => {
+            Some(ident.ident.unraw().to_string())
+        }
+        _ => None,
+    }
+}
+
+/// `a, b`: the parameters' names, for a `vms(..)` hint.
+fn param_names(params: &[&PatType]) -> String {
+    params
+        .iter()
+        .map(|p| binding(&p.pat).unwrap_or_else(|| "NAME".to_owned()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Accepts `&[Vm]`, `&[vmtest::Vm]`, `&[::vmtest::Vm]` (and `&'_` forms).
+fn check_vms_slice(ty: &Type, count: u32) -> syn::Result<()> {
+    let expected = format!(
+        "with `vms = {count}`, the parameter of a `#[vmtest]` function must be `&[Vm]` \
+         (`vmtest::Vm`, also written `&[vmtest::Vm]` or `&[::vmtest::Vm]`)"
+    );
+    let Type::Reference(reference) = ungroup(ty) else {
+        return Err(syn::Error::new_spanned(ty, expected));
+    };
+    if let Some(mutability) = &reference.mutability {
+        return Err(syn::Error::new(
+            mutability.span,
+            format!("{expected}; the VMs are shared, not `&mut`"),
+        ));
+    }
+    if let Some(lifetime) = reference.lifetime.as_ref().filter(|l| l.ident != "_") {
+        return Err(syn::Error::new_spanned(
+            lifetime,
+            format!(
+                "{expected}; the borrow's lifetime is chosen by the harness, write no lifetime"
+            ),
+        ));
+    }
+    match ungroup(&reference.elem) {
+        Type::Slice(slice) if matches!(ungroup(&slice.elem), Type::Path(path) if is_vm_path(path)) => {
+            Ok(())
+        }
+        Type::Path(path) if is_vm_path(path) => Err(syn::Error::new_spanned(
+            ty,
+            format!("{expected}: the function gets all {count} VMs at once"),
+        )),
+        _ => Err(syn::Error::new_spanned(ty, expected)),
+    }
+}
+
+/// Accepts `&Vm`, `&vmtest::Vm`, `&::vmtest::Vm` (and `&'_` forms); `slice_hint` ends the
+/// message for a `&[Vm]`.
+fn check_vm_ref(ty: &Type, slice_hint: &str) -> syn::Result<()> {
     const EXPECTED: &str = "the parameter of a `#[vmtest]` function must be `&Vm` \
         (`vmtest::Vm`, also written `&vmtest::Vm` or `&::vmtest::Vm`)";
     let Type::Reference(reference) = ungroup(ty) else {
@@ -155,6 +321,7 @@ fn check_vm_ref(ty: &Type) -> syn::Result<()> {
     }
     match ungroup(&reference.elem) {
         Type::Path(path) if is_vm_path(path) => Ok(()),
+        Type::Slice(_) => Err(syn::Error::new_spanned(ty, format!("{EXPECTED}{slice_hint}"))),
         _ => Err(syn::Error::new_spanned(ty, EXPECTED)),
     }
 }
@@ -210,8 +377,16 @@ mod tests {
     use quote::quote;
 
     fn fn_errors(tokens: TokenStream) -> Vec<String> {
+        fn_errors_with(tokens, &Vms::One)
+    }
+
+    fn fn_errors_with(tokens: TokenStream, vms: &Vms) -> Vec<String> {
         let func: ItemFn = syn::parse2(tokens).unwrap();
-        match check_fn(&func) {
+        let args = Args {
+            vms: vms.clone(),
+            ..Args::default()
+        };
+        match check_fn(&func, &args) {
             Ok(()) => Vec::new(),
             Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
         }
@@ -237,6 +412,14 @@ mod tests {
                     Ok(())
                 }
             ),
+            quote!(
+                fn a(vm: &Vm) {}
+            ),
+            quote!(
+                fn a(vm: &Vm) -> std::io::Result<()> {
+                    Ok(())
+                }
+            ),
         ] {
             assert_eq!(fn_errors(tokens.clone()), Vec::<String>::new(), "{tokens}");
         }
@@ -247,9 +430,15 @@ mod tests {
         for (tokens, says) in [
             (
                 quote!(
-                    fn a(vm: &Vm) {}
+                    const fn a(vm: &Vm) {}
                 ),
-                "must be `async`",
+                "cannot be `const`",
+            ),
+            (
+                quote!(
+                    async fn a(vms: &[Vm]) {}
+                ),
+                "for several VMs, add `vms = N`",
             ),
             (
                 quote!(
@@ -343,5 +532,76 @@ mod tests {
             async fn a(&self, vm: &Vm) {}
         ));
         assert_eq!(errors.len(), 1, "{errors:?}");
+    }
+
+    #[test]
+    fn a_timeout_needs_an_async_body() {
+        let (args, parsed) = crate::parse::parse_args(quote!(timeout = "1m"));
+        parsed.unwrap();
+        let sync: ItemFn = syn::parse2(quote!(fn a(vm: &Vm) {})).unwrap();
+        let error = check_fn(&sync, &args).unwrap_err().to_string();
+        assert!(error.starts_with("`timeout` needs an `async fn`"), "{error}");
+        let asynchronous: ItemFn = syn::parse2(quote!(async fn a(vm: &Vm) {})).unwrap();
+        assert!(check_fn(&asynchronous, &args).is_ok());
+    }
+
+    fn vm_names(names: &[&str]) -> Vms {
+        Vms::Named(
+            names
+                .iter()
+                .map(|n| syn::Ident::new(n, proc_macro2::Span::call_site()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn several_vms() {
+        let slice = Vms::Count(3);
+        for tokens in [
+            quote!(
+                async fn a(vms: &[Vm]) {}
+            ),
+            quote!(
+                fn a(_: &'_ [vmtest::Vm]) {}
+            ),
+            quote!(
+                async fn a(all: &[::vmtest::Vm]) -> anyhow::Result<()> {
+                    Ok(())
+                }
+            ),
+        ] {
+            assert_eq!(fn_errors_with(tokens.clone(), &slice), Vec::<String>::new(), "{tokens}");
+        }
+        let named = vm_names(&["client", "server"]);
+        for tokens in [
+            quote!(
+                async fn a(client: &Vm, server: &Vm) {}
+            ),
+            quote!(
+                fn a(_client: &vmtest::Vm, mut r#server: &Vm) {}
+            ),
+        ] {
+            assert_eq!(fn_errors_with(tokens.clone(), &named), Vec::<String>::new(), "{tokens}");
+        }
+        // A rejected `vms` checks no parameter.
+        assert!(fn_errors_with(quote!(async fn a(x: u8, y: u8) {}), &Vms::Invalid).is_empty());
+
+        for (tokens, vms, says) in [
+            (quote!(async fn a(vm: &Vm) {}), &slice, "the function gets all 3 VMs at once"),
+            (quote!(async fn a() {}), &slice, "with `vms = 3`, a `#[vmtest]` function takes exactly one parameter, the VMs: `vms: &[Vm]`"),
+            (quote!(async fn a(a: &Vm, b: &Vm, c: &Vm) {}), &slice, "name the VMs instead: `vms(a, b, c)`"),
+            (quote!(async fn a(vms: &mut [Vm]) {}), &slice, "not `&mut`"),
+            (quote!(async fn a(vms: &[String]) {}), &slice, "must be `&[Vm]`"),
+            (quote!(async fn a(server: &Vm, client: &Vm) {}), &named, "parameter `server` is not VM `client`: `vms(client, server)` names 2 VMs, so the function takes `client: &Vm, server: &Vm`, in that order"),
+            (quote!(async fn a(client: &Vm) {}), &named, "missing parameter `server: &Vm`"),
+            (quote!(async fn a() {}), &named, "missing parameters `client: &Vm`, `server: &Vm`"),
+            (quote!(async fn a(client: &Vm, server: &Vm, third: &Vm) {}), &named, "remove this parameter"),
+            (quote!(async fn a(client: &Vm, server: Vm) {}), &named, "must be `&Vm`"),
+            (quote!(async fn a(client: &[Vm], server: &Vm) {}), &named, "each VM of `vms(client, server)` is one `&Vm`"),
+            (quote!(async fn a(client: &Vm, _: &Vm) {}), &named, "this parameter is not VM `server`"),
+        ] {
+            let errors = fn_errors_with(tokens.clone(), vms);
+            assert!(errors.iter().any(|e| e.contains(says)), "{tokens}: {errors:?}");
+        }
     }
 }

@@ -1,23 +1,48 @@
-//! The grammars of the attribute's string values: memory sizes and image references.
+//! The grammars of the attribute's string values: sizes, durations and image references.
 //!
 //! Pure functions from the literal's text to a value or to the message the user sees.
 
-/// The smallest guest the fixture images boot in.
-pub(super) const MIN_MEMORY_MIB: u32 = 64;
+/// A key whose value is a size in MiB (`memory`, `disk`): its bounds and how messages name it.
+pub(super) struct SizeKey {
+    /// The key, also the noun of messages ("memory size", "disk size").
+    pub(super) name: &'static str,
+    pub(super) min_mib: u64,
+    pub(super) max_mib: u64,
+    /// The accepted spellings, for error messages and docs.
+    pub(super) forms: &'static str,
+    /// The bounds, as the messages say them.
+    pub(super) range: &'static str,
+}
 
-/// 1 TiB: anything larger is a typo, not a test.
-pub(super) const MAX_MEMORY_MIB: u32 = 1024 * 1024;
+/// Guest memory: from the smallest guest the fixture images boot in to 1 TiB (anything larger
+/// is a typo, not a test).
+pub(super) const MEMORY: SizeKey = SizeKey {
+    name: "memory",
+    min_mib: 64,
+    max_mib: 1024 * 1024,
+    forms: "a whole number of MiB or GiB from 64 MiB to 1 TiB, written \"1024\" (MiB), \"512M\", \
+        \"512MiB\", \"2G\" or \"2GiB\"",
+    range: "64 MiB to 1 TiB (\"64M\" to \"1024G\")",
+};
 
-/// The memory sizes `memory` accepts, for error messages and docs.
-pub(super) const MEMORY_FORMS: &str = "a whole number of MiB or GiB from 64 MiB to 1 TiB, \
-    written \"1024\" (MiB), \"512M\", \"512MiB\", \"2G\" or \"2GiB\"";
+/// The overlay's size: a disk smaller than 64 MiB holds no useful guest, one larger than 2 TiB
+/// is a typo (qcow2 overlays are sparse, but a test that fills one would fill the host).
+pub(super) const DISK: SizeKey = SizeKey {
+    name: "disk",
+    min_mib: 64,
+    max_mib: 2 * 1024 * 1024,
+    forms: "a whole number of MiB or GiB from 64 MiB to 2 TiB, written \"8192\" (MiB), \"512M\", \
+        \"512MiB\", \"8G\" or \"8GiB\"",
+    range: "64 MiB to 2 TiB (\"64M\" to \"2048G\")",
+};
 
-/// Parses `memory = "..."` into MiB: `N` (MiB), `NM`, `NMiB`, `NG`, `NGiB`, no spaces, no
-/// fractions; the result must lie in [`MIN_MEMORY_MIB`]..=[`MAX_MEMORY_MIB`].
+/// Parses a size: `N` (MiB), `NM`, `NMiB`, `NG`, `NGiB`, no spaces, no fractions; the result
+/// must lie within the key's bounds.
 ///
 /// Decimal units (`MB`, `GB`) are refused rather than guessed: QEMU reads them as binary, a
 /// reader might not.
-pub(super) fn parse_memory(text: &str) -> Result<u32, String> {
+pub(super) fn parse_size(key: &SizeKey, text: &str) -> Result<u64, String> {
+    let invalid = || format!("invalid {} size \"{text}\": expected {}", key.name, key.forms);
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
@@ -25,27 +50,78 @@ pub(super) fn parse_memory(text: &str) -> Result<u32, String> {
     let mib_per_unit: u64 = match unit {
         "" | "M" | "MiB" => 1,
         "G" | "GiB" => 1024,
-        _ => {
-            return Err(format!(
-                "invalid memory size \"{text}\": expected {MEMORY_FORMS}"
-            ))
-        }
+        _ => return Err(invalid()),
     };
     if number.is_empty() {
-        return Err(format!(
-            "invalid memory size \"{text}\": expected {MEMORY_FORMS}"
-        ));
+        return Err(invalid());
     }
     let mib = number
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(mib_per_unit));
-    match mib.map(u32::try_from) {
-        Some(Ok(mib)) if (MIN_MEMORY_MIB..=MAX_MEMORY_MIB).contains(&mib) => Ok(mib),
+    match mib {
+        Some(mib) if (key.min_mib..=key.max_mib).contains(&mib) => Ok(mib),
         _ => Err(format!(
-            "memory size \"{text}\" is out of range: expected {MIN_MEMORY_MIB} MiB to 1 TiB \
-             (\"64M\" to \"1024G\")"
+            "{} size \"{text}\" is out of range: expected {}",
+            key.name, key.range
         )),
+    }
+}
+
+/// Checks a size given as an integer literal of MiB (`memory = 1024`).
+pub(super) fn check_size_mib(key: &SizeKey, mib: Option<u64>, written: &str) -> Result<u64, String> {
+    match mib {
+        Some(mib) if (key.min_mib..=key.max_mib).contains(&mib) => Ok(mib),
+        _ => Err(format!(
+            "`{} = {written}` (MiB) is out of range: expected {}",
+            key.name, key.range
+        )),
+    }
+}
+
+/// The longest `timeout`: a day. A test that needs longer is not a test, and a larger value is
+/// more likely `"90h"` for `"90m"`.
+pub(super) const MAX_TIMEOUT_SECS: u64 = 24 * 60 * 60;
+
+/// The timeouts `timeout` accepts, for error messages and docs.
+pub(super) const TIMEOUT_FORMS: &str = "a whole number of seconds, minutes or hours from 1 second \
+    to 24 hours, written \"90s\", \"5m\" or \"1h\", or an integer literal of seconds (`timeout = 90`)";
+
+/// Parses `timeout = "..."` into seconds: `Ns`, `Nm` or `Nh`, no spaces, no fractions, no
+/// compound forms; from 1 second to [`MAX_TIMEOUT_SECS`].
+pub(super) fn parse_timeout(text: &str) -> Result<u64, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let secs_per_unit: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 60 * 60,
+        // A bare number in a string is more likely a forgotten unit than seconds: say so.
+        "" if !number.is_empty() => {
+            return Err(format!(
+                "timeout \"{text}\" has no unit: write \"{text}s\", or `timeout = {text}` for \
+                 seconds; expected {TIMEOUT_FORMS}"
+            ))
+        }
+        _ => return Err(format!("invalid timeout \"{text}\": expected {TIMEOUT_FORMS}")),
+    };
+    if number.is_empty() {
+        return Err(format!("invalid timeout \"{text}\": expected {TIMEOUT_FORMS}"));
+    }
+    let secs = number
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(secs_per_unit));
+    check_timeout_secs(secs).map_err(|range| format!("timeout \"{text}\" is out of range: {range}"))
+}
+
+/// Checks a number of seconds against the bounds of `timeout`; `Err` says the bounds.
+pub(super) fn check_timeout_secs(secs: Option<u64>) -> Result<u64, String> {
+    match secs {
+        Some(secs @ 1..=MAX_TIMEOUT_SECS) => Ok(secs),
+        _ => Err("expected 1 second to 24 hours (\"1s\" to \"24h\")".to_owned()),
     }
 }
 
@@ -112,6 +188,10 @@ fn is_recipe_name(name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn parse_memory(text: &str) -> Result<u64, String> {
+        parse_size(&MEMORY, text)
+    }
 
     #[test]
     fn memory_forms() {

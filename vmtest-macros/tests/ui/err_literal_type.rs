@@ -6,8 +6,8 @@ async fn quoted_cpus(_vm: &Vm) {}
 #[vmtest(cpus = 1.5)]
 async fn float_cpus(_vm: &Vm) {}
 
-#[vmtest(memory = 512)]
-async fn bare_memory(_vm: &Vm) {}
+#[vmtest(memory = 1.5)]
+async fn float_memory(_vm: &Vm) {}
 
 #[vmtest(image = tiny)]
 async fn bare_image(_vm: &Vm) {}

@@ -15,4 +15,8 @@ async fn too_small(_vm: &Vm) {}
 #[vmtest(memory = "2048G")]
 async fn too_large(_vm: &Vm) {}
 
+// Integers are MiB, with the same bounds.
+#[vmtest(memory = 32)]
+async fn too_small_integer(_vm: &Vm) {}
+
 fn main() {}

@@ -1,11 +1,11 @@
 //! Every accepted form. trybuild builds this as a binary, where `#[test]` functions are
-//! compiled out, so this proves the attribute accepts the forms and emits valid items;
-//! `tests/expand.rs` type-checks the same expansions under `--test`.
+//! compiled out but the registrations for the custom harness are not: the bodies are
+//! type-checked here too. `tests/expand.rs` builds (and runs) the same expansions under `--test`.
 
-// Only the compiled-out tests use `Vm`.
+// Only the compiled-out tests use some of these.
 #![allow(unused_imports)]
 
-use vmtest::{vmtest, Vm};
+use vmtest::{fixture, vmtest, Vm, VmSpec};
 
 #[vmtest]
 async fn returns_unit(vm: &Vm) {
@@ -18,10 +18,10 @@ async fn returns_anyhow(_vm: &Vm) -> anyhow::Result<()> {
 }
 
 #[vmtest(image = "recipe:tiny", memory = "512M", cpus = 1)]
-async fn every_key(_vm: &vmtest::Vm) -> () {}
+async fn image_memory_cpus(_vm: &vmtest::Vm) -> () {}
 
 #[vmtest(cpus = 64, memory = "2GiB", image = "recipe:debian-12",)]
-async fn every_key_any_order_trailing_comma(_: &::vmtest::Vm) -> Result<(), String> {
+async fn any_order_trailing_comma(_: &::vmtest::Vm) -> Result<(), String> {
     Ok(())
 }
 
@@ -35,6 +35,127 @@ async fn file_reference(_vm: &'_ Vm) {}
 
 #[vmtest(image = "https://mirror.example/guest.qcow2", memory = "1024G")]
 async fn url_reference(_vm: &Vm) {}
+
+// Integers are MiB.
+#[vmtest(memory = 1024, disk = 8192)]
+async fn sizes_as_integers(_vm: &Vm) {}
+
+#[vmtest(disk = "8G", network = "isolated", backend = "libvirt", accel = "kvm")]
+async fn disk_network_backend_accel(_vm: &Vm) {}
+
+#[vmtest(network = "pxe", backend = "qemu", accel = "tcg", disk = "2048G")]
+async fn the_other_choices(_vm: &Vm) {}
+
+#[vmtest(network = "user", accel = "auto", disk = "64M")]
+async fn the_defaults_spelled_out(_vm: &Vm) {}
+
+#[vmtest(requires = "kvm", timeout = "90s")]
+async fn requires_kvm(_vm: &Vm) {}
+
+#[vmtest(timeout = "5m", scale_timeout = false)]
+async fn unscaled_timeout(_vm: &Vm) {}
+
+#[vmtest(timeout = 90, scale_timeout = true)]
+async fn timeout_in_seconds(_vm: &Vm) {}
+
+#[vmtest(timeout = "1h")]
+async fn timeout_in_hours(_vm: &Vm) {}
+
+// trybuild builds this file in a crate of its own, TARGET/tests/trybuild/vmtest-macros/, which is
+// its CARGO_MANIFEST_DIR: the path climbs from there (with the default target directory) back to
+// this directory.
+#[vmtest(user_data = "../../../../vmtest-macros/tests/ui/user-data.yaml")]
+async fn with_user_data(_vm: &Vm) {}
+
+#[vmtest(cloud_init = "../../../../vmtest-macros/tests/ui/user-data.yaml", vms = 2)]
+async fn with_cloud_init_alias_on_every_vm(vms: &[Vm]) {
+    let _ = vms.len();
+}
+
+#[vmtest(vms = 16)]
+async fn most_vms(_: &'_ [vmtest::Vm]) {}
+
+#[vmtest(vms(client, server), memory = "256M")]
+async fn named_vms(client: &Vm, server: &vmtest::Vm) -> anyhow::Result<()> {
+    let _ = (client, server);
+    Ok(())
+}
+
+#[vmtest(vms(r#type, _unused))]
+async fn named_vms_underscored(r#type: &Vm, _unused: &Vm) {
+    let _ = r#type;
+}
+
+#[vmtest(vms(only))]
+fn one_named_vm(only: &Vm) {
+    let _ = only;
+}
+
+#[vmtest(keep)]
+async fn keep_on_failure(_vm: &Vm) {}
+
+#[vmtest(keep = "always")]
+async fn keep_always(_vm: &Vm) {}
+
+#[vmtest(keep = "never")]
+async fn keep_never(_vm: &Vm) {}
+
+#[vmtest(keep = "on-failure", requires = "kvm", timeout = "2m")]
+async fn keep_on_failure_spelled_out(_vm: &Vm) {}
+
+// A plain `fn` body, with each way of receiving VMs.
+#[vmtest]
+fn sync_body(vm: &Vm) {
+    let _ = vm;
+}
+
+#[vmtest(vms = 3)]
+fn sync_several(vms: &[Vm]) -> anyhow::Result<()> {
+    anyhow::ensure!(vms.len() == 3);
+    Ok(())
+}
+
+#[vmtest(vms(a, b))]
+fn sync_named(a: &Vm, b: &Vm) -> Result<(), String> {
+    let _ = (a, b);
+    Ok(())
+}
+
+/// A VM shared by the tests below.
+#[vmtest::fixture]
+fn shared() -> VmSpec {
+    VmSpec::new().image("recipe:tiny").memory_mib(256)
+}
+
+mod fixtures {
+    use vmtest::fixture;
+
+    #[fixture]
+    pub fn elsewhere() -> vmtest::VmSpec {
+        vmtest::VmSpec::new()
+    }
+
+    // Configured out: the static goes, body and all.
+    #[fixture]
+    #[cfg(any())]
+    pub fn configured_out() -> ::vmtest::VmSpec {
+        this_does_not_exist()
+    }
+}
+
+#[vmtest(fixture = shared)]
+async fn leases_a_fixture(vm: &Vm) {
+    let _ = vm;
+}
+
+#[vmtest(fixture = fixtures::elsewhere, requires = "kvm", keep)]
+fn leases_a_fixture_by_path(_vm: &Vm) {}
+
+#[vmtest(fixture = shared, timeout = "30s", scale_timeout = false, keep = "never")]
+async fn leases_a_fixture_with_options(_vm: &Vm) {}
+
+#[vmtest(fixture = crate::shared)]
+async fn leases_a_fixture_by_absolute_path(_vm: &Vm) {}
 
 /// A doc comment, kept on the generated test.
 #[vmtest(memory = "2G")]
@@ -51,6 +172,20 @@ pub async fn public_should_panic(_vm: &Vm) {
     panic!("boom");
 }
 
+#[vmtest]
+#[should_panic]
+#[ignore]
+fn sync_should_panic(_vm: &Vm) {
+    panic!("boom");
+}
+
+// Configured out: no test, no registration, no body.
+#[vmtest(vms = 2)]
+#[cfg(any())]
+async fn configured_out(_vms: &[Vm]) {
+    this_does_not_exist();
+}
+
 // A test named like the closure's parameter in the expansion.
 #[vmtest]
 async fn vm(vm: &Vm) {
@@ -60,4 +195,28 @@ async fn vm(vm: &Vm) {
 #[vmtest]
 async fn r#async(_vm: &Vm) {}
 
-fn main() {}
+// Every key at once, but `fixture`.
+#[vmtest(
+    image = "recipe:tiny",
+    memory = "1G",
+    cpus = 2,
+    disk = "4G",
+    network = "user",
+    backend = "qemu",
+    accel = "auto",
+    requires = "kvm",
+    timeout = "10m",
+    scale_timeout = false,
+    user_data = "../../../../vmtest-macros/tests/ui/user-data.yaml",
+    vms(left, right),
+    keep = "always",
+)]
+async fn every_key(left: &Vm, right: &Vm) {
+    let _ = (left, right);
+}
+
+fn main() {
+    // The registrations are real: the custom harness finds them.
+    assert!(vmtest::__private::registered().count() > 0);
+    let _: &vmtest::Fixture = &shared;
+}

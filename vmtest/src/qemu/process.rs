@@ -124,36 +124,20 @@ impl QemuProcess {
 
     /// Waits up to `timeout` for QEMU to exit.
     pub fn wait_timeout(&self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        let (lock, cvar) = &*self.exit;
-        let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        loop {
-            if let Some(status) = *guard {
-                return Some(status);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return None;
-            }
-            guard = cvar
-                .wait_timeout(guard, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
+        wait_on(&self.exit, timeout)
     }
 
-    /// Async wait: polls without blocking the runtime.
+    /// Async wait: the watcher thread's exit notification, awaited on a blocking thread, so
+    /// the runtime is not held and the exit is seen the moment it happens.
     pub async fn wait_exit(&self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = tokio::time::Instant::now() + timeout;
-        loop {
-            if let Some(s) = self.try_status() {
-                return Some(s);
-            }
-            if tokio::time::Instant::now() >= deadline {
-                return None;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+        if let Some(s) = self.try_status() {
+            return Some(s);
         }
+        let exit = Arc::clone(&self.exit);
+        tokio::task::spawn_blocking(move || wait_on(&exit, timeout))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// SIGKILLs QEMU's process group and reaps it. Idempotent; never blocks for long.
@@ -188,6 +172,26 @@ impl QemuProcess {
 impl Drop for QemuProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// Waits up to `timeout` for the watcher thread to record QEMU's exit status.
+fn wait_on(exit: &(Mutex<Option<ExitStatus>>, Condvar), timeout: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    let (lock, cvar) = exit;
+    let mut guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+    loop {
+        if let Some(status) = *guard {
+            return Some(status);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return None;
+        }
+        guard = cvar
+            .wait_timeout(guard, left)
+            .unwrap_or_else(|p| p.into_inner())
+            .0;
     }
 }
 

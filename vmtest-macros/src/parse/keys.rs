@@ -1,0 +1,346 @@
+//! The value of each key, from the tokens after `key =` (or inside `vms(..)`) to what the
+//! expansion needs. Each error names the key, says what would be accepted, and carries the span
+//! of the value at fault.
+
+use std::path::Path;
+
+use syn::ext::IdentExt;
+use syn::punctuated::Punctuated;
+use syn::{Expr, Ident, Lit, LitStr, Token};
+
+use super::values::{
+    check_size_mib, check_timeout_secs, parse_size, parse_timeout, validate_image, SizeKey,
+    IMAGE_FORMS, TIMEOUT_FORMS,
+};
+
+/// The literal inside `value`, seeing through the invisible groups `macro_rules!` adds.
+fn literal(value: &Expr) -> Option<&Lit> {
+    match value {
+        Expr::Lit(lit) => Some(&lit.lit),
+        Expr::Group(group) => literal(&group.expr),
+        _ => None,
+    }
+}
+
+/// The identifier `value` is, if it is a lone one (`user` in `network = user`).
+fn lone_ident(value: &Expr) -> Option<&Ident> {
+    match value {
+        Expr::Path(path) if path.qself.is_none() && path.attrs.is_empty() => {
+            path.path.get_ident()
+        }
+        Expr::Group(group) => lone_ident(&group.expr),
+        _ => None,
+    }
+}
+
+pub(super) fn image(value: &Expr) -> syn::Result<String> {
+    let Some(Lit::Str(lit)) = literal(value) else {
+        return Err(syn::Error::new_spanned(
+            value,
+            format!("`image` expects a string literal, one of {IMAGE_FORMS}"),
+        ));
+    };
+    let reference = lit.value();
+    validate_image(&reference).map_err(|message| syn::Error::new(lit.span(), message))?;
+    Ok(reference)
+}
+
+/// `memory` and `disk`: a size string, or an integer literal of MiB.
+pub(super) fn size(key: &SizeKey, value: &Expr) -> syn::Result<u64> {
+    match literal(value) {
+        Some(Lit::Str(lit)) => {
+            parse_size(key, &lit.value()).map_err(|message| syn::Error::new(lit.span(), message))
+        }
+        Some(Lit::Int(lit)) => check_size_mib(key, lit.base10_parse().ok(), lit.base10_digits())
+            .map_err(|message| syn::Error::new(lit.span(), message)),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!(
+                "`{}` expects a string literal or an integer literal of MiB: {}",
+                key.name, key.forms
+            ),
+        )),
+    }
+}
+
+/// An integer literal within `range`, for `cpus` and `vms`; `out_of_range_hint` ends the message
+/// of a number outside it.
+fn bounded_int(
+    key: &str,
+    value: &Expr,
+    range: std::ops::RangeInclusive<u32>,
+    out_of_range_hint: &str,
+) -> syn::Result<u32> {
+    let (min, max) = (range.start(), range.end());
+    let expected = format!("`{key}` expects an integer literal from {min} to {max}");
+    match literal(value) {
+        Some(Lit::Int(lit)) => match lit.base10_parse::<u32>() {
+            Ok(n) if range.contains(&n) => Ok(n),
+            _ => Err(syn::Error::new(
+                lit.span(),
+                format!("`{key} = {lit}` is out of range: expected {min} to {max}{out_of_range_hint}"),
+            )),
+        },
+        Some(Lit::Str(lit)) if lit.value().parse::<u32>().is_ok() => Err(syn::Error::new(
+            lit.span(),
+            format!("{expected}, not a string: write `{key} = {}`", lit.value()),
+        )),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!("{expected}, e.g. `{key} = 2`"),
+        )),
+    }
+}
+
+/// The most vCPUs a test may ask for.
+pub(super) const MAX_CPUS: u32 = 64;
+
+pub(super) fn cpus(value: &Expr) -> syn::Result<u32> {
+    bounded_int("cpus", value, 1..=MAX_CPUS, "")
+}
+
+/// The most VMs one test may boot: more is a load test, not a test, and would starve the host.
+pub(super) const MAX_VMS: u32 = 16;
+
+/// `vms = N`: 2 or more (one VM needs no `vms`).
+pub(super) fn vm_count(value: &Expr) -> syn::Result<u32> {
+    bounded_int(
+        "vms",
+        value,
+        2..=MAX_VMS,
+        "; a test with one VM needs no `vms`: it takes `vm: &Vm`",
+    )
+}
+
+/// `vms(a, b, ..)`: distinct identifiers, at most [`MAX_VMS`].
+pub(super) fn vm_names(
+    paren: proc_macro2::Span,
+    names: &Punctuated<Expr, Token![,]>,
+) -> syn::Result<Vec<Ident>> {
+    const EXPECTED: &str = "`vms(..)` expects the names of the VMs, identifiers that the \
+        function's parameters repeat, e.g. `vms(client, server)`";
+    if names.is_empty() {
+        return Err(syn::Error::new(
+            paren,
+            format!("{EXPECTED}; for a number of unnamed VMs write `vms = N`"),
+        ));
+    }
+    let mut idents: Vec<Ident> = Vec::new();
+    for name in names {
+        let ident = match (lone_ident(name), literal(name)) {
+            (Some(ident), _) => ident,
+            (None, Some(Lit::Str(lit))) => {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    format!("{EXPECTED}; not strings: write `{}` without quotes", lit.value()),
+                ))
+            }
+            _ => return Err(syn::Error::new_spanned(name, EXPECTED)),
+        };
+        if idents.iter().any(|seen| seen.unraw() == ident.unraw()) {
+            return Err(syn::Error::new(
+                ident.span(),
+                format!("duplicate VM name `{}` in `vms(..)`: each VM needs a name of its own", ident.unraw()),
+            ));
+        }
+        idents.push(ident.clone());
+    }
+    if idents.len() > MAX_VMS as usize {
+        return Err(syn::Error::new(
+            paren,
+            format!("`vms(..)` names {} VMs: expected 1 to {MAX_VMS}", idents.len()),
+        ));
+    }
+    Ok(idents)
+}
+
+/// The values of a key that picks one of a few names, and the Rust names they map to.
+pub(super) struct Choices {
+    pub(super) key: &'static str,
+    /// What a value is, in messages ("unknown network \"lan\"").
+    pub(super) noun: &'static str,
+    /// `(written, expanded)`: the attribute's string, and the variant (or value) it becomes.
+    pub(super) values: &'static [(&'static str, &'static str)],
+}
+
+pub(super) const NETWORK: Choices = Choices {
+    key: "network",
+    noun: "network",
+    values: &[("user", "User"), ("isolated", "Isolated"), ("pxe", "Pxe")],
+};
+
+pub(super) const BACKEND: Choices = Choices {
+    key: "backend",
+    noun: "backend",
+    values: &[("qemu", "Qemu"), ("libvirt", "Libvirt")],
+};
+
+pub(super) const ACCEL: Choices = Choices {
+    key: "accel",
+    noun: "accelerator",
+    values: &[("auto", "Auto"), ("kvm", "Kvm"), ("tcg", "Tcg")],
+};
+
+pub(super) const REQUIRES: Choices = Choices {
+    key: "requires",
+    noun: "requirement",
+    values: &[("kvm", "kvm")],
+};
+
+pub(super) const KEEP: Choices = Choices {
+    key: "keep",
+    noun: "keep policy",
+    // The runtime parses the same strings (`Keep::parse`).
+    values: &[
+        ("on-failure", "on-failure"),
+        ("always", "always"),
+        ("never", "never"),
+    ],
+};
+
+impl Choices {
+    /// `"user", "isolated" or "pxe"`.
+    pub(super) fn list(&self) -> String {
+        let quoted: Vec<String> = self.values.iter().map(|(v, _)| format!("\"{v}\"")).collect();
+        match quoted.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+            None => String::new(),
+        }
+    }
+}
+
+/// One of `choices`, as its expanded name.
+pub(super) fn choice(choices: &Choices, value: &Expr) -> syn::Result<&'static str> {
+    let Choices { key, noun, values } = choices;
+    let list = choices.list();
+    let Some(Lit::Str(lit)) = literal(value) else {
+        // `network = user`: the right word without quotes.
+        let hint = match lone_ident(value) {
+            Some(ident) if values.iter().any(|(v, _)| ident == v) => {
+                format!("; write `{key} = \"{ident}\"`")
+            }
+            _ => String::new(),
+        };
+        return Err(syn::Error::new_spanned(
+            value,
+            format!("`{key}` expects a string literal: {list}{hint}"),
+        ));
+    };
+    let text = lit.value();
+    if let Some((_, expanded)) = values.iter().find(|(v, _)| *v == text) {
+        return Ok(expanded);
+    }
+    let hint = match values.iter().find(|(v, _)| v.eq_ignore_ascii_case(&text)) {
+        Some((v, _)) => format!("; did you mean \"{v}\"?"),
+        None => String::new(),
+    };
+    Err(syn::Error::new(
+        lit.span(),
+        format!("unknown {noun} \"{text}\" for `{key}`: expected {list}{hint}"),
+    ))
+}
+
+/// `timeout`: a duration string, or an integer literal of seconds.
+pub(super) fn timeout(value: &Expr) -> syn::Result<u64> {
+    match literal(value) {
+        Some(Lit::Str(lit)) => {
+            parse_timeout(&lit.value()).map_err(|message| syn::Error::new(lit.span(), message))
+        }
+        Some(Lit::Int(lit)) => check_timeout_secs(lit.base10_parse().ok()).map_err(|range| {
+            syn::Error::new(
+                lit.span(),
+                format!("`timeout = {lit}` (seconds) is out of range: {range}"),
+            )
+        }),
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!("`timeout` expects a string literal or an integer literal of seconds: {TIMEOUT_FORMS}"),
+        )),
+    }
+}
+
+/// `scale_timeout`: `true` or `false`, unquoted.
+pub(super) fn boolean(key: &str, value: &Expr) -> syn::Result<bool> {
+    match literal(value) {
+        Some(Lit::Bool(lit)) => Ok(lit.value),
+        Some(Lit::Str(lit)) if matches!(lit.value().as_str(), "true" | "false") => {
+            Err(syn::Error::new(
+                lit.span(),
+                format!(
+                    "`{key}` expects `true` or `false`, not a string: write `{key} = {}`",
+                    lit.value()
+                ),
+            ))
+        }
+        _ => Err(syn::Error::new_spanned(
+            value,
+            format!("`{key}` expects `true` or `false`"),
+        )),
+    }
+}
+
+/// `user_data = "PATH"` (or `cloud_init`): a file relative to the crate root, which must exist.
+///
+/// Checked here so that a typo is an error on the string rather than on the `include_str!` the
+/// expansion reads the file with (whose message names a path the user never wrote).
+pub(super) fn user_data(key: &str, value: &Expr) -> syn::Result<LitStr> {
+    let Some(Lit::Str(lit)) = literal(value) else {
+        return Err(syn::Error::new_spanned(
+            value,
+            format!(
+                "`{key}` expects a string literal: the path of a cloud-config YAML file, \
+                 relative to the crate root (the directory of Cargo.toml), e.g. \
+                 `{key} = \"tests/cloud-init.yaml\"`"
+            ),
+        ));
+    };
+    let path = lit.value();
+    let problem = if path.is_empty() {
+        Some("must not be empty".to_owned())
+    } else if Path::new(&path).is_absolute() {
+        Some("must be relative to the crate root (the directory of Cargo.toml), not absolute".to_owned())
+    } else {
+        // Without CARGO_MANIFEST_DIR (not built by cargo), `env!` in the expansion says so.
+        std::env::var_os("CARGO_MANIFEST_DIR").and_then(|root| {
+            let full = Path::new(&root).join(&path);
+            if full.is_file() {
+                None
+            } else if full.is_dir() {
+                Some("is a directory, not a file".to_owned())
+            } else {
+                Some("names no such file: the path is relative to the crate root (the \
+                      directory of Cargo.toml)"
+                    .to_owned())
+            }
+        })
+    };
+    match problem {
+        Some(problem) => Err(syn::Error::new(
+            lit.span(),
+            format!("`{key} = \"{}\"` {problem}", path.escape_debug()),
+        )),
+        None => Ok(lit.clone()),
+    }
+}
+
+/// `fixture = PATH`: the path of a `#[vmtest::fixture]`. That it is one is left to the type
+/// checker (the expansion takes `&PATH` as a `&'static Fixture`).
+pub(super) fn fixture(value: &Expr) -> syn::Result<syn::Path> {
+    const EXPECTED: &str = "`fixture` expects the path of a `#[vmtest::fixture]`, e.g. \
+        `fixture = shared_vm` or `fixture = crate::fixtures::shared_vm`";
+    match value {
+        Expr::Path(path) if path.qself.is_none() && path.attrs.is_empty() => Ok(path.path.clone()),
+        Expr::Group(group) => fixture(&group.expr),
+        Expr::Lit(lit) => match &lit.lit {
+            Lit::Str(text) if syn::parse_str::<syn::Path>(&text.value()).is_ok() => {
+                Err(syn::Error::new(
+                    text.span(),
+                    format!("{EXPECTED}; not a string: write `fixture = {}`", text.value()),
+                ))
+            }
+            _ => Err(syn::Error::new_spanned(value, EXPECTED)),
+        },
+        _ => Err(syn::Error::new_spanned(value, EXPECTED)),
+    }
+}
