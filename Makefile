@@ -31,7 +31,8 @@ test: images
 	  if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	    echo "== the examples and the lifecycle tests under cargo-nextest (one process per test)"; \
 	    $(CARGO) nextest run --locked --workspace --test-threads=$(TEST_THREADS) \
-	      -E 'package(vmtest-examples) | binary(=lifecycle) | binary(=teardown)' || status=1; \
+	      -E 'package(vmtest-examples) | binary(=lifecycle) | binary(=teardown) | binary(=suite) | binary(=suite_harness)' \
+	      || status=1; \
 	  else \
 	    echo "!! cargo-nextest is not installed: the nextest run of the examples and lifecycle tests is SKIPPED"; \
 	    echo "!! (install it with: cargo install cargo-nextest --locked)"; \

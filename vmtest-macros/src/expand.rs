@@ -240,9 +240,18 @@ fn specs(args: &Args) -> TokenStream {
     let cpus = args.cpus.map(|cpus| quote!(.cpus(#cpus)));
     let disk = args.disk_mib.map(|mib| quote!(.disk_mib(#mib)));
     let variant = |variant: &str| Ident::new(variant, Span::call_site());
-    let network = args.network.map(variant).map(|v| quote!(.network(::vmtest::Network::#v)));
-    let backend = args.backend.map(variant).map(|v| quote!(.backend(::vmtest::Backend::#v)));
-    let accel = args.accel.map(variant).map(|v| quote!(.accel(::vmtest::AccelChoice::#v)));
+    let network = args
+        .network
+        .map(variant)
+        .map(|v| quote!(.network(::vmtest::Network::#v)));
+    let backend = args
+        .backend
+        .map(variant)
+        .map(|v| quote!(.backend(::vmtest::Backend::#v)));
+    let accel = args
+        .accel
+        .map(variant)
+        .map(|v| quote!(.accel(::vmtest::AccelChoice::#v)));
     // `include_str!` embeds the file and makes cargo rebuild the test when it changes; its
     // errors (not UTF-8) point at the path the user wrote.
     let user_data = args.user_data.as_ref().map(|path| {
@@ -327,7 +336,10 @@ mod tests {
                 async fn t(vm: &Vm) {}
             ),
         );
-        assert!(out.contains(":: std :: vec ! [:: vmtest :: VmSpec :: new ()]"), "{out}");
+        assert!(
+            out.contains(":: std :: vec ! [:: vmtest :: VmSpec :: new ()]"),
+            "{out}"
+        );
         assert!(
             out.contains(
                 "< :: vmtest :: __private :: TestOptions as :: core :: default :: Default > :: \
@@ -366,7 +378,12 @@ mod tests {
     #[test]
     fn options_say_only_what_was_given() {
         let out = expand_str(
-            quote!(timeout = "2m", scale_timeout = false, requires = "kvm", keep),
+            quote!(
+                timeout = "2m",
+                scale_timeout = false,
+                requires = "kvm",
+                keep
+            ),
             quote!(
                 async fn t(vm: &Vm) {}
             ),
@@ -391,10 +408,15 @@ mod tests {
             ),
         );
         assert!(
-            out.contains(":: std :: vec ! [:: vmtest :: VmSpec :: new () . memory_mib (1024u32) ; 3]"),
+            out.contains(
+                ":: std :: vec ! [:: vmtest :: VmSpec :: new () . memory_mib (1024u32) ; 3]"
+            ),
             "{out}"
         );
-        assert!(out.contains("| vm | :: std :: boxed :: Box :: pin (t (vm))"), "{out}");
+        assert!(
+            out.contains("| vm | :: std :: boxed :: Box :: pin (t (vm))"),
+            "{out}"
+        );
 
         let out = expand_str(
             quote!(vms(client, r#server)),
@@ -403,7 +425,10 @@ mod tests {
             ),
         );
         assert!(out.contains("[:: vmtest :: VmSpec :: new () ; 2]"), "{out}");
-        assert!(out.contains("labels : & [\"client\" , \"server\"]"), "{out}");
+        assert!(
+            out.contains("labels : & [\"client\" , \"server\"]"),
+            "{out}"
+        );
         assert!(
             out.contains("| vm | :: std :: boxed :: Box :: pin (t (& vm [0] , & vm [1]))"),
             "{out}"
@@ -471,7 +496,10 @@ mod tests {
         let submit = out
             .find("# [cfg (unix)] :: vmtest :: __private :: inventory :: submit !")
             .unwrap();
-        assert!(run < inner && inner < test && test < attrs && attrs < submit, "{out}");
+        assert!(
+            run < inner && inner < test && test < attrs && attrs < submit,
+            "{out}"
+        );
         assert!(out.contains("name : \"t\""), "{out}");
         assert!(out.contains("run : __vmtest_run_t , ignored : true , should_panic : :: vmtest :: __private :: ShouldPanic :: No"), "{out}");
     }
@@ -480,14 +508,22 @@ mod tests {
     fn should_panic_is_registered() {
         for (attr, registered) in [
             (quote!(#[should_panic]), "ShouldPanic :: Yes"),
-            (quote!(#[should_panic = "boom"]), "ShouldPanic :: WithMessage (\"boom\")"),
+            (
+                quote!(#[should_panic = "boom"]),
+                "ShouldPanic :: WithMessage (\"boom\")",
+            ),
             (
                 quote!(#[should_panic(expected = "boom")]),
                 "ShouldPanic :: WithMessage (\"boom\")",
             ),
         ] {
             let out = expand_str(quote!(), quote!(#attr async fn t(vm: &Vm) {}));
-            assert!(out.contains(&format!("ignored : false , should_panic : :: vmtest :: __private :: {registered}")), "{out}");
+            assert!(
+                out.contains(&format!(
+                    "ignored : false , should_panic : :: vmtest :: __private :: {registered}"
+                )),
+                "{out}"
+            );
         }
     }
 }

@@ -139,9 +139,11 @@ pub(crate) fn expand(func: ItemFn) -> TokenStream {
     // it too); any other outer attribute stays on the function.
     let (on_static, on_fn): (Vec<_>, Vec<_>) = attrs.into_iter().partition(|attr| {
         matches!(attr.style, AttrStyle::Outer)
-            && ["doc", "cfg", "cfg_attr", "allow", "warn", "deny", "forbid", "expect"]
-                .iter()
-                .any(|name| attr.path().is_ident(name))
+            && [
+                "doc", "cfg", "cfg_attr", "allow", "warn", "deny", "forbid", "expect",
+            ]
+            .iter()
+            .any(|name| attr.path().is_ident(name))
     });
     let name = sig.ident.clone();
     let fixture_name = name.unraw().to_string();
@@ -194,7 +196,11 @@ mod tests {
                 }
             ),
         ] {
-            assert_eq!(errors(quote!(), func.clone()), Vec::<String>::new(), "{func}");
+            assert_eq!(
+                errors(quote!(), func.clone()),
+                Vec::<String>::new(),
+                "{func}"
+            );
         }
     }
 
@@ -260,7 +266,10 @@ mod tests {
             ),
         ] {
             let errors = errors(args, func.clone());
-            assert!(errors.iter().any(|e| e.contains(says)), "{func}: {errors:?}");
+            assert!(
+                errors.iter().any(|e| e.contains(says)),
+                "{func}: {errors:?}"
+            );
         }
     }
 

@@ -39,7 +39,7 @@ mod parse;
 /// | `backend` | `"qemu"` | `"qemu"` or `"libvirt"` |
 /// | `accel` | `VMTEST_ACCEL`, else `"auto"` | `"auto"`, `"kvm"` or `"tcg"` |
 /// | `requires` | nothing | `"kvm"`: where KVM does not work, the test passes without running, loudly |
-/// | `timeout` | none | the body's time limit: `"90s"`, `"5m"`, `"1h"`, or an integer of seconds; 1 s to 24 h |
+/// | `timeout` | none | the body's time limit: `"90s"`, `"5m"`, `"1h"`, or an integer of seconds; 1 s to 24 h; only for an `async fn` (the limit ends the body at an `.await`) |
 /// | `scale_timeout` | `true` | `false`: do not multiply `timeout` under TCG; only with `timeout` |
 /// | `user_data` (or `cloud_init`) | none | a cloud-config YAML file, by its path relative to the crate root; merged into every VM's user-data |
 /// | `vms` | one VM | `vms = N` (2 to 16; the function takes `vms: &[Vm]`) or `vms(a, b, ..)` (named; the function takes `a: &Vm, b: &Vm, ..`) |

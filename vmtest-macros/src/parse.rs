@@ -1,5 +1,6 @@
-//! Parsing and validation of `#[vmtest(...)]`: the attribute's `key = value` arguments here, the
-//! grammars of their string values in [`values`], the function it sits on in [`signature`].
+//! Parsing and validation of `#[vmtest(...)]`: the attribute's arguments and the keys that exclude
+//! each other here, the value of each key in [`keys`], the grammars of their string values in
+//! [`values`], the function it sits on in [`signature`].
 //!
 //! Like tokio-macros, every error carries the span of the token at fault and says what would have
 //! been accepted. Unlike a plain `?` chain, semantic errors are collected, so one build shows every
@@ -497,7 +498,13 @@ mod tests {
         assert_eq!(names[1].unraw(), "server");
         assert_eq!(args.keep, Some("always"));
 
-        let args = parse_ok(quote!(memory = 1024, disk = 65536, timeout = 90, vms = 3, keep));
+        let args = parse_ok(quote!(
+            memory = 1024,
+            disk = 65536,
+            timeout = 90,
+            vms = 3,
+            keep
+        ));
         assert_eq!(args.memory_mib, Some(1024));
         assert_eq!(args.disk_mib, Some(65536));
         assert_eq!(args.timeout_secs, Some(90));
@@ -553,37 +560,73 @@ mod tests {
             (quote!(cpus = 65), "`cpus = 65` is out of range"),
             (quote!(cpus = 99999999999), "out of range"),
             (quote!(cpus = -1), "from 1 to 64"),
-            (quote!(memory = true), "`memory` expects a string literal or an integer"),
+            (
+                quote!(memory = true),
+                "`memory` expects a string literal or an integer",
+            ),
             (quote!(memory = 32), "`memory = 32` (MiB) is out of range"),
             (quote!(disk = "1T"), "invalid disk size \"1T\""),
-            (quote!(disk = "4096G"), "disk size \"4096G\" is out of range"),
-            (quote!(network = "lan"), "unknown network \"lan\" for `network`: expected \"user\", \"isolated\" or \"pxe\""),
+            (
+                quote!(disk = "4096G"),
+                "disk size \"4096G\" is out of range",
+            ),
+            (
+                quote!(network = "lan"),
+                "unknown network \"lan\" for `network`: expected \"user\", \"isolated\" or \"pxe\"",
+            ),
             (quote!(network = user), "write `network = \"user\"`"),
             (quote!(backend = "QEMU"), "did you mean \"qemu\"?"),
-            (quote!(accel = "hvf"), "expected \"auto\", \"kvm\" or \"tcg\""),
+            (
+                quote!(accel = "hvf"),
+                "expected \"auto\", \"kvm\" or \"tcg\"",
+            ),
             (quote!(requires = "tpm"), "expected \"kvm\""),
             (quote!(timeout = "90"), "has no unit: write \"90s\""),
             (quote!(timeout = "1m30s"), "invalid timeout"),
-            (quote!(timeout = 0), "`timeout = 0` (seconds) is out of range"),
+            (
+                quote!(timeout = 0),
+                "`timeout = 0` (seconds) is out of range",
+            ),
             (quote!(timeout = "25h"), "out of range"),
-            (quote!(timeout = 1.5), "`timeout` expects a string literal or an integer"),
-            (quote!(timeout = "1s", scale_timeout = "false"), "not a string: write `scale_timeout = false`"),
-            (quote!(user_data = "no/such/file.yaml"), "names no such file"),
+            (
+                quote!(timeout = 1.5),
+                "`timeout` expects a string literal or an integer",
+            ),
+            (
+                quote!(timeout = "1s", scale_timeout = "false"),
+                "not a string: write `scale_timeout = false`",
+            ),
+            (
+                quote!(user_data = "no/such/file.yaml"),
+                "names no such file",
+            ),
             (quote!(cloud_init = "/etc/passwd"), "not absolute"),
             (quote!(cloud_init = "src"), "is a directory"),
-            (quote!(user_data = 1), "`user_data` expects a string literal"),
-            (quote!(vms = 1), "`vms = 1` is out of range: expected 2 to 16; a test with one VM"),
+            (
+                quote!(user_data = 1),
+                "`user_data` expects a string literal",
+            ),
+            (
+                quote!(vms = 1),
+                "`vms = 1` is out of range: expected 2 to 16; a test with one VM",
+            ),
             (quote!(vms = 17), "out of range"),
             (quote!(vms), "expected `vms = N`"),
             (quote!(vms()), "expects the names of the VMs"),
             (quote!(vms("a", b)), "not strings: write `a` without quotes"),
             (quote!(vms(a, b, a)), "duplicate VM name `a`"),
             (quote!(vms(a::b)), "expects the names of the VMs"),
-            (quote!(fixture = "shared"), "not a string: write `fixture = shared`"),
+            (
+                quote!(fixture = "shared"),
+                "not a string: write `fixture = shared`",
+            ),
             (quote!(fixture = 1), "`fixture` expects the path"),
             (quote!(keep = "yes"), "unknown keep policy \"yes\""),
             (quote!(keep = true), "`keep` expects a string literal"),
-            (quote!(keep("always")), "expected `keep` (keep the VMs of a failed test)"),
+            (
+                quote!(keep("always")),
+                "expected `keep` (keep the VMs of a failed test)",
+            ),
             (quote!(disk_size = "8G"), "did you mean `disk`?"),
             (quote!(disk = "recipe:tiny"), "invalid disk size"),
         ] {
@@ -606,10 +649,16 @@ mod tests {
         assert_eq!(errors.len(), 3, "{errors:?}");
         assert!(errors[0].contains("`image` cannot be used with `fixture`: the fixture decides the VM; set this in the fixture's spec (`.image(..)`)"), "{errors:?}");
         assert!(errors[1].contains("(`.memory_mib(..)`)"), "{errors:?}");
-        assert!(errors[2].contains("`vms` cannot be used with `fixture`"), "{errors:?}");
+        assert!(
+            errors[2].contains("`vms` cannot be used with `fixture`"),
+            "{errors:?}"
+        );
 
         let errors = messages(quote!(scale_timeout = false));
-        assert!(errors[0].starts_with("`scale_timeout` needs a `timeout`"), "{errors:?}");
+        assert!(
+            errors[0].starts_with("`scale_timeout` needs a `timeout`"),
+            "{errors:?}"
+        );
         let errors = messages(quote!(requires = "kvm", accel = "tcg"));
         assert!(errors[0].contains("contradicts"), "{errors:?}");
         let errors = messages(quote!(cloud_init = "Cargo.toml", user_data = "Cargo.toml"));

@@ -79,7 +79,12 @@ mod keys {
         Ok(())
     }
 
-    #[vmtest(timeout = 300, scale_timeout = false, cloud_init = "tests/ui/user-data.yaml", keep)]
+    #[vmtest(
+        timeout = 300,
+        scale_timeout = false,
+        cloud_init = "tests/ui/user-data.yaml",
+        keep
+    )]
     async fn unscaled_timeout(_vm: &Vm) {}
 
     // Without a working KVM this passes without booting, saying so on stderr.
@@ -115,22 +120,30 @@ fn named_vms(client: &Vm, server: &Vm) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One VM for the two tests below: booted once when they run in one process.
-#[vmtest::fixture]
-fn shared() -> VmSpec {
-    VmSpec::new().memory_mib(256)
+mod fixtures {
+    use vmtest::VmSpec;
+
+    /// One VM for the two tests below: booted once when they run in one process.
+    #[vmtest::fixture]
+    pub(crate) fn shared() -> VmSpec {
+        VmSpec::new().memory_mib(256)
+    }
 }
 
-#[vmtest(fixture = shared)]
+#[vmtest(fixture = fixtures::shared)]
 async fn leases_the_fixture(vm: &Vm) -> anyhow::Result<()> {
     anyhow::ensure!(vm.ssh().run(["true"]).await?.success());
     Ok(())
 }
 
-#[vmtest(fixture = crate::shared, timeout = "2m")]
-async fn leases_the_fixture_too(vm: &Vm) -> anyhow::Result<()> {
-    anyhow::ensure!(vm.ssh().run(["true"]).await?.success());
-    Ok(())
+mod leases {
+    use vmtest::{vmtest, Vm};
+
+    #[vmtest(fixture = super::fixtures::shared, timeout = "2m")]
+    async fn leases_the_fixture_too(vm: &Vm) -> anyhow::Result<()> {
+        anyhow::ensure!(vm.ssh().run(["true"]).await?.success());
+        Ok(())
+    }
 }
 
 #[test]
@@ -144,7 +157,10 @@ fn every_test_is_registered() {
         .map(|test| test.id.libtest_name())
         .collect();
     assert_eq!(names.len(), 15, "{names:?}");
-    assert!(!names.iter().any(|n| n.contains("configured_out")), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.contains("configured_out")),
+        "{names:?}"
+    );
 
     let test = find("qualified::returns_anyhow");
     assert_eq!(test.id.module_path, "expand::qualified");
@@ -174,25 +190,25 @@ fn every_test_is_registered() {
             .network(vmtest::Network::User)
             .backend(vmtest::Backend::Qemu)
             .accel(vmtest::AccelChoice::Auto)
-            .user_data(
-                "tests/ui/user-data.yaml",
-                include_str!("ui/user-data.yaml")
-            )]
+            .user_data("tests/ui/user-data.yaml", include_str!("ui/user-data.yaml"))]
     );
     let options = (find("keys::unscaled_timeout").options)();
     assert!(!options.scale_timeout);
     assert_eq!(options.keep, Some("on-failure"));
     assert!((find("keys::requires_kvm").options)().requires_kvm);
 
-    assert_eq!((find("two_vms").specs)(), vec![VmSpec::new().memory_mib(256); 2]);
+    assert_eq!(
+        (find("two_vms").specs)(),
+        vec![VmSpec::new().memory_mib(256); 2]
+    );
     assert_eq!((find("named_vms").specs)().len(), 2);
     assert_eq!((find("named_vms").options)().labels, ["client", "server"]);
 
-    for name in ["leases_the_fixture", "leases_the_fixture_too"] {
+    for name in ["leases_the_fixture", "leases::leases_the_fixture_too"] {
         let test = find(name);
         assert!((test.specs)().is_empty());
         let fixture = (test.options)().fixture.expect("a fixture");
-        assert!(std::ptr::eq(fixture, &shared));
+        assert!(std::ptr::eq(fixture, &fixtures::shared));
     }
-    assert_eq!(shared.path(), "expand::shared");
+    assert_eq!(fixtures::shared.path(), "expand::fixtures::shared");
 }

@@ -154,7 +154,11 @@ where
     let test = id.path();
     if options.requires_kvm {
         if let Some(why) = kvm_missing() {
-            eprintln!(
+            // Straight to the process's stderr: libtest captures `eprintln!` of a passing test,
+            // and a skip must not be silent.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
                 "\n!! SKIPPED {test}: it requires KVM ({why}).\n!! It passes without running; \
                  run it on a host with a working /dev/kvm.\n"
             );

@@ -116,7 +116,9 @@ impl Fixture {
                     artifacts: crate::artifacts::dir_for(&format!("fixture::{}", self.path())),
                     keep: Keep::Never,
                 };
-                let vm = Arc::new(runtime().block_on(Vm::boot_in((self.spec)(), cx))?);
+                let mut vm = runtime().block_on(Vm::boot_in((self.spec)(), cx))?;
+                vm.set_home(runtime().handle().clone());
+                let vm = Arc::new(vm);
                 state.vm = Some(vm.clone());
                 state.boots += 1;
                 live().lock().unwrap_or_else(|p| p.into_inner()).push(self);

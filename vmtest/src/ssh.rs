@@ -131,7 +131,6 @@ impl Session {
             stdout: Vec::new(),
             stderr: Vec::new(),
         };
-        let mut closed = false;
         while let Some(msg) = channel.wait().await {
             match msg {
                 ChannelMsg::Data { data } => out.stdout.extend_from_slice(&data),
@@ -140,14 +139,13 @@ impl Session {
                 ChannelMsg::ExitSignal { signal_name, .. } => {
                     out.exit_signal = Some(format!("{signal_name:?}"))
                 }
-                ChannelMsg::Close => {
-                    closed = true;
-                    break;
-                }
+                ChannelMsg::Close => break,
                 _ => {}
             }
         }
-        if out.exit_code.is_none() && out.exit_signal.is_none() && !closed {
+        // A command always ends with its exit status or signal; a channel closed without
+        // either was cut (the connection's task died), and its output cannot be trusted.
+        if out.exit_code.is_none() && out.exit_signal.is_none() {
             return Err(ssh_err(format!(
                 "the connection ended before `{command}` finished"
             )));

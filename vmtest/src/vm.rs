@@ -47,6 +47,9 @@ pub struct Vm {
     qemu: QemuProcess,
     dir: WorkDir,
     claim: Claim,
+    /// The runtime new SSH connections are made on, when the VM outlives the runtimes of the
+    /// tests using it (a fixture's): a connection's task must not die with one test.
+    home: Option<tokio::runtime::Handle>,
     /// This VM's share of the host's boot budget, given back once QEMU is gone.
     _budget: Option<crate::budget::Reservation>,
     name: String,
@@ -197,10 +200,8 @@ impl Vm {
             Some(_) => {
                 let label = cx.test.clone();
                 Some(
-                    blocking(move || {
-                        crate::budget::acquire(&label, u64::from(memory_mib), cpus)
-                    })
-                    .await?,
+                    blocking(move || crate::budget::acquire(&label, u64::from(memory_mib), cpus))
+                        .await?,
                 )
             }
         };
@@ -438,6 +439,7 @@ impl Vm {
             dir,
             claim,
             _budget: budget,
+            home: None,
             name,
             accel,
             target,
@@ -597,9 +599,26 @@ impl Vm {
             return Ok(s.clone());
         }
         let timeout = Duration::from_secs(30) * self.accel.timeout_factor();
-        let s = Arc::new(Session::connect(&self.target, &self.host_key, timeout).await?);
+        let session = match &self.home {
+            None => Session::connect(&self.target, &self.host_key, timeout).await?,
+            Some(home) => {
+                let (target, key) = (self.target.clone(), self.host_key.clone());
+                home.spawn(async move { Session::connect(&target, &key, timeout).await })
+                    .await
+                    .map_err(|e| Error::Ssh {
+                        addr: self.target.addr.to_string(),
+                        message: format!("connecting: {e}"),
+                    })??
+            }
+        };
+        let s = Arc::new(session);
         *slot = Some(s.clone());
         Ok(s)
+    }
+
+    /// Makes new SSH connections on `home` (see [`Vm::home`]).
+    pub(crate) fn set_home(&mut self, home: tokio::runtime::Handle) {
+        self.home = Some(home);
     }
 }
 

@@ -25,9 +25,7 @@ fn literal(value: &Expr) -> Option<&Lit> {
 /// The identifier `value` is, if it is a lone one (`user` in `network = user`).
 fn lone_ident(value: &Expr) -> Option<&Ident> {
     match value {
-        Expr::Path(path) if path.qself.is_none() && path.attrs.is_empty() => {
-            path.path.get_ident()
-        }
+        Expr::Path(path) if path.qself.is_none() && path.attrs.is_empty() => path.path.get_ident(),
         Expr::Group(group) => lone_ident(&group.expr),
         _ => None,
     }
@@ -78,7 +76,9 @@ fn bounded_int(
             Ok(n) if range.contains(&n) => Ok(n),
             _ => Err(syn::Error::new(
                 lit.span(),
-                format!("`{key} = {lit}` is out of range: expected {min} to {max}{out_of_range_hint}"),
+                format!(
+                    "`{key} = {lit}` is out of range: expected {min} to {max}{out_of_range_hint}"
+                ),
             )),
         },
         Some(Lit::Str(lit)) if lit.value().parse::<u32>().is_ok() => Err(syn::Error::new(
@@ -132,7 +132,10 @@ pub(super) fn vm_names(
             (None, Some(Lit::Str(lit))) => {
                 return Err(syn::Error::new(
                     lit.span(),
-                    format!("{EXPECTED}; not strings: write `{}` without quotes", lit.value()),
+                    format!(
+                        "{EXPECTED}; not strings: write `{}` without quotes",
+                        lit.value()
+                    ),
                 ))
             }
             _ => return Err(syn::Error::new_spanned(name, EXPECTED)),
@@ -140,7 +143,10 @@ pub(super) fn vm_names(
         if idents.iter().any(|seen| seen.unraw() == ident.unraw()) {
             return Err(syn::Error::new(
                 ident.span(),
-                format!("duplicate VM name `{}` in `vms(..)`: each VM needs a name of its own", ident.unraw()),
+                format!(
+                    "duplicate VM name `{}` in `vms(..)`: each VM needs a name of its own",
+                    ident.unraw()
+                ),
             ));
         }
         idents.push(ident.clone());
@@ -148,7 +154,10 @@ pub(super) fn vm_names(
     if idents.len() > MAX_VMS as usize {
         return Err(syn::Error::new(
             paren,
-            format!("`vms(..)` names {} VMs: expected 1 to {MAX_VMS}", idents.len()),
+            format!(
+                "`vms(..)` names {} VMs: expected 1 to {MAX_VMS}",
+                idents.len()
+            ),
         ));
     }
     Ok(idents)
@@ -201,7 +210,11 @@ pub(super) const KEEP: Choices = Choices {
 impl Choices {
     /// `"user", "isolated" or "pxe"`.
     pub(super) fn list(&self) -> String {
-        let quoted: Vec<String> = self.values.iter().map(|(v, _)| format!("\"{v}\"")).collect();
+        let quoted: Vec<String> = self
+            .values
+            .iter()
+            .map(|(v, _)| format!("\"{v}\""))
+            .collect();
         match quoted.split_last() {
             Some((last, [])) => last.clone(),
             Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
@@ -299,7 +312,10 @@ pub(super) fn user_data(key: &str, value: &Expr) -> syn::Result<LitStr> {
     let problem = if path.is_empty() {
         Some("must not be empty".to_owned())
     } else if Path::new(&path).is_absolute() {
-        Some("must be relative to the crate root (the directory of Cargo.toml), not absolute".to_owned())
+        Some(
+            "must be relative to the crate root (the directory of Cargo.toml), not absolute"
+                .to_owned(),
+        )
     } else {
         // Without CARGO_MANIFEST_DIR (not built by cargo), `env!` in the expansion says so.
         std::env::var_os("CARGO_MANIFEST_DIR").and_then(|root| {
@@ -309,9 +325,11 @@ pub(super) fn user_data(key: &str, value: &Expr) -> syn::Result<LitStr> {
             } else if full.is_dir() {
                 Some("is a directory, not a file".to_owned())
             } else {
-                Some("names no such file: the path is relative to the crate root (the \
+                Some(
+                    "names no such file: the path is relative to the crate root (the \
                       directory of Cargo.toml)"
-                    .to_owned())
+                        .to_owned(),
+                )
             }
         })
     };
@@ -336,7 +354,10 @@ pub(super) fn fixture(value: &Expr) -> syn::Result<syn::Path> {
             Lit::Str(text) if syn::parse_str::<syn::Path>(&text.value()).is_ok() => {
                 Err(syn::Error::new(
                     text.span(),
-                    format!("{EXPECTED}; not a string: write `fixture = {}`", text.value()),
+                    format!(
+                        "{EXPECTED}; not a string: write `fixture = {}`",
+                        text.value()
+                    ),
                 ))
             }
             _ => Err(syn::Error::new_spanned(value, EXPECTED)),

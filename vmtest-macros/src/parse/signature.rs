@@ -192,7 +192,10 @@ fn check_slice(func: &ItemFn, count: u32, params: &[&PatType]) -> syn::Result<()
 
 /// `vms(a, b)`: `a: &Vm, b: &Vm`, the same names in the same order.
 fn check_named(func: &ItemFn, names: &[syn::Ident], params: &[&PatType]) -> syn::Result<()> {
-    let listed = names.iter().map(|n| n.unraw().to_string()).collect::<Vec<_>>();
+    let listed = names
+        .iter()
+        .map(|n| n.unraw().to_string())
+        .collect::<Vec<_>>();
     let expected = format!(
         "`vms({})` names {} VM{}, so the function takes `{}`, in that order",
         listed.join(", "),
@@ -237,7 +240,14 @@ fn check_named(func: &ItemFn, names: &[syn::Ident], params: &[&PatType]) -> syn:
             .join(", ");
         errors.push(syn::Error::new(
             func.sig.paren_token.span.join(),
-            format!("missing parameter{} {missing}: {expected}", if listed.len() - params.len() == 1 { "" } else { "s" }),
+            format!(
+                "missing parameter{} {missing}: {expected}",
+                if listed.len() - params.len() == 1 {
+                    ""
+                } else {
+                    "s"
+                }
+            ),
         ));
     }
     errors.finish(())
@@ -321,7 +331,10 @@ fn check_vm_ref(ty: &Type, slice_hint: &str) -> syn::Result<()> {
     }
     match ungroup(&reference.elem) {
         Type::Path(path) if is_vm_path(path) => Ok(()),
-        Type::Slice(_) => Err(syn::Error::new_spanned(ty, format!("{EXPECTED}{slice_hint}"))),
+        Type::Slice(_) => Err(syn::Error::new_spanned(
+            ty,
+            format!("{EXPECTED}{slice_hint}"),
+        )),
         _ => Err(syn::Error::new_spanned(ty, EXPECTED)),
     }
 }
@@ -538,10 +551,19 @@ mod tests {
     fn a_timeout_needs_an_async_body() {
         let (args, parsed) = crate::parse::parse_args(quote!(timeout = "1m"));
         parsed.unwrap();
-        let sync: ItemFn = syn::parse2(quote!(fn a(vm: &Vm) {})).unwrap();
+        let sync: ItemFn = syn::parse2(quote!(
+            fn a(vm: &Vm) {}
+        ))
+        .unwrap();
         let error = check_fn(&sync, &args).unwrap_err().to_string();
-        assert!(error.starts_with("`timeout` needs an `async fn`"), "{error}");
-        let asynchronous: ItemFn = syn::parse2(quote!(async fn a(vm: &Vm) {})).unwrap();
+        assert!(
+            error.starts_with("`timeout` needs an `async fn`"),
+            "{error}"
+        );
+        let asynchronous: ItemFn = syn::parse2(quote!(
+            async fn a(vm: &Vm) {}
+        ))
+        .unwrap();
         assert!(check_fn(&asynchronous, &args).is_ok());
     }
 
@@ -570,7 +592,11 @@ mod tests {
                 }
             ),
         ] {
-            assert_eq!(fn_errors_with(tokens.clone(), &slice), Vec::<String>::new(), "{tokens}");
+            assert_eq!(
+                fn_errors_with(tokens.clone(), &slice),
+                Vec::<String>::new(),
+                "{tokens}"
+            );
         }
         let named = vm_names(&["client", "server"]);
         for tokens in [
@@ -581,10 +607,20 @@ mod tests {
                 fn a(_client: &vmtest::Vm, mut r#server: &Vm) {}
             ),
         ] {
-            assert_eq!(fn_errors_with(tokens.clone(), &named), Vec::<String>::new(), "{tokens}");
+            assert_eq!(
+                fn_errors_with(tokens.clone(), &named),
+                Vec::<String>::new(),
+                "{tokens}"
+            );
         }
         // A rejected `vms` checks no parameter.
-        assert!(fn_errors_with(quote!(async fn a(x: u8, y: u8) {}), &Vms::Invalid).is_empty());
+        assert!(fn_errors_with(
+            quote!(
+                async fn a(x: u8, y: u8) {}
+            ),
+            &Vms::Invalid
+        )
+        .is_empty());
 
         for (tokens, vms, says) in [
             (quote!(async fn a(vm: &Vm) {}), &slice, "the function gets all 3 VMs at once"),

@@ -42,7 +42,12 @@ pub(super) const DISK: SizeKey = SizeKey {
 /// Decimal units (`MB`, `GB`) are refused rather than guessed: QEMU reads them as binary, a
 /// reader might not.
 pub(super) fn parse_size(key: &SizeKey, text: &str) -> Result<u64, String> {
-    let invalid = || format!("invalid {} size \"{text}\": expected {}", key.name, key.forms);
+    let invalid = || {
+        format!(
+            "invalid {} size \"{text}\": expected {}",
+            key.name, key.forms
+        )
+    };
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
@@ -69,7 +74,11 @@ pub(super) fn parse_size(key: &SizeKey, text: &str) -> Result<u64, String> {
 }
 
 /// Checks a size given as an integer literal of MiB (`memory = 1024`).
-pub(super) fn check_size_mib(key: &SizeKey, mib: Option<u64>, written: &str) -> Result<u64, String> {
+pub(super) fn check_size_mib(
+    key: &SizeKey,
+    mib: Option<u64>,
+    written: &str,
+) -> Result<u64, String> {
     match mib {
         Some(mib) if (key.min_mib..=key.max_mib).contains(&mib) => Ok(mib),
         _ => Err(format!(
@@ -105,10 +114,16 @@ pub(super) fn parse_timeout(text: &str) -> Result<u64, String> {
                  seconds; expected {TIMEOUT_FORMS}"
             ))
         }
-        _ => return Err(format!("invalid timeout \"{text}\": expected {TIMEOUT_FORMS}")),
+        _ => {
+            return Err(format!(
+                "invalid timeout \"{text}\": expected {TIMEOUT_FORMS}"
+            ))
+        }
     };
     if number.is_empty() {
-        return Err(format!("invalid timeout \"{text}\": expected {TIMEOUT_FORMS}"));
+        return Err(format!(
+            "invalid timeout \"{text}\": expected {TIMEOUT_FORMS}"
+        ));
     }
     let secs = number
         .parse::<u64>()
@@ -236,6 +251,47 @@ mod tests {
                 "{text:?} should list the forms: {error}"
             );
         }
+    }
+
+    #[test]
+    fn disk_sizes() {
+        assert_eq!(parse_size(&DISK, "8G"), Ok(8192));
+        assert_eq!(parse_size(&DISK, "64M"), Ok(64));
+        assert_eq!(parse_size(&DISK, "2048G"), Ok(2 * 1024 * 1024));
+        assert!(parse_size(&DISK, "2049G")
+            .unwrap_err()
+            .contains("out of range"));
+        assert!(parse_size(&DISK, "1T").unwrap_err().contains("\"8GiB\""));
+        assert_eq!(check_size_mib(&DISK, Some(8192), "8192"), Ok(8192));
+        let error = check_size_mib(&DISK, None, "99999999999999999999").unwrap_err();
+        assert!(error.starts_with("`disk = 99999999999999999999` (MiB) is out of range"));
+    }
+
+    #[test]
+    fn timeouts() {
+        assert_eq!(parse_timeout("90s"), Ok(90));
+        assert_eq!(parse_timeout("5m"), Ok(300));
+        assert_eq!(parse_timeout("1h"), Ok(3600));
+        assert_eq!(parse_timeout("24h"), Ok(MAX_TIMEOUT_SECS));
+        assert_eq!(parse_timeout("86400s"), Ok(MAX_TIMEOUT_SECS));
+        for (text, says) in [
+            ("0s", "out of range"),
+            ("25h", "out of range"),
+            ("99999999999999999999h", "out of range"),
+            ("90", "has no unit: write \"90s\""),
+            ("", "invalid timeout"),
+            ("s", "invalid timeout"),
+            ("1m30s", "invalid timeout"),
+            ("1.5m", "invalid timeout"),
+            ("90 s", "invalid timeout"),
+            ("90S", "invalid timeout"),
+            ("1d", "invalid timeout"),
+        ] {
+            let error = parse_timeout(text).unwrap_err();
+            assert!(error.contains(says), "{text:?}: {error}");
+        }
+        assert_eq!(check_timeout_secs(Some(1)), Ok(1));
+        assert!(check_timeout_secs(None).is_err());
     }
 
     #[test]

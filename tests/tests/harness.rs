@@ -59,10 +59,17 @@ fn both_harnesses_list_exactly_the_same_tests() {
         assert!(a.status.success() && b.status.success(), "{args:?}");
         let (a, b) = (tests_listed(&a), tests_listed(&b));
         assert!(!a.is_empty(), "nothing listed for {args:?}");
-        assert_eq!(a, b, "libtest and the vmtest harness list differently for {args:?}");
+        assert_eq!(
+            a, b,
+            "libtest and the vmtest harness list differently for {args:?}"
+        );
     }
     let all = tests_listed(&Command::new(&harness).arg("--list").output().unwrap());
-    assert!(all.len() >= 20, "the suite has {} tests: {all:?}", all.len());
+    assert!(
+        all.len() >= 20,
+        "the suite has {} tests: {all:?}",
+        all.len()
+    );
 }
 
 struct Run {
@@ -109,14 +116,21 @@ fn the_fixture_boots_once_for_its_five_users_under_both_harnesses() {
         let r = run(&binary(name), &["shared::", "--test-threads", "3"], &[]);
         assert!(r.output.status.success(), "{name}:\n{}", r.text());
         let vms: BTreeSet<String> = SHARED.iter().map(|t| r.vm_of(t)).collect();
-        assert_eq!(vms.len(), 1, "{name}: the five users got {vms:?}\n{}", r.text());
+        assert_eq!(
+            vms.len(),
+            1,
+            "{name}: the five users got {vms:?}\n{}",
+            r.text()
+        );
     }
 }
 
 #[test]
 fn requires_kvm_skips_loudly_where_kvm_is_missing() {
     if vmtest::__private::kvm_missing().is_none() {
-        eprintln!("!! this host has a working KVM: the skip cannot be shown here; checking it runs");
+        eprintln!(
+            "!! this host has a working KVM: the skip cannot be shown here; checking it runs"
+        );
     }
     let missing = vmtest::__private::kvm_missing().is_some();
     let harness = run(&binary("suite_harness"), &["needs_kvm", "--exact"], &[]);
@@ -139,4 +153,36 @@ fn requires_kvm_skips_loudly_where_kvm_is_missing() {
         // The custom harness reports it as ignored, not passed.
         assert!(harness.text().contains("1 ignored"), "{}", harness.text());
     }
+}
+
+/// Nine VM tests started six at a time under a budget of 2 vCPUs: all pass (waiting for the
+/// budget does not count against any deadline), and no more than 2 VMs ever ran at once.
+#[test]
+fn the_boot_budget_holds_across_concurrent_tests() {
+    let run_dir = tempfile::Builder::new()
+        .prefix("vtsb")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let accel = match vmtest::__runner::accelerator().expect("an accelerator") {
+        vmtest::Accel::Kvm => "kvm",
+        _ => "tcg",
+    };
+    let r = run(
+        &binary("suite_harness"),
+        &["own::a0", "--test-threads", "6"],
+        &[
+            ("VMTEST_RUN_DIR", &run_dir.path().to_string_lossy()),
+            ("VMTEST_ACCEL", accel),
+            ("VMTEST_BUDGET_CPUS", "2"),
+        ],
+    );
+    assert!(r.output.status.success(), "{}", r.text());
+    assert!(r.text().contains("9 passed"), "{}", r.text());
+    let peak = vmtest::__runner::budget_peak_in(run_dir.path());
+    assert!(peak.vms >= 1, "the budget recorded nothing: {peak:?}");
+    assert!(
+        peak.cpus <= 2 && peak.vms <= 2,
+        "more VMs ran at once than the budget allows: {peak:?}"
+    );
+    eprintln!("budget peak: {peak:?}");
 }
