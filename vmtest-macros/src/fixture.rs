@@ -18,7 +18,7 @@ use quote::{quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::{AttrStyle, FnArg, ItemFn, ReturnType, Type, Visibility};
 
-use crate::parse::{is_test_attribute, Errors};
+use crate::parse::{check_qualifiers, is_test_attribute, Errors};
 
 const SHAPE: &str = "`fn NAME() -> VmSpec`";
 
@@ -50,36 +50,7 @@ pub(crate) fn check(args: TokenStream, func: &ItemFn) -> syn::Result<()> {
             ),
         ));
     }
-    if let Some(constness) = &sig.constness {
-        errors.push(syn::Error::new(
-            constness.span,
-            format!("a fixture function cannot be `const`; expected {SHAPE}"),
-        ));
-    }
-    if let Some(unsafety) = &sig.unsafety {
-        errors.push(syn::Error::new(
-            unsafety.span,
-            format!("a fixture function cannot be `unsafe`; expected {SHAPE}"),
-        ));
-    }
-    if let Some(abi) = &sig.abi {
-        errors.push(syn::Error::new_spanned(
-            abi,
-            format!("a fixture function cannot have an ABI; expected {SHAPE}"),
-        ));
-    }
-    if !sig.generics.params.is_empty() || sig.generics.where_clause.is_some() {
-        errors.push(syn::Error::new_spanned(
-            &sig.generics,
-            format!("a fixture function cannot be generic; expected {SHAPE}"),
-        ));
-    }
-    if let Some(variadic) = &sig.variadic {
-        errors.push(syn::Error::new_spanned(
-            variadic,
-            format!("a fixture function cannot be variadic; expected {SHAPE}"),
-        ));
-    }
+    check_qualifiers(sig, "a fixture function", SHAPE, &mut errors);
     for input in &sig.inputs {
         let message = match input {
             FnArg::Receiver(_) => {

@@ -16,7 +16,7 @@ use syn::parse::{ParseStream, Parser};
 use syn::punctuated::Punctuated;
 use syn::{Expr, Ident, LitStr, Token};
 
-pub(crate) use signature::{check_fn, is_test_attribute};
+pub(crate) use signature::{check_fn, check_qualifiers, is_test_attribute};
 
 /// A key of `#[vmtest(...)]`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -41,42 +41,7 @@ pub(crate) fn check_fn(func: &ItemFn, args: &Args) -> syn::Result<()> {
     }
 
     let sig = &func.sig;
-    if let Some(constness) = &sig.constness {
-        errors.push(syn::Error::new(
-            constness.span,
-            format!("a `#[vmtest]` function cannot be `const`; expected {SHAPE}"),
-        ));
-    }
-    if let Some(unsafety) = &sig.unsafety {
-        errors.push(syn::Error::new(
-            unsafety.span,
-            format!("a `#[vmtest]` function cannot be `unsafe`; expected {SHAPE}"),
-        ));
-    }
-    if let Some(abi) = &sig.abi {
-        errors.push(syn::Error::new_spanned(
-            abi,
-            format!("a `#[vmtest]` function cannot have an ABI; expected {SHAPE}"),
-        ));
-    }
-    if !sig.generics.params.is_empty() {
-        errors.push(syn::Error::new_spanned(
-            &sig.generics,
-            format!("a `#[vmtest]` function cannot be generic; expected {SHAPE}"),
-        ));
-    }
-    if let Some(where_clause) = &sig.generics.where_clause {
-        errors.push(syn::Error::new_spanned(
-            where_clause,
-            format!("a `#[vmtest]` function cannot have a `where` clause; expected {SHAPE}"),
-        ));
-    }
-    if let Some(variadic) = &sig.variadic {
-        errors.push(syn::Error::new_spanned(
-            variadic,
-            format!("a `#[vmtest]` function cannot be variadic; expected {SHAPE}"),
-        ));
-    }
+    check_qualifiers(sig, "a `#[vmtest]` function", SHAPE, &mut errors);
     if let Err(error) = check_params(func, &args.vms) {
         errors.push(error);
     }
@@ -101,6 +66,47 @@ pub(crate) fn check_fn(func: &ItemFn, args: &Args) -> syn::Result<()> {
         }
     }
     errors.finish(())
+}
+
+/// What no attributed function may be: `const`, `unsafe`, `extern`, generic, variadic. `what`
+/// names the function in the messages ("a fixture function"), `shape` is what is expected.
+pub(crate) fn check_qualifiers(sig: &syn::Signature, what: &str, shape: &str, errors: &mut Errors) {
+    if let Some(constness) = &sig.constness {
+        errors.push(syn::Error::new(
+            constness.span,
+            format!("{what} cannot be `const`; expected {shape}"),
+        ));
+    }
+    if let Some(unsafety) = &sig.unsafety {
+        errors.push(syn::Error::new(
+            unsafety.span,
+            format!("{what} cannot be `unsafe`; expected {shape}"),
+        ));
+    }
+    if let Some(abi) = &sig.abi {
+        errors.push(syn::Error::new_spanned(
+            abi,
+            format!("{what} cannot have an ABI; expected {shape}"),
+        ));
+    }
+    if !sig.generics.params.is_empty() {
+        errors.push(syn::Error::new_spanned(
+            &sig.generics,
+            format!("{what} cannot be generic; expected {shape}"),
+        ));
+    }
+    if let Some(where_clause) = &sig.generics.where_clause {
+        errors.push(syn::Error::new_spanned(
+            where_clause,
+            format!("{what} cannot have a `where` clause; expected {shape}"),
+        ));
+    }
+    if let Some(variadic) = &sig.variadic {
+        errors.push(syn::Error::new_spanned(
+            variadic,
+            format!("{what} cannot be variadic; expected {shape}"),
+        ));
+    }
 }
 
 fn check_params(func: &ItemFn, vms: &Vms) -> syn::Result<()> {
