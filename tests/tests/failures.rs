@@ -83,12 +83,9 @@ async fn a_guest_kernel_panic_fails_at_once_with_the_console() {
         "left behind: {leaked:?}"
     );
     // The evidence outlives the VM, under the target directory, named after the test.
-    let artifacts = std::env::current_exe()
-        .unwrap()
-        .ancestors()
-        .find(|d| d.join("CACHEDIR.TAG").is_file())
+    let artifacts = vmtest::__runner::artifacts_root()
         .expect("the cargo target directory")
-        .join("vmtest-artifacts/failures.a_guest_kernel_panic_fails_at_once_with_the_console");
+        .join("failures.a_guest_kernel_panic_fails_at_once_with_the_console");
     let console = std::fs::read_to_string(artifacts.join("console.log")).unwrap_or_default();
     assert!(
         console.contains("Kernel panic"),

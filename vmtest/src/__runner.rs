@@ -139,3 +139,8 @@ pub fn budget_peak() -> BudgetPeak {
 pub fn budget_peak_in(run_dir: &std::path::Path) -> BudgetPeak {
     crate::budget::peak_at(run_dir)
 }
+
+/// Where failed tests leave their artifacts (`TARGET_DIR/vmtest-artifacts`), if known.
+pub fn artifacts_root() -> Option<PathBuf> {
+    crate::artifacts::root()
+}
