@@ -31,14 +31,14 @@ test: images
 	  if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	    echo "== the examples and the lifecycle tests under cargo-nextest (one process per test)"; \
 	    $(CARGO) nextest run --locked --workspace --test-threads=$(TEST_THREADS) \
-	      -E 'package(vmtest-examples) | binary(=lifecycle) | binary(=teardown) | binary(=suite) | binary(=suite_harness)' \
+	      --no-fail-fast -E 'package(vmtest-examples) | binary(=lifecycle) | binary(=teardown) | binary(=suite) | binary(=suite_harness)' \
 	      || status=1; \
 	  else \
 	    echo "!! cargo-nextest is not installed: the nextest run of the examples and lifecycle tests is SKIPPED"; \
 	    echo "!! (install it with: cargo install cargo-nextest --locked)"; \
 	  fi; \
 	  echo "== every test of the workspace"; \
-	  $(CARGO) test --locked --workspace --all-targets -- --test-threads=$(TEST_THREADS) || status=1; \
+	  $(CARGO) test --locked --no-fail-fast --workspace --all-targets -- --test-threads=$(TEST_THREADS) || status=1; \
 	  $(CARGO) test --locked --workspace --doc || status=1; \
 	  echo "== the sweep a CI job ends with: whatever a crashed test left behind"; \
 	  target/debug/vmtest-runner sweep || status=1; \
