@@ -20,9 +20,9 @@
 //! and removed on the way out.
 //!
 //! ```text
-//! cargo bench -p vmtest-tests --bench suite                     # tests=20 runs=1
-//! cargo bench -p vmtest-tests --bench suite -- tests=3          # smoke: 3 tests per mode
-//! cargo bench -p vmtest-tests --bench suite -- runs=3 threads=4 # 3 rounds; threads of modes 1, 2
+//! cargo bench -p vmtest-tests --bench suite_time                     # tests=20 runs=1
+//! cargo bench -p vmtest-tests --bench suite_time -- tests=3          # smoke: 3 tests per mode
+//! cargo bench -p vmtest-tests --bench suite_time -- runs=3 threads=4 # 3 rounds; threads of modes 1, 2
 //! ```
 
 use std::collections::BTreeSet;
@@ -116,7 +116,7 @@ fn main() -> anyhow::Result<()> {
     }
     // `cargo test --all-targets` runs bench binaries too, without `--bench`: only build-check.
     if !std::env::args().any(|a| a == "--bench") {
-        println!("suite benchmark: not run under `cargo test`; run `cargo bench -p vmtest-tests --bench suite`");
+        println!("suite benchmark: not run under `cargo test`; run `cargo bench -p vmtest-tests --bench suite_time`");
         return Ok(());
     }
     let tests = count_arg("tests", TESTS);
