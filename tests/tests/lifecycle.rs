@@ -156,6 +156,17 @@ impl PrivateRun {
     }
 }
 
+impl Drop for PrivateRun {
+    /// Whatever a failed assertion left running in this run directory (a kept VM) goes before
+    /// the directory does: its ledger is the only way to find it.
+    fn drop(&mut self) {
+        let _ = self
+            .apply(&mut runner::command())
+            .args(["sweep", "--include-kept"])
+            .output();
+    }
+}
+
 /// Kills the scenario with SIGKILL at a point of its VM's life, then checks the layers below
 /// the process: no QEMU survives even before any sweep, and one sweep leaves nothing.
 fn kill_at(label: &str, pause_at: Option<&str>, act: &str, marker: &str) {
