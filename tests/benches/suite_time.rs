@@ -29,6 +29,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+use vmtest_tests::leaks;
 
 use vmtest::{vmtest, Accel, Vm, VmSpec};
 
@@ -320,7 +321,7 @@ fn mean(v: impl ExactSizeIterator<Item = Duration>) -> Duration {
 /// After a child: no process still mentions its run directory, no VM directory and no ledger
 /// entry remain (the budget's and the sweep's files and the empty ledger directory may).
 fn ensure_clean(dir: &Path, what: &str) -> anyhow::Result<()> {
-    let alive = running_mentioning(dir);
+    let alive = leaks::pids_mentioning(dir);
     anyhow::ensure!(alive.is_empty(), "{what}: still running: {alive:?}");
     let dirs: Vec<_> = std::fs::read_dir(dir)?
         .flatten()
@@ -337,36 +338,6 @@ fn ensure_clean(dir: &Path, what: &str) -> anyhow::Result<()> {
         .collect();
     anyhow::ensure!(ledger.is_empty(), "{what}: ledger entries left: {ledger:?}");
     Ok(())
-}
-
-/// Whether `pid` still runs (a zombie has stopped).
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let rest = &s[s.rfind(')')? + 1..];
-            rest.split_whitespace().next().map(|state| state != "Z")
-        })
-        .unwrap_or(false)
-}
-
-/// Running processes other than this one whose command line contains `dir`: the QEMUs (their
-/// pidfile, sockets and drives live there) and the harness children.
-fn running_mentioning(dir: &Path) -> Vec<u32> {
-    let needle = dir.as_os_str().as_encoded_bytes();
-    let me = std::process::id();
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me)
-        .filter(|&pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
-        })
-        .filter(|&pid| running(pid))
-        .collect()
 }
 
 /// Kills whatever still mentions the private run directory and removes it: on return, error or
@@ -412,7 +383,7 @@ impl Drop for Cleanup {
 }
 
 fn clean_up(root: &Path) {
-    let pids = running_mentioning(root);
+    let pids = leaks::pids_mentioning(root);
     if !pids.is_empty() {
         eprintln!("suite bench: killing leftovers {pids:?}");
     }
@@ -421,7 +392,7 @@ fn clean_up(root: &Path) {
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while pids.iter().any(|&pid| running(pid)) && Instant::now() < deadline {
+    while pids.iter().any(|&pid| leaks::alive(pid)) && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
     let _ = std::fs::remove_dir_all(root);

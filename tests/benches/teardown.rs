@@ -24,6 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+use vmtest_tests::leaks;
 
 use vmtest::{Accel, Vm, VmSpec};
 
@@ -412,7 +413,7 @@ fn try_make_leaks(n: usize, run_dir: &Path) -> anyhow::Result<bool> {
     let mut pending = Vec::new();
     let mut exited = Vec::new();
     for d in dirs {
-        match running_mentioning(&d).first() {
+        match leaks::pids_mentioning(&d).first() {
             Some(&pid) => pending.push((d, pid)),
             None => exited.push((console(&d), d)),
         }
@@ -427,7 +428,7 @@ fn try_make_leaks(n: usize, run_dir: &Path) -> anyhow::Result<bool> {
             if text.contains("vmtest-tiny: ready") || text.contains("vmtest-tiny: fatal") {
                 return false;
             }
-            if running(*pid) {
+            if leaks::alive(*pid) {
                 return true;
             }
             exited.push((text, d.clone()));
@@ -457,7 +458,7 @@ fn try_make_leaks(n: usize, run_dir: &Path) -> anyhow::Result<bool> {
             d.display()
         );
     }
-    let qemus = running_mentioning(run_dir).len();
+    let qemus = leaks::pids_mentioning(run_dir).len();
     if !exited.is_empty() || qemus != n {
         return Ok(false);
     }
@@ -483,7 +484,7 @@ fn kill_all(children: &mut Vec<Child>) {
 /// The baseline of part 2, what one would type: `pkill -9 -f RUN_DIR`, wait, `rm -rf`.
 fn sweep_by_hand(run_dir: &Path) -> anyhow::Result<Duration> {
     let started = Instant::now();
-    let pids = running_mentioning(run_dir);
+    let pids = leaks::pids_mentioning(run_dir);
     for &pid in &pids {
         // SAFETY: a plain syscall on a pid read from /proc just now.
         unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
@@ -504,7 +505,7 @@ fn sweep_by_hand(run_dir: &Path) -> anyhow::Result<Duration> {
 /// After either cleanup: no process still mentions the run directory, no VM directory and no
 /// ledger entry remain (the sweep's lock file and the empty ledger directory may).
 fn ensure_clean(run_dir: &Path, when: &str) -> anyhow::Result<()> {
-    let alive = running_mentioning(run_dir);
+    let alive = leaks::pids_mentioning(run_dir);
     anyhow::ensure!(alive.is_empty(), "{when}: still running: {alive:?}");
     let dirs: Vec<_> = std::fs::read_dir(run_dir)?
         .flatten()
@@ -532,42 +533,10 @@ fn ledger_files(run_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
         .collect())
 }
 
-/// Whether `pid` still runs. A killed QEMU whose parent died is re-parented to init, which
-/// reaps it only now and then: a zombie has stopped, which is what both cleanups wait for
-/// (the sweeper counts it as gone too).
-fn running(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            let rest = &s[s.rfind(')')? + 1..];
-            rest.split_whitespace().next().map(|state| state != "Z")
-        })
-        .unwrap_or(false)
-}
-
-/// Running processes other than this one whose command line contains `run_dir`: the QEMUs
-/// (their pidfile, sockets and drives live there) and any leak child.
-fn running_mentioning(run_dir: &Path) -> Vec<u32> {
-    let needle = run_dir.as_os_str().as_encoded_bytes();
-    let me = std::process::id();
-    std::fs::read_dir("/proc")
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|&pid| pid != me)
-        .filter(|&pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
-        })
-        .filter(|&pid| running(pid))
-        .collect()
-}
-
 fn wait_stopped(pids: &[u32], bound: Duration) -> anyhow::Result<()> {
     let deadline = Instant::now() + bound;
     for &pid in pids {
-        while running(pid) {
+        while leaks::alive(pid) {
             anyhow::ensure!(
                 Instant::now() < deadline,
                 "pid {pid} still running {bound:?} after SIGKILL"
@@ -624,7 +593,7 @@ impl Drop for Cleanup {
 }
 
 fn clean_up(run_dir: &Path) {
-    let pids = running_mentioning(run_dir);
+    let pids = leaks::pids_mentioning(run_dir);
     if !pids.is_empty() {
         eprintln!("teardown bench: killing leftovers {pids:?}");
     }

@@ -100,7 +100,8 @@ pub fn processes_mentioning(needle: &str) -> Vec<String> {
     found
 }
 
-/// Whether `pid` runs (zombies do not).
+/// Whether `pid` runs. Zombies do not: a killed QEMU whose parent died is re-parented to init,
+/// which reaps it only now and then.
 pub fn alive(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
@@ -109,4 +110,23 @@ pub fn alive(pid: u32) -> bool {
             Some(state != "Z" && state != "X")
         })
         .unwrap_or(false)
+}
+
+/// Running processes other than this one whose command line contains `dir` (a private run
+/// directory: the QEMUs whose pidfile, sockets and drives live there, and any child given it).
+pub fn pids_mentioning(dir: &Path) -> Vec<u32> {
+    let needle = dir.as_os_str().as_encoded_bytes();
+    let me = std::process::id();
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me)
+        .filter(|&pid| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
+        })
+        .filter(|&pid| alive(pid))
+        .collect()
 }
