@@ -29,9 +29,9 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use vmtest_tests::leaks;
 
 use vmtest::{vmtest, Accel, Vm, VmSpec};
+use vmtest_tests::leaks;
 
 /// Set in the children: run the harness instead of the benchmark.
 const CHILD_VAR: &str = "VMTEST_SUITE_BENCH_CHILD";

@@ -24,9 +24,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use vmtest_tests::leaks;
 
 use vmtest::{Accel, Vm, VmSpec};
+use vmtest_tests::leaks;
 
 /// What `Vm::boot` prints on stderr when `VMTEST_PAUSE_AT=boot` stops it with QEMU started.
 const PAUSED: &str = "paused at `boot`";
