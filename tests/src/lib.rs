@@ -2,5 +2,6 @@
 
 pub mod http;
 pub mod leaks;
+pub mod private_run;
 pub mod runner;
 pub mod scenario;

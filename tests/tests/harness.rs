@@ -1,13 +1,16 @@
 //! The suite of `tests/suite/tests.rs`, built under libtest (`suite`) and under vmtest's own
 //! harness (`suite_harness`): both list exactly the same tests for every listing nextest and
 //! cargo use, the shared fixture boots once for its five users under both, `requires = "kvm"`
-//! skips loudly here, and the boot budget keeps concurrent VMs within its limit.
+//! skips loudly here, and the boot budget keeps concurrent VMs within its limit. Run one test
+//! per process, as nextest does, the fixture is shared across the processes through a broker.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
-use vmtest_tests::scenario;
+use vmtest_tests::private_run::PrivateRun;
+use vmtest_tests::{leaks, runner, scenario};
 
 /// The newest `target/PROFILE/deps/NAME-HASH` test binary (cargo builds every test target of
 /// this package before running any of them).
@@ -185,4 +188,118 @@ fn the_boot_budget_holds_across_concurrent_tests() {
         "more VMs ran at once than the budget allows: {peak:?}"
     );
     eprintln!("budget peak: {peak:?}");
+}
+
+/// The broker's `state.json` in a run directory: (broker pid, QEMU pid, VM name).
+fn broker_state(run_dir: &Path) -> Option<(u32, u32, String)> {
+    let dir = std::fs::read_dir(run_dir.join("fixtures"))
+        .ok()?
+        .flatten()
+        .next()?;
+    let text = std::fs::read_to_string(dir.path().join("state.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    Some((
+        v["broker"]["pid"].as_u64()? as u32,
+        v["vm"]["pid"].as_u64()? as u32,
+        v["vm"]["name"].as_str()?.to_owned(),
+    ))
+}
+
+fn fixture_dirs(run_dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(run_dir.join("fixtures"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect()
+}
+
+fn wait_until(what: &str, timeout: Duration, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Nextest runs every test in a process of its own (and sets `NEXTEST_RUN_ID`): the five users
+/// of the fixture, run as five processes two at a time, still get one VM, owned by a broker
+/// process. Under libtest the broker is killed with SIGKILL: its VM dies with it, and one sweep
+/// leaves nothing. Under the vmtest harness the broker goes by itself once nobody used the VM
+/// for the linger time, leaving nothing without any sweep.
+#[test]
+fn the_fixture_boots_once_across_test_processes_as_under_nextest() {
+    for (name, linger) in [("suite", "120"), ("suite_harness", "2")] {
+        let private = PrivateRun::new();
+        let records = tempfile::tempdir().unwrap();
+        let run_id = format!("fixture-{}-{name}", std::process::id());
+        let exe = binary(name);
+        let run_one = |test: &str| {
+            let mut cmd = Command::new(&exe);
+            private
+                .apply(&mut cmd)
+                .args([test, "--exact"])
+                .env("NEXTEST_RUN_ID", &run_id)
+                .env("VMTEST_SUITE_RECORD", records.path())
+                .env("VMTEST_FIXTURE_LINGER", linger);
+            let out = cmd.output().unwrap();
+            let text = scenario::text(&out);
+            assert!(out.status.success(), "{name} {test}:\n{text}");
+            assert!(
+                text.contains("1 passed"),
+                "{name} {test} did not run:\n{text}"
+            );
+        };
+        std::thread::scope(|s| {
+            let a = s.spawn(|| [SHARED[0], SHARED[2], SHARED[4]].map(run_one));
+            let b = s.spawn(|| [SHARED[1], SHARED[3]].map(run_one));
+            a.join().unwrap();
+            b.join().unwrap();
+        });
+        let vms: BTreeSet<String> = SHARED
+            .iter()
+            .map(|t| std::fs::read_to_string(records.path().join(t)).unwrap())
+            .collect();
+        assert_eq!(vms.len(), 1, "{name}: five processes got {vms:?}");
+        let (vm, qemu) = {
+            let line = vms.first().unwrap();
+            let (vm, pid) = line.trim().split_once(' ').unwrap();
+            (vm.to_owned(), pid.parse::<u32>().unwrap())
+        };
+        let prefix = vmtest::__runner::session_prefix(&run_id);
+        assert!(vm.starts_with(&prefix), "{vm} is not of session {run_id}");
+
+        if linger == "2" {
+            wait_until(
+                "the idle broker going by itself",
+                Duration::from_secs(30),
+                || fixture_dirs(private.path()).is_empty() && !leaks::alive(qemu),
+            );
+        } else {
+            let (broker, state_qemu, state_vm) =
+                broker_state(private.path()).expect("a live broker's state.json");
+            assert_eq!((state_qemu, &state_vm), (qemu, &vm));
+            assert!(
+                leaks::alive(broker) && leaks::alive(qemu),
+                "{name}: broker and VM are up"
+            );
+            // SAFETY: plain kill(2) of the broker this test started.
+            unsafe { libc::kill(broker as i32, libc::SIGKILL) };
+            wait_until(
+                "the VM dying with its broker",
+                Duration::from_secs(10),
+                || !leaks::alive(qemu),
+            );
+            let mut sweep = runner::command();
+            let out = private.apply(&mut sweep).arg("sweep").output().unwrap();
+            assert!(out.status.success(), "{}", scenario::text(&out));
+        }
+        let left = leaks::find(private.path(), &prefix);
+        assert!(left.is_empty(), "{name} left:\n{left}");
+        assert!(
+            fixture_dirs(private.path()).is_empty(),
+            "{name} left fixture directories: {:?}",
+            fixture_dirs(private.path())
+        );
+    }
 }

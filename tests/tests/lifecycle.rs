@@ -9,6 +9,7 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 use vmtest::{vmtest, Vm};
+use vmtest_tests::private_run::PrivateRun;
 use vmtest_tests::scenario::{self, Running};
 use vmtest_tests::{leaks, runner};
 
@@ -120,51 +121,6 @@ fn paused_vm(line: &str) -> String {
         .nth(2)
         .unwrap_or_else(|| panic!("unexpected pause line: {line}"))
         .to_owned()
-}
-
-/// A run directory of its own, so that no other test process's start-of-run sweep reaps this
-/// scenario's leftovers before the sweep under test does. Short: socket paths are limited.
-struct PrivateRun {
-    dir: tempfile::TempDir,
-    accel: String,
-}
-
-impl PrivateRun {
-    fn new() -> PrivateRun {
-        // The accelerator verdict is cached in the run directory: hand the children the one this
-        // host already reached instead of paying for a new canary boot.
-        let accel = match vmtest::__runner::accelerator().expect("an accelerator") {
-            vmtest::Accel::Kvm => "kvm",
-            _ => "tcg",
-        };
-        PrivateRun {
-            dir: tempfile::Builder::new()
-                .prefix("vtlc")
-                .tempdir_in("/tmp")
-                .unwrap(),
-            accel: accel.into(),
-        }
-    }
-
-    fn apply<'c>(&self, cmd: &'c mut std::process::Command) -> &'c mut std::process::Command {
-        cmd.env("VMTEST_RUN_DIR", self.dir.path())
-            .env("VMTEST_ACCEL", &self.accel)
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-}
-
-impl Drop for PrivateRun {
-    /// Whatever a failed assertion left running in this run directory (a kept VM) goes before
-    /// the directory does: its ledger is the only way to find it.
-    fn drop(&mut self) {
-        let _ = self
-            .apply(&mut runner::command())
-            .args(["sweep", "--include-kept"])
-            .output();
-    }
 }
 
 /// Kills the scenario with SIGKILL at a point of its VM's life, then checks the layers below

@@ -165,6 +165,13 @@ where
             return;
         }
     }
+    if let (Some(fixture), Some(dir)) = (options.fixture, crate::fixture::broker_dir()) {
+        // This process was started to own the fixture's VM for other test processes.
+        if let Err(e) = fixture.serve(&dir) {
+            panic!("{test}: as the broker of fixture {}: {e}", fixture.path());
+        }
+        return;
+    }
     let keep = match options.keep.map(Keep::parse).unwrap_or_else(Keep::from_env) {
         Ok(keep) => keep,
         Err(e) => panic!("{test}: {e}"),
@@ -199,7 +206,7 @@ where
     };
     let outcome = runtime.block_on(async {
         let vms = match options.fixture {
-            Some(fixture) => fixture.lease().await.map(Vms::Leased),
+            Some(fixture) => fixture.lease(id.libtest_name()).await.map(Vms::Leased),
             None => boot_all(&test, keep, &specs, &vm_artifacts)
                 .await
                 .map(Vms::Own),

@@ -167,6 +167,15 @@ pub enum Error {
         message: String,
     },
 
+    /// A shared fixture's VM, booted by another process, could not be had.
+    #[error("shared fixture {fixture}: {message}")]
+    Fixture {
+        /// `crate::module::name` of the fixture.
+        fixture: String,
+        /// What went wrong, and where the owner's log is.
+        message: String,
+    },
+
     /// A value passed to the API is invalid.
     #[error("invalid {what}: {message}")]
     Invalid {

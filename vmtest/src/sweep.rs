@@ -294,6 +294,16 @@ fn run(options: &Options) -> Report {
             &mut report,
         );
     }
+    if options.run_id.is_none() && options.session.is_none() {
+        for (why, dir) in crate::fixture::leftover_dirs(started_unix_ms) {
+            report.reaped.push(Reaped {
+                name: dir.display().to_string(),
+                test: None,
+                why: format!("shared-fixture directory: {why}"),
+                steps: vec![remove_dir_step(&dir, options.dry_run)],
+            });
+        }
+    }
     report.elapsed_ms = clock.elapsed().as_millis() as u64;
     report
 }

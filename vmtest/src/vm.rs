@@ -44,9 +44,12 @@ pub struct Vm {
     // Field order is drop order: the session first, then QEMU, then the files QEMU was using,
     // then the ledger entry that recorded them.
     session: tokio::sync::Mutex<Option<Arc<Session>>>,
-    qemu: QemuProcess,
+    /// `None` for a VM another process owns (a fixture shared across test processes): this
+    /// handle then only connects to it, and its teardown is the owner's.
+    qemu: Option<QemuProcess>,
     dir: WorkDir,
-    claim: Claim,
+    claim: Option<Claim>,
+    pid: u32,
     /// The runtime new SSH connections are made on, when the VM outlives the runtimes of the
     /// tests using it (a fixture's): a connection's task must not die with one test.
     home: Option<tokio::runtime::Handle>,
@@ -435,9 +438,10 @@ impl Vm {
         tri!(written);
         Ok(Vm {
             session: tokio::sync::Mutex::new(Some(Arc::new(session))),
-            qemu,
+            pid: qemu.pid(),
+            qemu: Some(qemu),
             dir,
-            claim,
+            claim: Some(claim),
             _budget: budget,
             home: None,
             name,
@@ -489,7 +493,7 @@ impl Vm {
 
     /// QEMU's process id.
     pub fn pid(&self) -> u32 {
-        self.qemu.pid()
+        self.pid
     }
 
     /// Everything the guest printed on its serial console so far.
@@ -503,9 +507,19 @@ impl Vm {
         self.session.lock().await.take();
         let grace = Duration::from_secs(30) * self.accel.timeout_factor();
         let mut powered_off = false;
+        let Some(qemu) = &self.qemu else {
+            return Err(Error::Invalid {
+                what: "shutdown",
+                message: format!(
+                    "VM {} belongs to another process (a shared fixture): only its owner shuts \
+                     it down",
+                    self.name
+                ),
+            });
+        };
         if let Ok(mut qmp) = Qmp::connect(&self.dir.path.join("qmp.sock")).await {
             if qmp.execute("system_powerdown", None).await.is_ok() {
-                powered_off = self.qemu.wait_exit(grace).await.is_some();
+                powered_off = qemu.wait_exit(grace).await.is_some();
             }
         }
         if !powered_off {
@@ -523,10 +537,14 @@ impl Vm {
     pub async fn destroy(self) {
         pause_at("teardown", &self.name, &self.dir.path);
         self.session.lock().await.take();
+        let Some(qemu) = &self.qemu else {
+            // Another process owns it: letting go is all this handle can do.
+            return;
+        };
         let quit = async {
             let mut qmp = Qmp::connect(&self.dir.path.join("qmp.sock")).await.ok()?;
             qmp.execute("quit", None).await.ok()?;
-            self.qemu.wait_exit(Duration::from_secs(3)).await
+            qemu.wait_exit(Duration::from_secs(3)).await
         };
         let _ = tokio::time::timeout(Duration::from_secs(3), quit).await;
         // Drop: SIGKILL if still running, reap, remove the directory, then the ledger entry.
@@ -567,7 +585,16 @@ impl Vm {
     /// and remove it. QEMU was started without a parent-death signal for this (see
     /// [`Keep::dies_with_owner`]).
     pub(crate) fn keep(mut self, test: &str, reason: &str) -> Result<String> {
-        self.claim.keep(reason)?;
+        let Some(claim) = self.claim.as_mut() else {
+            return Err(Error::Invalid {
+                what: "keep",
+                message: format!(
+                    "VM {} belongs to another process (a shared fixture): its owner decides",
+                    self.name
+                ),
+            });
+        };
+        claim.keep(reason)?;
         self.dir.kept = true;
         let dir = self.dir.path.display().to_string();
         let message = format!(
@@ -587,7 +614,9 @@ impl Vm {
             ..
         } = self;
         drop(session);
-        qemu.detach();
+        if let Some(qemu) = qemu {
+            qemu.detach();
+        }
         drop(dir);
         drop(claim);
         Ok(message)
@@ -620,13 +649,80 @@ impl Vm {
     pub(crate) fn set_home(&mut self, home: tokio::runtime::Handle) {
         self.home = Some(home);
     }
+
+    /// What another process needs to reach this VM (see [`Vm::attach`]).
+    pub(crate) fn reach(&self) -> Reach {
+        Reach {
+            name: self.name.clone(),
+            kvm: self.accel == Accel::Kvm,
+            addr: self.target.addr,
+            user: self.target.user.clone(),
+            key: self.dir.path.join("id_ed25519"),
+            host_key: self.host_key(),
+            dir: self.dir.path.clone(),
+            pid: self.pid,
+            boot_ms: self.boot_time.as_millis() as u64,
+        }
+    }
+
+    /// A handle on a VM another process owns and keeps running (a fixture shared across test
+    /// processes): SSH, console and artifacts work; teardown stays with the owner.
+    pub(crate) fn attach(reach: &Reach) -> Result<Vm> {
+        let pem = std::fs::read_to_string(&reach.key)
+            .context(|| format!("reading the SSH key of VM {}", reach.name))?;
+        let client_key =
+            russh::keys::PrivateKey::from_openssh(&pem).map_err(|e| Error::Invalid {
+                what: "SSH key",
+                message: format!("{}: {e}", reach.key.display()),
+            })?;
+        let host_key =
+            PublicKey::from_openssh(reach.host_key.trim()).map_err(|e| Error::Invalid {
+                what: "host key",
+                message: format!("of VM {}: {e}", reach.name),
+            })?;
+        Ok(Vm {
+            session: tokio::sync::Mutex::new(None),
+            qemu: None,
+            dir: WorkDir {
+                path: reach.dir.clone(),
+                kept: true,
+            },
+            claim: None,
+            pid: reach.pid,
+            home: None,
+            _budget: None,
+            name: reach.name.clone(),
+            accel: if reach.kvm { Accel::Kvm } else { Accel::Tcg },
+            target: Target {
+                addr: reach.addr,
+                user: reach.user.clone(),
+                client_key: Arc::new(client_key),
+            },
+            host_key,
+            boot_time: Duration::from_millis(reach.boot_ms),
+        })
+    }
+}
+
+/// How to reach a running VM from another process: SSH coordinates, pinned host key, files.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Reach {
+    pub name: String,
+    pub kvm: bool,
+    pub addr: std::net::SocketAddr,
+    pub user: String,
+    pub key: PathBuf,
+    pub host_key: String,
+    pub dir: PathBuf,
+    pub pid: u32,
+    pub boot_ms: u64,
 }
 
 impl std::fmt::Debug for Vm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Vm")
             .field("name", &self.name)
-            .field("pid", &self.qemu.pid())
+            .field("pid", &self.pid)
             .field("ssh", &self.target.addr)
             .finish()
     }
