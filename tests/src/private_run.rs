@@ -48,3 +48,9 @@ impl Drop for PrivateRun {
             .output();
     }
 }
+
+impl Default for PrivateRun {
+    fn default() -> Self {
+        Self::new()
+    }
+}
