@@ -21,7 +21,7 @@ images: setup
 
 example: setup
 	fixtures/build tiny >/dev/null
-	$(CARGO) test --locked -p vmtest-examples -- --nocapture --test-threads=$(TEST_THREADS)
+	$(CARGO) test --locked -p vmtest-examples --test quickstart -- --nocapture --test-threads=$(TEST_THREADS)
 
 test: images
 	@mkdir -p target
