@@ -29,7 +29,9 @@ use proc_macro2::{Literal, Span, TokenStream};
 use quote::{format_ident, quote, quote_spanned};
 use syn::ext::IdentExt;
 use syn::spanned::Spanned;
-use syn::{AttrStyle, Attribute, Expr, FnArg, Ident, ItemFn, Lit, Meta, ReturnType, Visibility};
+use syn::{
+    AttrStyle, Attribute, Expr, FnArg, Ident, ItemFn, Lit, LitStr, Meta, ReturnType, Visibility,
+};
 
 use crate::parse::{Args, Vms};
 
@@ -252,18 +254,19 @@ fn specs(args: &Args) -> TokenStream {
         .accel
         .map(variant)
         .map(|v| quote!(.accel(::vmtest::AccelChoice::#v)));
+    let pxe = pxe(args);
+    let capture = args.capture.map(|on| quote!(.capture(#on)));
     // `include_str!` embeds the file and makes cargo rebuild the test when it changes; its
     // errors (not UTF-8) point at the path the user wrote.
     let user_data = args.user_data.as_ref().map(|path| {
+        let full = from_crate_root(path);
         quote_spanned! {path.span()=>
-            .user_data(
-                #path,
-                ::core::include_str!(::core::concat!(::core::env!("CARGO_MANIFEST_DIR"), "/", #path)),
-            )
+            .user_data(#path, ::core::include_str!(#full),)
         }
     });
     let spec = quote!(
-        ::vmtest::VmSpec::new() #image #memory #cpus #disk #network #backend #accel #user_data
+        ::vmtest::VmSpec::new() #image #memory #cpus #disk #network #pxe #capture #backend #accel
+            #user_data
     );
     match &args.vms {
         Vms::One | Vms::Invalid => quote!(::std::vec![#spec]),
@@ -272,6 +275,47 @@ fn specs(args: &Args) -> TokenStream {
             quote!(::std::vec![#spec; #count])
         }
     }
+}
+
+/// `.pxe(PxeBoot::..)` when a `pxe_*` key was given; without one, `network = "pxe"` boots the
+/// runtime's default payload (the image's own kernel and initrd).
+fn pxe(args: &Args) -> Option<TokenStream> {
+    let payload = match (&args.pxe_kernel, &args.pxe_initrd, &args.pxe_script) {
+        (Some(kernel), Some(initrd), _) => {
+            let (kernel, initrd) = (from_crate_root(kernel), from_crate_root(initrd));
+            quote!(::vmtest::PxeBoot::kernel(#kernel, #initrd))
+        }
+        (Some(kernel), None, _) => {
+            let kernel = from_crate_root(kernel);
+            quote!(::vmtest::PxeBoot::kernel_only(#kernel))
+        }
+        // Embedded like `user_data`: editing the script rebuilds the test.
+        (None, _, Some(script)) => {
+            let full = from_crate_root(script);
+            quote_spanned!(script.span()=> ::vmtest::PxeBoot::script(::core::include_str!(#full)))
+        }
+        (None, _, None) if args.pxe_cmdline.is_some() || args.pxe_files.is_some() => {
+            quote!(::vmtest::PxeBoot::image())
+        }
+        (None, _, None) => return None,
+    };
+    let cmdline = args
+        .pxe_cmdline
+        .as_ref()
+        .map(|args| quote!(.cmdline(#args)));
+    let files = args.pxe_files.as_ref().map(|dir| {
+        let dir = from_crate_root(dir);
+        quote!(.dir(#dir))
+    });
+    Some(quote!(.pxe(#payload #cmdline #files)))
+}
+
+/// The absolute path of `path`, relative to the crate root as the attribute's paths are: the
+/// test finds the file from whatever directory it runs in.
+fn from_crate_root(path: &LitStr) -> TokenStream {
+    quote_spanned!(path.span()=>
+        ::core::concat!(::core::env!("CARGO_MANIFEST_DIR"), "/", #path)
+    )
 }
 
 /// The `TestOptions` of the test: the fields the attribute set, the rest by default.
@@ -372,6 +416,74 @@ mod tests {
                  \"tests/ui/user-data.yaml\")) ,)]"
             ),
             "{out}"
+        );
+    }
+
+    #[test]
+    fn pxe_payloads() {
+        let spec = |args: TokenStream| {
+            let out = expand_str(
+                args,
+                quote!(
+                    async fn t(vm: &Vm) {}
+                ),
+            );
+            let start = out.find(":: std :: vec ! [").expect("the specs");
+            let end = start + out[start..].find(']').expect("the end of the specs");
+            out[start..=end].to_owned()
+        };
+        let root = |path: &str| {
+            format!(":: core :: concat ! (:: core :: env ! (\"CARGO_MANIFEST_DIR\") , \"/\" , \"{path}\")")
+        };
+        // `network = "pxe"` alone: the runtime's default payload.
+        assert_eq!(
+            spec(quote!(network = "pxe")),
+            ":: std :: vec ! [:: vmtest :: VmSpec :: new () . network (:: vmtest :: Network :: Pxe)]"
+        );
+        assert_eq!(
+            spec(quote!(
+                network = "pxe",
+                pxe_kernel = "tests/ui/pxe/vmlinuz",
+                pxe_initrd = "tests/ui/pxe/initrd.img",
+                pxe_cmdline = "console=ttyS0 quiet",
+                pxe_files = "tests/ui/pxe/files",
+                capture
+            )),
+            format!(
+                ":: std :: vec ! [:: vmtest :: VmSpec :: new () . network (:: vmtest :: Network \
+                 :: Pxe) . pxe (:: vmtest :: PxeBoot :: kernel ({} , {}) . cmdline \
+                 (\"console=ttyS0 quiet\") . dir ({})) . capture (true)]",
+                root("tests/ui/pxe/vmlinuz"),
+                root("tests/ui/pxe/initrd.img"),
+                root("tests/ui/pxe/files"),
+            )
+        );
+        assert!(
+            spec(quote!(network = "pxe", pxe_kernel = "tests/ui/pxe/vmlinuz")).contains(&format!(
+                ". pxe (:: vmtest :: PxeBoot :: kernel_only ({}))]",
+                root("tests/ui/pxe/vmlinuz")
+            ))
+        );
+        assert!(spec(quote!(
+            network = "pxe",
+            pxe_script = "tests/ui/pxe/boot.ipxe",
+            pxe_files = "tests/ui/pxe/files",
+            capture = false
+        ))
+        .contains(&format!(
+            ". pxe (:: vmtest :: PxeBoot :: script (:: core :: include_str ! ({})) . dir ({})) . \
+             capture (false)]",
+            root("tests/ui/pxe/boot.ipxe"),
+            root("tests/ui/pxe/files"),
+        )));
+        // More arguments for the image's own kernel.
+        assert!(spec(quote!(network = "pxe", pxe_cmdline = "quiet"))
+            .contains(". pxe (:: vmtest :: PxeBoot :: image () . cmdline (\"quiet\"))]"));
+        // A capture of an isolated LAN.
+        assert_eq!(
+            spec(quote!(network = "isolated", capture)),
+            ":: std :: vec ! [:: vmtest :: VmSpec :: new () . network (:: vmtest :: Network :: \
+             Isolated) . capture (true)]"
         );
     }
 

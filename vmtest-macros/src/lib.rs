@@ -35,7 +35,13 @@ mod parse;
 /// | `memory` | `"512M"` | a whole number of MiB or GiB, written `"1024"` or `1024` (MiB), `"512M"`, `"512MiB"`, `"2G"` or `"2GiB"`; from 64 MiB to 1 TiB. Decimal units (`"MB"`, `"GB"`) and fractions are refused |
 /// | `cpus` | `1` | an integer literal from 1 to 64 (not a string) |
 /// | `disk` | the image's size | the overlay's size, written like `memory`; from 64 MiB to 2 TiB (`"2048G"`) |
-/// | `network` | `"user"` | `"user"`, `"isolated"` or `"pxe"` |
+/// | `network` | `"user"` | `"user"` (QEMU user-mode networking), `"isolated"` (a LAN of the test's own) or `"pxe"` (a LAN that network-boots the VM) |
+/// | `pxe_kernel` | the image's kernel | the path of a kernel, relative to the crate root, that the PXE segment boots; only with `network = "pxe"`, not with `pxe_script` |
+/// | `pxe_initrd` | none (with `pxe_kernel`) | the path of its initrd; only with `pxe_kernel` |
+/// | `pxe_script` | none | the path of an iPXE script that the VM runs instead (embedded like `user_data`); only with `network = "pxe"`, not with `pxe_kernel` or `pxe_cmdline` |
+/// | `pxe_cmdline` | none | arguments appended to the kernel command line (of `pxe_kernel`, or of the image's kernel); only with `network = "pxe"` |
+/// | `pxe_files` | none | the path of a directory whose files the PXE segment also serves, over TFTP and HTTP; only with `network = "pxe"` |
+/// | `capture` | `false` | `capture` alone or `capture = true`: record the VM's segment into a pcap file in the test's artifacts; only with `network = "isolated"` or `"pxe"` |
 /// | `backend` | `"qemu"` | `"qemu"` or `"libvirt"` |
 /// | `accel` | `VMTEST_ACCEL`, else `"auto"` | `"auto"`, `"kvm"` or `"tcg"` |
 /// | `requires` | nothing | `"kvm"`: where KVM does not work, the test passes without running, loudly |
@@ -48,8 +54,23 @@ mod parse;
 ///
 /// The image reference is checked for shape only at compile time: an empty string, whitespace,
 /// a missing `scheme:`, or a malformed recipe name is a compile error. Whether the image exists
-/// is decided by the runtime, before the VM boots. The `user_data` file must exist at compile
-/// time; it is embedded with `include_str!`, so editing it rebuilds the test.
+/// is decided by the runtime, before the VM boots. The `user_data` file and the `pxe_*` paths
+/// must exist at compile time (`pxe_files` names a directory, the others files). `user_data` and
+/// `pxe_script` are embedded with `include_str!`, so editing them rebuilds the test; the PXE
+/// kernel, initrd and directory are read when the test runs.
+///
+/// ```no_run
+/// use vmtest::{vmtest, Vm};
+///
+/// // The image's own kernel and initrd, fetched over the network, with one more argument; the
+/// // segment's traffic lands in the test's artifacts as a pcap file.
+/// #[vmtest(image = "recipe:tiny", network = "pxe", pxe_cmdline = "quiet", capture)]
+/// async fn boots_over_the_network(vm: &Vm) -> anyhow::Result<()> {
+///     let ip = vm.segment_ip().await?;
+///     assert!(ip.is_private());
+///     Ok(())
+/// }
+/// ```
 ///
 /// # The function
 ///

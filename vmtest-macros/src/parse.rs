@@ -26,6 +26,12 @@ enum Key {
     Cpus,
     Disk,
     Network,
+    PxeKernel,
+    PxeInitrd,
+    PxeScript,
+    PxeCmdline,
+    PxeFiles,
+    Capture,
     Backend,
     Accel,
     Requires,
@@ -38,12 +44,18 @@ enum Key {
 }
 
 impl Key {
-    const ALL: [Key; 14] = [
+    const ALL: [Key; 20] = [
         Key::Image,
         Key::Memory,
         Key::Cpus,
         Key::Disk,
         Key::Network,
+        Key::PxeKernel,
+        Key::PxeInitrd,
+        Key::PxeScript,
+        Key::PxeCmdline,
+        Key::PxeFiles,
+        Key::Capture,
         Key::Backend,
         Key::Accel,
         Key::Requires,
@@ -62,6 +74,12 @@ impl Key {
             Key::Cpus => "cpus",
             Key::Disk => "disk",
             Key::Network => "network",
+            Key::PxeKernel => "pxe_kernel",
+            Key::PxeInitrd => "pxe_initrd",
+            Key::PxeScript => "pxe_script",
+            Key::PxeCmdline => "pxe_cmdline",
+            Key::PxeFiles => "pxe_files",
+            Key::Capture => "capture",
             Key::Backend => "backend",
             Key::Accel => "accel",
             Key::Requires => "requires",
@@ -90,6 +108,12 @@ impl Key {
             "cpu" | "vcpus" | "vcpu" | "smp" | "cores" => Some(Key::Cpus),
             "disk_size" | "disk_mib" | "overlay" | "storage" => Some(Key::Disk),
             "net" | "nic" | "networking" => Some(Key::Network),
+            "kernel" | "vmlinuz" | "bzimage" => Some(Key::PxeKernel),
+            "initrd" | "initramfs" | "pxe_initramfs" => Some(Key::PxeInitrd),
+            "ipxe" | "ipxe_script" | "boot_script" => Some(Key::PxeScript),
+            "cmdline" | "kernel_cmdline" | "append" | "pxe_append" => Some(Key::PxeCmdline),
+            "tftp_root" | "tftp" | "pxe_root" | "pxe_dir" | "pxe_file" => Some(Key::PxeFiles),
+            "pcap" | "tcpdump" | "packet_capture" => Some(Key::Capture),
             "accelerator" | "kvm" | "tcg" => Some(Key::Accel),
             "require" | "needs" => Some(Key::Requires),
             "time_limit" | "timeout_secs" | "deadline" => Some(Key::Timeout),
@@ -111,9 +135,23 @@ impl Key {
                 | Key::Cpus
                 | Key::Disk
                 | Key::Network
+                | Key::PxeKernel
+                | Key::PxeInitrd
+                | Key::PxeScript
+                | Key::PxeCmdline
+                | Key::PxeFiles
+                | Key::Capture
                 | Key::Backend
                 | Key::Accel
                 | Key::UserData
+        )
+    }
+
+    /// The `pxe_*` keys: parts of the PXE payload, which need `network = "pxe"`.
+    fn is_pxe(self) -> bool {
+        matches!(
+            self,
+            Key::PxeKernel | Key::PxeInitrd | Key::PxeScript | Key::PxeCmdline | Key::PxeFiles
         )
     }
 
@@ -122,6 +160,9 @@ impl Key {
         match self {
             Key::Memory => "memory_mib",
             Key::Disk => "disk_mib",
+            Key::PxeKernel | Key::PxeInitrd | Key::PxeScript | Key::PxeCmdline | Key::PxeFiles => {
+                "pxe"
+            }
             other => other.name(),
         }
     }
@@ -150,6 +191,19 @@ pub(crate) struct Args {
     pub(crate) disk_mib: Option<u64>,
     /// A variant of `vmtest::Network` (`"Isolated"`).
     pub(crate) network: Option<&'static str>,
+    /// The PXE payload's parts, each only with `network = "pxe"`. Paths are relative to the
+    /// crate root and exist, as [`Args::user_data`]'s: the kernel to boot...
+    pub(crate) pxe_kernel: Option<LitStr>,
+    /// ... its initrd, only with `pxe_kernel`...
+    pub(crate) pxe_initrd: Option<LitStr>,
+    /// ... or an iPXE script instead of a kernel, embedded with `include_str!`...
+    pub(crate) pxe_script: Option<LitStr>,
+    /// ... arguments appended to the kernel command line (not with `pxe_script`)...
+    pub(crate) pxe_cmdline: Option<LitStr>,
+    /// ... and a directory whose files the segment also serves.
+    pub(crate) pxe_files: Option<LitStr>,
+    /// `capture`: a pcap of the VM's segment; only with `network = "isolated"` or `"pxe"`.
+    pub(crate) capture: Option<bool>,
     /// A variant of `vmtest::Backend`.
     pub(crate) backend: Option<&'static str>,
     /// A variant of `vmtest::AccelChoice`.
@@ -276,7 +330,7 @@ enum Value {
     Expr(Expr),
     /// `key(A, B)`, the parentheses' span and what is inside: only `vms` takes a list.
     List(Span, TokenStream),
-    /// `key` alone: only `keep` stands alone.
+    /// `key` alone: only `keep` and `capture` stand alone.
     Bare,
 }
 
@@ -364,6 +418,11 @@ fn apply(args: &mut Args, key: &Ident, value: &Value) -> syn::Result<()> {
             args.given.push((parsed, key.clone()));
             return Ok(());
         }
+        (Key::Capture, Value::Bare) => {
+            args.capture = Some(true);
+            args.given.push((parsed, key.clone()));
+            return Ok(());
+        }
         (Key::Vms, _) => {
             return Err(syn::Error::new(
                 key.span(),
@@ -381,6 +440,13 @@ fn apply(args: &mut Args, key: &Ident, value: &Value) -> syn::Result<()> {
                 ),
             ))
         }
+        (Key::Capture, Value::List(..)) => {
+            return Err(syn::Error::new(
+                key.span(),
+                "expected `capture` (record the VM's network segment into a pcap file) or \
+                 `capture = true` / `capture = false`",
+            ))
+        }
         (_, _) => return Err(not_key_value(key)),
     };
     match parsed {
@@ -392,6 +458,12 @@ fn apply(args: &mut Args, key: &Ident, value: &Value) -> syn::Result<()> {
         Key::Cpus => args.cpus = Some(keys::cpus(value)?),
         Key::Disk => args.disk_mib = Some(keys::size(&values::DISK, value)?),
         Key::Network => args.network = Some(keys::choice(&keys::NETWORK, value)?),
+        Key::PxeKernel => args.pxe_kernel = Some(keys::path(&keys::PXE_KERNEL, &name, value)?),
+        Key::PxeInitrd => args.pxe_initrd = Some(keys::path(&keys::PXE_INITRD, &name, value)?),
+        Key::PxeScript => args.pxe_script = Some(keys::path(&keys::PXE_SCRIPT, &name, value)?),
+        Key::PxeCmdline => args.pxe_cmdline = Some(keys::cmdline(value)?),
+        Key::PxeFiles => args.pxe_files = Some(keys::path(&keys::PXE_FILES, &name, value)?),
+        Key::Capture => args.capture = Some(keys::boolean(&name, value)?),
         Key::Backend => args.backend = Some(keys::choice(&keys::BACKEND, value)?),
         Key::Accel => args.accel = Some(keys::choice(&keys::ACCEL, value)?),
         Key::Requires => {
@@ -400,7 +472,7 @@ fn apply(args: &mut Args, key: &Ident, value: &Value) -> syn::Result<()> {
         }
         Key::Timeout => args.timeout_secs = Some(keys::timeout(value)?),
         Key::ScaleTimeout => args.scale_timeout = Some(keys::boolean(&name, value)?),
-        Key::UserData => args.user_data = Some(keys::user_data(&name, value)?),
+        Key::UserData => args.user_data = Some(keys::path(&keys::USER_DATA, &name, value)?),
         Key::Vms => args.vms = Vms::Count(keys::vm_count(value)?),
         Key::Fixture => args.fixture = Some(keys::fixture(value)?),
         Key::Keep => args.keep = Some(keys::choice(&keys::KEEP, value)?),
@@ -448,6 +520,92 @@ fn check_combinations(args: &mut Args, errors: &mut Errors) {
             accel.span(),
             "`accel = \"tcg\"` contradicts `requires = \"kvm\"`: a test that requires KVM \
              must be allowed to use it; remove one of them",
+        ));
+    }
+    // With `fixture`, the errors above already say that the network keys go.
+    if given(Key::Fixture).is_none() {
+        check_network(args, errors);
+    }
+}
+
+/// The `pxe_*` keys and `capture` against `network`, and the payload's keys against each other.
+fn check_network(args: &Args, errors: &mut Errors) {
+    let given = |key: Key| args.given.iter().find(|(given, _)| *given == key);
+    // The network as written, when one was given and accepted ("isolated").
+    let network = args.network.map(str::to_ascii_lowercase);
+    for (key, ident) in &args.given {
+        let message = if key.is_pxe() && args.network != Some("Pxe") {
+            let why = "it is part of the payload that the PXE segment serves";
+            match &network {
+                Some(other) => {
+                    format!(
+                        "`{ident}` needs `network = \"pxe\"`, not `network = \"{other}\"`: {why}"
+                    )
+                }
+                None => {
+                    format!("`{ident}` needs `network = \"pxe\"`: {why}; add `network = \"pxe\"`")
+                }
+            }
+        } else if *key == Key::Capture && !matches!(args.network, Some("Isolated" | "Pxe")) {
+            let needs = format!("`{ident}` needs `network = \"isolated\"` or `network = \"pxe\"`");
+            let why = "it records the traffic of the VM's own network segment";
+            match &network {
+                Some(other) => format!(
+                    "{needs}, not `network = \"{other}\"`: {why}, and the user-mode network has \
+                     none"
+                ),
+                None => format!(
+                    "{needs}: {why}, and the user-mode network (the default) has none; add \
+                     e.g. `network = \"isolated\"`, or remove `{ident}`"
+                ),
+            }
+        } else {
+            continue;
+        };
+        errors.push(syn::Error::new(ident.span(), message));
+    }
+    let (kernel, script) = (given(Key::PxeKernel), given(Key::PxeScript));
+    if let (Some((_, initrd)), None) = (given(Key::PxeInitrd), kernel) {
+        let instead = if script.is_some() {
+            "an iPXE script (`pxe_script`) loads its own initrd: serve it with `pxe_files`"
+        } else {
+            "without `pxe_kernel` the VM boots its image's own kernel and initrd"
+        };
+        errors.push(syn::Error::new(
+            initrd.span(),
+            format!(
+                "`{initrd}` needs a `pxe_kernel`: it is the initrd that kernel boots with; add \
+                 e.g. `pxe_kernel = \"tests/pxe/vmlinuz\"`, or remove `{initrd}` ({instead})"
+            ),
+        ));
+    }
+    if kernel.is_some() && script.is_some() {
+        // On the one written second.
+        let mut both = args
+            .given
+            .iter()
+            .filter(|(key, _)| matches!(key, Key::PxeKernel | Key::PxeScript))
+            .map(|(_, ident)| ident);
+        let (Some(first), Some(second)) = (both.next(), both.next()) else {
+            unreachable!("both were given")
+        };
+        errors.push(syn::Error::new(
+            second.span(),
+            format!(
+                "`{second}` cannot be used with `{first}`: the PXE payload is either a kernel \
+                 (`pxe_kernel`, with `pxe_initrd` and `pxe_cmdline`) or an iPXE script \
+                 (`pxe_script`) that loads its own; give one of them"
+            ),
+        ));
+    }
+    if let (Some((_, cmdline)), Some(_)) = (given(Key::PxeCmdline), script) {
+        errors.push(syn::Error::new(
+            cmdline.span(),
+            format!(
+                "`{cmdline}` cannot be used with `pxe_script`: the script sets the kernel command \
+                 line itself, on its `kernel` line; put the arguments there and remove \
+                 `{cmdline}`"
+            ),
         ));
     }
 }
@@ -519,6 +677,54 @@ mod tests {
         let args = parse_ok(quote!());
         assert!(args.image.is_none() && args.fixture.is_none() && !args.requires_kvm);
         assert_eq!(args.vms, Vms::One);
+    }
+
+    #[test]
+    fn args_pxe_and_capture() {
+        let text = |lit: &Option<LitStr>| lit.as_ref().map(LitStr::value);
+        let args = parse_ok(quote!(
+            network = "pxe",
+            pxe_kernel = "tests/ui/pxe/vmlinuz",
+            pxe_initrd = "tests/ui/pxe/initrd.img",
+            pxe_cmdline = "console=ttyS0 quiet",
+            pxe_files = "tests/ui/pxe/files",
+            capture,
+        ));
+        assert_eq!(args.network, Some("Pxe"));
+        assert_eq!(
+            text(&args.pxe_kernel).as_deref(),
+            Some("tests/ui/pxe/vmlinuz")
+        );
+        assert_eq!(
+            text(&args.pxe_initrd).as_deref(),
+            Some("tests/ui/pxe/initrd.img")
+        );
+        assert_eq!(
+            text(&args.pxe_cmdline).as_deref(),
+            Some("console=ttyS0 quiet")
+        );
+        assert_eq!(text(&args.pxe_files).as_deref(), Some("tests/ui/pxe/files"));
+        assert!(args.pxe_script.is_none());
+        assert_eq!(args.capture, Some(true));
+
+        let args = parse_ok(quote!(
+            pxe_script = "tests/ui/pxe/boot.ipxe",
+            network = "pxe",
+            capture = false
+        ));
+        assert_eq!(
+            text(&args.pxe_script).as_deref(),
+            Some("tests/ui/pxe/boot.ipxe")
+        );
+        assert_eq!(args.capture, Some(false));
+
+        // The image's own kernel, with more arguments.
+        let args = parse_ok(quote!(network = "pxe", pxe_cmdline = "quiet"));
+        assert!(args.pxe_kernel.is_none() && args.pxe_script.is_none());
+
+        let args = parse_ok(quote!(network = "isolated", capture = true, vms = 2));
+        assert_eq!(args.capture, Some(true));
+        assert!(args.pxe_kernel.is_none());
     }
 
     fn messages(tokens: TokenStream) -> Vec<String> {
@@ -628,6 +834,76 @@ mod tests {
                 "expected `keep` (keep the VMs of a failed test)",
             ),
             (quote!(disk_size = "8G"), "did you mean `disk`?"),
+            (
+                quote!(network = "pxe", pxe_kernel = "tests/ui/pxe/bzImage"),
+                "`pxe_kernel = \"tests/ui/pxe/bzImage\"` names no such file: the path is \
+                 relative to the crate root",
+            ),
+            (
+                quote!(network = "pxe", pxe_kernel = "tests/ui/pxe"),
+                "is a directory, not a file",
+            ),
+            (
+                quote!(network = "pxe", pxe_kernel = "/boot/vmlinuz"),
+                "`pxe_kernel = \"/boot/vmlinuz\"` must be relative to the crate root",
+            ),
+            (
+                quote!(network = "pxe", pxe_kernel = vmlinuz),
+                "`pxe_kernel` expects a string literal: the path of the kernel the PXE segment \
+                 boots, relative to the crate root (the directory of Cargo.toml), e.g. \
+                 `pxe_kernel = \"tests/pxe/vmlinuz\"`",
+            ),
+            (
+                quote!(
+                    network = "pxe",
+                    pxe_kernel = "tests/ui/pxe/vmlinuz",
+                    pxe_initrd = ""
+                ),
+                "`pxe_initrd = \"\"` must not be empty",
+            ),
+            (
+                quote!(network = "pxe", pxe_script = "tests/ui/pxe/no-such.ipxe"),
+                "names no such file",
+            ),
+            (
+                quote!(network = "pxe", pxe_files = "tests/ui/pxe/files/menu.ipxe"),
+                "`pxe_files = \"tests/ui/pxe/files/menu.ipxe\"` is a file, not a directory",
+            ),
+            (
+                quote!(network = "pxe", pxe_files = "tests/ui/pxe/no-such-dir"),
+                "names no such directory: the path is relative to the crate root",
+            ),
+            (
+                quote!(network = "pxe", pxe_cmdline = " "),
+                "`pxe_cmdline = \" \"` must not be empty",
+            ),
+            (
+                quote!(network = "pxe", pxe_cmdline = "quiet\ninit=/bin/sh"),
+                "`pxe_cmdline = \"quiet\\ninit=/bin/sh\"` contains a control character",
+            ),
+            (
+                quote!(network = "pxe", pxe_cmdline = 1),
+                "`pxe_cmdline` expects a string literal",
+            ),
+            (
+                quote!(network = "isolated", capture = "true"),
+                "not a string: write `capture = true`",
+            ),
+            (
+                quote!(network = "isolated", capture(true)),
+                "expected `capture` (record the VM's network segment into a pcap file)",
+            ),
+            (quote!(kernel = "vmlinuz"), "did you mean `pxe_kernel`?"),
+            (quote!(initrd = "initrd.img"), "did you mean `pxe_initrd`?"),
+            (quote!(ipxe = "boot.ipxe"), "did you mean `pxe_script`?"),
+            (
+                quote!(ipxe_script = "boot.ipxe"),
+                "did you mean `pxe_script`?",
+            ),
+            (quote!(cmdline = "quiet"), "did you mean `pxe_cmdline`?"),
+            (quote!(tftp_root = "tftp"), "did you mean `pxe_files`?"),
+            (quote!(pcap), "did you mean `capture`?"),
+            (quote!(tcpdump = true), "did you mean `capture`?"),
             (quote!(disk = "recipe:tiny"), "invalid disk size"),
         ] {
             let errors = messages(tokens.clone());
@@ -665,6 +941,129 @@ mod tests {
         assert_eq!(
             errors,
             ["`user_data` and `cloud_init` are the same key: give one of them"]
+        );
+    }
+
+    #[test]
+    fn network_keys_need_their_network() {
+        let errors = messages(quote!(
+            pxe_kernel = "tests/ui/pxe/vmlinuz",
+            pxe_files = "tests/ui/pxe/files",
+            capture
+        ));
+        assert_eq!(
+            errors,
+            [
+                "`pxe_kernel` needs `network = \"pxe\"`: it is part of the payload that the PXE \
+                 segment serves; add `network = \"pxe\"`",
+                "`pxe_files` needs `network = \"pxe\"`: it is part of the payload that the PXE \
+                 segment serves; add `network = \"pxe\"`",
+                "`capture` needs `network = \"isolated\"` or `network = \"pxe\"`: it records \
+                 the traffic of the VM's own network segment, and the user-mode network (the \
+                 default) has none; add e.g. `network = \"isolated\"`, or remove `capture`",
+            ]
+        );
+        let errors = messages(quote!(network = "isolated", pxe_cmdline = "quiet"));
+        assert_eq!(
+            errors,
+            [
+                "`pxe_cmdline` needs `network = \"pxe\"`, not `network = \"isolated\"`: it is \
+              part of the payload that the PXE segment serves"
+            ]
+        );
+        let errors = messages(quote!(network = "user", capture = false));
+        assert_eq!(
+            errors,
+            [
+                "`capture` needs `network = \"isolated\"` or `network = \"pxe\"`, not `network \
+              = \"user\"`: it records the traffic of the VM's own network segment, and the \
+              user-mode network has none"
+            ]
+        );
+    }
+
+    #[test]
+    fn pxe_payload_keys_that_exclude_each_other() {
+        let errors = messages(quote!(
+            network = "pxe",
+            pxe_initrd = "tests/ui/pxe/initrd.img"
+        ));
+        assert_eq!(
+            errors,
+            [
+                "`pxe_initrd` needs a `pxe_kernel`: it is the initrd that kernel boots with; add \
+              e.g. `pxe_kernel = \"tests/pxe/vmlinuz\"`, or remove `pxe_initrd` (without \
+              `pxe_kernel` the VM boots its image's own kernel and initrd)"
+            ]
+        );
+        let errors = messages(quote!(
+            network = "pxe",
+            pxe_script = "tests/ui/pxe/boot.ipxe",
+            pxe_initrd = "tests/ui/pxe/initrd.img"
+        ));
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert!(
+            errors[0].ends_with(
+                "(an iPXE script (`pxe_script`) loads its own initrd: serve it with `pxe_files`)"
+            ),
+            "{errors:?}"
+        );
+        // On the one written second.
+        for (tokens, second, first) in [
+            (
+                quote!(
+                    pxe_kernel = "tests/ui/pxe/vmlinuz",
+                    pxe_script = "tests/ui/pxe/boot.ipxe"
+                ),
+                "pxe_script",
+                "pxe_kernel",
+            ),
+            (
+                quote!(
+                    pxe_script = "tests/ui/pxe/boot.ipxe",
+                    pxe_kernel = "tests/ui/pxe/vmlinuz"
+                ),
+                "pxe_kernel",
+                "pxe_script",
+            ),
+        ] {
+            let (_, result) = parse_args(quote!(network = "pxe", #tokens));
+            let errors: Vec<syn::Error> = result.unwrap_err().into_iter().collect();
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(
+                errors[0].to_string(),
+                format!(
+                    "`{second}` cannot be used with `{first}`: the PXE payload is either a \
+                     kernel (`pxe_kernel`, with `pxe_initrd` and `pxe_cmdline`) or an iPXE \
+                     script (`pxe_script`) that loads its own; give one of them"
+                )
+            );
+        }
+        let errors = messages(quote!(
+            network = "pxe",
+            pxe_cmdline = "quiet",
+            pxe_script = "tests/ui/pxe/boot.ipxe"
+        ));
+        assert_eq!(
+            errors,
+            ["`pxe_cmdline` cannot be used with `pxe_script`: the script sets the kernel command \
+              line itself, on its `kernel` line; put the arguments there and remove \
+              `pxe_cmdline`"]
+        );
+        // With `fixture`, only that they cannot be used with it.
+        let errors = messages(quote!(
+            fixture = shared,
+            pxe_initrd = "tests/ui/pxe/initrd.img",
+            capture
+        ));
+        assert_eq!(
+            errors,
+            [
+                "`pxe_initrd` cannot be used with `fixture`: the fixture decides the VM; set \
+                 this in the fixture's spec (`.pxe(..)`)",
+                "`capture` cannot be used with `fixture`: the fixture decides the VM; set this \
+                 in the fixture's spec (`.capture(..)`)",
+            ]
         );
     }
 

@@ -2,8 +2,10 @@
 //! crate. (trybuild builds `tests/ui/pass.rs` as a binary, where they are compiled out.)
 //!
 //! Every test here boots a real VM (the tiny image: seconds each), so the expansions are not
-//! only type-checked but run. `ignore_passes_through` alone is `#[ignore]`d: it shows that the
+//! only type-checked but run. `ignore_passes_through` is `#[ignore]`d: it shows that the
 //! attribute reaches the generated test (the test list prints it as ignored, with its reason).
+//! So are the tests of `mod network`, which need a host that can make network segments: run
+//! them with `--ignored`.
 //! `every_test_is_registered` reads what the custom harness would see.
 
 use vmtest::__private::ShouldPanic;
@@ -94,6 +96,31 @@ mod keys {
     }
 }
 
+// The network keys, on segments of their own.
+mod network {
+    use vmtest::{vmtest, Vm};
+
+    #[vmtest(network = "isolated", capture)]
+    #[ignore = "needs a host that can make network segments; run with --ignored"]
+    async fn isolated_with_capture(vm: &Vm) -> anyhow::Result<()> {
+        anyhow::ensure!(vm.segment_ip().await?.is_private());
+        Ok(())
+    }
+
+    // The image's own kernel over the network, with one more argument.
+    #[vmtest(
+        network = "pxe",
+        pxe_cmdline = "vmtest.pxe=1",
+        pxe_files = "tests/ui/pxe/files",
+        capture = false
+    )]
+    #[ignore = "needs a host that can make network segments; run with --ignored"]
+    async fn pxe_boots_the_image(vm: &Vm) -> anyhow::Result<()> {
+        anyhow::ensure!(vm.segment_ip().await?.is_private());
+        Ok(())
+    }
+}
+
 // A plain `fn` body may block.
 #[vmtest]
 fn sync_body(vm: &Vm) -> anyhow::Result<()> {
@@ -156,7 +183,7 @@ fn every_test_is_registered() {
     let names: Vec<String> = vmtest::__private::registered()
         .map(|test| test.id.libtest_name())
         .collect();
-    assert_eq!(names.len(), 15, "{names:?}");
+    assert_eq!(names.len(), 17, "{names:?}");
     assert!(
         !names.iter().any(|n| n.contains("configured_out")),
         "{names:?}"
@@ -196,6 +223,24 @@ fn every_test_is_registered() {
     assert!(!options.scale_timeout);
     assert_eq!(options.keep, Some("on-failure"));
     assert!((find("keys::requires_kvm").options)().requires_kvm);
+
+    assert_eq!(
+        (find("network::isolated_with_capture").specs)(),
+        [VmSpec::new()
+            .network(vmtest::Network::Isolated)
+            .capture(true)]
+    );
+    assert_eq!(
+        (find("network::pxe_boots_the_image").specs)(),
+        [VmSpec::new()
+            .network(vmtest::Network::Pxe)
+            .pxe(
+                vmtest::PxeBoot::image()
+                    .cmdline("vmtest.pxe=1")
+                    .dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/ui/pxe/files"))
+            )
+            .capture(false)]
+    );
 
     assert_eq!(
         (find("two_vms").specs)(),

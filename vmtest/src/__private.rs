@@ -207,7 +207,7 @@ where
     let outcome = runtime.block_on(async {
         let vms = match options.fixture {
             Some(fixture) => fixture.lease(id.libtest_name()).await.map(Vms::Leased),
-            None => boot_all(&test, keep, &specs, &vm_artifacts)
+            None => boot_all(&test, keep, &specs, &vm_artifacts, artifacts.clone())
                 .await
                 .map(Vms::Own),
         };
@@ -296,13 +296,22 @@ async fn boot_all(
     keep: Keep,
     specs: &[VmSpec],
     artifacts: &dyn Fn(usize) -> Option<PathBuf>,
+    test_artifacts: Option<PathBuf>,
 ) -> crate::Result<Vec<Vm>> {
+    // All VMs of a test share its spec, so they share its isolated/PXE segment too.
+    let segment = match specs.first() {
+        Some(spec) if specs.len() > 1 => {
+            crate::vm::shared_segment(spec, test, test_artifacts).await?
+        }
+        _ => None,
+    };
     let mut tasks = tokio::task::JoinSet::new();
     for (i, spec) in specs.iter().enumerate() {
         let cx = VmContext {
             test: test.to_owned(),
             artifacts: artifacts(i),
             keep,
+            segment: segment.clone(),
         };
         let spec = spec.clone();
         tasks.spawn(async move { (i, Vm::boot_in(spec, cx).await) });

@@ -167,6 +167,15 @@ pub enum Error {
         message: String,
     },
 
+    /// Setting up or using an isolated / PXE network failed.
+    #[error("network: {what}: {message}")]
+    Network {
+        /// What was being done (`ip link add ...`, `starting dnsmasq`, ...).
+        what: String,
+        /// What failed, and what to do about it.
+        message: String,
+    },
+
     /// A shared fixture's VM, booted by another process, could not be had.
     #[error("shared fixture {fixture}: {message}")]
     Fixture {

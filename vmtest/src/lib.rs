@@ -31,6 +31,7 @@ mod fixture;
 mod image;
 mod keys;
 mod ledger;
+mod net;
 mod qemu;
 mod ready;
 mod seed;
@@ -52,6 +53,9 @@ pub use error::{Error, Result};
 pub use fixture::Fixture;
 pub use output::Output;
 pub use seed::SeedFormat;
+pub use net::pxe::PxeBoot;
+pub use net::record::{Lease, Protocol, Request};
+pub use net::segment::{Segment, SegmentSpec};
 pub use spec::{Backend, Network, VmSpec};
 pub use vm::{Ssh, Vm};
 

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::PxeBoot;
+
 use crate::accel::AccelChoice;
 use crate::seed::SeedFormat;
 
@@ -64,6 +66,10 @@ pub struct VmSpec {
     pub(crate) accel: Option<AccelChoice>,
     /// Cloud-config documents (YAML) merged into the generated one, with where they came from.
     pub(crate) user_data: Vec<(String, String)>,
+    /// What a PXE segment serves (`None` with [`Network::Pxe`]: [`PxeBoot::image`]).
+    pub(crate) pxe: Option<PxeBoot>,
+    /// Record the segment's traffic into the test's artifacts.
+    pub(crate) capture: bool,
 }
 
 impl Default for VmSpec {
@@ -80,6 +86,8 @@ impl Default for VmSpec {
             backend: Backend::Qemu,
             accel: None,
             user_data: Vec::new(),
+            pxe: None,
+            capture: false,
         }
     }
 }
@@ -164,6 +172,32 @@ impl VmSpec {
     pub fn user_data(mut self, origin: impl Into<String>, yaml: impl Into<String>) -> Self {
         self.user_data.push((origin.into(), yaml.into()));
         self
+    }
+
+    /// Boot from a PXE segment serving `payload` (sets the network to [`Network::Pxe`]).
+    pub fn pxe(mut self, payload: PxeBoot) -> Self {
+        self.network = Network::Pxe;
+        self.pxe = Some(payload);
+        self
+    }
+
+    /// Capture the traffic of the VM's segment (isolated or PXE) into a pcap file in the test's
+    /// artifacts directory.
+    pub fn capture(mut self, on: bool) -> Self {
+        self.capture = on;
+        self
+    }
+
+    /// The segment this spec asks for, if any.
+    pub(crate) fn segment_spec(&self) -> Option<crate::SegmentSpec> {
+        let spec = match self.network {
+            Network::User => return None,
+            Network::Isolated => crate::SegmentSpec::isolated(),
+            Network::Pxe => {
+                crate::SegmentSpec::pxe(self.pxe.clone().unwrap_or_else(PxeBoot::image))
+            }
+        };
+        Some(spec.capture(self.capture))
     }
 
     /// The image reference this spec boots.

@@ -393,6 +393,33 @@ fn orphans(
             steps: vec![remove_dir_step(&path, options.dry_run)],
         });
     }
+    // Network namespaces of proven names whose entry is gone (a segment's owner died between
+    // removing its entry and deleting the namespace cannot happen: the entry goes last; this
+    // is for entries removed by hand).
+    for ns in crate::net::ns::list() {
+        if !name::is_ours(&ns) || recorded.contains(&ns) || !selected(&ns) {
+            continue;
+        }
+        let modified = std::fs::metadata(crate::net::ns::Netns::path_of(&ns))
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0);
+        if modified > report.started_unix_ms || !age_ok(modified) {
+            continue;
+        }
+        let step = netns_step(&ns, options.dry_run);
+        match report.reaped.iter_mut().find(|r| r.name == ns) {
+            Some(done) => done.steps.push(step),
+            None => report.reaped.push(Reaped {
+                name: ns,
+                test: None,
+                why: "network namespace of a proven name, with no ledger entry".into(),
+                steps: vec![step],
+            }),
+        }
+    }
     // Temporary files of ledger writers that died mid-write.
     for entry in std::fs::read_dir(ledger::dir())
         .into_iter()
@@ -426,9 +453,19 @@ fn reap_entry(
     let mut steps = Vec::new();
     for resource in entry.resources.iter().rev() {
         match resource {
-            Resource::Qemu { pidfile, process } => {
+            Resource::Qemu { pidfile, process } | Resource::Dnsmasq { pidfile, process } => {
                 for pid in qemu_pids_of(pidfile, process.as_ref(), table, started_ticks) {
                     steps.push(kill_step(pid, dry_run, send));
+                }
+            }
+            Resource::Netns { name: ns } => {
+                if !name::is_ours(ns) {
+                    steps.push(Step {
+                        what: format!("left network namespace {ns} alone"),
+                        error: Some("not a name vmtest makes; delete it by hand if it is yours".into()),
+                    });
+                } else if crate::net::ns::Netns::path_of(ns).exists() {
+                    steps.push(netns_step(ns, dry_run));
                 }
             }
             Resource::Dir { path } => {
@@ -473,7 +510,7 @@ fn qemu_pids(entry: &Entry, table: &ProcessTable, started_ticks: u64) -> BTreeSe
         .resources
         .iter()
         .flat_map(|r| match r {
-            Resource::Qemu { pidfile, process } => {
+            Resource::Qemu { pidfile, process } | Resource::Dnsmasq { pidfile, process } => {
                 qemu_pids_of(pidfile, process.as_ref(), table, started_ticks)
             }
             _ => BTreeSet::new(),
@@ -516,7 +553,13 @@ fn send_kill(pid: u32) {
 
 /// Kills (unless `send` is false: already done) and waits until the process is gone.
 fn kill_step(pid: u32, dry_run: bool, send: bool) -> Step {
-    let what = format!("killed QEMU pid {pid}");
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    let kind = if comm.starts_with("dnsmasq") {
+        "dnsmasq"
+    } else {
+        "QEMU"
+    };
+    let what = format!("killed {kind} pid {pid}");
     if dry_run {
         return Step { what, error: None };
     }
@@ -535,6 +578,16 @@ fn kill_step(pid: u32, dry_run: bool, send: bool) -> Step {
         std::thread::sleep(Duration::from_millis(5));
     }
     Step { what, error: None }
+}
+
+fn netns_step(ns: &str, dry_run: bool) -> Step {
+    let what = format!("deleted network namespace {ns}");
+    let error = if dry_run {
+        None
+    } else {
+        crate::net::ns::delete(ns).err().map(|e| e.to_string())
+    };
+    Step { what, error }
 }
 
 fn remove_dir_step(path: &Path, dry_run: bool) -> Step {
@@ -589,11 +642,13 @@ impl ProcessTable {
                 continue;
             };
             let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            let is_qemu = argv.first().is_some_and(|a0| {
+            // QEMU, and the dnsmasq of a segment: both carry a pid file in a directory of
+            // ours on their command line.
+            let is_ours_kind = argv.first().is_some_and(|a0| {
                 let base = a0.rsplit(|b| *b == b'/').next().unwrap_or(a0);
-                base.starts_with(b"qemu-system")
+                base.starts_with(b"qemu-system") || base == b"dnsmasq"
             });
-            if !is_qemu {
+            if !is_ours_kind {
                 continue;
             }
             let Some(stat) = Stat::read(pid).filter(|s| !s.zombie) else {
@@ -602,7 +657,12 @@ impl ProcessTable {
             let pidfile = argv
                 .windows(2)
                 .find(|w| w[0] == b"-pidfile")
-                .map(|w| PathBuf::from(std::ffi::OsStr::from_bytes(w[1])));
+                .map(|w| PathBuf::from(std::ffi::OsStr::from_bytes(w[1])))
+                .or_else(|| {
+                    argv.iter()
+                        .find_map(|a| a.strip_prefix(b"--pid-file="))
+                        .map(|p| PathBuf::from(std::ffi::OsStr::from_bytes(p)))
+                });
             qemus.push(QemuSeen { pid, stat, pidfile });
         }
         ProcessTable { qemus }

@@ -7,6 +7,7 @@
 //! working directory with overlay, seed, sockets and keys is removed ([`WorkDir`]'s Drop), then
 //! the ledger entry ([`Claim`]'s Drop). Field order in [`Vm`] encodes the same teardown order.
 
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -18,11 +19,14 @@ use crate::accel::{Accel, AccelChoice};
 use crate::error::{Error, IoContext, Result};
 use crate::image::ImageBoot;
 use crate::ledger::{Claim, ProcessId, Resource, SshInfo};
-use crate::qemu::{Boot, DiskFormat, Drive, QemuArgs, QemuProcess, Qmp, UserNet};
+use crate::qemu::{Boot, DiskFormat, Drive, Extras, QemuArgs, QemuProcess, Qmp, TapNic, UserNet};
 use crate::seed::{Seed, SeedFormat};
 use crate::ssh::{Session, Target};
 use crate::teardown::Keep;
 use crate::{keys, Output, VmSpec};
+
+/// The descriptor number under which QEMU finds the VM's tap on its segment.
+const TAP_FD: i32 = 100;
 
 /// The user the seed creates and SSH logs in as.
 const USER: &str = "vmtest";
@@ -49,6 +53,11 @@ pub struct Vm {
     qemu: Option<QemuProcess>,
     dir: WorkDir,
     claim: Option<Claim>,
+    /// The segment of an isolated/PXE network: after QEMU (whose tap it holds) is gone, the
+    /// last VM's handle takes the segment down.
+    segment: Option<crate::Segment>,
+    /// The MAC of the VM's NIC on its segment.
+    mac: Option<String>,
     pid: u32,
     /// The runtime new SSH connections are made on, when the VM outlives the runtimes of the
     /// tests using it (a fixture's): a connection's task must not die with one test.
@@ -112,6 +121,9 @@ pub(crate) struct Context {
     /// Where a failed boot's or test's evidence goes.
     pub artifacts: Option<PathBuf>,
     pub keep: Keep,
+    /// The segment the VM joins (isolated/PXE networks); `None` with such a network: the VM
+    /// gets a segment of its own.
+    pub segment: Option<crate::Segment>,
 }
 
 impl Context {
@@ -145,6 +157,7 @@ impl Context {
             artifacts: crate::artifacts::dir_for(&test),
             test,
             keep: Keep::from_env()?,
+            segment: None,
         })
     }
 }
@@ -155,6 +168,15 @@ impl Vm {
     /// `#[vmtest]` calls this for you; call it directly for VMs a test manages itself.
     pub async fn boot(spec: VmSpec) -> Result<Vm> {
         Vm::boot_in(spec, Context::guess()?).await
+    }
+
+    /// Boots a VM on `segment`, which other VMs may share: several VMs on one isolated LAN, or
+    /// PXE clients of one server. The spec's network is ignored.
+    pub async fn boot_on(spec: VmSpec, segment: &crate::Segment) -> Result<Vm> {
+        let mut cx = Context::guess()?;
+        cx.segment = Some(segment.clone());
+        let spec = spec.network(segment.kind());
+        Vm::boot_in(spec, cx).await
     }
 
     pub(crate) async fn boot_in(spec: VmSpec, cx: Context) -> Result<Vm> {
@@ -189,6 +211,12 @@ impl Vm {
         };
         let extra_user_data = crate::seed::merge_user_data(&spec.user_data)?;
         let accel = blocking(move || crate::accel::resolve(accel_choice)).await?;
+
+        // An isolated/PXE VM without a segment given gets one of its own (torn down with it).
+        let mut cx = cx;
+        if cx.segment.is_none() {
+            cx.segment = segment_for(&spec, &image, &cx.test, cx.artifacts.clone()).await?;
+        }
 
         // The boot budget: wait here, before anything exists and before any deadline starts,
         // until this VM's memory and vCPUs fit beside the VMs running on the host.
@@ -295,8 +323,10 @@ impl Vm {
             &keys::private_openssh(&client_key),
         ));
 
+        let pxe = spec.network == crate::Network::Pxe;
         let mut drives = Vec::new();
-        if let Some(base) = &image.disk {
+        // A PXE VM is diskless: its system comes over the network; only the seed is attached.
+        if let (Some(base), false) = (&image.disk, pxe) {
             let overlay = dir.path.join("overlay.qcow2");
             tri!(create_overlay(
                 base,
@@ -333,6 +363,11 @@ impl Vm {
             read_only: true,
         });
 
+        // The VM's NIC on its segment: a tap made in the segment's namespace, handed to QEMU.
+        let tap = match &cx.segment {
+            Some(segment) => Some(tri!(segment.tap(&name))),
+            None => None,
+        };
         let console = dir.path.join("console.log");
         let qmp_socket = dir.path.join("qmp.sock");
         let args = QemuArgs {
@@ -341,6 +376,7 @@ impl Vm {
             cpus,
             memory_mib,
             boot: match &image.boot {
+                _ if pxe => Boot::Network,
                 ImageBoot::Disk => Boot::Disk,
                 ImageBoot::Kernel {
                     kernel,
@@ -364,6 +400,15 @@ impl Vm {
                 id: "net0".into(),
                 forwards: vec![(0, 22)],
             }],
+            taps: tap
+                .iter()
+                .map(|(_, mac)| TapNic {
+                    id: "lan0".into(),
+                    fd: TAP_FD,
+                    mac: mac.clone(),
+                    boot: pxe,
+                })
+                .collect(),
             serial_log: console.clone(),
             qmp_socket: qmp_socket.clone(),
             pidfile: dir.path.join("qemu.pid"),
@@ -373,12 +418,24 @@ impl Vm {
             std::fs::write(dir.path.join("qemu.cmdline"), render_cmdline(binary, &argv))
                 .context(|| "writing qemu.cmdline".into())
         );
-        let qemu = tri!(QemuProcess::spawn(
+        let qemu = tri!(QemuProcess::spawn_with(
             binary,
             argv,
             &dir.path.join("qemu.log"),
-            cx.keep.dies_with_owner(),
+            Extras {
+                dies_with_owner: cx.keep.dies_with_owner(),
+                fds: tap
+                    .iter()
+                    .map(|(fd, _)| (fd.as_raw_fd(), TAP_FD))
+                    .collect(),
+                ..Extras::default()
+            },
         ));
+        // QEMU holds the tap now: it vanishes when QEMU exits.
+        let mac = tap.map(|(fd, mac)| {
+            drop(fd);
+            mac
+        });
         tracing::debug!(vm = %name, pid = qemu.pid(), image = %image.reference, "QEMU started");
         let process = ProcessId::of(qemu.pid());
         let recorded = claim.update(|e| {
@@ -442,6 +499,8 @@ impl Vm {
             qemu: Some(qemu),
             dir,
             claim: Some(claim),
+            segment: cx.segment.clone(),
+            mac,
             _budget: budget,
             home: None,
             name,
@@ -489,6 +548,32 @@ impl Vm {
     /// `known_hosts` file for reaching it by hand). Removed at teardown.
     pub fn dir(&self) -> &Path {
         &self.dir.path
+    }
+
+    /// The segment of an isolated or PXE network the VM is on.
+    pub fn segment(&self) -> Option<&crate::Segment> {
+        self.segment.as_ref()
+    }
+
+    /// The MAC address of the VM's NIC on its segment.
+    pub fn mac(&self) -> Option<&str> {
+        self.mac.as_deref()
+    }
+
+    /// The VM's address on its segment, from the DHCP lease dnsmasq gave it; waits for the lease
+    /// (bounded: 30 s, scaled under TCG).
+    pub async fn segment_ip(&self) -> Result<std::net::Ipv4Addr> {
+        let (Some(segment), Some(mac)) = (&self.segment, &self.mac) else {
+            return Err(Error::Invalid {
+                what: "segment_ip",
+                message: format!(
+                    "VM {} is on the user-mode network; ask for network = \"isolated\" or \"pxe\"",
+                    self.name
+                ),
+            });
+        };
+        let timeout = Duration::from_secs(30) * self.accel.timeout_factor();
+        Ok(segment.wait_for_lease(mac, timeout).await?.ip)
     }
 
     /// QEMU's process id.
@@ -688,6 +773,8 @@ impl Vm {
                 kept: true,
             },
             claim: None,
+            segment: None,
+            mac: None,
             pid: reach.pid,
             home: None,
             _budget: None,
@@ -832,15 +919,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 
 /// Networks and backends this build cannot provide fail before anything is created.
 fn check_supported(spec: &VmSpec) -> Result<()> {
-    if spec.network != crate::Network::User {
-        return Err(Error::Invalid {
-            what: "network",
-            message: format!(
-                "`{}` is not available in this version of vmtest; use `user` (the default)",
-                spec.network.name()
-            ),
-        });
-    }
     if spec.backend != crate::Backend::Qemu {
         return Err(Error::Invalid {
             what: "backend",
@@ -848,6 +926,58 @@ fn check_supported(spec: &VmSpec) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Starts the segment `spec` asks for (none for the user-mode network), for the VMs of `test`.
+pub(crate) async fn segment_for(
+    spec: &VmSpec,
+    image: &crate::image::Image,
+    test: &str,
+    artifacts: Option<PathBuf>,
+) -> Result<Option<crate::Segment>> {
+    let Some(seg_spec) = spec.segment_spec() else {
+        return Ok(None);
+    };
+    let test = test.to_owned();
+    let kernel = image_kernel(image);
+    blocking(move || {
+        let k = kernel.as_ref();
+        crate::Segment::create(
+            &seg_spec,
+            &test,
+            k.map(|(k, i, c)| (k.as_path(), i.as_deref(), c.as_str())),
+            artifacts,
+        )
+    })
+    .await
+    .map(Some)
+}
+
+/// The segment shared by all VMs of a multi-VM test (they share one spec).
+pub(crate) async fn shared_segment(
+    spec: &VmSpec,
+    test: &str,
+    artifacts: Option<PathBuf>,
+) -> Result<Option<crate::Segment>> {
+    if spec.segment_spec().is_none() {
+        return Ok(None);
+    }
+    let reference = spec.image.clone();
+    let image = blocking(move || crate::image::resolve(&reference)).await?;
+    segment_for(spec, &image, test, artifacts).await
+}
+
+/// The kernel, initrd and command line of a kernel-boot image (what a PXE segment serves for
+/// [`PxeBoot::image`](crate::PxeBoot::image)).
+fn image_kernel(image: &crate::image::Image) -> Option<(PathBuf, Option<PathBuf>, String)> {
+    match &image.boot {
+        ImageBoot::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => Some((kernel.clone(), initrd.clone(), cmdline.clone())),
+        ImageBoot::Disk => None,
+    }
 }
 
 fn check_tool(program: &str, install: &str) -> Result<()> {

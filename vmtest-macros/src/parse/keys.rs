@@ -273,7 +273,7 @@ pub(super) fn timeout(value: &Expr) -> syn::Result<u64> {
     }
 }
 
-/// `scale_timeout`: `true` or `false`, unquoted.
+/// `scale_timeout` and `capture`: `true` or `false`, unquoted.
 pub(super) fn boolean(key: &str, value: &Expr) -> syn::Result<bool> {
     match literal(value) {
         Some(Lit::Bool(lit)) => Ok(lit.value),
@@ -293,18 +293,62 @@ pub(super) fn boolean(key: &str, value: &Expr) -> syn::Result<bool> {
     }
 }
 
-/// `user_data = "PATH"` (or `cloud_init`): a file relative to the crate root, which must exist.
+/// A key whose value is a path relative to the crate root, checked when the attribute expands.
+pub(super) struct PathKey {
+    /// What the path names, in messages ("the path of a cloud-config YAML file").
+    what: &'static str,
+    /// A value for the example of messages.
+    example: &'static str,
+    /// The path names a directory, not a file.
+    dir: bool,
+}
+
+/// `user_data` (or `cloud_init`), embedded with `include_str!`.
+pub(super) const USER_DATA: PathKey = PathKey {
+    what: "a cloud-config YAML file",
+    example: "tests/cloud-init.yaml",
+    dir: false,
+};
+
+pub(super) const PXE_KERNEL: PathKey = PathKey {
+    what: "the kernel the PXE segment boots",
+    example: "tests/pxe/vmlinuz",
+    dir: false,
+};
+
+pub(super) const PXE_INITRD: PathKey = PathKey {
+    what: "the initrd of `pxe_kernel`",
+    example: "tests/pxe/initrd.img",
+    dir: false,
+};
+
+/// Embedded with `include_str!`.
+pub(super) const PXE_SCRIPT: PathKey = PathKey {
+    what: "an iPXE script (starting `#!ipxe`)",
+    example: "tests/pxe/boot.ipxe",
+    dir: false,
+};
+
+pub(super) const PXE_FILES: PathKey = PathKey {
+    what: "a directory whose files the PXE segment also serves",
+    example: "tests/pxe/files",
+    dir: true,
+};
+
+/// A path key's value (`user_data = "PATH"`, `pxe_kernel = "PATH"`, ..): a file (or for
+/// `pxe_files` a directory) relative to the crate root, which must exist.
 ///
 /// Checked here so that a typo is an error on the string rather than on the `include_str!` the
-/// expansion reads the file with (whose message names a path the user never wrote).
-pub(super) fn user_data(key: &str, value: &Expr) -> syn::Result<LitStr> {
+/// expansion reads the file with (whose message names a path the user never wrote), or at run
+/// time.
+pub(super) fn path(kind: &PathKey, key: &str, value: &Expr) -> syn::Result<LitStr> {
     let Some(Lit::Str(lit)) = literal(value) else {
         return Err(syn::Error::new_spanned(
             value,
             format!(
-                "`{key}` expects a string literal: the path of a cloud-config YAML file, \
-                 relative to the crate root (the directory of Cargo.toml), e.g. \
-                 `{key} = \"tests/cloud-init.yaml\"`"
+                "`{key}` expects a string literal: the path of {}, relative to the crate root \
+                 (the directory of Cargo.toml), e.g. `{key} = \"{}\"`",
+                kind.what, kind.example
             ),
         ));
     };
@@ -320,16 +364,22 @@ pub(super) fn user_data(key: &str, value: &Expr) -> syn::Result<LitStr> {
         // Without CARGO_MANIFEST_DIR (not built by cargo), `env!` in the expansion says so.
         std::env::var_os("CARGO_MANIFEST_DIR").and_then(|root| {
             let full = Path::new(&root).join(&path);
-            if full.is_file() {
+            let (noun, found) = if kind.dir {
+                ("directory", full.is_dir())
+            } else {
+                ("file", full.is_file())
+            };
+            if found {
                 None
-            } else if full.is_dir() {
+            } else if kind.dir && full.exists() {
+                Some("is a file, not a directory".to_owned())
+            } else if !kind.dir && full.is_dir() {
                 Some("is a directory, not a file".to_owned())
             } else {
-                Some(
-                    "names no such file: the path is relative to the crate root (the \
-                      directory of Cargo.toml)"
-                        .to_owned(),
-                )
+                Some(format!(
+                    "names no such {noun}: the path is relative to the crate root (the \
+                     directory of Cargo.toml)"
+                ))
             }
         })
     };
@@ -340,6 +390,30 @@ pub(super) fn user_data(key: &str, value: &Expr) -> syn::Result<LitStr> {
         )),
         None => Ok(lit.clone()),
     }
+}
+
+/// `pxe_cmdline = "ARGS"`: kernel arguments, one line of them.
+pub(super) fn cmdline(value: &Expr) -> syn::Result<LitStr> {
+    let Some(Lit::Str(lit)) = literal(value) else {
+        return Err(syn::Error::new_spanned(
+            value,
+            "`pxe_cmdline` expects a string literal: arguments appended to the kernel command \
+             line, separated by spaces, e.g. `pxe_cmdline = \"console=ttyS0 quiet\"`",
+        ));
+    };
+    let text = lit.value();
+    let problem = if text.trim().is_empty() {
+        "must not be empty"
+    } else if text.chars().any(char::is_control) {
+        "contains a control character (a line break?): the kernel command line is one line of \
+         arguments, separated by spaces"
+    } else {
+        return Ok(lit.clone());
+    };
+    Err(syn::Error::new(
+        lit.span(),
+        format!("`pxe_cmdline = \"{}\"` {problem}", text.escape_debug()),
+    ))
 }
 
 /// `fixture = PATH`: the path of a `#[vmtest::fixture]`. That it is one is left to the type

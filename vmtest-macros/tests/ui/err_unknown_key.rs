@@ -1,9 +1,12 @@
 use vmtest::{vmtest, Vm};
 
-#[vmtest(kernel = "bzImage")]
+#[vmtest(firmware = "ovmf")]
 async fn unknown(_vm: &Vm) {}
 
 #[vmtest(mem = "1G", vcpus = 2)]
 async fn aliases(_vm: &Vm) {}
+
+#[vmtest(network = "pxe", kernel = "bzImage", pcap)]
+async fn network_aliases(_vm: &Vm) {}
 
 fn main() {}

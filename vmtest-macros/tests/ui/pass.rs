@@ -72,6 +72,39 @@ async fn with_cloud_init_alias_on_every_vm(vms: &[Vm]) {
     let _ = vms.len();
 }
 
+// The network keys: a capture of an isolated LAN, and each PXE payload.
+#[vmtest(network = "isolated", capture)]
+async fn isolated_with_capture(_vm: &Vm) {}
+
+#[vmtest(network = "pxe", capture = false)]
+async fn pxe_default_payload(_vm: &Vm) {}
+
+#[vmtest(network = "pxe", pxe_cmdline = "console=ttyS0 quiet", capture = true)]
+async fn pxe_image_with_cmdline(_vm: &Vm) {}
+
+#[vmtest(
+    network = "pxe",
+    pxe_kernel = "../../../../vmtest-macros/tests/ui/pxe/vmlinuz",
+    pxe_initrd = "../../../../vmtest-macros/tests/ui/pxe/initrd.img",
+    pxe_cmdline = "console=ttyS0",
+    pxe_files = "../../../../vmtest-macros/tests/ui/pxe/files",
+)]
+async fn pxe_kernel_and_initrd(_vm: &Vm) {}
+
+#[vmtest(network = "pxe", pxe_kernel = "../../../../vmtest-macros/tests/ui/pxe/vmlinuz")]
+fn pxe_kernel_only(_vm: &Vm) {}
+
+#[vmtest(
+    pxe_files = "../../../../vmtest-macros/tests/ui/pxe/files",
+    pxe_script = "../../../../vmtest-macros/tests/ui/pxe/boot.ipxe",
+    network = "pxe",
+    vms(client, server),
+    capture,
+)]
+async fn pxe_script_on_named_vms(client: &Vm, server: &Vm) {
+    let _ = (client, server);
+}
+
 #[vmtest(vms = 16)]
 async fn most_vms(_: &'_ [vmtest::Vm]) {}
 
@@ -195,13 +228,18 @@ async fn vm(vm: &Vm) {
 #[vmtest]
 async fn r#async(_vm: &Vm) {}
 
-// Every key at once, but `fixture`.
+// Every key at once, but `fixture` and `pxe_script` (which exclude others).
 #[vmtest(
     image = "recipe:tiny",
     memory = "1G",
     cpus = 2,
     disk = "4G",
-    network = "user",
+    network = "pxe",
+    pxe_kernel = "../../../../vmtest-macros/tests/ui/pxe/vmlinuz",
+    pxe_initrd = "../../../../vmtest-macros/tests/ui/pxe/initrd.img",
+    pxe_cmdline = "console=ttyS0",
+    pxe_files = "../../../../vmtest-macros/tests/ui/pxe/files",
+    capture,
     backend = "qemu",
     accel = "auto",
     requires = "kvm",

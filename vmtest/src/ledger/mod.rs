@@ -65,6 +65,16 @@ pub(crate) enum Resource {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         process: Option<ProcessId>,
     },
+    /// The dnsmasq serving a segment's DHCP and TFTP, recognised like QEMU by the pid file on
+    /// its command line.
+    Dnsmasq {
+        pidfile: PathBuf,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        process: Option<ProcessId>,
+    },
+    /// A network namespace (`/run/netns/NAME`) holding a segment's bridge; the taps in it
+    /// vanish with the QEMUs holding them.
+    Netns { name: String },
 }
 
 /// SSH coordinates of a VM, for `vmtest-runner ssh`.

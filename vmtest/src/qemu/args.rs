@@ -18,6 +18,8 @@ pub(crate) enum Boot {
         initrd: Option<PathBuf>,
         cmdline: String,
     },
+    /// The firmware boots from the network: the iPXE ROM of the first tap NIC marked `boot`.
+    Network,
 }
 
 /// A virtio block device backed by a file.
@@ -52,6 +54,21 @@ pub(crate) struct UserNet {
     pub forwards: Vec<(u16, u16)>,
 }
 
+/// A NIC on a segment: a tap device opened by the framework inside the segment's namespace and
+/// handed to QEMU as a file descriptor, so it vanishes when QEMU exits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TapNic {
+    pub id: String,
+    /// The descriptor number QEMU finds the tap under.
+    pub fd: i32,
+    pub mac: String,
+    /// Network-boot from this NIC: iPXE option ROM and first in the boot order.
+    pub boot: bool,
+}
+
+/// iPXE for virtio-net, from Debian's `ipxe-qemu` package.
+pub(crate) const IPXE_VIRTIO_ROM: &str = "/usr/lib/ipxe/qemu/pxe-virtio.rom";
+
 /// The whole invocation.
 #[derive(Debug, Clone)]
 pub(crate) struct QemuArgs {
@@ -62,6 +79,7 @@ pub(crate) struct QemuArgs {
     pub boot: Boot,
     pub drives: Vec<Drive>,
     pub user_nets: Vec<UserNet>,
+    pub taps: Vec<TapNic>,
     pub serial_log: PathBuf,
     pub qmp_socket: PathBuf,
     pub pidfile: PathBuf,
@@ -137,6 +155,22 @@ impl QemuArgs {
             a.push("-device")
                 .push(format!("virtio-net-pci,netdev={},romfile=", net.id));
         }
+        for tap in &self.taps {
+            a.push("-netdev")
+                .push(format!("tap,id={},fd={}", tap.id, tap.fd));
+            // Debian's iPXE ROM for virtio-net carries the modern device id (1af4:1041);
+            // SeaBIOS runs a PCI option ROM only when the ids match, and a transitional
+            // device reports 1af4:1000. A modern-only NIC has the ROM's id.
+            let rom = if tap.boot {
+                format!("disable-legacy=on,romfile={IPXE_VIRTIO_ROM},bootindex=0")
+            } else {
+                "romfile=".to_owned()
+            };
+            a.push("-device").push(format!(
+                "virtio-net-pci,netdev={},mac={},{rom}",
+                tap.id, tap.mac
+            ));
+        }
         // Entropy early in boot: sshd and the kernel's crng otherwise wait under TCG.
         a.push("-device").push("virtio-rng-pci");
         let mut serial = OsString::from("file:");
@@ -206,6 +240,7 @@ mod tests {
                 id: "n0".into(),
                 forwards: vec![(0, 22)],
             }],
+            taps: vec![],
             serial_log: "/vm/console.log".into(),
             qmp_socket: "/vm/qmp.sock".into(),
             pidfile: "/vm/qemu.pid".into(),

@@ -4,8 +4,8 @@ mod args;
 mod process;
 mod qmp;
 
-pub(crate) use args::{Boot, DiskFormat, Drive, QemuArgs, UserNet};
-pub(crate) use process::{describe as describe_status, QemuProcess};
+pub(crate) use args::{Boot, DiskFormat, Drive, QemuArgs, TapNic, UserNet};
+pub(crate) use process::{describe as describe_status, Extras, QemuProcess};
 pub(crate) use qmp::{forwarded_port, Qmp};
 
 use std::path::PathBuf;

@@ -16,7 +16,22 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, IoContext, Result};
 
-/// A running QEMU, owned. Dropping it kills QEMU and reaps it.
+/// How to spawn beyond the program and its arguments.
+#[derive(Debug, Default)]
+pub(crate) struct Extras {
+    /// SIGKILL the child when the spawning thread's process dies.
+    pub dies_with_owner: bool,
+    /// A network namespace file descriptor to enter before `exec`.
+    pub netns: Option<std::os::fd::RawFd>,
+    /// `(ours, theirs)`: our descriptor `ours` becomes the child's `theirs`. The caller keeps
+    /// `ours` open until `spawn_with` returns.
+    pub fds: Vec<(std::os::fd::RawFd, std::os::fd::RawFd)>,
+    /// What to install when the program is missing (default: QEMU's packages).
+    pub install_hint: Option<&'static str>,
+}
+
+/// A running QEMU (or another helper process of a VM, such as a segment's dnsmasq), owned.
+/// Dropping it kills the process and reaps it.
 #[derive(Debug)]
 pub(crate) struct QemuProcess {
     pid: u32,
@@ -34,6 +49,31 @@ impl QemuProcess {
         stderr_log: &Path,
         dies_with_owner: bool,
     ) -> Result<Self> {
+        Self::spawn_with(
+            program,
+            args,
+            stderr_log,
+            Extras {
+                dies_with_owner,
+                ..Extras::default()
+            },
+        )
+    }
+
+    /// [`QemuProcess::spawn`] with more: entering a network namespace before `exec` (dnsmasq),
+    /// and file descriptors handed to the child under fixed numbers (tap devices).
+    pub fn spawn_with(
+        program: &Path,
+        args: Vec<OsString>,
+        stderr_log: &Path,
+        extras: Extras,
+    ) -> Result<Self> {
+        let Extras {
+            dies_with_owner,
+            netns,
+            fds,
+            install_hint,
+        } = extras;
         let log = File::create(stderr_log)
             .context(|| format!("creating QEMU log {}", stderr_log.display()))?;
         let log2 = log
@@ -66,6 +106,18 @@ impl QemuProcess {
                 if libc::setpgid(0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
+                if let Some(ns) = netns {
+                    if libc::setns(ns, libc::CLONE_NEWNET) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                // dup2 clears close-on-exec on the copy only: the originals stay private to
+                // this child, so no other process spawned meanwhile inherits a tap.
+                for &(ours, theirs) in &fds {
+                    if libc::dup2(ours, theirs) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
                 Ok(())
             });
         }
@@ -96,7 +148,7 @@ impl QemuProcess {
             Ok(Err(e)) if e.kind() == std::io::ErrorKind::NotFound => {
                 return Err(Error::MissingTool {
                     program: program_name,
-                    hint: "install QEMU: apt-get install --no-install-recommends qemu-system-x86 qemu-utils".into(),
+                    hint: install_hint.unwrap_or("install QEMU: apt-get install --no-install-recommends qemu-system-x86 qemu-utils").into(),
                 })
             }
             Ok(Err(e)) => return Err(Error::Io { context: format!("spawning {program_name}"), source: e }),

@@ -1,0 +1,197 @@
+//! Isolated and PXE networks with a real dnsmasq, real taps and bridges in the project's own
+//! network namespaces, under TCG: a diskless VM PXE-boots the tiny kernel and initrd through
+//! iPXE (script over TFTP, kernel and initrd over HTTP) and is then reached over SSH; two VMs on
+//! one isolated LAN ping each other; two PXE segments at once get different subnets and see only
+//! their own DHCP; a test killed mid-boot leaves nothing after one sweep; a missing payload file
+//! fails before anything is made. Traffic stays inside those namespaces (and loopback, for SSH).
+
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use vmtest::{vmtest, Protocol, PxeBoot, Segment, SegmentSpec, Vm, VmSpec};
+use vmtest_tests::private_run::PrivateRun;
+use vmtest_tests::scenario::{self, Running};
+use vmtest_tests::{leaks, runner};
+
+/// What the guest says its address on `iface`-less segment NIC is: the IPv4 addresses of every
+/// interface, as `ip -4 -o addr` prints them.
+async fn guest_addresses(vm: &Vm) -> anyhow::Result<String> {
+    let out = vm.ssh().run(["ip", "-4", "-o", "addr"]).await?;
+    anyhow::ensure!(out.success(), "{out:?}");
+    Ok(out.stdout_str())
+}
+
+/// The first line the user of this framework wrote: a diskless VM boots over the network.
+#[vmtest(network = "pxe", capture, timeout = "10m")]
+async fn a_diskless_vm_pxe_boots_the_tiny_kernel_through_ipxe(vm: &Vm) -> anyhow::Result<()> {
+    let segment = vm.segment().expect("a PXE VM is on a segment");
+    let mac = vm.mac().expect("a MAC on the segment");
+    // Its lease: its MAC, an address of the segment's subnet, the hostname it sent.
+    let ip = vm.segment_ip().await?;
+    let lease = segment
+        .leases()
+        .into_iter()
+        .find(|l| l.mac == mac)
+        .expect("the lease is listed");
+    assert_eq!(lease.ip, ip);
+    assert_eq!(lease.hostname.as_deref(), Some(vm.name()));
+    let (net, prefix) = segment.subnet();
+    assert_eq!(prefix, 24);
+    assert_eq!(ip.octets()[..3], net.octets()[..3], "{ip} in {net}/{prefix}");
+
+    // What it fetched: the iPXE script over TFTP, then kernel and initrd over HTTP, whole.
+    let client = IpAddr::V4(ip);
+    let wait = Duration::from_secs(5);
+    let script = segment.wait_for_request("boot.ipxe", None, wait).await?;
+    assert_eq!(script.protocol, Protocol::Tftp);
+    assert!(script.ok, "{script:?}");
+    for file in ["vmlinuz", "initrd.img"] {
+        let r = segment.wait_for_request(file, Some(client), wait).await?;
+        assert_eq!(r.protocol, Protocol::Http, "{r:?}");
+        assert!(r.ok && r.bytes > 1_000_000, "{file} was not served whole: {r:?}");
+    }
+    let requests = segment.requests();
+    let order: Vec<&str> = requests.iter().map(|r| r.file.as_str()).collect();
+    assert_eq!(order, ["boot.ipxe", "vmlinuz", "initrd.img"], "{requests:?}");
+
+    // And over SSH (the management NIC): it runs the kernel it was served, with no disk but
+    // the seed.
+    let addrs = guest_addresses(vm).await?;
+    assert!(addrs.contains(&format!("inet {ip}/24")), "{addrs}");
+    let cmdline = vm.ssh().run(["cat", "/proc/cmdline"]).await?.stdout_str();
+    assert!(cmdline.contains("console=ttyS0"), "{cmdline}");
+    let disks = vm.ssh().run(["ls", "/sys/block"]).await?.stdout_str();
+    assert_eq!(disks.split_whitespace().filter(|d| d.starts_with("vd")).count(), 1, "{disks}");
+    assert!(
+        segment.capture_file().is_some_and(|p| p.metadata().map(|m| m.len()).unwrap_or(0) > 24),
+        "the capture has packets"
+    );
+    Ok(())
+}
+
+/// Two VMs on one isolated LAN find each other by the addresses the test read from the leases.
+#[vmtest(vms(a, b), network = "isolated", timeout = "10m")]
+async fn two_vms_on_an_isolated_network_ping_each_other(a: &Vm, b: &Vm) -> anyhow::Result<()> {
+    let (seg_a, seg_b) = (a.segment().unwrap(), b.segment().unwrap());
+    assert_eq!(seg_a.name(), seg_b.name(), "one segment for both");
+    let (ip_a, ip_b) = (a.segment_ip().await?, b.segment_ip().await?);
+    assert_ne!(ip_a, ip_b);
+    for (from, to) in [(a, ip_b), (b, ip_a)] {
+        let out = from
+            .ssh()
+            .run(["ping", "-c", "3", "-W", "10", &to.to_string()])
+            .await?;
+        assert!(out.success(), "{} cannot ping {to}: {out:?}", from.name());
+        assert!(out.stdout_str().contains("3 packets received"), "{out:?}");
+    }
+    // Nothing leaves the segment: the VMs got no default route from it, and the bridge has no
+    // uplink (its namespace holds nothing else).
+    let routes = a.ssh().run(["ip", "route"]).await?.stdout_str();
+    let lan_nic = routes
+        .lines()
+        .find(|l| l.contains(&ip_a.to_string()))
+        .and_then(|l| l.split_whitespace().skip_while(|w| *w != "dev").nth(1))
+        .expect("a route for the segment")
+        .to_owned();
+    assert!(
+        !routes.lines().any(|l| l.starts_with("default") && l.contains(&lan_nic)),
+        "{routes}"
+    );
+    Ok(())
+}
+
+/// Two PXE segments at once (as two PXE tests running side by side get): different subnets,
+/// and each dnsmasq saw only its own VM.
+#[vmtest::vmtest(timeout = "10m")]
+async fn two_pxe_segments_at_once_get_different_subnets_and_their_own_dhcp(
+    _vm: &Vm,
+) -> anyhow::Result<()> {
+    let (one, two) = tokio::try_join!(
+        Segment::start(SegmentSpec::pxe(PxeBoot::image())),
+        Segment::start(SegmentSpec::pxe(PxeBoot::image()))
+    )?;
+    assert_ne!(one.subnet(), two.subnet());
+    assert_ne!(one.name(), two.name());
+    let spec = VmSpec::new().memory_mib(256);
+    let (vm1, vm2) = tokio::try_join!(
+        Vm::boot_on(spec.clone(), &one),
+        Vm::boot_on(spec.clone(), &two)
+    )?;
+    let (ip1, ip2) = (vm1.segment_ip().await?, vm2.segment_ip().await?);
+    let macs = |s: &Segment| -> Vec<String> { s.leases().into_iter().map(|l| l.mac).collect() };
+    assert_eq!(macs(&one), [vm1.mac().unwrap()]);
+    assert_eq!(macs(&two), [vm2.mac().unwrap()]);
+    assert!(one.requests().iter().all(|r| r.client == IpAddr::V4(ip1)));
+    assert!(two.requests().iter().all(|r| r.client == IpAddr::V4(ip2)));
+    Ok(())
+}
+
+/// A payload file that does not exist: a clear error before anything is made — no ledger
+/// entry, no namespace, no QEMU.
+#[tokio::test]
+async fn a_missing_payload_file_fails_before_any_vm_boots() {
+    let private = PrivateRun::new();
+    // The check needs no run directory; point it at a private one to prove nothing was made.
+    std::env::set_var("VMTEST_RUN_DIR", private.path());
+    let start = Instant::now();
+    let spec = VmSpec::new().pxe(PxeBoot::kernel("tests/pxe/no-such-vmlinuz", "tests/pxe/no-initrd"));
+    let e = Vm::boot(spec).await.expect_err("no such payload").to_string();
+    assert!(e.contains("no-such-vmlinuz does not exist"), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(15), "took {:?}", start.elapsed());
+    let ledger: Vec<_> = std::fs::read_dir(private.path().join("ledger"))
+        .into_iter()
+        .flatten()
+        .collect();
+    assert!(ledger.is_empty(), "{ledger:?}");
+    assert!(!leaks::processes_mentioning(&private.path().to_string_lossy()).iter().any(|p| p.contains("qemu")));
+}
+
+/// The scenario for the kill test: a PXE VM paused at boot (`VMTEST_PAUSE_AT=boot`).
+#[vmtest(network = "pxe")]
+#[ignore = "scenario: run in a child process by the other tests of this file"]
+async fn scenario_pxe_vm(_vm: &Vm) {}
+
+/// Killed mid-boot (QEMU started, dnsmasq serving, namespace up): QEMU and dnsmasq die with the
+/// process at once; one sweep removes the namespace (with its bridge), the directories and the
+/// ledger entries.
+#[test]
+fn killing_a_pxe_test_mid_boot_leaves_nothing_after_a_sweep() {
+    let private = PrivateRun::new();
+    let session = format!("network-kill-{}", std::process::id());
+    let mut cmd = scenario::child("scenario_pxe_vm");
+    private
+        .apply(&mut cmd)
+        .env("VMTEST_SESSION", &session)
+        .env("VMTEST_PAUSE_AT", "boot");
+    let mut child = Running::spawn(cmd);
+    child.wait_for("paused at `boot`", Duration::from_secs(120));
+    let prefix = vmtest::__runner::session_prefix(&session);
+    let before = leaks::find(private.path(), &prefix);
+    assert!(!before.netns.is_empty(), "a namespace exists mid-boot:\n{before}");
+    let dnsmasq: Vec<String> = leaks::processes_mentioning(&private.path().to_string_lossy())
+        .into_iter()
+        .filter(|p| p.contains("dnsmasq"))
+        .collect();
+    assert_eq!(dnsmasq.len(), 1, "{dnsmasq:?}");
+    child.signal(libc::SIGKILL);
+    let _ = child.wait(Duration::from_secs(30));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !leaks::processes_mentioning(&private.path().to_string_lossy()).is_empty()
+        && Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let survivors = leaks::processes_mentioning(&private.path().to_string_lossy());
+    assert!(survivors.is_empty(), "QEMU/dnsmasq survived SIGKILL: {survivors:?}");
+
+    let sweep = private
+        .apply(&mut runner::command())
+        .args(["sweep", "--session", &session])
+        .output()
+        .unwrap();
+    let swept = scenario::text(&sweep);
+    assert!(sweep.status.success(), "{swept}");
+    assert!(swept.contains("deleted network namespace"), "{swept}");
+    let left = leaks::find(private.path(), &prefix);
+    assert!(left.is_empty(), "after one sweep:\n{left}\n{swept}");
+}

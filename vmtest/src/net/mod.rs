@@ -1,0 +1,12 @@
+//! Isolated and PXE networks: a network namespace per segment with a bridge, one tap per VM,
+//! a real dnsmasq for DHCP (and TFTP), an HTTP server for PXE payloads, optional packet capture.
+
+pub(crate) mod capture;
+pub(crate) mod dnsmasq;
+pub(crate) mod http;
+pub(crate) mod ns;
+pub(crate) mod pool;
+pub(crate) mod record;
+pub(crate) mod tap;
+pub(crate) mod pxe;
+pub(crate) mod segment;

@@ -1,0 +1,304 @@
+//! What a PXE segment serves: the payload a test gives, laid out as the files dnsmasq serves over
+//! TFTP and the framework's server over HTTP.
+//!
+//! The VM's iPXE ROM asks DHCP for a boot file; dnsmasq recognises iPXE by DHCP option 175 and
+//! answers `boot.ipxe`, fetched over TFTP (the first stage). The script then loads the kernel and
+//! initrd over HTTP from the segment's gateway. A client that is not iPXE gets the payload's
+//! first-stage file (e.g. `undionly.kpxe`) over TFTP instead, when the payload has one.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, IoContext, Result};
+
+/// The script iPXE fetches first, over TFTP.
+pub(crate) const SCRIPT: &str = "boot.ipxe";
+
+/// What a PXE-booted VM boots: the test's payload.
+///
+/// ```
+/// use vmtest::PxeBoot;
+/// // The kernel and initrd of the VM's own image (a kernel-boot image such as `recipe:tiny`).
+/// let from_image = PxeBoot::image().cmdline("quiet");
+/// // A kernel and initrd of the test's own.
+/// let own = PxeBoot::kernel("tests/pxe/vmlinuz", "tests/pxe/initrd.img").cmdline("console=ttyS0");
+/// // A script of the test's own, and the files it fetches.
+/// let scripted = PxeBoot::script("#!ipxe\nchain http://${next-server}/menu.ipxe\n")
+///     .file("menu.ipxe", "tests/pxe/menu.ipxe");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PxeBoot {
+    pub(crate) boot: Payload,
+    /// `(name served, file on the host)`.
+    pub(crate) files: Vec<(String, PathBuf)>,
+    /// Directories served whole.
+    pub(crate) dirs: Vec<PathBuf>,
+    pub(crate) first_stage: Option<PathBuf>,
+    pub(crate) cmdline: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Payload {
+    /// The kernel, initrd and command line of the VM's image.
+    Image,
+    Kernel {
+        kernel: PathBuf,
+        initrd: Option<PathBuf>,
+    },
+    /// An iPXE script, served as `boot.ipxe`.
+    Script(String),
+}
+
+impl PxeBoot {
+    /// Boot the kernel and initrd of the VM's image (which must be a kernel-boot image, like
+    /// `recipe:tiny`) with its command line: the image's disk is not attached, the VM is
+    /// diskless. The default payload of `network = "pxe"`.
+    pub fn image() -> PxeBoot {
+        PxeBoot {
+            boot: Payload::Image,
+            files: Vec::new(),
+            dirs: Vec::new(),
+            first_stage: None,
+            cmdline: Vec::new(),
+        }
+    }
+
+    /// Boot this kernel and initrd (paths on the host, relative to the current directory — a
+    /// test's is its crate root).
+    pub fn kernel(kernel: impl Into<PathBuf>, initrd: impl Into<PathBuf>) -> PxeBoot {
+        PxeBoot {
+            boot: Payload::Kernel {
+                kernel: kernel.into(),
+                initrd: Some(initrd.into()),
+            },
+            ..PxeBoot::image()
+        }
+    }
+
+    /// Boot this kernel without an initrd.
+    pub fn kernel_only(kernel: impl Into<PathBuf>) -> PxeBoot {
+        PxeBoot {
+            boot: Payload::Kernel {
+                kernel: kernel.into(),
+                initrd: None,
+            },
+            ..PxeBoot::image()
+        }
+    }
+
+    /// Serve this iPXE script (starting `#!ipxe`) as `boot.ipxe`; add the files it fetches with
+    /// [`PxeBoot::file`]. In the script, `${next-server}` is the segment's gateway, which
+    /// serves HTTP on port 80.
+    pub fn script(script: impl Into<String>) -> PxeBoot {
+        PxeBoot {
+            boot: Payload::Script(script.into()),
+            ..PxeBoot::image()
+        }
+    }
+
+    /// Appends to the kernel command line (image and kernel payloads).
+    pub fn cmdline(mut self, arg: impl Into<String>) -> PxeBoot {
+        self.cmdline.push(arg.into());
+        self
+    }
+
+    /// Also serves `path` as `name`, over TFTP and HTTP.
+    pub fn file(mut self, name: impl Into<String>, path: impl Into<PathBuf>) -> PxeBoot {
+        self.files.push((name.into(), path.into()));
+        self
+    }
+
+    /// Also serves every file under the directory `dir`, by its path relative to `dir`.
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> PxeBoot {
+        self.dirs.push(dir.into());
+        self
+    }
+
+    /// The file served to PXE clients that are not iPXE (for example `undionly.kpxe`), over
+    /// TFTP; it should chainload iPXE, which then fetches `boot.ipxe`.
+    pub fn first_stage(mut self, path: impl Into<PathBuf>) -> PxeBoot {
+        self.first_stage = Some(path.into());
+        self
+    }
+
+    /// Every host file the payload names must exist: checked before anything is created.
+    pub(crate) fn check(&self) -> Result<()> {
+        let mut paths: Vec<&Path> = self.files.iter().map(|(_, p)| p.as_path()).collect();
+        if let Payload::Kernel { kernel, initrd } = &self.boot {
+            paths.push(kernel);
+            paths.extend(initrd.as_deref());
+        }
+        paths.extend(self.first_stage.as_deref());
+        for p in paths {
+            if !p.is_file() {
+                let cwd = std::env::current_dir().unwrap_or_default();
+                return Err(Error::Invalid {
+                    what: "PXE payload",
+                    message: format!(
+                        "{} does not exist (relative paths start at {}); fix the path given to \
+                         the payload (`pxe_*` keys of #[vmtest], or vmtest::PxeBoot)",
+                        p.display(),
+                        cwd.display()
+                    ),
+                });
+            }
+        }
+        for d in &self.dirs {
+            if !d.is_dir() {
+                return Err(Error::Invalid {
+                    what: "PXE payload",
+                    message: format!(
+                        "directory {} does not exist (relative paths start at {})",
+                        d.display(),
+                        std::env::current_dir().unwrap_or_default().display()
+                    ),
+                });
+            }
+        }
+        for (name, _) in &self.files {
+            if name.is_empty() || name.starts_with('/') || name.split('/').any(|c| c == "..") {
+                return Err(Error::Invalid {
+                    what: "PXE payload",
+                    message: format!("`{name}` cannot be served: give a relative name without `..`"),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Lays the payload out in `root`: `boot.ipxe`, the kernel and initrd, the extra files.
+    /// `image` is the VM image's kernel, initrd and command line, for [`PxeBoot::image`].
+    pub(crate) fn materialise(
+        &self,
+        root: &Path,
+        gateway: std::net::Ipv4Addr,
+        image: Option<(&Path, Option<&Path>, &str)>,
+    ) -> Result<()> {
+        std::fs::create_dir_all(root).context(|| format!("creating {}", root.display()))?;
+        let (kernel, initrd, base_cmdline) = match &self.boot {
+            Payload::Script(_) => (None, None, String::new()),
+            Payload::Kernel { kernel, initrd } => {
+                (Some(kernel.clone()), initrd.clone(), String::new())
+            }
+            Payload::Image => match image {
+                Some((k, i, c)) => (Some(k.to_owned()), i.map(Path::to_owned), c.to_owned()),
+                None => {
+                    return Err(Error::Invalid {
+                        what: "PXE payload",
+                        message: "PxeBoot::image() needs a kernel-boot image (like recipe:tiny); \
+                                  this image boots from its disk: give a kernel and initrd with \
+                                  PxeBoot::kernel, or a script"
+                            .into(),
+                    })
+                }
+            },
+        };
+        let script = match &self.boot {
+            Payload::Script(s) => s.clone(),
+            _ => {
+                let mut cmdline = base_cmdline;
+                for a in &self.cmdline {
+                    cmdline.push(' ');
+                    cmdline.push_str(a);
+                }
+                let mut s = String::from("#!ipxe\necho vmtest: loading the kernel over HTTP\n");
+                s.push_str(&format!(
+                    "kernel http://{gateway}/vmlinuz {}\n",
+                    cmdline.trim()
+                ));
+                if initrd.is_some() {
+                    s.push_str(&format!("initrd http://{gateway}/initrd.img\n"));
+                }
+                s.push_str("boot\n");
+                s
+            }
+        };
+        std::fs::write(root.join(SCRIPT), script).context(|| "writing boot.ipxe".into())?;
+        let place = |name: &str, from: &Path| -> Result<()> {
+            let to = root.join(name);
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)
+                    .context(|| format!("creating {}", parent.display()))?;
+            }
+            // A hard link costs nothing; across file systems, copy.
+            if std::fs::hard_link(from, &to).is_err() {
+                std::fs::copy(from, &to).context(|| {
+                    format!("copying the PXE payload {} to {}", from.display(), to.display())
+                })?;
+            }
+            Ok(())
+        };
+        if let Some(k) = &kernel {
+            place("vmlinuz", k)?;
+        }
+        if let Some(i) = &initrd {
+            place("initrd.img", i)?;
+        }
+        if let Some(f) = &self.first_stage {
+            place("first-stage", f)?;
+        }
+        for (name, path) in &self.files {
+            place(name, path)?;
+        }
+        for dir in &self.dirs {
+            let mut stack = vec![dir.clone()];
+            while let Some(d) = stack.pop() {
+                let entries =
+                    std::fs::read_dir(&d).context(|| format!("reading {}", d.display()))?;
+                for entry in entries.flatten() {
+                    let path = entry.path();
+                    if path.is_dir() {
+                        stack.push(path);
+                    } else if let Ok(rel) = path.strip_prefix(dir) {
+                        place(&rel.to_string_lossy(), &path)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_file_is_named_before_anything_is_made() {
+        let e = PxeBoot::kernel("/nonexistent/vmlinuz", "/nonexistent/initrd")
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("/nonexistent/vmlinuz does not exist"), "{e}");
+        let e = PxeBoot::image()
+            .file("../etc/passwd", "/etc/passwd")
+            .check()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("without `..`"), "{e}");
+    }
+
+    #[test]
+    fn a_kernel_payload_becomes_a_script_and_its_files() {
+        let src = tempfile::tempdir().unwrap();
+        let k = src.path().join("k");
+        let i = src.path().join("i");
+        std::fs::write(&k, b"kernel").unwrap();
+        std::fs::write(&i, b"initrd").unwrap();
+        let root = tempfile::tempdir().unwrap();
+        PxeBoot::kernel(&k, &i)
+            .cmdline("console=ttyS0")
+            .file("extra/a.txt", &k)
+            .materialise(root.path(), "10.208.0.1".parse().unwrap(), None)
+            .unwrap();
+        let script = std::fs::read_to_string(root.path().join("boot.ipxe")).unwrap();
+        assert_eq!(
+            script,
+            "#!ipxe\necho vmtest: loading the kernel over HTTP\n\
+             kernel http://10.208.0.1/vmlinuz console=ttyS0\n\
+             initrd http://10.208.0.1/initrd.img\nboot\n"
+        );
+        assert_eq!(std::fs::read(root.path().join("vmlinuz")).unwrap(), b"kernel");
+        assert_eq!(std::fs::read(root.path().join("initrd.img")).unwrap(), b"initrd");
+        assert_eq!(std::fs::read(root.path().join("extra/a.txt")).unwrap(), b"kernel");
+    }
+}

@@ -1,0 +1,434 @@
+//! A segment: an L2 network of its own for the VMs of a test, in a network namespace of its own.
+//!
+//! Built in this order, each step owned by a value made before it runs, so a failure at any
+//! point drops what exists (reverse order): ledger entry (names the namespace, the directory and
+//! dnsmasq before any exists) → directory → subnet lease → namespace with a bridge at the
+//! subnet's gateway → PXE payload and HTTP server → dnsmasq → packet capture. Taps are added per
+//! VM and die with their QEMU. Nothing is routed out of the namespace: the bridge has no uplink,
+//! and dnsmasq hands out no default route and no DNS server.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::capture::Capture;
+use super::http::HttpServer;
+use super::ns::Netns;
+use super::pool::SubnetLease;
+use super::pxe::PxeBoot;
+use super::record::{Lease, Request};
+use crate::error::{Error, IoContext, Result};
+use crate::ledger::{Claim, ProcessId, Resource};
+use crate::qemu::{Extras, QemuProcess};
+use crate::Network;
+
+/// The bridge inside every segment's namespace.
+const BRIDGE: &str = "br0";
+
+/// What a segment is for: an isolated LAN, or a PXE segment serving a payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SegmentSpec {
+    pub(crate) kind: Network,
+    pub(crate) pxe: Option<PxeBoot>,
+    pub(crate) capture: bool,
+}
+
+impl SegmentSpec {
+    /// A LAN with DHCP from dnsmasq and nothing else.
+    pub fn isolated() -> SegmentSpec {
+        SegmentSpec {
+            kind: Network::Isolated,
+            pxe: None,
+            capture: false,
+        }
+    }
+
+    /// A LAN whose dnsmasq also serves TFTP and PXE boot options, with `payload` served over
+    /// TFTP and HTTP.
+    pub fn pxe(payload: PxeBoot) -> SegmentSpec {
+        SegmentSpec {
+            kind: Network::Pxe,
+            pxe: Some(payload),
+            capture: false,
+        }
+    }
+
+    /// Records every frame on the segment into `segment.pcap`, copied into the test's artifacts
+    /// directory at teardown (passed or failed).
+    pub fn capture(mut self, on: bool) -> SegmentSpec {
+        self.capture = on;
+        self
+    }
+}
+
+/// A running segment; cheap to clone (every VM on it holds one). Torn down when the last clone
+/// is dropped, after the VMs on it.
+#[derive(Clone)]
+pub struct Segment {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Segment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("name", &self.inner.name)
+            .field("kind", &self.inner.kind)
+            .field("gateway", &self.inner.subnet.gateway())
+            .finish()
+    }
+}
+
+struct Inner {
+    name: String,
+    kind: Network,
+    // Field order is drop order: capture, HTTP server, dnsmasq, namespace (with the bridge),
+    // directory, subnet lease, ledger entry.
+    capture: Mutex<Option<Capture>>,
+    http: Option<HttpServer>,
+    dnsmasq: QemuProcess,
+    netns: Netns,
+    dir: DirGuard,
+    subnet: SubnetLease,
+    _claim: Claim,
+    http_log: Arc<Mutex<Vec<Request>>>,
+    tftp_root: PathBuf,
+    log: PathBuf,
+    artifacts: Option<PathBuf>,
+}
+
+struct DirGuard(PathBuf);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let capture = self.capture.get_mut().ok().and_then(|c| c.take());
+        let pcap = capture.map(|c| {
+            let path = c.path().to_owned();
+            let _ = c.stop();
+            path
+        });
+        if let Some(dest) = &self.artifacts {
+            let _ = std::fs::create_dir_all(dest);
+            if let Some(pcap) = pcap {
+                let _ = std::fs::copy(&pcap, dest.join(format!("{}.pcap", self.name)));
+            }
+            let _ = std::fs::copy(&self.log, dest.join(format!("{}.dnsmasq.log", self.name)));
+        }
+    }
+}
+
+impl Segment {
+    /// Starts a segment for VMs booted with [`Vm::boot_on`](crate::Vm::boot_on); `#[vmtest]`
+    /// does this itself for `network = "isolated"` and `"pxe"`.
+    pub async fn start(spec: SegmentSpec) -> Result<Segment> {
+        let test = format!("segment of {}", std::process::id());
+        tokio::task::spawn_blocking(move || Segment::create(&spec, &test, None, None))
+            .await
+            .map_err(|e| Error::Network {
+                what: "starting a segment".into(),
+                message: e.to_string(),
+            })?
+    }
+
+    /// Builds the segment (blocking). `image` is the VM image's kernel, initrd and command line
+    /// for a [`PxeBoot::image`] payload; `artifacts`, where the capture and dnsmasq's log go.
+    pub(crate) fn create(
+        spec: &SegmentSpec,
+        test: &str,
+        image: Option<(&Path, Option<&Path>, &str)>,
+        artifacts: Option<PathBuf>,
+    ) -> Result<Segment> {
+        // Everything the test gave is checked before anything exists.
+        if let Some(pxe) = &spec.pxe {
+            pxe.check()?;
+        }
+        check_host()?;
+        let run_dir = crate::paths::run_dir();
+        let mut claim = Claim::new(test, |name| {
+            let dir = run_dir.join(name);
+            vec![
+                Resource::Dir { path: dir.clone() },
+                Resource::Netns {
+                    name: name.to_owned(),
+                },
+                Resource::Dnsmasq {
+                    pidfile: dir.join("dnsmasq.pid"),
+                    process: None,
+                },
+            ]
+        })?;
+        let name = claim.name().to_owned();
+        let dir_path = run_dir.join(&name);
+        std::fs::create_dir_all(&dir_path)
+            .context(|| format!("creating {}", dir_path.display()))?;
+        let dir = DirGuard(dir_path.clone());
+        let subnet = super::pool::lease(&name)?;
+        let netns = Netns::create(&name)?;
+        let gateway = subnet.gateway();
+        netns.ip(&["link", "add", BRIDGE, "type", "bridge"])?;
+        netns.ip(&[
+            "addr",
+            "add",
+            &format!("{gateway}/{}", subnet.prefix()),
+            "dev",
+            BRIDGE,
+        ])?;
+        netns.ip(&["link", "set", BRIDGE, "up"])?;
+
+        let tftp_root = dir_path.join("payload");
+        std::fs::create_dir_all(&tftp_root).context(|| "creating the payload directory".into())?;
+        let http_log = Arc::new(Mutex::new(Vec::new()));
+        let http = match &spec.pxe {
+            None => None,
+            Some(pxe) => {
+                pxe.materialise(&tftp_root, gateway, image)?;
+                let listener = netns.run_in(move || {
+                    std::net::TcpListener::bind(SocketAddr::from((gateway, 80)))
+                })?;
+                Some(HttpServer::start(
+                    listener,
+                    tftp_root.clone(),
+                    http_log.clone(),
+                )?)
+            }
+        };
+
+        let log = dir_path.join("dnsmasq.log");
+        let pidfile = dir_path.join("dnsmasq.pid");
+        let args = super::dnsmasq::args_for(
+            BRIDGE,
+            &subnet,
+            &pidfile,
+            &dir_path.join("dnsmasq.leases"),
+            &log,
+            spec.pxe.as_ref().map(|p| (tftp_root.as_path(), p.first_stage.is_some())),
+        );
+        let dnsmasq = QemuProcess::spawn_with(
+            Path::new(DNSMASQ),
+            args,
+            &dir_path.join("dnsmasq.out"),
+            Extras {
+                dies_with_owner: true,
+                netns: Some(netns.file().as_raw_fd()),
+                fds: Vec::new(),
+                install_hint: Some("install dnsmasq: apt-get install --no-install-recommends dnsmasq-base"),
+            },
+        )?;
+        let process = ProcessId::of(dnsmasq.pid());
+        claim.update(|e| {
+            if let Some(Resource::Dnsmasq { process: slot, .. }) = e
+                .resources
+                .iter_mut()
+                .find(|r| matches!(r, Resource::Dnsmasq { .. }))
+            {
+                *slot = process;
+            }
+        })?;
+        wait_started(&dnsmasq, &log, &dir_path.join("dnsmasq.out"))?;
+
+        let capture = if spec.capture {
+            Some(Capture::start(&netns, BRIDGE, &dir_path.join("segment.pcap"))?)
+        } else {
+            None
+        };
+        Ok(Segment {
+            inner: Arc::new(Inner {
+                name,
+                kind: spec.kind,
+                capture: Mutex::new(capture),
+                http,
+                dnsmasq,
+                netns,
+                dir,
+                subnet,
+                _claim: claim,
+                http_log,
+                tftp_root,
+                log,
+                artifacts,
+            }),
+        })
+    }
+
+    /// The segment's name: its network namespace (`ip netns exec NAME ...` to look inside).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// `isolated` or `pxe`.
+    pub fn kind(&self) -> Network {
+        self.inner.kind
+    }
+
+    /// The bridge's address: DHCP, TFTP and HTTP server of the segment.
+    pub fn gateway(&self) -> Ipv4Addr {
+        self.inner.subnet.gateway()
+    }
+
+    /// The subnet: network address and prefix length.
+    pub fn subnet(&self) -> (Ipv4Addr, u8) {
+        (self.inner.subnet.network(), self.inner.subnet.prefix())
+    }
+
+    /// The DHCP leases dnsmasq handed out so far, latest per MAC.
+    pub fn leases(&self) -> Vec<Lease> {
+        self.parsed().0
+    }
+
+    /// Every file request served so far, TFTP and HTTP, in the order they were logged.
+    pub fn requests(&self) -> Vec<Request> {
+        let (_, mut all) = self.parsed();
+        all.extend(
+            self.inner
+                .http_log
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .cloned(),
+        );
+        all.sort_by_key(|r| r.at);
+        all
+    }
+
+    /// dnsmasq's log so far (DHCP and TFTP), for a failure message.
+    pub fn dnsmasq_log(&self) -> String {
+        std::fs::read_to_string(&self.inner.log).unwrap_or_default()
+    }
+
+    /// The packet capture being written, when switched on.
+    pub fn capture_file(&self) -> Option<PathBuf> {
+        self.inner
+            .capture
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(|c| c.path().to_owned())
+    }
+
+    /// Waits until the VM with `mac` has a lease.
+    pub async fn wait_for_lease(&self, mac: &str, timeout: Duration) -> Result<Lease> {
+        let mac = mac.to_ascii_lowercase();
+        self.wait(timeout, &format!("a DHCP lease for {mac}"), || {
+            self.leases().into_iter().find(|l| l.mac == mac)
+        })
+        .await
+    }
+
+    /// Waits until `file` was served (completely) over TFTP or HTTP, to `client` if given:
+    /// "VM X requested file Y", with a deadline.
+    pub async fn wait_for_request(
+        &self,
+        file: &str,
+        client: Option<IpAddr>,
+        timeout: Duration,
+    ) -> Result<Request> {
+        let file = file.trim_start_matches('/');
+        let who = client.map(|c| format!(" by {c}")).unwrap_or_default();
+        self.wait(timeout, &format!("a request for {file}{who}"), || {
+            self.requests()
+                .into_iter()
+                .find(|r| r.file == file && client.is_none_or(|c| r.client == c))
+        })
+        .await
+    }
+
+    async fn wait<T>(&self, timeout: Duration, what: &str, probe: impl Fn() -> Option<T>) -> Result<T> {
+        let start = Instant::now();
+        loop {
+            if let Some(found) = probe() {
+                return Ok(found);
+            }
+            if start.elapsed() >= timeout {
+                let requests: Vec<String> = self
+                    .requests()
+                    .iter()
+                    .map(|r| format!("{:?} {} by {}: {}", r.protocol, r.file, r.client, r.result))
+                    .collect();
+                return Err(Error::Network {
+                    what: format!("segment {}", self.inner.name),
+                    message: format!(
+                        "no {what} within {timeout:?}\n  leases: {:?}\n  requests: {requests:?}\n  dnsmasq log: {}",
+                        self.leases(),
+                        self.inner.log.display()
+                    ),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    fn parsed(&self) -> (Vec<Lease>, Vec<Request>) {
+        let text = std::fs::read_to_string(&self.inner.log).unwrap_or_default();
+        super::dnsmasq::parse_log(&text, &self.inner.tftp_root)
+    }
+
+    /// A tap for VM `vm` on the bridge, and the VM's MAC on it.
+    pub(crate) fn tap(&self, vm: &str) -> Result<(OwnedFd, String)> {
+        let fd = super::tap::open(&self.inner.netns, vm, BRIDGE)?;
+        Ok((fd, super::tap::mac_for(vm)))
+    }
+
+    /// Whether dnsmasq still runs (for a failure message).
+    pub(crate) fn dnsmasq_pid(&self) -> u32 {
+        self.inner.dnsmasq.pid()
+    }
+}
+
+const DNSMASQ: &str = "/usr/sbin/dnsmasq";
+
+/// Root and the tools a segment needs, checked before anything is made.
+fn check_host() -> Result<()> {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(Error::Network {
+            what: "isolated and PXE networks".into(),
+            message: "need root in this version (network namespaces, bridges and taps); run the \
+                      tests as root, or use network = \"user\""
+                .into(),
+        });
+    }
+    if !Path::new(DNSMASQ).exists() {
+        return Err(Error::MissingTool {
+            program: "dnsmasq".into(),
+            hint: "install it: apt-get install --no-install-recommends dnsmasq-base".into(),
+        });
+    }
+    if !Path::new("/dev/net/tun").exists() {
+        return Err(Error::Network {
+            what: "tap devices".into(),
+            message: "/dev/net/tun is missing: load the tun module (modprobe tun)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Waits until dnsmasq logs that it started (it has bound its sockets by then), or fails with
+/// its output.
+fn wait_started(dnsmasq: &QemuProcess, log: &Path, out: &Path) -> Result<()> {
+    let start = Instant::now();
+    let started = || std::fs::read_to_string(log).is_ok_and(|l| l.contains("started, version"));
+    loop {
+        if started() {
+            return Ok(());
+        }
+        if dnsmasq.try_status().is_some() || start.elapsed() > Duration::from_secs(10) {
+            let text = format!(
+                "{}{}",
+                std::fs::read_to_string(out).unwrap_or_default(),
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+            return Err(Error::Network {
+                what: "starting dnsmasq".into(),
+                message: format!("it did not start:\n{}", text.trim()),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
