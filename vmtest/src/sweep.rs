@@ -400,6 +400,11 @@ fn orphans(
         if !name::is_ours(&ns) || recorded.contains(&ns) || !selected(&ns) {
             continue;
         }
+        // Namespaces are host-wide but ledgers are per run directory: without an entry, only
+        // the segment's directory in this run directory proves the namespace is this run's.
+        if !run_dir.join(&ns).is_dir() {
+            continue;
+        }
         let modified = std::fs::metadata(crate::net::ns::Netns::path_of(&ns))
             .and_then(|m| m.modified())
             .ok()

@@ -939,7 +939,7 @@ pub(crate) async fn segment_for(
         return Ok(None);
     };
     let test = test.to_owned();
-    let kernel = image_kernel(image);
+    let kernel = image.kernel_boot();
     blocking(move || {
         let k = kernel.as_ref();
         crate::Segment::create(
@@ -967,18 +967,6 @@ pub(crate) async fn shared_segment(
     segment_for(spec, &image, test, artifacts).await
 }
 
-/// The kernel, initrd and command line of a kernel-boot image (what a PXE segment serves for
-/// [`PxeBoot::image`](crate::PxeBoot::image)).
-fn image_kernel(image: &crate::image::Image) -> Option<(PathBuf, Option<PathBuf>, String)> {
-    match &image.boot {
-        ImageBoot::Kernel {
-            kernel,
-            initrd,
-            cmdline,
-        } => Some((kernel.clone(), initrd.clone(), cmdline.clone())),
-        ImageBoot::Disk => None,
-    }
-}
 
 fn check_tool(program: &str, install: &str) -> Result<()> {
     let found = std::env::var_os("PATH")

@@ -316,3 +316,18 @@ mod tests {
         assert!(matches!(image.boot, ImageBoot::Kernel { .. }));
     }
 }
+
+impl Image {
+    /// The kernel, initrd and command line of a kernel-boot image (what a PXE segment serves
+    /// for [`PxeBoot::image`](crate::PxeBoot::image)); `None` for a disk image.
+    pub(crate) fn kernel_boot(&self) -> Option<(PathBuf, Option<PathBuf>, String)> {
+        match &self.boot {
+            ImageBoot::Kernel {
+                kernel,
+                initrd,
+                cmdline,
+            } => Some((kernel.clone(), initrd.clone(), cmdline.clone())),
+            ImageBoot::Disk => None,
+        }
+    }
+}

@@ -223,68 +223,65 @@ impl Config {
     /// dnsmasq's arguments (without the program name).
     pub fn args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = Vec::new();
-        let mut arg = |a: String| args.push(a.into());
-        let path = |flag: &str, p: &Path| {
-            let mut a = OsString::from(format!("--{flag}="));
-            a.push(p.as_os_str());
-            a
-        };
         // Our process watches it: no daemonising.
-        arg("--keep-in-foreground".into());
-        // Nothing of the host's configuration: not /etc/dnsmasq.conf (nor its conf-dir), not
-        // /etc/hosts (whose names dnsmasq would otherwise offer to DHCP clients).
-        arg("--conf-file=/dev/null".into());
-        arg("--no-hosts".into());
+        args.push("--keep-in-foreground".into());
+        // Nothing of the host's configuration: not /etc/dnsmasq.conf (nor the conf-dir it
+        // names), not /etc/hosts (2.90 does not read it with DNS off, but a host name in a
+        // --dhcp-host must never resolve through the host's file).
+        args.push("--conf-file=/dev/null".into());
+        args.push("--no-hosts".into());
         // DHCP only (and TFTP): no DNS server.
-        arg("--port=0".into());
+        args.push("--port=0".into());
         // Only the bridge, and never loopback.
-        arg("--bind-interfaces".into());
-        arg(format!("--interface={}", self.interface));
-        arg("--except-interface=lo".into());
-        arg(format!("--listen-address={}", self.address));
+        args.push("--bind-interfaces".into());
+        args.push(format!("--interface={}", self.interface).into());
+        args.push("--except-interface=lo".into());
+        args.push(format!("--listen-address={}", self.address).into());
         // Stay root: dnsmasq changing its uid would clear the parent-death signal that ends it
         // with its owner. As root it keeps its uid, and setting the group to root keeps its
         // gid (only the supplementary groups are dropped), so the signal survives.
-        arg("--user=root".into());
-        arg("--group=root".into());
-        let mut files = vec![
-            path("pid-file", &self.pid_file),
-            path("dhcp-leasefile", &self.lease_file),
-            path("log-facility", &self.log_file),
-        ];
-        args.append(&mut files);
-        let mut arg = |a: String| args.push(a.into());
+        args.push("--user=root".into());
+        args.push("--group=root".into());
+        args.push(with_path("--pid-file=", &self.pid_file));
+        args.push(with_path("--dhcp-leasefile=", &self.lease_file));
+        args.push(with_path("--log-facility=", &self.log_file));
         // Every DHCP exchange in the log, with the transaction id: the failure messages'
         // evidence.
-        arg("--log-dhcp".into());
-        arg(format!(
-            "--dhcp-range={},{},{},{}",
-            self.range.0,
-            self.range.1,
-            self.netmask,
-            self.lease_time.as_secs()
-        ));
+        args.push("--log-dhcp".into());
+        args.push(
+            format!(
+                "--dhcp-range={},{},{},{}",
+                self.range.0,
+                self.range.1,
+                self.netmask,
+                self.lease_time.as_secs()
+            )
+            .into(),
+        );
         // The only DHCP server on the segment: answer clients that ask for addresses it does
         // not know (a VM rebooted onto a fresh segment) at once instead of ignoring them.
-        arg("--dhcp-authoritative".into());
+        args.push("--dhcp-authoritative".into());
         // No ICMP probe of an address before offering it: only dnsmasq hands out addresses on
         // the segment, the probe delays every first offer by about 3 s, and it needs a raw
         // socket (without CAP_NET_RAW dnsmasq refuses to start when probing is on).
-        arg("--no-ping".into());
+        args.push("--no-ping".into());
         // An option without a value is not sent at all: no default route, no DNS server.
-        arg("--dhcp-option=option:router".into());
-        arg("--dhcp-option=option:dns-server".into());
+        args.push("--dhcp-option=option:router".into());
+        args.push("--dhcp-option=option:dns-server".into());
         for host in &self.hosts {
-            arg(match &host.hostname {
-                Some(name) => format!("--dhcp-host={},{},{name}", host.mac, host.ip),
-                None => format!("--dhcp-host={},{}", host.mac, host.ip),
-            });
+            args.push(
+                match &host.hostname {
+                    Some(name) => format!("--dhcp-host={},{},{name}", host.mac, host.ip),
+                    None => format!("--dhcp-host={},{}", host.mac, host.ip),
+                }
+                .into(),
+            );
         }
         if let Some(root) = &self.tftp_root {
-            arg("--enable-tftp".into());
+            args.push("--enable-tftp".into());
             // No --tftp-secure: it only restricts a non-root dnsmasq to files it owns; as root,
             // dnsmasq serves world-readable files only, whatever the flag.
-            args.push(path("tftp-root", root));
+            args.push(with_path("--tftp-root=", root));
         }
         if let Some(pxe) = &self.pxe {
             args.push(format!("--dhcp-match=set:{IPXE_TAG},175").into());
@@ -324,6 +321,13 @@ pub(crate) fn args_for(
             .expect("the constant boot file names are valid, and TFTP is on");
     }
     config.args()
+}
+
+/// `--flag=` followed by `path`, which need not be UTF-8.
+fn with_path(flag: &str, path: &Path) -> OsString {
+    let mut arg = OsString::from(flag);
+    arg.push(path);
+    arg
 }
 
 /// A boot file name or URL dnsmasq can hand out as given.
@@ -569,7 +573,8 @@ fn log_time(stamp: &str, now: SystemTime) -> Option<SystemTime> {
         "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
     ];
     let mut parts = stamp.split_whitespace();
-    let month = MONTHS.iter().position(|m| Some(*m) == parts.next())?;
+    let month_name = parts.next()?;
+    let month = MONTHS.iter().position(|m| *m == month_name)?;
     let day: i32 = parts.next()?.parse().ok()?;
     let mut clock = parts.next()?.split(':').map(|n| n.parse::<i32>().ok());
     let (hour, minute, second) = (clock.next()??, clock.next()??, clock.next()??);

@@ -8,10 +8,13 @@
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::error::{Error, IoContext, Result};
+
+/// Serialises `ip netns add` across processes (see [`Netns::create`]).
+const LOCK: &str = "/run/lock/vmtest-netns.lock";
 
 /// Where `ip netns` keeps named namespaces.
 pub(crate) const NETNS_DIR: &str = "/run/netns";
@@ -26,7 +29,22 @@ pub(crate) struct Netns {
 impl Netns {
     /// Creates the namespace `name` (`ip netns add`) with its loopback up.
     pub fn create(name: &str) -> Result<Netns> {
-        ip(&["netns", "add", name])?;
+        {
+            // The first `ip netns add` on a host makes /run/netns a shared mount point (a bind
+            // mount of itself); two doing that at once stack two mounts, and the namespace one
+            // of them creates is then unusable. One at a time, across processes.
+            // Host-wide, like /run/netns: every run directory's segments share it.
+            let lock_path = if Path::new("/run/lock").is_dir() {
+                Path::new(LOCK).to_owned()
+            } else {
+                std::env::temp_dir().join("vmtest-netns.lock")
+            };
+            let lock = File::create(&lock_path)
+                .context(|| format!("creating {}", lock_path.display()))?;
+            lock.lock()
+                .context(|| format!("locking {}", lock_path.display()))?;
+            ip(&["netns", "add", name])?;
+        }
         let path = Self::path_of(name);
         let file = match File::open(&path) {
             Ok(f) => f,

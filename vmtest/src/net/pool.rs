@@ -681,6 +681,18 @@ mod tests {
         drop(leases);
     }
 
+    /// Child processes, killed and reaped however the test ends.
+    struct Children(Vec<Child>);
+
+    impl Drop for Children {
+        fn drop(&mut self) {
+            for child in &mut self.0 {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+
     #[test]
     fn processes_never_share_a_subnet() {
         let dir = tempfile::tempdir().unwrap();
@@ -699,25 +711,32 @@ mod tests {
                 .spawn()
                 .unwrap()
         };
-        let mut children: Vec<Child> = (0..4).map(|_| spawn()).collect();
+        let mut children = Children((0..4).map(|_| spawn()).collect());
+        // Each child's output is read on a thread of its own, so that a child that never
+        // prints fails the test at the timeout below instead of hanging it.
+        let (tx, rx) = std::sync::mpsc::channel();
+        for child in &mut children.0 {
+            let stdout = BufReader::new(child.stdout.take().unwrap());
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in stdout.lines().map_while(|l| l.ok()) {
+                    // libtest's "test NAME ... " may start the first line.
+                    if let Some((_, address)) = line.split_once("LEASED ") {
+                        let _ = tx.send(net(address.trim()));
+                    }
+                }
+            });
+        }
         let pool = Pool::at(dir.path());
         let mine: Vec<SubnetLease> = (0..3)
             .map(|i| pool.lease(&format!("parent-{i}")).unwrap())
             .collect();
         let mut all: Vec<Ipv4Addr> = mine.iter().map(|l| l.network()).collect();
-        // Kept open until the children exit, so that they can still print.
-        let mut outputs = Vec::new();
-        for child in &mut children {
-            let mut stdout = BufReader::new(child.stdout.take().unwrap());
-            let leased: Vec<Ipv4Addr> = (&mut stdout)
-                .lines()
-                .map_while(|l| l.ok())
-                .filter_map(|l| l.strip_prefix("LEASED ").map(net))
-                .take(3)
-                .collect();
-            assert_eq!(leased.len(), 3, "a child leased too few");
-            all.extend(leased);
-            outputs.push(stdout);
+        for _ in 0..12 {
+            let leased = rx
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the children did not all lease three subnets within a minute");
+            all.push(leased);
         }
         // Every child holds its three now, and so do we.
         let distinct: BTreeSet<Ipv4Addr> = all.iter().copied().collect();
@@ -725,11 +744,12 @@ mod tests {
         assert_eq!(state(dir.path()).subnets.len(), 15);
 
         // A child killed while holding its leases leaks nothing: the next lease reclaims them.
-        let mut killed = children.pop().unwrap();
+        let mut killed = children.0.pop().unwrap();
         killed.kill().unwrap();
         killed.wait().unwrap();
         assert_eq!(pool.release_dead().unwrap(), 3);
-        for mut child in children {
+        // The others return theirs when told to end (their stdin closes).
+        for child in &mut children.0 {
             drop(child.stdin.take());
             let deadline = Instant::now() + Duration::from_secs(30);
             while child.try_wait().unwrap().is_none() {
@@ -737,7 +757,6 @@ mod tests {
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
-        drop(outputs);
         assert_eq!(
             state(dir.path()).subnets.len(),
             3,

@@ -33,6 +33,8 @@ pub struct SegmentSpec {
     pub(crate) kind: Network,
     pub(crate) pxe: Option<PxeBoot>,
     pub(crate) capture: bool,
+    /// Whose kernel and initrd a [`PxeBoot::image`] payload serves.
+    pub(crate) image: String,
 }
 
 impl SegmentSpec {
@@ -42,6 +44,7 @@ impl SegmentSpec {
             kind: Network::Isolated,
             pxe: None,
             capture: false,
+            image: crate::VmSpec::DEFAULT_IMAGE.to_owned(),
         }
     }
 
@@ -52,7 +55,16 @@ impl SegmentSpec {
             kind: Network::Pxe,
             pxe: Some(payload),
             capture: false,
+            image: crate::VmSpec::DEFAULT_IMAGE.to_owned(),
         }
+    }
+
+    /// The image whose kernel and initrd a [`PxeBoot::image`] payload serves (default
+    /// [`VmSpec::DEFAULT_IMAGE`](crate::VmSpec::DEFAULT_IMAGE)). `#[vmtest]` and
+    /// [`Vm::boot`](crate::Vm::boot) use the VM's image.
+    pub fn image(mut self, reference: impl Into<String>) -> SegmentSpec {
+        self.image = reference.into();
+        self
     }
 
     /// Records every frame on the segment into `segment.pcap`, copied into the test's artifacts
@@ -129,7 +141,21 @@ impl Segment {
     /// does this itself for `network = "isolated"` and `"pxe"`.
     pub async fn start(spec: SegmentSpec) -> Result<Segment> {
         let test = format!("segment of {}", std::process::id());
-        tokio::task::spawn_blocking(move || Segment::create(&spec, &test, None, None))
+        tokio::task::spawn_blocking(move || {
+            let image = match &spec.pxe {
+                Some(p) if p.boot == super::pxe::Payload::Image => {
+                    crate::image::resolve(&spec.image)?.kernel_boot()
+                }
+                _ => None,
+            };
+            let k = image.as_ref();
+            Segment::create(
+                &spec,
+                &test,
+                k.map(|(k, i, c)| (k.as_path(), i.as_deref(), c.as_str())),
+                None,
+            )
+        })
             .await
             .map_err(|e| Error::Network {
                 what: "starting a segment".into(),
