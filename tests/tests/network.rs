@@ -37,7 +37,11 @@ async fn a_diskless_vm_pxe_boots_the_tiny_kernel_through_ipxe(vm: &Vm) -> anyhow
     assert_eq!(lease.hostname.as_deref(), Some(vm.name()));
     let (net, prefix) = segment.subnet();
     assert_eq!(prefix, 24);
-    assert_eq!(ip.octets()[..3], net.octets()[..3], "{ip} in {net}/{prefix}");
+    assert_eq!(
+        ip.octets()[..3],
+        net.octets()[..3],
+        "{ip} in {net}/{prefix}"
+    );
 
     // What it fetched: the iPXE script over TFTP, then kernel and initrd over HTTP, whole.
     let client = IpAddr::V4(ip);
@@ -48,11 +52,18 @@ async fn a_diskless_vm_pxe_boots_the_tiny_kernel_through_ipxe(vm: &Vm) -> anyhow
     for file in ["vmlinuz", "initrd.img"] {
         let r = segment.wait_for_request(file, Some(client), wait).await?;
         assert_eq!(r.protocol, Protocol::Http, "{r:?}");
-        assert!(r.ok && r.bytes > 1_000_000, "{file} was not served whole: {r:?}");
+        assert!(
+            r.ok && r.bytes > 1_000_000,
+            "{file} was not served whole: {r:?}"
+        );
     }
     let requests = segment.requests();
     let order: Vec<&str> = requests.iter().map(|r| r.file.as_str()).collect();
-    assert_eq!(order, ["boot.ipxe", "vmlinuz", "initrd.img"], "{requests:?}");
+    assert_eq!(
+        order,
+        ["boot.ipxe", "vmlinuz", "initrd.img"],
+        "{requests:?}"
+    );
 
     // And over SSH (the management NIC): it runs the kernel it was served, with no disk but
     // the seed.
@@ -61,9 +72,18 @@ async fn a_diskless_vm_pxe_boots_the_tiny_kernel_through_ipxe(vm: &Vm) -> anyhow
     let cmdline = vm.ssh().run(["cat", "/proc/cmdline"]).await?.stdout_str();
     assert!(cmdline.contains("console=ttyS0"), "{cmdline}");
     let disks = vm.ssh().run(["ls", "/sys/block"]).await?.stdout_str();
-    assert_eq!(disks.split_whitespace().filter(|d| d.starts_with("vd")).count(), 1, "{disks}");
+    assert_eq!(
+        disks
+            .split_whitespace()
+            .filter(|d| d.starts_with("vd"))
+            .count(),
+        1,
+        "{disks}"
+    );
     assert!(
-        segment.capture_file().is_some_and(|p| p.metadata().map(|m| m.len()).unwrap_or(0) > 24),
+        segment
+            .capture_file()
+            .is_some_and(|p| p.metadata().map(|m| m.len()).unwrap_or(0) > 24),
         "the capture has packets"
     );
     Ok(())
@@ -94,7 +114,9 @@ async fn two_vms_on_an_isolated_network_ping_each_other(a: &Vm, b: &Vm) -> anyho
         .expect("a route for the segment")
         .to_owned();
     assert!(
-        !routes.lines().any(|l| l.starts_with("default") && l.contains(&lan_nic)),
+        !routes
+            .lines()
+            .any(|l| l.starts_with("default") && l.contains(&lan_nic)),
         "{routes}"
     );
     Ok(())
@@ -155,7 +177,11 @@ fn a_missing_payload_file_fails_before_any_vm_boots() {
         text.contains("tests/pxe/no-such-vmlinuz does not exist"),
         "the error names the file:\n{text}"
     );
-    assert!(start.elapsed() < Duration::from_secs(20), "took {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(20),
+        "took {:?}",
+        start.elapsed()
+    );
     let ledger: Vec<_> = std::fs::read_dir(private.path().join("ledger"))
         .into_iter()
         .flatten()
@@ -186,7 +212,10 @@ fn killing_a_pxe_test_mid_boot_leaves_nothing_after_a_sweep() {
     child.wait_for("paused at `boot`", Duration::from_secs(120));
     let prefix = vmtest::__runner::session_prefix(&session);
     let before = leaks::find(private.path(), &prefix);
-    assert!(!before.netns.is_empty(), "a namespace exists mid-boot:\n{before}");
+    assert!(
+        !before.netns.is_empty(),
+        "a namespace exists mid-boot:\n{before}"
+    );
     let dnsmasq: Vec<String> = leaks::processes_mentioning(&private.path().to_string_lossy())
         .into_iter()
         .filter(|p| p.contains("dnsmasq"))
@@ -201,7 +230,10 @@ fn killing_a_pxe_test_mid_boot_leaves_nothing_after_a_sweep() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let survivors = leaks::processes_mentioning(&private.path().to_string_lossy());
-    assert!(survivors.is_empty(), "QEMU/dnsmasq survived SIGKILL: {survivors:?}");
+    assert!(
+        survivors.is_empty(),
+        "QEMU/dnsmasq survived SIGKILL: {survivors:?}"
+    );
 
     let sweep = private
         .apply(&mut runner::command())

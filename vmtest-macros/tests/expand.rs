@@ -4,8 +4,6 @@
 //! Every test here boots a real VM (the tiny image: seconds each), so the expansions are not
 //! only type-checked but run. `ignore_passes_through` is `#[ignore]`d: it shows that the
 //! attribute reaches the generated test (the test list prints it as ignored, with its reason).
-//! So are the tests of `mod network`, which need a host that can make network segments: run
-//! them with `--ignored`.
 //! `every_test_is_registered` reads what the custom harness would see.
 
 use vmtest::__private::ShouldPanic;
@@ -101,9 +99,9 @@ mod network {
     use vmtest::{vmtest, Vm};
 
     #[vmtest(network = "isolated", capture)]
-    #[ignore = "needs a host that can make network segments; run with --ignored"]
     async fn isolated_with_capture(vm: &Vm) -> anyhow::Result<()> {
         anyhow::ensure!(vm.segment_ip().await?.is_private());
+        anyhow::ensure!(vm.segment().unwrap().capture_file().is_some());
         Ok(())
     }
 
@@ -114,9 +112,20 @@ mod network {
         pxe_files = "tests/ui/pxe/files",
         capture = false
     )]
-    #[ignore = "needs a host that can make network segments; run with --ignored"]
     async fn pxe_boots_the_image(vm: &Vm) -> anyhow::Result<()> {
         anyhow::ensure!(vm.segment_ip().await?.is_private());
+        let cmdline = vm.ssh().run(["cat", "/proc/cmdline"]).await?.stdout_str();
+        anyhow::ensure!(cmdline.contains("vmtest.pxe=1"), "{cmdline}");
+        let segment = vm.segment().unwrap();
+        let served = segment
+            .wait_for_request("menu.ipxe", None, std::time::Duration::from_millis(1))
+            .await;
+        anyhow::ensure!(served.is_err(), "nothing asked for menu.ipxe: {served:?}");
+        let payload = segment.requests();
+        anyhow::ensure!(
+            payload.iter().any(|r| r.file == "vmlinuz" && r.ok),
+            "{payload:?}"
+        );
         Ok(())
     }
 }

@@ -51,11 +51,11 @@ mod paths;
 pub use accel::{Accel, AccelChoice};
 pub use error::{Error, Result};
 pub use fixture::Fixture;
-pub use output::Output;
-pub use seed::SeedFormat;
 pub use net::pxe::PxeBoot;
 pub use net::record::{Lease, Protocol, Request};
 pub use net::segment::{Segment, SegmentSpec};
+pub use output::Output;
+pub use seed::SeedFormat;
 pub use spec::{Backend, Network, VmSpec};
 pub use vm::{Ssh, Vm};
 

@@ -295,6 +295,11 @@ fn run(options: &Options) -> Report {
         );
     }
     if options.run_id.is_none() && options.session.is_none() {
+        if !options.dry_run {
+            // Subnets of dead segments (also reclaimed at the next lease; this keeps the pool's
+            // file honest for anyone reading it).
+            crate::net::pool::release_dead();
+        }
         for (why, dir) in crate::fixture::leftover_dirs(started_unix_ms) {
             report.reaped.push(Reaped {
                 name: dir.display().to_string(),
@@ -467,7 +472,9 @@ fn reap_entry(
                 if !name::is_ours(ns) {
                     steps.push(Step {
                         what: format!("left network namespace {ns} alone"),
-                        error: Some("not a name vmtest makes; delete it by hand if it is yours".into()),
+                        error: Some(
+                            "not a name vmtest makes; delete it by hand if it is yours".into(),
+                        ),
                     });
                 } else if crate::net::ns::Netns::path_of(ns).exists() {
                     steps.push(netns_step(ns, dry_run));

@@ -193,11 +193,15 @@ impl Vm {
             "apt-get install --no-install-recommends qemu-utils",
         )?;
         let binary = crate::qemu::binary();
+        let install = "apt-get install --no-install-recommends qemu-system-x86 qemu-utils";
         if !binary.is_absolute() {
-            check_tool(
-                &binary.to_string_lossy(),
-                "apt-get install --no-install-recommends qemu-system-x86 qemu-utils",
-            )?;
+            check_tool(&binary.to_string_lossy(), install)?;
+        } else if !binary.is_file() {
+            // Before the boot budget: a missing QEMU must fail at once, not after a queue.
+            return Err(Error::MissingTool {
+                program: binary.display().to_string(),
+                hint: format!("install QEMU with `{install}`, or fix VMTEST_QEMU"),
+            });
         }
         let reference = spec.image.clone();
         let image = blocking(move || crate::image::resolve(&reference)).await?;
@@ -424,10 +428,7 @@ impl Vm {
             &dir.path.join("qemu.log"),
             Extras {
                 dies_with_owner: cx.keep.dies_with_owner(),
-                fds: tap
-                    .iter()
-                    .map(|(fd, _)| (fd.as_raw_fd(), TAP_FD))
-                    .collect(),
+                fds: tap.iter().map(|(fd, _)| (fd.as_raw_fd(), TAP_FD)).collect(),
                 ..Extras::default()
             },
         ));
@@ -966,7 +967,6 @@ pub(crate) async fn shared_segment(
     let image = blocking(move || crate::image::resolve(&reference)).await?;
     segment_for(spec, &image, test, artifacts).await
 }
-
 
 fn check_tool(program: &str, install: &str) -> Result<()> {
     let found = std::env::var_os("PATH")

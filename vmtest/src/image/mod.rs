@@ -273,6 +273,21 @@ fn load(reference: &str, dir: &Path) -> Result<Image> {
     })
 }
 
+impl Image {
+    /// The kernel, initrd and command line of a kernel-boot image (what a PXE segment serves
+    /// for [`PxeBoot::image`](crate::PxeBoot::image)); `None` for a disk image.
+    pub(crate) fn kernel_boot(&self) -> Option<(PathBuf, Option<PathBuf>, String)> {
+        match &self.boot {
+            ImageBoot::Kernel {
+                kernel,
+                initrd,
+                cmdline,
+            } => Some((kernel.clone(), initrd.clone(), cmdline.clone())),
+            ImageBoot::Disk => None,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,20 +329,5 @@ mod tests {
         .unwrap();
         let image = load("recipe:x", dir.path()).unwrap();
         assert!(matches!(image.boot, ImageBoot::Kernel { .. }));
-    }
-}
-
-impl Image {
-    /// The kernel, initrd and command line of a kernel-boot image (what a PXE segment serves
-    /// for [`PxeBoot::image`](crate::PxeBoot::image)); `None` for a disk image.
-    pub(crate) fn kernel_boot(&self) -> Option<(PathBuf, Option<PathBuf>, String)> {
-        match &self.boot {
-            ImageBoot::Kernel {
-                kernel,
-                initrd,
-                cmdline,
-            } => Some((kernel.clone(), initrd.clone(), cmdline.clone())),
-            ImageBoot::Disk => None,
-        }
     }
 }

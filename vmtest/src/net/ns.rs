@@ -39,8 +39,8 @@ impl Netns {
             } else {
                 std::env::temp_dir().join("vmtest-netns.lock")
             };
-            let lock = File::create(&lock_path)
-                .context(|| format!("creating {}", lock_path.display()))?;
+            let lock =
+                File::create(&lock_path).context(|| format!("creating {}", lock_path.display()))?;
             lock.lock()
                 .context(|| format!("locking {}", lock_path.display()))?;
             ip(&["netns", "add", name])?;

@@ -132,7 +132,6 @@ pub(crate) fn lease(segment: &str) -> Result<SubnetLease> {
 
 /// Drops the entries of dead owners (the sweeper's part); returns how many. Never fails: a
 /// state that cannot be read or written is left to the next lease, which says why.
-#[allow(dead_code)] // The sweeper's, once it calls it.
 pub(crate) fn release_dead() -> usize {
     Pool::default().release_dead().unwrap_or_else(|e| {
         tracing::warn!("releasing the subnets of dead test processes: {e}");

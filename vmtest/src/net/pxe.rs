@@ -158,7 +158,9 @@ impl PxeBoot {
             if name.is_empty() || name.starts_with('/') || name.split('/').any(|c| c == "..") {
                 return Err(Error::Invalid {
                     what: "PXE payload",
-                    message: format!("`{name}` cannot be served: give a relative name without `..`"),
+                    message: format!(
+                        "`{name}` cannot be served: give a relative name without `..`"
+                    ),
                 });
             }
         }
@@ -219,11 +221,23 @@ impl PxeBoot {
                 std::fs::create_dir_all(parent)
                     .context(|| format!("creating {}", parent.display()))?;
             }
-            // A hard link costs nothing; across file systems, copy.
-            if std::fs::hard_link(from, &to).is_err() {
+            // dnsmasq (running as root) serves only world-readable files. A hard link costs
+            // nothing but shares the original's mode: link what is readable already, copy (and
+            // open up the copy) the rest, and whatever cannot be linked across file systems.
+            use std::os::unix::fs::PermissionsExt;
+            let readable = std::fs::metadata(from)
+                .map(|m| m.permissions().mode() & 0o004 != 0)
+                .unwrap_or(false);
+            if !readable || std::fs::hard_link(from, &to).is_err() {
                 std::fs::copy(from, &to).context(|| {
-                    format!("copying the PXE payload {} to {}", from.display(), to.display())
+                    format!(
+                        "copying the PXE payload {} to {}",
+                        from.display(),
+                        to.display()
+                    )
                 })?;
+                std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o644))
+                    .context(|| format!("making {} readable", to.display()))?;
             }
             Ok(())
         };
@@ -297,8 +311,17 @@ mod tests {
              kernel http://10.208.0.1/vmlinuz console=ttyS0\n\
              initrd http://10.208.0.1/initrd.img\nboot\n"
         );
-        assert_eq!(std::fs::read(root.path().join("vmlinuz")).unwrap(), b"kernel");
-        assert_eq!(std::fs::read(root.path().join("initrd.img")).unwrap(), b"initrd");
-        assert_eq!(std::fs::read(root.path().join("extra/a.txt")).unwrap(), b"kernel");
+        assert_eq!(
+            std::fs::read(root.path().join("vmlinuz")).unwrap(),
+            b"kernel"
+        );
+        assert_eq!(
+            std::fs::read(root.path().join("initrd.img")).unwrap(),
+            b"initrd"
+        );
+        assert_eq!(
+            std::fs::read(root.path().join("extra/a.txt")).unwrap(),
+            b"kernel"
+        );
     }
 }

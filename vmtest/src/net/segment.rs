@@ -101,7 +101,7 @@ struct Inner {
     http: Option<HttpServer>,
     dnsmasq: QemuProcess,
     netns: Netns,
-    dir: DirGuard,
+    _dir: DirGuard,
     subnet: SubnetLease,
     _claim: Claim,
     http_log: Arc<Mutex<Vec<Request>>>,
@@ -156,11 +156,11 @@ impl Segment {
                 None,
             )
         })
-            .await
-            .map_err(|e| Error::Network {
-                what: "starting a segment".into(),
-                message: e.to_string(),
-            })?
+        .await
+        .map_err(|e| Error::Network {
+            what: "starting a segment".into(),
+            message: e.to_string(),
+        })?
     }
 
     /// Builds the segment (blocking). `image` is the VM image's kernel, initrd and command line
@@ -215,9 +215,8 @@ impl Segment {
             None => None,
             Some(pxe) => {
                 pxe.materialise(&tftp_root, gateway, image)?;
-                let listener = netns.run_in(move || {
-                    std::net::TcpListener::bind(SocketAddr::from((gateway, 80)))
-                })?;
+                let listener = netns
+                    .run_in(move || std::net::TcpListener::bind(SocketAddr::from((gateway, 80))))?;
                 Some(HttpServer::start(
                     listener,
                     tftp_root.clone(),
@@ -234,7 +233,9 @@ impl Segment {
             &pidfile,
             &dir_path.join("dnsmasq.leases"),
             &log,
-            spec.pxe.as_ref().map(|p| (tftp_root.as_path(), p.first_stage.is_some())),
+            spec.pxe
+                .as_ref()
+                .map(|p| (tftp_root.as_path(), p.first_stage.is_some())),
         );
         let dnsmasq = QemuProcess::spawn_with(
             Path::new(DNSMASQ),
@@ -244,7 +245,9 @@ impl Segment {
                 dies_with_owner: true,
                 netns: Some(netns.file().as_raw_fd()),
                 fds: Vec::new(),
-                install_hint: Some("install dnsmasq: apt-get install --no-install-recommends dnsmasq-base"),
+                install_hint: Some(
+                    "install dnsmasq: apt-get install --no-install-recommends dnsmasq-base",
+                ),
             },
         )?;
         let process = ProcessId::of(dnsmasq.pid());
@@ -260,7 +263,11 @@ impl Segment {
         wait_started(&dnsmasq, &log, &dir_path.join("dnsmasq.out"))?;
 
         let capture = if spec.capture {
-            Some(Capture::start(&netns, BRIDGE, &dir_path.join("segment.pcap"))?)
+            Some(Capture::start(
+                &netns,
+                BRIDGE,
+                &dir_path.join("segment.pcap"),
+            )?)
         } else {
             None
         };
@@ -272,7 +279,7 @@ impl Segment {
                 http,
                 dnsmasq,
                 netns,
-                dir,
+                _dir: dir,
                 subnet,
                 _claim: claim,
                 http_log,
@@ -328,6 +335,11 @@ impl Segment {
         std::fs::read_to_string(&self.inner.log).unwrap_or_default()
     }
 
+    /// Where the segment's HTTP server listens (PXE segments): the gateway, port 80.
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.inner.http.as_ref().map(HttpServer::addr)
+    }
+
     /// The packet capture being written, when switched on.
     pub fn capture_file(&self) -> Option<PathBuf> {
         self.inner
@@ -365,7 +377,12 @@ impl Segment {
         .await
     }
 
-    async fn wait<T>(&self, timeout: Duration, what: &str, probe: impl Fn() -> Option<T>) -> Result<T> {
+    async fn wait<T>(
+        &self,
+        timeout: Duration,
+        what: &str,
+        probe: impl Fn() -> Option<T>,
+    ) -> Result<T> {
         let start = Instant::now();
         loop {
             if let Some(found) = probe() {
@@ -380,7 +397,11 @@ impl Segment {
                 return Err(Error::Network {
                     what: format!("segment {}", self.inner.name),
                     message: format!(
-                        "no {what} within {timeout:?}\n  leases: {:?}\n  requests: {requests:?}\n  dnsmasq log: {}",
+                        "no {what} within {timeout:?}{}\n  leases: {:?}\n  requests: {requests:?}\n  dnsmasq log: {}",
+                        match self.inner.dnsmasq.try_status() {
+                            Some(status) => format!(" (dnsmasq exited: {status})"),
+                            None => String::new(),
+                        },
                         self.leases(),
                         self.inner.log.display()
                     ),
@@ -399,11 +420,6 @@ impl Segment {
     pub(crate) fn tap(&self, vm: &str) -> Result<(OwnedFd, String)> {
         let fd = super::tap::open(&self.inner.netns, vm, BRIDGE)?;
         Ok((fd, super::tap::mac_for(vm)))
-    }
-
-    /// Whether dnsmasq still runs (for a failure message).
-    pub(crate) fn dnsmasq_pid(&self) -> u32 {
-        self.inner.dnsmasq.pid()
     }
 }
 

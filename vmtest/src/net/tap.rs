@@ -25,12 +25,7 @@ pub(crate) fn open(ns: &Netns, name: &str, bridge: &str) -> Result<OwnedFd> {
     let owned = name.to_owned();
     let fd = ns.run_in(move || {
         // SAFETY: plain open(2); the descriptor is owned right after.
-        let raw = unsafe {
-            libc::open(
-                c"/dev/net/tun".as_ptr(),
-                libc::O_RDWR | libc::O_CLOEXEC,
-            )
-        };
+        let raw = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
         if raw < 0 {
             return Err(std::io::Error::last_os_error());
         }
