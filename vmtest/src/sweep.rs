@@ -410,7 +410,9 @@ fn orphans(
         if !run_dir.join(&ns).is_dir() {
             continue;
         }
-        let modified = std::fs::metadata(crate::net::ns::Netns::path_of(&ns))
+        // The namespace file is an nsfs mount whose times say nothing about its creation: go
+        // by the segment's directory, made before the namespace.
+        let modified = std::fs::metadata(run_dir.join(&ns))
             .and_then(|m| m.modified())
             .ok()
             .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
