@@ -31,7 +31,7 @@ test: images
 	  if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	    echo "== the examples and the lifecycle tests under cargo-nextest (one process per test)"; \
 	    $(CARGO) nextest run --locked --workspace --test-threads=$(TEST_THREADS) \
-	      --no-fail-fast -E 'package(vmtest-examples) | binary(=lifecycle) | binary(=teardown) | binary(=suite) | binary(=suite_harness)' \
+	      --no-fail-fast -E 'package(vmtest-examples) | binary(=lifecycle) | binary(=teardown) | binary(=suite) | binary(=suite_harness) | binary(=network)' \
 	      || status=1; \
 	  else \
 	    echo "!! cargo-nextest is not installed: the nextest run of the examples and lifecycle tests is SKIPPED"; \

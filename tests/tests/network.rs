@@ -246,3 +246,57 @@ fn killing_a_pxe_test_mid_boot_leaves_nothing_after_a_sweep() {
     let left = leaks::find(private.path(), &prefix);
     assert!(left.is_empty(), "after one sweep:\n{left}\n{swept}");
 }
+
+/// The scenario for the non-root test: an isolated VM, booted by a process that is not root.
+#[tokio::test]
+#[ignore = "scenario: run in a child process by the other tests of this file"]
+async fn scenario_isolated_vm_without_root() {
+    let e = Vm::boot(VmSpec::new().network(vmtest::Network::Isolated))
+        .await
+        .expect_err("no segment without root");
+    println!("scenario error: {e}");
+}
+
+/// A non-root run of an isolated/PXE test says at once what is missing and creates nothing
+/// (the child runs as `nobody`, with a run directory of its own).
+#[test]
+fn without_root_an_isolated_network_says_what_is_missing() {
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("!! not root: this test needs root to start a child as another user; SKIPPED");
+        return;
+    }
+    let run_dir = tempfile::Builder::new()
+        .prefix("vtnr")
+        .tempdir_in("/tmp")
+        .unwrap();
+    std::fs::set_permissions(
+        run_dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let start = Instant::now();
+    let mut cmd = scenario::child("scenario_isolated_vm_without_root");
+    std::os::unix::process::CommandExt::uid(&mut cmd, 65534);
+    std::os::unix::process::CommandExt::gid(&mut cmd, 65534);
+    let out = cmd
+        .env("VMTEST_RUN_DIR", run_dir.path())
+        .env("HOME", run_dir.path())
+        .env("VMTEST_ACCEL", "tcg")
+        .output()
+        .unwrap();
+    let text = scenario::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("this process is not root"), "{text}");
+    assert!(text.contains("CAP_NET_ADMIN"), "{text}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        start.elapsed()
+    );
+    let made: Vec<_> = std::fs::read_dir(run_dir.path())
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(made.is_empty(), "nothing is created: {made:?}");
+}

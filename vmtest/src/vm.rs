@@ -181,6 +181,20 @@ impl Vm {
 
     pub(crate) async fn boot_in(spec: VmSpec, cx: Context) -> Result<Vm> {
         let started = Instant::now();
+        // What the host and the test must provide for a segment, before anything else.
+        if spec.network != crate::Network::User {
+            crate::net::segment::check_host()?;
+            if let Some(pxe) = &spec.pxe {
+                pxe.check()?;
+            }
+            let rom = Path::new(crate::qemu::IPXE_VIRTIO_ROM);
+            if spec.network == crate::Network::Pxe && !rom.is_file() {
+                return Err(Error::MissingTool {
+                    program: rom.display().to_string(),
+                    hint: "the iPXE ROM a PXE VM boots from: apt-get install --no-install-recommends ipxe-qemu".into(),
+                });
+            }
+        }
         // Layer 3 for this process, and layer 6 for whoever ran before it.
         crate::signals::install();
         blocking(|| {

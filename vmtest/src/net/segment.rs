@@ -426,14 +426,27 @@ impl Segment {
 const DNSMASQ: &str = "/usr/sbin/dnsmasq";
 
 /// Root and the tools a segment needs, checked before anything is made.
-fn check_host() -> Result<()> {
+pub(crate) fn check_host() -> Result<()> {
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } != 0 {
+        let userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_some_and(|n| n > 0);
         return Err(Error::Network {
             what: "isolated and PXE networks".into(),
-            message: "need root in this version (network namespaces, bridges and taps); run the \
-                      tests as root, or use network = \"user\""
-                .into(),
+            message: format!(
+                "this process is not root: making a segment's network namespace, bridge and \
+                 taps needs CAP_SYS_ADMIN and CAP_NET_ADMIN, which only root has here. Run the \
+                 tests as root (e.g. `sudo -E cargo test`), or use network = \"user\". ({})",
+                if userns {
+                    "This host allows unprivileged user namespaces, but this version of vmtest \
+                     does not build segments inside one yet."
+                } else {
+                    "This host also forbids unprivileged user namespaces \
+                     (/proc/sys/user/max_user_namespaces is 0)."
+                }
+            ),
         });
     }
     if !Path::new(DNSMASQ).exists() {

@@ -4,7 +4,7 @@ mod args;
 mod process;
 mod qmp;
 
-pub(crate) use args::{Boot, DiskFormat, Drive, QemuArgs, TapNic, UserNet};
+pub(crate) use args::{Boot, DiskFormat, Drive, QemuArgs, TapNic, UserNet, IPXE_VIRTIO_ROM};
 pub(crate) use process::{describe as describe_status, Extras, QemuProcess};
 pub(crate) use qmp::{forwarded_port, Qmp};
 
