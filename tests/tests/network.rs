@@ -24,6 +24,7 @@ async fn guest_addresses(vm: &Vm) -> anyhow::Result<String> {
 /// The first line the user of this framework wrote: a diskless VM boots over the network.
 #[vmtest(network = "pxe", capture, timeout = "10m")]
 async fn a_diskless_vm_pxe_boots_the_tiny_kernel_through_ipxe(vm: &Vm) -> anyhow::Result<()> {
+    println!("{} PXE-booted to SSH in {:.1?}", vm.name(), vm.boot_time());
     let segment = vm.segment().expect("a PXE VM is on a segment");
     let mac = vm.mac().expect("a MAC on the segment");
     // Its lease: its MAC, an address of the segment's subnet, the hostname it sent.

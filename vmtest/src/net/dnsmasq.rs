@@ -18,13 +18,8 @@ use super::pool::SubnetLease;
 use super::record::{Lease, Protocol, Request};
 use crate::error::{Error, Result};
 
-/// The lease time handed out unless [`Config::lease_time`] says otherwise: long enough that no
-/// test sees a renewal unless it asks for one.
-const DEFAULT_LEASE_TIME: Duration = Duration::from_secs(3600);
-/// dnsmasq raises shorter lease times to two minutes; saying so here keeps the command line
-/// truthful.
-#[allow(dead_code)] // Used by `Config::lease_time`, not wired yet.
-const MIN_LEASE_TIME: Duration = Duration::from_secs(120);
+/// The lease time handed out: long enough that no test sees a renewal.
+const LEASE_TIME: Duration = Duration::from_secs(3600);
 /// The tag dnsmasq sets on clients that send DHCP option 175: iPXE, which must get the script
 /// rather than the first stage again (or it would chainload itself forever).
 const IPXE_TAG: &str = "ipxe";
@@ -42,13 +37,11 @@ pub(crate) struct Config {
     address: Ipv4Addr,
     netmask: Ipv4Addr,
     range: (Ipv4Addr, Ipv4Addr),
-    lease_time: Duration,
     pid_file: PathBuf,
     lease_file: PathBuf,
     log_file: PathBuf,
     tftp_root: Option<PathBuf>,
     pxe: Option<Pxe>,
-    hosts: Vec<Host>,
 }
 
 /// What PXE clients are told to boot.
@@ -58,14 +51,6 @@ struct Pxe {
     first_stage: Option<String>,
     /// For iPXE: a TFTP file name or an `http://` URL.
     script: String,
-}
-
-/// A client that always gets the same address.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Host {
-    mac: String,
-    ip: Ipv4Addr,
-    hostname: Option<String>,
 }
 
 impl Config {
@@ -86,13 +71,11 @@ impl Config {
             address,
             netmask,
             range,
-            lease_time: DEFAULT_LEASE_TIME,
             pid_file: dir.join("dnsmasq.pid"),
             lease_file: dir.join("dnsmasq.leases"),
             log_file: dir.join("dnsmasq.log"),
             tftp_root: None,
             pxe: None,
-            hosts: Vec::new(),
         }
     }
 
@@ -116,7 +99,7 @@ impl Config {
         }
     }
 
-    /// Where dnsmasq keeps its leases (see [`parse_leases_file`]).
+    /// Where dnsmasq keeps its leases.
     pub fn lease_file(self, path: impl Into<PathBuf>) -> Config {
         Config {
             lease_file: path.into(),
@@ -132,43 +115,10 @@ impl Config {
         }
     }
 
-    /// How long leases last; dnsmasq's minimum is two minutes, and shorter times are raised to
-    /// it. Whole seconds.
-    #[allow(dead_code)] // For tests of lease renewal, not wired yet; unit-tested.
-    pub fn lease_time(self, time: Duration) -> Config {
-        Config {
-            lease_time: time.max(MIN_LEASE_TIME),
-            ..self
-        }
-    }
-
-    /// Serves the files under `root` over TFTP (read-only). dnsmasq runs as root and then
-    /// serves only world-readable files (mode `o+r`): others are refused with "Permission
-    /// denied", as are names with `..`.
-    #[allow(dead_code)] // `args_for` sets a run-directory root directly; unit-tested.
-    pub fn tftp(self, root: impl Into<PathBuf>) -> Result<Config> {
-        let root = root.into();
-        // `--tftp-root=DIR,INTERFACE`: a comma would end the directory.
-        if root.as_os_str().to_string_lossy().contains(',') {
-            return Err(Error::Invalid {
-                what: "TFTP root",
-                message: format!(
-                    "{} contains a comma, which dnsmasq would read as the end of the directory; \
-                     use a directory without one",
-                    root.display()
-                ),
-            });
-        }
-        Ok(Config {
-            tftp_root: Some(root),
-            ..self
-        })
-    }
-
     /// PXE boot options: a client that is not iPXE gets `first_stage` (a TFTP file that
     /// chainloads iPXE, such as `undionly.kpxe`; none: such clients get no boot file), and
     /// iPXE, recognised by DHCP option 175, gets `script`: a TFTP file name (`boot.ipxe`) or an
-    /// `http://` URL. TFTP names need [`Config::tftp`] first.
+    /// `http://` URL. TFTP names need a TFTP root first.
     pub fn pxe(self, first_stage: Option<&str>, script: &str) -> Result<Config> {
         let is_url = script.starts_with("http://") || script.starts_with("https://");
         let needs_tftp = first_stage.is_some() || !is_url;
@@ -193,41 +143,13 @@ impl Config {
         })
     }
 
-    /// Always gives the client with `mac` the address `ip` (and `hostname`, if any). `ip` may
-    /// be outside the DHCP range (below `.100` of a leased subnet is free for this).
-    #[allow(dead_code)] // For segments with static addresses, not wired yet; unit-tested.
-    pub fn host(mut self, mac: &str, ip: Ipv4Addr, hostname: Option<&str>) -> Result<Config> {
-        let mac = normalise_mac(mac).ok_or_else(|| Error::Invalid {
-            what: "MAC address",
-            message: format!("`{mac}`; expected six hex bytes, such as `52:54:00:12:34:56`"),
-        })?;
-        if let Some(name) = hostname {
-            if !is_hostname(name) {
-                return Err(Error::Invalid {
-                    what: "hostname",
-                    message: format!(
-                        "`{name}`; expected 1 to 63 letters, digits and inner `-`, such as \
-                         `node-1`"
-                    ),
-                });
-            }
-        }
-        self.hosts.push(Host {
-            mac,
-            ip,
-            hostname: hostname.map(str::to_owned),
-        });
-        Ok(self)
-    }
-
     /// dnsmasq's arguments (without the program name).
     pub fn args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = Vec::new();
         // Our process watches it: no daemonising.
         args.push("--keep-in-foreground".into());
         // Nothing of the host's configuration: not /etc/dnsmasq.conf (nor the conf-dir it
-        // names), not /etc/hosts (2.90 does not read it with DNS off, but a host name in a
-        // --dhcp-host must never resolve through the host's file).
+        // names), not /etc/hosts (2.90 does not read it with DNS off).
         args.push("--conf-file=/dev/null".into());
         args.push("--no-hosts".into());
         // DHCP only (and TFTP): no DNS server.
@@ -254,7 +176,7 @@ impl Config {
                 self.range.0,
                 self.range.1,
                 self.netmask,
-                self.lease_time.as_secs()
+                LEASE_TIME.as_secs()
             )
             .into(),
         );
@@ -268,15 +190,6 @@ impl Config {
         // An option without a value is not sent at all: no default route, no DNS server.
         args.push("--dhcp-option=option:router".into());
         args.push("--dhcp-option=option:dns-server".into());
-        for host in &self.hosts {
-            args.push(
-                match &host.hostname {
-                    Some(name) => format!("--dhcp-host={},{},{name}", host.mac, host.ip),
-                    None => format!("--dhcp-host={},{}", host.mac, host.ip),
-                }
-                .into(),
-            );
-        }
         if let Some(root) = &self.tftp_root {
             args.push("--enable-tftp".into());
             // No --tftp-secure: it only restricts a non-root dnsmasq to files it owns; as root,
@@ -300,7 +213,7 @@ impl Config {
 ///
 /// Infallible for its callers' sake: the boot file names are constants, and `root` lies in the
 /// run directory. Only a comma in that path goes unchecked here (dnsmasq would read it as the
-/// end of the directory); [`Config::tftp`] refuses one.
+/// end of the directory).
 pub(crate) fn args_for(
     bridge: &str,
     subnet: &SubnetLease,
@@ -349,26 +262,6 @@ fn check_boot_file(name: &str) -> Result<()> {
             "`{name}`: {why}; use a TFTP file name such as `boot.ipxe`, or a short http:// URL"
         ),
     })
-}
-
-/// `52:54:00:AB:cd:ef` → `52:54:00:ab:cd:ef`, if it is six hex bytes.
-#[allow(dead_code)] // Used by `Config::host`.
-fn normalise_mac(mac: &str) -> Option<String> {
-    let bytes: Vec<&str> = mac.split(':').collect();
-    let ok = bytes.len() == 6
-        && bytes
-            .iter()
-            .all(|b| b.len() == 2 && b.chars().all(|c| c.is_ascii_hexdigit()));
-    ok.then(|| mac.to_ascii_lowercase())
-}
-
-/// A single DNS label, as dnsmasq accepts for a DHCP hostname.
-#[allow(dead_code)] // Used by `Config::host`.
-fn is_hostname(name: &str) -> bool {
-    (1..=63).contains(&name.len())
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        && !name.starts_with('-')
-        && !name.ends_with('-')
 }
 
 /// The leases and TFTP requests in dnsmasq's log (`--log-facility` with `--log-dhcp`), in the
@@ -608,22 +501,6 @@ fn log_time(stamp: &str, now: SystemTime) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
-/// The leases in dnsmasq's lease file (`--dhcp-leasefile`): one per line,
-/// `EXPIRY MAC IP HOSTNAME|* CLIENTID|*`; DHCPv6 lines are skipped.
-#[allow(dead_code)] // For a segment that reads leases while dnsmasq runs; unit-tested.
-pub(crate) fn parse_leases_file(text: &str) -> Vec<Lease> {
-    text.lines()
-        .filter_map(|line| {
-            let mut words = line.split_whitespace();
-            let _expiry: u64 = words.next()?.parse().ok()?;
-            let mac = words.next()?.to_ascii_lowercase();
-            let ip = words.next()?.parse().ok()?;
-            let hostname = words.next().filter(|h| *h != "*").map(str::to_owned);
-            Some(Lease { mac, ip, hostname })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -689,14 +566,6 @@ Nov 22 05:13:02 dnsmasq-dhcp[22176]: 1789771541 bootfile name: undionly.kpxe
 Nov 22 05:13:07 dnsmasq[22176]: exiting on receipt of SIGTERM
 ";
 
-    /// The lease file of the first run.
-    const LEASES: &str = "\
-1795327589 52:54:00:ab:cd:ef 10.209.99.123 * *
-1795327586 52:54:00:aa:bb:cc 10.209.99.50 fixedhost *
-1795327513 52:54:00:12:34:56 10.209.99.158 vthostname 01:52:54:00:12:34:56
-duid 00:01:00:01:2c:aa:bb:cc:52:54:00:12:34:56
-";
-
     fn ip(text: &str) -> Ipv4Addr {
         text.parse().unwrap()
     }
@@ -728,7 +597,7 @@ duid 00:01:00:01:2c:aa:bb:cc:52:54:00:12:34:56
         )
     }
 
-    const DHCP_ARGS: [&str; 22] = [
+    const DHCP_ARGS: [&str; 19] = [
         "--keep-in-foreground",
         "--conf-file=/dev/null",
         "--no-hosts",
@@ -748,34 +617,23 @@ duid 00:01:00:01:2c:aa:bb:cc:52:54:00:12:34:56
         "--no-ping",
         "--dhcp-option=option:router",
         "--dhcp-option=option:dns-server",
-        // Replaced per test.
-        "",
-        "",
-        "",
     ];
 
     #[test]
     fn dhcp_only_args() {
-        assert_eq!(strings(&config().args()), DHCP_ARGS[..19]);
+        assert_eq!(strings(&config().args()), DHCP_ARGS);
     }
 
     #[test]
     fn pxe_args() {
-        let config = config()
-            .lease_time(Duration::from_secs(10))
-            .tftp("/run/vt/seg/payload")
-            .unwrap()
-            .pxe(Some("undionly.kpxe"), "boot.ipxe")
-            .unwrap()
-            .host("52:54:00:AB:CD:EF", ip("10.208.3.5"), Some("node-1"))
-            .unwrap()
-            .host("52:54:00:00:00:02", ip("10.208.3.6"), None)
-            .unwrap();
-        let mut expected = DHCP_ARGS[..19].to_vec();
-        expected[14] = "--dhcp-range=10.208.3.100,10.208.3.199,255.255.255.0,120";
+        let config = Config {
+            tftp_root: Some("/run/vt/seg/payload".into()),
+            ..config()
+        }
+        .pxe(Some("undionly.kpxe"), "boot.ipxe")
+        .unwrap();
+        let mut expected = DHCP_ARGS.to_vec();
         expected.extend([
-            "--dhcp-host=52:54:00:ab:cd:ef,10.208.3.5,node-1",
-            "--dhcp-host=52:54:00:00:00:02,10.208.3.6",
             "--enable-tftp",
             "--tftp-root=/run/vt/seg/payload",
             "--dhcp-match=set:ipxe,175",
@@ -845,7 +703,10 @@ duid 00:01:00:01:2c:aa:bb:cc:52:54:00:12:34:56
     fn bad_values_are_refused_with_what_is_accepted() {
         let e = config().pxe(None, "boot.ipxe").unwrap_err().to_string();
         assert!(e.contains("TFTP, which is off"), "{e}");
-        let tftp = || config().tftp("/r").unwrap();
+        let tftp = || Config {
+            tftp_root: Some("/r".into()),
+            ..config()
+        };
         for name in ["", "a,b", "a b", &format!("http://{}", "x".repeat(200))] {
             let e = tftp().pxe(None, name).unwrap_err().to_string();
             assert!(
@@ -858,23 +719,6 @@ duid 00:01:00:01:2c:aa:bb:cc:52:54:00:12:34:56
             .unwrap_err()
             .to_string();
         assert!(e.contains("comma"), "{e}");
-        let e = config().tftp("/a,b").unwrap_err().to_string();
-        assert!(e.contains("comma"), "{e}");
-        for mac in [
-            "52:54:00:12:34",
-            "52-54-00-12-34-56",
-            "52:54:00:12:34:5g",
-            "",
-        ] {
-            let e = config().host(mac, ip("10.0.0.1"), None).unwrap_err();
-            assert!(e.to_string().contains("52:54:00:12:34:56"), "{e}");
-        }
-        for name in ["", "-a", "a-", "a.b", "a,b", &"x".repeat(64)] {
-            let e = config()
-                .host("52:54:00:12:34:56", ip("10.0.0.1"), Some(name))
-                .unwrap_err();
-            assert!(e.to_string().contains("node-1"), "{e}");
-        }
     }
 
     #[test]
@@ -996,18 +840,5 @@ Nov 22 05:05:15 dnsmasq-dhcp[1]: 3 DHCPACK(br0) 10.208.0.160 52:54:00:00:00:01 c
             parse_ack("DHCPACK(br0) 10.0.0.9 52:54:00:AA:BB:CC"),
             Some(lease("52:54:00:aa:bb:cc", "10.0.0.9", None))
         );
-    }
-
-    #[test]
-    fn the_lease_file_is_parsed() {
-        assert_eq!(
-            parse_leases_file(LEASES),
-            [
-                lease("52:54:00:ab:cd:ef", "10.209.99.123", None),
-                lease("52:54:00:aa:bb:cc", "10.209.99.50", Some("fixedhost")),
-                lease("52:54:00:12:34:56", "10.209.99.158", Some("vthostname")),
-            ]
-        );
-        assert!(parse_leases_file("").is_empty());
     }
 }

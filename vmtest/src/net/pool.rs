@@ -209,7 +209,6 @@ impl Pool {
     }
 
     /// See [`release_dead`].
-    #[allow(dead_code)] // Through `release_dead`, and tests.
     pub fn release_dead(&self) -> Result<usize> {
         self.locked(State::prune)
     }
@@ -259,12 +258,6 @@ impl SubnetLease {
     /// The first and last address DHCP hands out: `.100` to `.199`.
     pub fn dhcp_range(&self) -> (Ipv4Addr, Ipv4Addr) {
         (self.host(DHCP_HOSTS.0), self.host(DHCP_HOSTS.1))
-    }
-
-    /// The segment the subnet is leased for.
-    #[allow(dead_code)] // For messages; unit-tested.
-    pub fn segment(&self) -> &str {
-        &self.segment
     }
 }
 
@@ -447,7 +440,6 @@ mod tests {
             lease.dhcp_range(),
             (net("10.208.0.100"), net("10.208.0.199"))
         );
-        assert_eq!(lease.segment(), "vtseg1");
         assert_eq!(lease.to_string(), "10.208.0.0/24");
         let held = state(dir.path());
         assert_eq!(held.version, VERSION);
