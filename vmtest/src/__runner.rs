@@ -31,6 +31,18 @@ pub fn resolve_image(reference: &str) -> crate::Result<String> {
     ))
 }
 
+/// The directory an image's files live in (a built recipe's cache entry), for tests that hand
+/// the same image to a process of another user.
+pub fn image_dir(reference: &str) -> crate::Result<Option<PathBuf>> {
+    let image = crate::image::resolve(reference)?;
+    let file = match (&image.boot, &image.disk) {
+        (crate::image::ImageBoot::Kernel { kernel, .. }, _) => Some(kernel.clone()),
+        (_, Some(disk)) => Some(disk.clone()),
+        _ => None,
+    };
+    Ok(file.and_then(|f| f.parent().map(ToOwned::to_owned)))
+}
+
 /// Resolves the accelerator as a test would, printing its verdict line.
 pub fn accelerator() -> crate::Result<crate::Accel> {
     crate::accel::resolve(crate::accel::AccelChoice::from_env(

@@ -47,7 +47,7 @@ impl Capture {
         // Both the index lookup and the socket must happen inside the namespace: interface
         // indexes are per namespace, and the socket only sees the namespace it was made in.
         let socket = ns
-            .run_in(|| open_socket(&name))
+            .open_in(|| open_socket(&name))
             .map_err(|e| Error::Network {
                 what: format!("capturing on {interface} in namespace {}", ns.name()),
                 message: e.to_string(),

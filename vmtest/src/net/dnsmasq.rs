@@ -42,6 +42,8 @@ pub(crate) struct Config {
     log_file: PathBuf,
     tftp_root: Option<PathBuf>,
     pxe: Option<Pxe>,
+    /// Inside a user namespace of a non-root user (see [`Config::args`]).
+    rootless: bool,
 }
 
 /// What PXE clients are told to boot.
@@ -76,6 +78,7 @@ impl Config {
             log_file: dir.join("dnsmasq.log"),
             tftp_root: None,
             pxe: None,
+            rootless: false,
         }
     }
 
@@ -162,8 +165,17 @@ impl Config {
         // Stay root: dnsmasq changing its uid would clear the parent-death signal that ends it
         // with its owner. As root it keeps its uid, and setting the group to root keeps its
         // gid (only the supplementary groups are dropped), so the signal survives.
-        args.push("--user=root".into());
-        args.push("--group=root".into());
+        //
+        // In a user namespace of a non-root user, even that fails (its setgroups is denied):
+        // debug mode (`-d`) changes no ids at all; it also logs to stderr and writes no pid
+        // file, neither of which matters here (the sweeper finds dnsmasq by the `--pid-file`
+        // on its command line).
+        if self.rootless {
+            args.push("-d".into());
+        } else {
+            args.push("--user=root".into());
+            args.push("--group=root".into());
+        }
         args.push(with_path("--pid-file=", &self.pid_file));
         args.push(with_path("--dhcp-leasefile=", &self.lease_file));
         args.push(with_path("--log-facility=", &self.log_file));
@@ -221,6 +233,7 @@ pub(crate) fn args_for(
     lease_file: &Path,
     log_file: &Path,
     tftp: Option<(&Path, bool)>,
+    rootless: bool,
 ) -> Vec<OsString> {
     let dir = log_file.parent().unwrap_or(Path::new("/"));
     let mut config = Config::for_subnet(bridge, subnet, dir)
@@ -233,6 +246,7 @@ pub(crate) fn args_for(
             .pxe(first_stage.then_some(FIRST_STAGE), super::pxe::SCRIPT)
             .expect("the constant boot file names are valid, and TFTP is on");
     }
+    config.rootless = rootless;
     config.args()
 }
 
@@ -680,9 +694,11 @@ Nov 22 05:13:07 dnsmasq[22176]: exiting on receipt of SIGTERM
             &d.join("dnsmasq.leases"),
             &d.join("dnsmasq.log"),
             Some((&d.join("payload"), true)),
+            false,
         );
         let args = strings(&args);
         assert!(args.contains(&"--listen-address=10.208.0.1"), "{args:?}");
+        assert!(args.contains(&"--user=root") && !args.contains(&"-d"));
         assert!(args.contains(&"--dhcp-range=10.208.0.100,10.208.0.199,255.255.255.0,3600"));
         assert!(args.contains(&"--dhcp-boot=tag:!ipxe,first-stage"));
         assert!(args.contains(&"--dhcp-boot=tag:ipxe,boot.ipxe"));
@@ -693,7 +709,11 @@ Nov 22 05:13:07 dnsmasq[22176]: exiting on receipt of SIGTERM
             &d.join("dnsmasq.leases"),
             &d.join("dnsmasq.log"),
             Some((&d.join("payload"), false)),
+            true,
         );
+        // Rootless: debug mode instead of changing ids (which a user namespace refuses).
+        let rootless = strings(&without_first_stage);
+        assert!(rootless.contains(&"-d") && !rootless.contains(&"--user=root"));
         assert!(!strings(&without_first_stage)
             .iter()
             .any(|a| a.starts_with("--dhcp-boot=tag:!ipxe")));

@@ -177,18 +177,21 @@ impl Segment {
         }
         check_host()?;
         let run_dir = crate::paths::run_dir();
+        let rootless = !is_root();
         let mut claim = Claim::new(test, |name| {
             let dir = run_dir.join(name);
-            vec![
-                Resource::Dir { path: dir.clone() },
-                Resource::Netns {
+            let mut resources = vec![Resource::Dir { path: dir.clone() }];
+            // A private (rootless) namespace has no name to delete: it goes with its owner.
+            if !rootless {
+                resources.push(Resource::Netns {
                     name: name.to_owned(),
-                },
-                Resource::Dnsmasq {
-                    pidfile: dir.join("dnsmasq.pid"),
-                    process: None,
-                },
-            ]
+                });
+            }
+            resources.push(Resource::Dnsmasq {
+                pidfile: dir.join("dnsmasq.pid"),
+                process: None,
+            });
+            resources
         })?;
         let name = claim.name().to_owned();
         let dir_path = run_dir.join(&name);
@@ -196,7 +199,11 @@ impl Segment {
             .context(|| format!("creating {}", dir_path.display()))?;
         let dir = DirGuard(dir_path.clone());
         let subnet = super::pool::lease(&name)?;
-        let netns = Netns::create(&name)?;
+        let netns = if rootless {
+            Netns::create_private(&name)?
+        } else {
+            Netns::create(&name)?
+        };
         let gateway = subnet.gateway();
         netns.ip(&["link", "add", BRIDGE, "type", "bridge"])?;
         netns.ip(&[
@@ -215,8 +222,9 @@ impl Segment {
             None => None,
             Some(pxe) => {
                 pxe.materialise(&tftp_root, gateway, image)?;
-                let listener = netns
-                    .run_in(move || std::net::TcpListener::bind(SocketAddr::from((gateway, 80))))?;
+                let listener = std::net::TcpListener::from(netns.open_in(move || {
+                    std::net::TcpListener::bind(SocketAddr::from((gateway, 80))).map(OwnedFd::from)
+                })?);
                 Some(HttpServer::start(
                     listener,
                     tftp_root.clone(),
@@ -236,6 +244,7 @@ impl Segment {
             spec.pxe
                 .as_ref()
                 .map(|p| (tftp_root.as_path(), p.first_stage.is_some())),
+            rootless,
         );
         let dnsmasq = QemuProcess::spawn_with(
             Path::new(DNSMASQ),
@@ -243,6 +252,7 @@ impl Segment {
             &dir_path.join("dnsmasq.out"),
             Extras {
                 dies_with_owner: true,
+                userns: netns.user_file().map(AsRawFd::as_raw_fd),
                 netns: Some(netns.file().as_raw_fd()),
                 fds: Vec::new(),
                 install_hint: Some(
@@ -425,29 +435,54 @@ impl Segment {
 
 const DNSMASQ: &str = "/usr/sbin/dnsmasq";
 
-/// Root and the tools a segment needs, checked before anything is made.
-pub(crate) fn check_host() -> Result<()> {
+fn is_root() -> bool {
     // SAFETY: geteuid cannot fail.
-    if unsafe { libc::geteuid() } != 0 {
-        let userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether an unprivileged process may create user namespaces here (the sysctls a
+/// distribution uses to forbid them).
+fn userns_allowed() -> bool {
+    let read = |path: &str| {
+        std::fs::read_to_string(path)
             .ok()
             .and_then(|v| v.trim().parse::<u64>().ok())
-            .is_some_and(|n| n > 0);
-        return Err(Error::Network {
-            what: "isolated and PXE networks".into(),
-            message: format!(
-                "this process is not root: making a segment's network namespace, bridge and \
-                 taps needs CAP_SYS_ADMIN and CAP_NET_ADMIN, which only root has here. Run the \
-                 tests as root (e.g. `sudo -E cargo test`), or use network = \"user\". ({})",
-                if userns {
-                    "This host allows unprivileged user namespaces, but this version of vmtest \
-                     does not build segments inside one yet."
-                } else {
-                    "This host also forbids unprivileged user namespaces \
-                     (/proc/sys/user/max_user_namespaces is 0)."
-                }
-            ),
-        });
+    };
+    read("/proc/sys/user/max_user_namespaces").is_some_and(|n| n > 0)
+        && read("/proc/sys/kernel/unprivileged_userns_clone").is_none_or(|v| v == 1)
+        && read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").is_none_or(|v| v == 0)
+}
+
+/// Root (or, without it, unprivileged user namespaces) and the tools a segment needs, checked
+/// before anything is made.
+pub(crate) fn check_host() -> Result<()> {
+    if !is_root() {
+        let mut missing = Vec::new();
+        if !userns_allowed() {
+            missing.push(
+                "this host does not let unprivileged users create user namespaces \
+                 (user.max_user_namespaces is 0, or kernel.unprivileged_userns_clone is 0): \
+                 sysctl -w kernel.unprivileged_userns_clone=1 user.max_user_namespaces=15000",
+            );
+        }
+        // SAFETY: access(2) with a valid NUL-terminated path.
+        if unsafe { libc::access(c"/dev/net/tun".as_ptr(), libc::R_OK | libc::W_OK) } != 0 {
+            missing.push(
+                "this user cannot open /dev/net/tun, which every tap device is made through \
+                 (it is usually mode 0666; here it is not): chmod 0666 /dev/net/tun",
+            );
+        }
+        if !missing.is_empty() {
+            return Err(Error::Network {
+                what: "isolated and PXE networks without root".into(),
+                message: format!(
+                    "this process is not root, so its segments live in a user namespace of \
+                     its own, which needs:\n  - {}\nRun the tests as root, fix the above, or \
+                     use network = \"user\".",
+                    missing.join("\n  - ")
+                ),
+            });
+        }
     }
     if !Path::new(DNSMASQ).exists() {
         return Err(Error::MissingTool {

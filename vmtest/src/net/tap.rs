@@ -23,7 +23,7 @@ struct IfReq {
 pub(crate) fn open(ns: &Netns, name: &str, bridge: &str) -> Result<OwnedFd> {
     assert!(name.len() < libc::IFNAMSIZ, "tap name {name} too long");
     let owned = name.to_owned();
-    let fd = ns.run_in(move || {
+    let fd = ns.open_in(move || {
         // SAFETY: plain open(2); the descriptor is owned right after.
         let raw = unsafe { libc::open(c"/dev/net/tun".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
         if raw < 0 {

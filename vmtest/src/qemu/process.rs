@@ -21,6 +21,8 @@ use crate::error::{Error, IoContext, Result};
 pub(crate) struct Extras {
     /// SIGKILL the child when the spawning thread's process dies.
     pub dies_with_owner: bool,
+    /// A user namespace file descriptor to enter before `exec` (before `netns`).
+    pub userns: Option<std::os::fd::RawFd>,
     /// A network namespace file descriptor to enter before `exec`.
     pub netns: Option<std::os::fd::RawFd>,
     /// `(ours, theirs)`: our descriptor `ours` becomes the child's `theirs`. The caller keeps
@@ -70,6 +72,7 @@ impl QemuProcess {
     ) -> Result<Self> {
         let Extras {
             dies_with_owner,
+            userns,
             netns,
             fds,
             install_hint,
@@ -105,6 +108,11 @@ impl QemuProcess {
                 // QEMU down in order, instead of killing QEMU under it.
                 if libc::setpgid(0, 0) != 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                if let Some(ns) = userns {
+                    if libc::setns(ns, libc::CLONE_NEWUSER) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
                 }
                 if let Some(ns) = netns {
                     if libc::setns(ns, libc::CLONE_NEWNET) != 0 {
