@@ -454,3 +454,27 @@ fn without_root_a_killed_pxe_test_leaves_nothing_after_a_sweep() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 }
+
+/// Opting out of the management NIC: the VM has its segment's NIC only, and its SSH handle
+/// reaches it at its leased address from inside the segment's namespace.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_management_nic_ssh_goes_through_the_segment() -> anyhow::Result<()> {
+    let vm = Vm::boot(
+        VmSpec::new()
+            .network(vmtest::Network::Isolated)
+            .management(false),
+    )
+    .await?;
+    let ip = vm.segment_ip().await?;
+    assert_eq!(vm.ssh_addr(), std::net::SocketAddr::from((ip, 22)));
+    let links = vm.ssh().run(["ip", "-o", "-4", "addr"]).await?.stdout_str();
+    let nics: Vec<&str> = links.lines().filter(|l| !l.contains(" lo ")).collect();
+    assert_eq!(nics.len(), 1, "one NIC, on the segment: {links}");
+    assert!(nics[0].contains(&format!("inet {ip}/24")), "{links}");
+    assert_eq!(
+        vm.ssh().run(["hostname"]).await?.stdout_str().trim(),
+        vm.name()
+    );
+    vm.destroy().await;
+    Ok(())
+}

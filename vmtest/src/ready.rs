@@ -23,6 +23,10 @@ pub(crate) struct Booting<'a> {
     pub user: &'a str,
     pub client_key: std::sync::Arc<russh::keys::PrivateKey>,
     pub host_key: &'a PublicKey,
+    /// The VM's segment and its MAC there, if it is on one.
+    pub lan: Option<(&'a crate::Segment, &'a str)>,
+    /// Whether SSH goes through the user-mode management NIC (else through the segment).
+    pub management: bool,
 }
 
 /// Waits until SSH answers; returns the SSH target and the first session.
@@ -33,37 +37,60 @@ pub(crate) async fn wait(b: &Booting<'_>, timeout: Duration) -> Result<(Target, 
     let mut last_error = String::from("none yet");
     let poll = Duration::from_millis(100);
 
-    // Stage 1: QEMU is up and tells us which host port it bound for SSH.
-    let port = loop {
-        check_alive(b)?;
-        match Qmp::connect(b.qmp_socket).await {
-            Ok(mut qmp) => {
-                stage = "reading the forwarded SSH port";
-                match qmp.hmp("info usernet").await {
-                    Ok(info) => match forwarded_port(&info, 22) {
-                        Some(port) => break port,
-                        None => {
-                            last_error = format!("no forward to port 22 in `info usernet`: {info}")
+    // Stage 1: where SSH is. Through the management NIC: QEMU is up and tells us which host
+    // port it bound. Without one: the guest's address on its segment, from its DHCP lease,
+    // reached from inside the segment's namespace.
+    let (addr, via) = match b.lan {
+        Some((segment, mac)) if !b.management => {
+            stage = "waiting for the guest's DHCP lease on its segment";
+            let ip = loop {
+                check_alive(b)?;
+                if let Some(lease) = segment.leases().into_iter().find(|l| l.mac == mac) {
+                    break lease.ip;
+                }
+                if Instant::now() >= deadline {
+                    return Err(timeout_error(b, started, stage, "no lease yet"));
+                }
+                tokio::time::sleep(poll).await;
+            };
+            (SocketAddr::from((ip, 22)), Some(segment.connector()))
+        }
+        _ => {
+            let port = loop {
+                check_alive(b)?;
+                match Qmp::connect(b.qmp_socket).await {
+                    Ok(mut qmp) => {
+                        stage = "reading the forwarded SSH port";
+                        match qmp.hmp("info usernet").await {
+                            Ok(info) => match forwarded_port(&info, 22) {
+                                Some(port) => break port,
+                                None => {
+                                    last_error =
+                                        format!("no forward to port 22 in `info usernet`: {info}")
+                                }
+                            },
+                            Err(e) => last_error = e,
                         }
-                    },
+                    }
                     Err(e) => last_error = e,
                 }
-            }
-            Err(e) => last_error = e,
+                if Instant::now() >= deadline {
+                    return Err(timeout_error(b, started, stage, &last_error));
+                }
+                tokio::time::sleep(poll).await;
+            };
+            (SocketAddr::from((Ipv4Addr::LOCALHOST, port)), None)
         }
-        if Instant::now() >= deadline {
-            return Err(timeout_error(b, started, stage, &last_error));
-        }
-        tokio::time::sleep(poll).await;
     };
 
     // Stage 2: a real SSH round-trip. slirp accepts the TCP connection even before the guest
     // listens, so only a completed handshake means anything.
     stage = "waiting for the guest's SSH server";
     let target = Target {
-        addr: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        addr,
         user: b.user.to_owned(),
         client_key: b.client_key.clone(),
+        via,
     };
     // Short attempts first: slirp accepts a connection before the guest has network and holds
     // it until the guest answers, so one long early attempt can sit seconds after sshd is

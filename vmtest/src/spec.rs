@@ -70,6 +70,8 @@ pub struct VmSpec {
     pub(crate) pxe: Option<PxeBoot>,
     /// Record the segment's traffic into the test's artifacts.
     pub(crate) capture: bool,
+    /// A user-mode NIC for SSH beside the segment's (isolated/PXE networks).
+    pub(crate) management: bool,
 }
 
 impl Default for VmSpec {
@@ -88,6 +90,7 @@ impl Default for VmSpec {
             user_data: Vec::new(),
             pxe: None,
             capture: false,
+            management: true,
         }
     }
 }
@@ -185,6 +188,16 @@ impl VmSpec {
     /// artifacts directory.
     pub fn capture(mut self, on: bool) -> Self {
         self.capture = on;
+        self
+    }
+
+    /// On an isolated or PXE network, whether the VM also gets a user-mode NIC that its SSH
+    /// handle goes through (default `true`), so that SSH does not depend on the segment. With
+    /// `false` the VM has the segment's NIC only, and SSH reaches it at its leased address from
+    /// inside the segment's namespace: for tests where a second NIC would be in the way (an
+    /// installer that takes the first NIC, a DHCP client that must see one interface).
+    pub fn management(mut self, on: bool) -> Self {
+        self.management = on;
         self
     }
 

@@ -14,12 +14,19 @@ use russh::ChannelMsg;
 
 use crate::error::{Error, Result};
 
+/// Opens a TCP connection to the guest from where the host cannot reach it directly (a
+/// segment's namespace), within a time limit.
+pub(crate) type Connector =
+    Arc<dyn Fn(SocketAddr, Duration) -> std::io::Result<std::net::TcpStream> + Send + Sync>;
+
 /// Where and as whom to log in.
 #[derive(Clone)]
 pub(crate) struct Target {
     pub addr: SocketAddr,
     pub user: String,
     pub client_key: Arc<PrivateKey>,
+    /// How to reach `addr` when it is on a segment rather than the host's loopback.
+    pub via: Option<Connector>,
 }
 
 /// One authenticated SSH connection.
@@ -77,21 +84,35 @@ impl Session {
             offered: Arc::clone(&offered),
         };
         let connect = async {
-            let mut handle = client::connect(config, addr, handler)
-                .await
-                .map_err(|e| match e {
-                    russh::Error::UnknownKey => {
-                        let offered = offered.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                        Error::HostKeyMismatch {
-                            addr: addr.to_string(),
-                            expected: host_key.to_openssh().unwrap_or_default(),
-                            offered: offered
-                                .and_then(|k| k.to_openssh().ok())
-                                .unwrap_or_else(|| "a certificate".into()),
-                        }
+            let connected = match &target.via {
+                None => client::connect(config, addr, handler).await,
+                Some(via) => {
+                    let via = via.clone();
+                    let stream = tokio::task::spawn_blocking(move || {
+                        let s = via(addr, timeout)?;
+                        s.set_nonblocking(true)?;
+                        Ok::<_, std::io::Error>(s)
+                    })
+                    .await
+                    .map_err(|e| ssh_err(format!("connecting: {e}")))?
+                    .and_then(tokio::net::TcpStream::from_std)
+                    .map_err(|e| ssh_err(format!("connecting through the segment: {e}")))?;
+                    client::connect_stream(config, stream, handler).await
+                }
+            };
+            let mut handle = connected.map_err(|e| match e {
+                russh::Error::UnknownKey => {
+                    let offered = offered.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    Error::HostKeyMismatch {
+                        addr: addr.to_string(),
+                        expected: host_key.to_openssh().unwrap_or_default(),
+                        offered: offered
+                            .and_then(|k| k.to_openssh().ok())
+                            .unwrap_or_else(|| "a certificate".into()),
                     }
-                    other => ssh_err(format!("connecting: {other}")),
-                })?;
+                }
+                other => ssh_err(format!("connecting: {other}")),
+            })?;
             let key = PrivateKeyWithHashAlg::new(Arc::clone(&target.client_key), None);
             let auth = handle
                 .authenticate_publickey(target.user.clone(), key)

@@ -381,6 +381,8 @@ impl Vm {
             read_only: true,
         });
 
+        // Without a segment there is nothing to opt out of: SSH needs the user-mode NIC.
+        let management = spec.management || cx.segment.is_none();
         // The VM's NIC on its segment: a tap made in the segment's namespace, handed to QEMU.
         let tap = match &cx.segment {
             Some(segment) => Some(tri!(segment.tap(&name))),
@@ -414,10 +416,14 @@ impl Vm {
                 }
             },
             drives,
-            user_nets: vec![UserNet {
-                id: "net0".into(),
-                forwards: vec![(0, 22)],
-            }],
+            user_nets: if management {
+                vec![UserNet {
+                    id: "net0".into(),
+                    forwards: vec![(0, 22)],
+                }]
+            } else {
+                Vec::new()
+            },
             taps: tap
                 .iter()
                 .map(|(_, mac)| TapNic {
@@ -476,6 +482,8 @@ impl Vm {
             user: USER,
             client_key: client_key.clone(),
             host_key: &host_public,
+            lan: cx.segment.as_ref().zip(mac.as_deref()),
+            management,
         };
         let timeout = spec.boot_timeout.unwrap_or(Duration::from_secs(60)) * accel.timeout_factor();
         let (target, session) = match crate::ready::wait(&booting, timeout).await {
@@ -490,11 +498,13 @@ impl Vm {
             }
         };
         let known_hosts_path = dir.path.join("known_hosts");
-        let known_hosts = format!(
-            "[127.0.0.1]:{} {}\n",
-            target.addr.port(),
-            keys::public_openssh(&host_key)
-        );
+        // As OpenSSH names the host: `[127.0.0.1]:PORT` through the management NIC, the bare
+        // address on the segment (port 22) without one.
+        let host = match target.via {
+            None => format!("[{}]:{}", target.addr.ip(), target.addr.port()),
+            Some(_) => target.addr.ip().to_string(),
+        };
+        let known_hosts = format!("{host} {}\n", keys::public_openssh(&host_key));
         let written = std::fs::write(&known_hosts_path, known_hosts)
             .context(|| "writing known_hosts".into())
             .and_then(|()| {
@@ -799,6 +809,7 @@ impl Vm {
                 addr: reach.addr,
                 user: reach.user.clone(),
                 client_key: Arc::new(client_key),
+                via: None,
             },
             host_key,
             boot_time: Duration::from_millis(reach.boot_ms),

@@ -426,6 +426,21 @@ impl Segment {
         super::dnsmasq::parse_log(&text, &self.inner.tftp_root)
     }
 
+    /// Opens TCP connections from inside the segment's namespace: SSH to a VM without a
+    /// management NIC.
+    pub(crate) fn connector(&self) -> crate::ssh::Connector {
+        let inner = self.inner.clone();
+        Arc::new(move |addr, timeout| {
+            let fd = inner
+                .netns
+                .open_in(move || {
+                    std::net::TcpStream::connect_timeout(&addr, timeout).map(OwnedFd::from)
+                })
+                .map_err(std::io::Error::other)?;
+            Ok(std::net::TcpStream::from(fd))
+        })
+    }
+
     /// A tap for VM `vm` on the bridge, and the VM's MAC on it.
     pub(crate) fn tap(&self, vm: &str) -> Result<(OwnedFd, String)> {
         let fd = super::tap::open(&self.inner.netns, vm, BRIDGE)?;
