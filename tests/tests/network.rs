@@ -223,6 +223,17 @@ fn killing_a_pxe_test_mid_boot_leaves_nothing_after_a_sweep() {
         .filter(|p| p.contains("dnsmasq"))
         .collect();
     assert_eq!(dnsmasq.len(), 1, "{dnsmasq:?}");
+    let list = private
+        .apply(&mut runner::command())
+        .arg("list")
+        .output()
+        .unwrap();
+    let list = scenario::text(&list);
+    assert!(
+        list.lines()
+            .any(|l| l.contains("segment") && l.contains("running")),
+        "`vmtest-runner list` shows the segment:\n{list}"
+    );
     child.signal(libc::SIGKILL);
     let _ = child.wait(Duration::from_secs(30));
     let deadline = Instant::now() + Duration::from_secs(5);

@@ -93,8 +93,8 @@ pub fn list(opts: &[&str]) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!(
-        "{:<11}  {:<8}  {:>7}  {:<21}  {:<8}  test",
-        "name", "state", "owner", "ssh", "age"
+        "{:<11}  {:<7}  {:<8}  {:>7}  {:<21}  {:<8}  test",
+        "name", "kind", "state", "owner", "ssh", "age"
     );
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -103,8 +103,9 @@ pub fn list(opts: &[&str]) -> Result<ExitCode> {
     for vm in &vms {
         let age = Duration::from_millis(now.saturating_sub(vm.created_unix_ms));
         println!(
-            "{:<11}  {:<8}  {:>7}  {:<21}  {:<8}  {}",
+            "{:<11}  {:<7}  {:<8}  {:>7}  {:<21}  {:<8}  {}",
             vm.name,
+            vm.kind,
             vm.state,
             vm.owner_pid,
             vm.ssh_addr

@@ -62,6 +62,9 @@ pub fn sweep(options: &SweepOptions) -> crate::Result<SweepReport> {
 pub struct VmRecord {
     /// Its name (also its hostname and directory name).
     pub name: String,
+    /// `vm`, or `segment` for the network segment of an isolated/PXE test (its name is also
+    /// its network namespace's, under root).
+    pub kind: &'static str,
     /// The test that booted it.
     pub test: String,
     /// Its session.
@@ -93,6 +96,16 @@ pub fn vms() -> Vec<VmRecord> {
         .into_iter()
         .filter_map(|f| f.entry.ok())
         .map(|e| VmRecord {
+            kind: if e.resources.iter().any(|r| {
+                matches!(
+                    r,
+                    crate::ledger::Resource::Netns { .. } | crate::ledger::Resource::Dnsmasq { .. }
+                )
+            }) {
+                "segment"
+            } else {
+                "vm"
+            },
             state: if e.kept.is_some() {
                 "kept"
             } else if e.owner.is_alive() {
