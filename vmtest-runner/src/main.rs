@@ -253,6 +253,11 @@ fn doctor() -> ExitCode {
             },
         ),
     );
+    // Optional: tests on the user-mode network need none of it.
+    match rt::network_support() {
+        Ok(detail) => println!("ok  {:<12} {detail}", "networks"),
+        Err(why) => println!("--  {:<12} not available: {why}", "networks"),
+    }
     report("recipes", Ok(rt::recipes_dir().display().to_string()));
     report("cache", Ok(images::default_root().display().to_string()));
     report("run dir", Ok(rt::run_dir().display().to_string()));

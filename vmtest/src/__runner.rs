@@ -43,6 +43,28 @@ pub fn image_dir(reference: &str) -> crate::Result<Option<PathBuf>> {
     Ok(file.and_then(|f| f.parent().map(ToOwned::to_owned)))
 }
 
+/// Whether isolated and PXE networks can be made by this process: `Ok` with how (root, or a
+/// user namespace), else what is missing and how to fix it.
+pub fn network_support() -> Result<String, String> {
+    crate::net::segment::check_host().map_err(|e| e.to_string())?;
+    let rom = std::path::Path::new(crate::qemu::IPXE_VIRTIO_ROM);
+    let pxe = if rom.is_file() {
+        "PXE via iPXE".to_owned()
+    } else {
+        format!(
+            "no PXE: {} is missing (apt-get install ipxe-qemu)",
+            rom.display()
+        )
+    };
+    // SAFETY: geteuid cannot fail.
+    let how = if unsafe { libc::geteuid() } == 0 {
+        "named network namespaces (root)"
+    } else {
+        "a user namespace of this user"
+    };
+    Ok(format!("isolated LANs and {pxe}, in {how}"))
+}
+
 /// Resolves the accelerator as a test would, printing its verdict line.
 pub fn accelerator() -> crate::Result<crate::Accel> {
     crate::accel::resolve(crate::accel::AccelChoice::from_env(
