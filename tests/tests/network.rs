@@ -128,10 +128,12 @@ async fn two_vms_on_an_isolated_network_ping_each_other(a: &Vm, b: &Vm) -> anyho
 /// and each dnsmasq saw only its own VM.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_pxe_segments_at_once_get_different_subnets_and_their_own_dhcp() -> anyhow::Result<()> {
+    let started = Instant::now();
     let (one, two) = tokio::try_join!(
         Segment::start(SegmentSpec::pxe(PxeBoot::image())),
         Segment::start(SegmentSpec::pxe(PxeBoot::image()))
     )?;
+    println!("two PXE segments up in {:.0?}", started.elapsed());
     assert_ne!(one.subnet(), two.subnet());
     assert_ne!(one.name(), two.name());
     let spec = VmSpec::new().memory_mib(256);
