@@ -256,6 +256,7 @@ fn specs(args: &Args) -> TokenStream {
         .map(|v| quote!(.accel(::vmtest::AccelChoice::#v)));
     let pxe = pxe(args);
     let capture = args.capture.map(|on| quote!(.capture(#on)));
+    let management = args.management.map(|on| quote!(.management(#on)));
     // `include_str!` embeds the file and makes cargo rebuild the test when it changes; its
     // errors (not UTF-8) point at the path the user wrote.
     let user_data = args.user_data.as_ref().map(|path| {
@@ -265,8 +266,8 @@ fn specs(args: &Args) -> TokenStream {
         }
     });
     let spec = quote!(
-        ::vmtest::VmSpec::new() #image #memory #cpus #disk #network #pxe #capture #backend #accel
-            #user_data
+        ::vmtest::VmSpec::new() #image #memory #cpus #disk #network #pxe #capture #management
+            #backend #accel #user_data
     );
     match &args.vms {
         Vms::One | Vms::Invalid => quote!(::std::vec![#spec]),
@@ -485,6 +486,16 @@ mod tests {
             ":: std :: vec ! [:: vmtest :: VmSpec :: new () . network (:: vmtest :: Network :: \
              Isolated) . capture (true)]"
         );
+        // The management NIC, left out or asked for as written.
+        assert_eq!(
+            spec(quote!(network = "isolated", management = false, capture)),
+            ":: std :: vec ! [:: vmtest :: VmSpec :: new () . network (:: vmtest :: Network :: \
+             Isolated) . capture (true) . management (false)]"
+        );
+        assert!(spec(quote!(network = "pxe", management = true, backend = "qemu")).contains(
+            ". network (:: vmtest :: Network :: Pxe) . management (true) . backend (:: vmtest :: \
+             Backend :: Qemu)]"
+        ));
     }
 
     #[test]

@@ -32,6 +32,7 @@ enum Key {
     PxeCmdline,
     PxeFiles,
     Capture,
+    Management,
     Backend,
     Accel,
     Requires,
@@ -44,7 +45,7 @@ enum Key {
 }
 
 impl Key {
-    const ALL: [Key; 20] = [
+    const ALL: [Key; 21] = [
         Key::Image,
         Key::Memory,
         Key::Cpus,
@@ -56,6 +57,7 @@ impl Key {
         Key::PxeCmdline,
         Key::PxeFiles,
         Key::Capture,
+        Key::Management,
         Key::Backend,
         Key::Accel,
         Key::Requires,
@@ -80,6 +82,7 @@ impl Key {
             Key::PxeCmdline => "pxe_cmdline",
             Key::PxeFiles => "pxe_files",
             Key::Capture => "capture",
+            Key::Management => "management",
             Key::Backend => "backend",
             Key::Accel => "accel",
             Key::Requires => "requires",
@@ -114,6 +117,7 @@ impl Key {
             "cmdline" | "kernel_cmdline" | "append" | "pxe_append" => Some(Key::PxeCmdline),
             "tftp_root" | "tftp" | "pxe_root" | "pxe_dir" | "pxe_file" => Some(Key::PxeFiles),
             "pcap" | "tcpdump" | "packet_capture" => Some(Key::Capture),
+            "mgmt" | "management_nic" | "second_nic" => Some(Key::Management),
             "accelerator" | "kvm" | "tcg" => Some(Key::Accel),
             "require" | "needs" => Some(Key::Requires),
             "time_limit" | "timeout_secs" | "deadline" => Some(Key::Timeout),
@@ -141,6 +145,7 @@ impl Key {
                 | Key::PxeCmdline
                 | Key::PxeFiles
                 | Key::Capture
+                | Key::Management
                 | Key::Backend
                 | Key::Accel
                 | Key::UserData
@@ -153,6 +158,23 @@ impl Key {
             self,
             Key::PxeKernel | Key::PxeInitrd | Key::PxeScript | Key::PxeCmdline | Key::PxeFiles
         )
+    }
+
+    /// For the keys about the VM's segment, which need `network = "isolated"` or `"pxe"`: what
+    /// the key does, and what the user-mode network lacks (or is) that makes it meaningless there.
+    fn needs_a_segment(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Key::Capture => Some((
+                "it records the traffic of the VM's own network segment",
+                "has none",
+            )),
+            Key::Management => Some((
+                "it says whether a VM on a segment also gets the user-mode NIC its SSH handle \
+                 goes through",
+                "is that NIC itself",
+            )),
+            _ => None,
+        }
     }
 
     /// The `VmSpec` method that sets what this key does, for a fixture's spec.
@@ -204,6 +226,9 @@ pub(crate) struct Args {
     pub(crate) pxe_files: Option<LitStr>,
     /// `capture`: a pcap of the VM's segment; only with `network = "isolated"` or `"pxe"`.
     pub(crate) capture: Option<bool>,
+    /// `management`: whether the VM also gets the user-mode NIC its SSH handle goes through;
+    /// only with `network = "isolated"` or `"pxe"`.
+    pub(crate) management: Option<bool>,
     /// A variant of `vmtest::Backend`.
     pub(crate) backend: Option<&'static str>,
     /// A variant of `vmtest::AccelChoice`.
@@ -464,6 +489,7 @@ fn apply(args: &mut Args, key: &Ident, value: &Value) -> syn::Result<()> {
         Key::PxeCmdline => args.pxe_cmdline = Some(keys::cmdline(value)?),
         Key::PxeFiles => args.pxe_files = Some(keys::path(&keys::PXE_FILES, &name, value)?),
         Key::Capture => args.capture = Some(keys::boolean(&name, value)?),
+        Key::Management => args.management = Some(keys::boolean(&name, value)?),
         Key::Backend => args.backend = Some(keys::choice(&keys::BACKEND, value)?),
         Key::Accel => args.accel = Some(keys::choice(&keys::ACCEL, value)?),
         Key::Requires => {
@@ -528,11 +554,12 @@ fn check_combinations(args: &mut Args, errors: &mut Errors) {
     }
 }
 
-/// The `pxe_*` keys and `capture` against `network`, and the payload's keys against each other.
+/// The `pxe_*` keys, `capture` and `management` against `network`, and the payload's keys against each other.
 fn check_network(args: &Args, errors: &mut Errors) {
     let given = |key: Key| args.given.iter().find(|(given, _)| *given == key);
     // The network as written, when one was given and accepted ("isolated").
     let network = args.network.map(str::to_ascii_lowercase);
+    let on_a_segment = matches!(args.network, Some("Isolated" | "Pxe"));
     for (key, ident) in &args.given {
         let message = if key.is_pxe() && args.network != Some("Pxe") {
             let why = "it is part of the payload that the PXE segment serves";
@@ -546,16 +573,15 @@ fn check_network(args: &Args, errors: &mut Errors) {
                     format!("`{ident}` needs `network = \"pxe\"`: {why}; add `network = \"pxe\"`")
                 }
             }
-        } else if *key == Key::Capture && !matches!(args.network, Some("Isolated" | "Pxe")) {
+        } else if let Some((why, user_mode)) = key.needs_a_segment().filter(|_| !on_a_segment) {
             let needs = format!("`{ident}` needs `network = \"isolated\"` or `network = \"pxe\"`");
-            let why = "it records the traffic of the VM's own network segment";
             match &network {
                 Some(other) => format!(
-                    "{needs}, not `network = \"{other}\"`: {why}, and the user-mode network has \
-                     none"
+                    "{needs}, not `network = \"{other}\"`: {why}, and the user-mode network \
+                     {user_mode}"
                 ),
                 None => format!(
-                    "{needs}: {why}, and the user-mode network (the default) has none; add \
+                    "{needs}: {why}, and the user-mode network (the default) {user_mode}; add \
                      e.g. `network = \"isolated\"`, or remove `{ident}`"
                 ),
             }
@@ -725,6 +751,18 @@ mod tests {
         let args = parse_ok(quote!(network = "isolated", capture = true, vms = 2));
         assert_eq!(args.capture, Some(true));
         assert!(args.pxe_kernel.is_none());
+    }
+
+    #[test]
+    fn args_management() {
+        let args = parse_ok(quote!(network = "isolated", management = false));
+        assert_eq!(args.management, Some(false));
+        let args = parse_ok(quote!(network = "pxe", capture, management = true, vms = 2));
+        assert_eq!(args.management, Some(true));
+        assert_eq!(args.capture, Some(true));
+        // Not given: the runtime's default (a management NIC).
+        let args = parse_ok(quote!(network = "isolated"));
+        assert_eq!(args.management, None);
     }
 
     fn messages(tokens: TokenStream) -> Vec<String> {
@@ -903,6 +941,21 @@ mod tests {
             (quote!(cmdline = "quiet"), "did you mean `pxe_cmdline`?"),
             (quote!(tftp_root = "tftp"), "did you mean `pxe_files`?"),
             (quote!(pcap), "did you mean `capture`?"),
+            (
+                quote!(network = "isolated", management = "false"),
+                "`management` expects `true` or `false`, not a string: write `management = false`",
+            ),
+            (
+                quote!(network = "isolated", management = 0),
+                "`management` expects `true` or `false`",
+            ),
+            (
+                quote!(network = "isolated", management),
+                "expected `management = value`",
+            ),
+            (quote!(mgmt = false), "did you mean `management`?"),
+            (quote!(management_nic = false), "did you mean `management`?"),
+            (quote!(second_nic = false), "did you mean `management`?"),
             (quote!(tcpdump = true), "did you mean `capture`?"),
             (quote!(disk = "recipe:tiny"), "invalid disk size"),
         ] {
@@ -980,6 +1033,26 @@ mod tests {
               user-mode network has none"
             ]
         );
+        let errors = messages(quote!(network = "user", management = false));
+        assert_eq!(
+            errors,
+            [
+                "`management` needs `network = \"isolated\"` or `network = \"pxe\"`, not \
+                 `network = \"user\"`: it says whether a VM on a segment also gets the \
+                 user-mode NIC its SSH handle goes through, and the user-mode network is that \
+                 NIC itself"
+            ]
+        );
+        let errors = messages(quote!(management = true));
+        assert_eq!(
+            errors,
+            [
+                "`management` needs `network = \"isolated\"` or `network = \"pxe\"`: it says \
+                 whether a VM on a segment also gets the user-mode NIC its SSH handle goes \
+                 through, and the user-mode network (the default) is that NIC itself; add e.g. \
+                 `network = \"isolated\"`, or remove `management`"
+            ]
+        );
     }
 
     #[test]
@@ -1054,7 +1127,8 @@ mod tests {
         let errors = messages(quote!(
             fixture = shared,
             pxe_initrd = "tests/ui/pxe/initrd.img",
-            capture
+            capture,
+            management = false
         ));
         assert_eq!(
             errors,
@@ -1063,6 +1137,8 @@ mod tests {
                  this in the fixture's spec (`.pxe(..)`)",
                 "`capture` cannot be used with `fixture`: the fixture decides the VM; set this \
                  in the fixture's spec (`.capture(..)`)",
+                "`management` cannot be used with `fixture`: the fixture decides the VM; set \
+                 this in the fixture's spec (`.management(..)`)",
             ]
         );
     }

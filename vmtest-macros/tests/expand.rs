@@ -105,6 +105,15 @@ mod network {
         Ok(())
     }
 
+    // The segment's NIC only: SSH reaches the VM at its leased address, inside the segment.
+    #[vmtest(network = "isolated", management = false)]
+    async fn isolated_without_management(vm: &Vm) -> anyhow::Result<()> {
+        let ip = vm.segment_ip().await?;
+        anyhow::ensure!(vm.ssh_addr().ip() == ip, "{} is not {ip}", vm.ssh_addr());
+        anyhow::ensure!(vm.ssh().run(["true"]).await?.success());
+        Ok(())
+    }
+
     // The image's own kernel over the network, with one more argument.
     #[vmtest(
         network = "pxe",
@@ -192,7 +201,7 @@ fn every_test_is_registered() {
     let names: Vec<String> = vmtest::__private::registered()
         .map(|test| test.id.libtest_name())
         .collect();
-    assert_eq!(names.len(), 17, "{names:?}");
+    assert_eq!(names.len(), 18, "{names:?}");
     assert!(
         !names.iter().any(|n| n.contains("configured_out")),
         "{names:?}"
@@ -238,6 +247,12 @@ fn every_test_is_registered() {
         [VmSpec::new()
             .network(vmtest::Network::Isolated)
             .capture(true)]
+    );
+    assert_eq!(
+        (find("network::isolated_without_management").specs)(),
+        [VmSpec::new()
+            .network(vmtest::Network::Isolated)
+            .management(false)]
     );
     assert_eq!(
         (find("network::pxe_boots_the_image").specs)(),

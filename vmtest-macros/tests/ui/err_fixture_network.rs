@@ -8,6 +8,9 @@ fn shared() -> VmSpec {
 #[vmtest(fixture = shared, pxe_cmdline = "quiet", capture)]
 async fn pxe_and_capture(_vm: &Vm) {}
 
+#[vmtest(fixture = shared, management = false)]
+async fn management(_vm: &Vm) {}
+
 #[vmtest(
     fixture = shared,
     network = "pxe",

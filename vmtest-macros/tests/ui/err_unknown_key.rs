@@ -9,4 +9,7 @@ async fn aliases(_vm: &Vm) {}
 #[vmtest(network = "pxe", kernel = "bzImage", pcap)]
 async fn network_aliases(_vm: &Vm) {}
 
+#[vmtest(network = "isolated", mgmt = false)]
+async fn management_alias(_vm: &Vm) {}
+
 fn main() {}

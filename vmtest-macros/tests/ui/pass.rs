@@ -82,6 +82,13 @@ async fn pxe_default_payload(_vm: &Vm) {}
 #[vmtest(network = "pxe", pxe_cmdline = "console=ttyS0 quiet", capture = true)]
 async fn pxe_image_with_cmdline(_vm: &Vm) {}
 
+// The segment's NIC only, and the default (a management NIC too) spelled out.
+#[vmtest(network = "isolated", management = false)]
+async fn isolated_without_management(_vm: &Vm) {}
+
+#[vmtest(network = "pxe", management = true, vms = 2)]
+async fn pxe_with_management(_vms: &[Vm]) {}
+
 #[vmtest(
     network = "pxe",
     pxe_kernel = "../../../../vmtest-macros/tests/ui/pxe/vmlinuz",
@@ -240,6 +247,7 @@ async fn r#async(_vm: &Vm) {}
     pxe_cmdline = "console=ttyS0",
     pxe_files = "../../../../vmtest-macros/tests/ui/pxe/files",
     capture,
+    management = false,
     backend = "qemu",
     accel = "auto",
     requires = "kvm",
