@@ -580,21 +580,7 @@ impl Store {
     /// Replaces the state file atomically.
     fn write(&self, state: &mut State) -> Result<()> {
         state.version = VERSION;
-        let path = self.dir.join(STATE_FILE);
-        let tmp = self
-            .dir
-            .join(format!(".{STATE_FILE}.{}.tmp", std::process::id()));
-        let mut json = serde_json::to_vec_pretty(state).map_err(|e| Error::Io {
-            context: format!("writing the boot budget {}", path.display()),
-            source: e.into(),
-        })?;
-        json.push(b'\n');
-        std::fs::write(&tmp, &json)
-            .and_then(|()| std::fs::rename(&tmp, &path))
-            .inspect_err(|_| {
-                let _ = std::fs::remove_file(&tmp);
-            })
-            .context(|| format!("writing the boot budget {}", path.display()))
+        crate::paths::write_json_atomic(&self.dir.join(STATE_FILE), state, "the boot budget")
     }
 }
 
