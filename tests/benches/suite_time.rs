@@ -131,14 +131,18 @@ fn main() -> anyhow::Result<()> {
     // Resolved once here, before the private run directory exists: it reads the host's cached
     // verdict (or runs the KVM canary once) instead of each child paying for a canary of its
     // own in its fresh run directory; the children get the answer through `VMTEST_ACCEL`.
-    let accel = vmtest::__runner::accelerator()?;
+    let accel = vmtest::doctor::accelerator()?;
     let accel_var = match accel {
         Accel::Kvm => "kvm",
         Accel::Tcg => "tcg",
     };
     // Built (or found built) before any clock runs: only the first child would pay for it.
-    let image = vmtest::__runner::resolve_image(VmSpec::DEFAULT_IMAGE)?;
-    eprintln!("suite bench: image {image}");
+    let image = vmtest::images::pull(VmSpec::DEFAULT_IMAGE)?;
+    eprintln!(
+        "suite bench: image {} ({})",
+        VmSpec::DEFAULT_IMAGE,
+        image.display()
+    );
 
     // Short (unix socket paths are limited to 107 bytes) and ours alone. Kept by hand, not by
     // `TempDir`'s drop: the guard below must kill what runs in it before it is removed.
@@ -282,7 +286,7 @@ fn run_child(
 
     // The harness tears every VM down before exiting; checked, not assumed.
     ensure_clean(dir, &mode.label)?;
-    let peak_vms = vmtest::__runner::budget_peak_in(dir).vms;
+    let peak_vms = vmtest::budget::peak_in(dir).vms;
     std::fs::remove_dir_all(dir)?;
     std::fs::remove_dir_all(records)?;
     Ok(Measured {

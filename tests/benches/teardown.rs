@@ -6,7 +6,7 @@
 //!    entry); baseline: a hand-started `qemu-system-x86_64` on the same kernel and initrd,
 //!    torn down by SIGKILL + `wait` + `rm -rf` of its directory.
 //! 2. Sweep: N (default 20) real leaks — VMs whose test process was SIGKILLed while QEMU kept
-//!    running — removed by one in-process `vmtest::__runner::sweep`; baseline: the same leaks
+//!    running — removed by one in-process `vmtest::sweep::sweep`; baseline: the same leaks
 //!    removed the obvious way (kill -9 every QEMU mentioning the run directory, wait until they
 //!    stop, `rm -rf` the VM directories and ledger files).
 //!
@@ -111,7 +111,7 @@ fn main() -> anyhow::Result<()> {
         eprintln!("teardown bench: sweep round {}/{sweeps}", round + 1);
         make_leaks(leaks, &run_dir)?;
         let started = Instant::now();
-        let report = vmtest::__runner::sweep(&vmtest::__runner::SweepOptions::default())?;
+        let report = vmtest::sweep::sweep(&vmtest::sweep::Options::default())?;
         swept.push(started.elapsed());
         internal_ms.push(report.elapsed_ms);
         anyhow::ensure!(
@@ -148,7 +148,7 @@ fn main() -> anyhow::Result<()> {
     println!("| removing {leaks} leaked VMs | rounds | `sweep` mean (min) | by hand: kill -9 + wait + rm -rf, mean (min) | ratio |");
     println!("| --- | --- | --- | --- | --- |");
     println!(
-        "| in-process `vmtest::__runner::sweep` (its own `elapsed_ms`: {internal_ms:?}) | {sweeps} | {} | {} | {:.2} |",
+        "| in-process `vmtest::sweep::sweep` (its own `elapsed_ms`: {internal_ms:?}) | {sweeps} | {} | {} | {:.2} |",
         show_ms(&swept),
         show_ms(&by_hand),
         ratio(&swept, &by_hand)
@@ -214,7 +214,7 @@ fn plain_teardown(
 ) -> anyhow::Result<Duration> {
     std::fs::create_dir(dir)?;
     let file = |key: &str| image_dir.join(manifest[key].as_str().unwrap_or_default());
-    let mut qemu = Command::new(vmtest::__runner::qemu_binary());
+    let mut qemu = Command::new(vmtest::doctor::qemu_binary());
     qemu.args([
         "-nodefaults",
         "-display",

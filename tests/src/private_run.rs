@@ -15,7 +15,7 @@ impl PrivateRun {
     pub fn new() -> PrivateRun {
         // The accelerator verdict is cached in the run directory: hand the children the one this
         // host already reached instead of paying for a new canary boot.
-        let accel = match vmtest::__runner::accelerator().expect("an accelerator") {
+        let accel = match vmtest::doctor::accelerator().expect("an accelerator") {
             vmtest::Accel::Kvm => "kvm",
             _ => "tcg",
         };

@@ -1,7 +1,7 @@
 //! The boot budget across processes: test processes started at once never hold more than the
 //! budget between them, every one of them gets its turn, and a process killed while holding
 //! its share does not keep it. No VM is booted: each child of this test binary takes its share
-//! through `vmtest::__runner::budget_acquire`, the call a VM's boot makes, holds it a while and
+//! through `vmtest::budget::acquire`, the call a VM's boot makes, holds it a while and
 //! lets it go. All of them share one private run directory, and a budget of 2 vCPUs.
 
 use std::path::Path;
@@ -36,7 +36,7 @@ fn scenario_hold() {
     let Ok(vm) = std::env::var(VM) else { return };
     let cpus: u32 = std::env::var(CPUS).unwrap().parse().unwrap();
     let hold = Duration::from_millis(std::env::var(HOLD_MS).unwrap().parse().unwrap());
-    let reservation = vmtest::__runner::budget_acquire(&vm, MEMORY_MIB, cpus).unwrap();
+    let reservation = vmtest::budget::acquire(&vm, MEMORY_MIB, cpus).unwrap();
     // Printed after the share is held, and (below) before it is let go: the intervals the
     // parent sees lie within the real ones.
     eprintln!("budget-child: {vm} holds at {}", now_ms());
@@ -103,7 +103,7 @@ fn processes_started_at_once_never_exceed_the_budget() {
             "{holding} children held at {start}: {intervals:?}"
         );
     }
-    let peak = vmtest::__runner::budget_peak_in(run_dir.path());
+    let peak = vmtest::budget::peak_in(run_dir.path());
     assert_eq!(
         (peak.vms, peak.cpus, peak.memory_mib),
         (2, 2, 2 * MEMORY_MIB),
@@ -141,6 +141,6 @@ fn a_killed_holder_does_not_keep_its_share() {
         assert!(status.success(), "{vm} failed ({status}):\n{output}");
         interval(&vm, &output);
     }
-    let peak = vmtest::__runner::budget_peak_in(run_dir.path());
+    let peak = vmtest::budget::peak_in(run_dir.path());
     assert!(peak.cpus <= 2 && peak.vms <= 2, "{peak:?}");
 }

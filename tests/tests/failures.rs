@@ -64,7 +64,10 @@ async fn a_guest_kernel_panic_fails_at_once_with_the_console() {
     let elapsed = started.elapsed();
     let msg = err.to_string();
     assert!(
-        matches!(err, Error::GuestCrashed { .. } | Error::QemuExited { .. }),
+        matches!(
+            err,
+            Error::GuestCrashed { .. } | Error::MachineExited { .. }
+        ),
         "{msg}"
     );
     assert!(
@@ -83,7 +86,7 @@ async fn a_guest_kernel_panic_fails_at_once_with_the_console() {
         "left behind: {leaked:?}"
     );
     // The evidence outlives the VM, under the target directory, named after the test.
-    let artifacts = vmtest::__runner::artifacts_root()
+    let artifacts = vmtest::dirs::artifacts()
         .expect("the cargo target directory")
         .join("failures.a_guest_kernel_panic_fails_at_once_with_the_console");
     let console = std::fs::read_to_string(artifacts.join("console.log")).unwrap_or_default();

@@ -166,7 +166,7 @@ fn the_boot_budget_holds_across_concurrent_tests() {
         .prefix("vtsb")
         .tempdir_in("/tmp")
         .unwrap();
-    let accel = match vmtest::__runner::accelerator().expect("an accelerator") {
+    let accel = match vmtest::doctor::accelerator().expect("an accelerator") {
         vmtest::Accel::Kvm => "kvm",
         _ => "tcg",
     };
@@ -181,7 +181,7 @@ fn the_boot_budget_holds_across_concurrent_tests() {
     );
     assert!(r.output.status.success(), "{}", r.text());
     assert!(r.text().contains("9 passed"), "{}", r.text());
-    let peak = vmtest::__runner::budget_peak_in(run_dir.path());
+    let peak = vmtest::budget::peak_in(run_dir.path());
     assert!(peak.vms >= 1, "the budget recorded nothing: {peak:?}");
     assert!(
         peak.cpus <= 2 && peak.vms <= 2,
@@ -266,7 +266,7 @@ fn the_fixture_boots_once_across_test_processes_as_under_nextest() {
             let (vm, pid) = line.trim().split_once(' ').unwrap();
             (vm.to_owned(), pid.parse::<u32>().unwrap())
         };
-        let prefix = vmtest::__runner::session_prefix(&run_id);
+        let prefix = vmtest::ledger::names::session_prefix(&run_id);
         assert!(vm.starts_with(&prefix), "{vm} is not of session {run_id}");
 
         if linger == "2" {

@@ -92,7 +92,7 @@ fn session(label: &str) -> String {
 }
 
 fn run_dir() -> PathBuf {
-    vmtest::__runner::run_dir()
+    vmtest::dirs::run()
 }
 
 fn runner(args: &[&str]) -> Output {
@@ -353,7 +353,7 @@ impl Decoys {
         std::fs::create_dir_all(&run).unwrap();
         for name in Self::LOOK_ALIKES {
             assert!(
-                !vmtest::__runner::is_our_name(name),
+                !vmtest::ledger::names::is_ours(name),
                 "{name} must not be ours"
             );
         }

@@ -191,7 +191,10 @@ fn a_missing_payload_file_fails_before_any_vm_boots() {
         .flatten()
         .collect();
     assert!(ledger.is_empty(), "{ledger:?}");
-    let left = leaks::find(private.path(), &vmtest::__runner::session_prefix(&session));
+    let left = leaks::find(
+        private.path(),
+        &vmtest::ledger::names::session_prefix(&session),
+    );
     assert!(left.is_empty(), "{left}");
 }
 
@@ -214,7 +217,7 @@ fn killing_a_pxe_test_mid_boot_leaves_nothing_after_a_sweep() {
         .env("VMTEST_PAUSE_AT", "boot");
     let mut child = Running::spawn(cmd);
     child.wait_for("paused at `boot`", Duration::from_secs(120));
-    let prefix = vmtest::__runner::session_prefix(&session);
+    let prefix = vmtest::ledger::names::session_prefix(&session);
     let before = leaks::find(private.path(), &prefix);
     assert!(
         !before.netns.is_empty(),
@@ -316,9 +319,11 @@ impl NonRoot {
             .prefix("vtnr")
             .tempdir_in("/tmp")
             .unwrap();
-        let image = vmtest::__runner::image_dir("recipe:tiny")
+        let image = vmtest::images::pull("recipe:tiny")
             .unwrap()
-            .expect("the tiny image is built");
+            .parent()
+            .expect("the tiny image is built")
+            .to_owned();
         let recipes = root.path().join("cache/recipes");
         std::fs::create_dir_all(&recipes).unwrap();
         let status = std::process::Command::new("cp")

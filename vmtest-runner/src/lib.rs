@@ -108,7 +108,7 @@ impl Plan {
             return plan;
         }
         // 1. Leftovers of dead test processes.
-        match vmtest::__runner::sweep(&vmtest::__runner::SweepOptions::default()) {
+        match vmtest::sweep::sweep(&vmtest::sweep::Options::default()) {
             Ok(report) if !report.reaped.is_empty() => eprintln!(
                 "vmtest: swept {} leftover VM(s) of dead test processes",
                 report.reaped.len()
@@ -145,7 +145,7 @@ impl Plan {
                 let resolved = images
                     .entry(reference.clone())
                     .or_insert_with(|| {
-                        vmtest::__runner::resolve_image(&reference)
+                        vmtest::images::pull(&reference)
                             .map(|_| ())
                             .map_err(|e| e.to_string())
                     })
@@ -204,9 +204,5 @@ fn run_one(t: &'static Registered, verdict: Option<Verdict>) -> Result<Completio
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| s.to_string())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "(a non-string panic payload)".into())
+    vmtest::__private::panic_message(payload)
 }

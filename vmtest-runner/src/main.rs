@@ -1,63 +1,64 @@
-//! `vmtest-runner`: the command-line side of vmtest.
+//! `vmtest-runner`: the command-line side of vmtest, on the library's public API.
 //!
-//! ```text
-//! vmtest-runner doctor                 check this host: QEMU, qemu-img, KVM, cache, recipes
-//! vmtest-runner images pull REF...     resolve references into the cache (download or build)
-//! vmtest-runner images list            cached downloads: size, source, last use
-//! vmtest-runner images verify          re-hash every cached download
-//! vmtest-runner images prune [--older-than DUR | --unused-for DUR | --all] [--dry-run]
-//! vmtest-runner images build RECIPE    build (or reuse) the image of a local recipe
-//! vmtest-runner sweep [OPTIONS]        remove what dead test processes left behind
-//! vmtest-runner list [--json]          the VMs in the ledger: running, kept, leftover
-//! vmtest-runner ssh NAME [-- CMD...]   a shell (or a command) in a VM, e.g. a kept one
-//! ```
+//! Run `vmtest-runner --help` for the commands; every command maps to one library call:
+//! `doctor` → [`vmtest::doctor`], `images` → [`vmtest::images`], `sweep` → [`vmtest::sweep`],
+//! `list` and `ssh` → [`vmtest::ledger`].
 
+mod images;
 mod vms;
 
-use std::process::{Command, ExitCode};
-use std::time::{Duration, SystemTime};
+use std::process::ExitCode;
+use std::time::Duration;
 
-use vmtest::__runner as rt;
-use vmtest::images::{self, Cache, Prune};
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{CommandFactory, Parser, Subcommand};
 
-pub(crate) const USAGE: &str = "usage:
-  vmtest-runner doctor                 check this host: QEMU, qemu-img, KVM, cache, recipes
-  vmtest-runner images pull REF...     resolve references into the cache (download or build)
-  vmtest-runner images list            cached downloads: size, source, last use
-  vmtest-runner images verify          re-hash every cached download
-  vmtest-runner images prune [--older-than DUR | --unused-for DUR | --all] [--dry-run]
-                                       remove cached downloads (DUR: 30d, 12h, 90m, 45s)
-  vmtest-runner images build RECIPE    build (or reuse) the image of a local recipe
-  vmtest-runner sweep [--dry-run] [--json] [--include-kept] [--session ID] [--run-id ID]
-                      [--older-than DUR]
-                                       remove what dead test processes left behind (VMs,
-                                       files, ledger entries); never touches a live test's VMs
-  vmtest-runner list [--json]          the VMs in the ledger: running, kept, leftover
-  vmtest-runner ssh NAME [-- CMD...]   a shell (or a command) in a VM, e.g. one kept by
-                                       VMTEST_KEEP=on-failure";
+/// Sweeps, images, host checks and a shell into VMs for vmtest, the framework that makes real
+/// virtual machines ordinary `cargo test` fixtures.
+#[derive(Debug, Parser)]
+#[command(name = "vmtest-runner", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check this host: QEMU, qemu-img, KVM, networks, cache, recipes, the default image
+    Doctor,
+    /// The image cache: pull, list, verify, prune, build
+    #[command(subcommand)]
+    Images(images::Images),
+    /// Remove what dead test processes left behind (VMs, files, ledger entries); never touches
+    /// a live test's VMs
+    Sweep(vms::SweepArgs),
+    /// The VMs, segments and fixtures in the ledger: running, kept, leftover
+    List {
+        /// Print the records as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// A shell (or a command) in a VM, e.g. one kept by VMTEST_KEEP=on-failure
+    Ssh {
+        /// The VM's name (see `vmtest-runner list`).
+        name: String,
+        /// The command to run instead of a shell, after `--`.
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let result = match args.as_slice() {
-        ["doctor"] => return doctor(),
-        ["images", "pull", refs @ ..] if !refs.is_empty() => pull(refs),
-        ["images", "list"] => list(),
-        ["images", "verify"] => verify(),
-        ["images", "prune", opts @ ..] => prune(opts),
-        ["images", "build", name] => pull(&[&format!("recipe:{name}")]),
-        ["sweep", opts @ ..] => return exit(vms::sweep(opts)),
-        ["list", opts @ ..] => return exit(vms::list(opts)),
-        ["ssh", name] => return exit(vms::ssh(name, &[])),
-        ["ssh", name, "--", command @ ..] => return exit(vms::ssh(name, command)),
-        ["-h" | "--help" | "help"] => {
-            println!("{USAGE}");
-            return ExitCode::SUCCESS;
-        }
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
+    let result = match cli.command {
+        Command::Doctor => return vms::doctor(),
+        Command::Images(command) => images::run(command),
+        Command::Sweep(args) => return exit(vms::sweep(&args)),
+        Command::List { json } => return exit(vms::list(json)),
+        Command::Ssh { name, command } => return exit(vms::ssh(&name, &command)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -66,6 +67,49 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Help and version go to stdout; a mistake gets one line saying what was wrong, then the
+/// usage, and exit status 2.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion)
+        || e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let argument = |kind| match e.get(kind) {
+        Some(ContextValue::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let subcommand = std::env::args()
+        .nth(1)
+        .filter(|a| !a.starts_with('-'))
+        .unwrap_or_default();
+    let what = match (e.kind(), argument(ContextKind::InvalidArg)) {
+        (ErrorKind::UnknownArgument, Some(arg)) if !subcommand.is_empty() => {
+            format!("unknown {subcommand} option `{arg}`")
+        }
+        _ => e
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim_start_matches("error: ")
+            .to_owned(),
+    };
+    let mut command = Cli::command();
+    let usage = command.render_usage().to_string();
+    eprintln!(
+        "vmtest-runner: {what}\nusage: {}\n  (`vmtest-runner --help` lists the commands, \
+         `vmtest-runner COMMAND --help` their options)",
+        usage.trim_start_matches("Usage: ").trim()
+    );
+    ExitCode::from(2)
 }
 
 pub(crate) type Result<T = ()> = std::result::Result<T, String>;
@@ -77,131 +121,19 @@ fn exit(result: Result<ExitCode>) -> ExitCode {
     })
 }
 
-fn cache() -> Result<Cache> {
-    Cache::open(images::default_root()).map_err(|e| e.to_string())
-}
-
-fn pull(refs: &[&str]) -> Result {
-    let mut failed = Vec::new();
-    for r in refs {
-        match images::pull(r) {
-            Ok(path) => println!("{r}\t{}", path.display()),
-            Err(e) => {
-                eprintln!("vmtest-runner: {r}: {e}");
-                failed.push(*r);
-            }
-        }
+/// `30d`, `12h`, `90m`, `45s`, or plain seconds (the shared duration grammar).
+pub(crate) fn parse_duration(arg: &str) -> std::result::Result<Duration, String> {
+    use vmtest_units::{parse_seconds, UnitError, DURATION_UNITS};
+    match parse_seconds(arg, DURATION_UNITS) {
+        Ok(secs) => Ok(Duration::from_secs(secs)),
+        Err(UnitError::NoUnit) => arg
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("bad duration {arg:?}: use e.g. 30d, 12h, 90m, 45s")),
+        Err(_) => Err(format!(
+            "bad duration {arg:?}: use a whole number with d, h, m or s, e.g. 30d, 12h, 90m, 45s"
+        )),
     }
-    if failed.is_empty() {
-        Ok(())
-    } else {
-        Err(format!("could not pull {}", failed.join(", ")))
-    }
-}
-
-fn list() -> Result {
-    let entries = cache()?.list().map_err(|e| e.to_string())?;
-    println!(
-        "{:>10}  {:<12}  {:<8}  source",
-        "size", "last used", "state"
-    );
-    for e in entries {
-        let state = if e.is_complete() { "ok" } else { "partial" };
-        println!(
-            "{:>10}  {:<12}  {:<8}  {}",
-            human_size(e.size),
-            ago(e.last_used),
-            state,
-            e.source
-        );
-    }
-    Ok(())
-}
-
-fn verify() -> Result {
-    let cache = cache()?;
-    let mut bad = 0;
-    for e in cache.list().map_err(|e| e.to_string())? {
-        if !e.is_complete() {
-            continue;
-        }
-        match cache.verify(&e.path) {
-            Ok(()) => println!("ok   {}", e.source),
-            Err(err) => {
-                bad += 1;
-                println!("BAD  {}: {err}", e.source);
-            }
-        }
-    }
-    if bad == 0 {
-        Ok(())
-    } else {
-        Err(format!(
-            "{bad} cache entries failed verification (and were removed)"
-        ))
-    }
-}
-
-fn prune(opts: &[&str]) -> Result {
-    let mut filter = Prune::default();
-    let mut dry_run = false;
-    let mut it = opts.iter();
-    while let Some(opt) = it.next() {
-        match *opt {
-            "--dry-run" => dry_run = true,
-            "--all" => filter.all = true,
-            "--older-than" => filter.older_than = Some(parse_duration(value(it.next())?)?),
-            "--unused-for" => filter.unused_since = Some(parse_duration(value(it.next())?)?),
-            other => return Err(format!("unknown option {other}\n{USAGE}")),
-        }
-    }
-    let removed = cache()?.prune(filter, dry_run).map_err(|e| e.to_string())?;
-    let verb = if dry_run { "would remove" } else { "removed" };
-    for e in &removed {
-        println!("{verb} {} ({})", e.source, human_size(e.size));
-    }
-    println!(
-        "{verb} {} entries, {}",
-        removed.len(),
-        human_size(removed.iter().map(|e| e.size).sum())
-    );
-    Ok(())
-}
-
-fn value<'a>(arg: Option<&&'a str>) -> Result<&'a str> {
-    arg.copied()
-        .ok_or_else(|| "a duration is missing, e.g. 30d".into())
-}
-
-/// `30d`, `12h`, `90m`, `45s` (or plain seconds).
-pub(crate) fn parse_duration(arg: &str) -> Result<Duration> {
-    let (num, unit) = arg.split_at(arg.find(|c: char| !c.is_ascii_digit()).unwrap_or(arg.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("bad duration {arg:?}: use e.g. 30d, 12h, 90m, 45s"))?;
-    let secs = match unit {
-        "d" => n * 86_400,
-        "h" => n * 3_600,
-        "m" => n * 60,
-        "s" | "" => n,
-        _ => return Err(format!("bad duration unit in {arg:?}: use d, h, m or s")),
-    };
-    Ok(Duration::from_secs(secs))
-}
-
-fn human_size(bytes: u64) -> String {
-    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
-    let mut value = bytes as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
-fn ago(t: SystemTime) -> String {
-    human_duration(SystemTime::now().duration_since(t).unwrap_or_default()) + " ago"
 }
 
 /// `42s`, `17m`, `5h`, `3d`.
@@ -215,80 +147,21 @@ pub(crate) fn human_duration(d: Duration) -> String {
     }
 }
 
-/// Each check prints one line: `ok`, or `!!` with what to do.
-fn doctor() -> ExitCode {
-    let mut failed = false;
-    let mut report = |what: &str, result: std::result::Result<String, String>| match result {
-        Ok(detail) => println!("ok  {what:<12} {detail}"),
-        Err(fix) => {
-            failed = true;
-            println!("!!  {what:<12} {fix}");
-        }
-    };
-    let qemu = rt::qemu_binary();
-    report(
-        "qemu",
-        version(
-            &qemu.to_string_lossy(),
-            "apt-get install --no-install-recommends qemu-system-x86 qemu-utils",
-        ),
-    );
-    report(
-        "qemu-img",
-        version(
-            "qemu-img",
-            "apt-get install --no-install-recommends qemu-utils",
-        ),
-    );
-    report(
-        "/dev/kvm",
-        Ok(
-            match std::fs::OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open("/dev/kvm")
-            {
-                Ok(_) => "present and openable (used only after a canary boot proves it)".into(),
-                Err(e) => format!("unusable ({e}): VMs run under TCG, slower"),
-            },
-        ),
-    );
-    // Optional: tests on the user-mode network need none of it.
-    match rt::network_support() {
-        Ok(detail) => println!("ok  {:<12} {detail}", "networks"),
-        Err(why) => println!("--  {:<12} not available: {why}", "networks"),
-    }
-    report("recipes", Ok(rt::recipes_dir().display().to_string()));
-    report("cache", Ok(images::default_root().display().to_string()));
-    report("run dir", Ok(rt::run_dir().display().to_string()));
-    report(
-        "default",
-        rt::resolve_image(vmtest::VmSpec::DEFAULT_IMAGE).map_err(|e| e.to_string()),
-    );
-    report(
-        "accelerator",
-        rt::accelerator()
-            .map(|a| a.to_string())
-            .map_err(|e| e.to_string()),
-    );
-    if failed {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    }
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn version(program: &str, install: &str) -> std::result::Result<String, String> {
-    match Command::new(program).arg("--version").output() {
-        Ok(out) if out.status.success() => Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_owned()),
-        Ok(out) => Err(format!(
-            "`{program} --version` failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        )),
-        Err(_) => Err(format!("`{program}` not found; install it: {install}")),
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_duration("90m"), Ok(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("45"), Ok(Duration::from_secs(45)));
+        assert!(parse_duration("1w").is_err());
+        assert!(parse_duration("").is_err());
     }
 }

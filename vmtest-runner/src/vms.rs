@@ -1,37 +1,48 @@
-//! The VMs of the ledger: `sweep`, `list`, `ssh`.
+//! The ledger's VMs and the host: `sweep`, `list`, `ssh`, `doctor`.
 
 use std::os::unix::process::CommandExt;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Duration;
 
-use vmtest::__runner as rt;
+use clap::Args;
+use vmtest::doctor::Status;
+use vmtest::ledger::State;
 
 use crate::Result;
 
-/// `vmtest-runner sweep [--dry-run] [--json] [--include-kept] [--session S] [--run-id R]
-/// [--older-than DUR]`.
-pub fn sweep(opts: &[&str]) -> Result<ExitCode> {
-    let mut options = rt::SweepOptions::default();
-    let mut json = false;
-    let mut it = opts.iter();
-    while let Some(opt) = it.next() {
-        let mut value = || {
-            it.next()
-                .copied()
-                .ok_or_else(|| format!("{opt} needs a value"))
-        };
-        match *opt {
-            "--dry-run" | "-n" => options.dry_run = true,
-            "--json" => json = true,
-            "--include-kept" => options.include_kept = true,
-            "--session" => options.session = Some(value()?.to_owned()),
-            "--run-id" => options.run_id = Some(value()?.to_owned()),
-            "--older-than" => options.older_than = Some(crate::parse_duration(value()?)?),
-            other => return Err(format!("unknown sweep option `{other}`\n{}", crate::USAGE)),
-        }
-    }
-    let report = rt::sweep(&options).map_err(|e| e.to_string())?;
-    if json {
+/// `vmtest-runner sweep`'s options.
+#[derive(Debug, Args)]
+pub(crate) struct SweepArgs {
+    /// Report what would be reaped, change nothing.
+    #[arg(short = 'n', long)]
+    dry_run: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Also remove VMs kept by VMTEST_KEEP.
+    #[arg(long)]
+    include_kept: bool,
+    /// Only this session (NEXTEST_RUN_ID, VMTEST_SESSION, or a per-process id).
+    #[arg(long, value_name = "ID")]
+    session: Option<String>,
+    /// Only entries carrying this run id (nextest's, a CI system's, VMTEST_RUN_ID).
+    #[arg(long, value_name = "ID")]
+    run_id: Option<String>,
+    /// Only what was created at least this long ago (DUR: 30d, 12h, 90m, 45s).
+    #[arg(long, value_name = "DUR", value_parser = crate::parse_duration)]
+    older_than: Option<Duration>,
+}
+
+pub(crate) fn sweep(args: &SweepArgs) -> Result<ExitCode> {
+    let options = vmtest::sweep::Options {
+        dry_run: args.dry_run,
+        include_kept: args.include_kept,
+        session: args.session.clone(),
+        run_id: args.run_id.clone(),
+        older_than: args.older_than,
+    };
+    let report = vmtest::sweep::sweep(&options).map_err(|e| e.to_string())?;
+    if args.json {
         println!(
             "{}",
             serde_json::to_string_pretty(&report).expect("reports serialise")
@@ -74,22 +85,18 @@ pub fn sweep(opts: &[&str]) -> Result<ExitCode> {
     })
 }
 
-/// `vmtest-runner list [--json]`: every VM in the ledger, kept ones with how to reach them.
-pub fn list(opts: &[&str]) -> Result<ExitCode> {
-    let vms = rt::vms();
-    match opts {
-        ["--json"] => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&vms).expect("records serialise")
-            );
-            return Ok(ExitCode::SUCCESS);
-        }
-        [] => {}
-        _ => return Err(format!("unknown list options {opts:?}\n{}", crate::USAGE)),
+/// Every record in the ledger, kept ones with how to reach them.
+pub(crate) fn list(json: bool) -> Result<ExitCode> {
+    let records = vmtest::ledger::records();
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&records).expect("records serialise")
+        );
+        return Ok(ExitCode::SUCCESS);
     }
-    if vms.is_empty() {
-        println!("no VMs in the ledger ({})", rt::run_dir().display());
+    if records.is_empty() {
+        println!("no VMs in the ledger ({})", vmtest::dirs::run().display());
         return Ok(ExitCode::SUCCESS);
     }
     println!(
@@ -100,32 +107,36 @@ pub fn list(opts: &[&str]) -> Result<ExitCode> {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    for vm in &vms {
-        let age = Duration::from_millis(now.saturating_sub(vm.created_unix_ms));
+    for r in &records {
+        let age = Duration::from_millis(now.saturating_sub(r.created_unix_ms));
+        let ssh = match &r.reach {
+            None => "-".to_owned(),
+            Some(reach) if reach.hop.is_some() => format!("{} (in netns)", reach.addr),
+            Some(reach) => reach.addr.to_string(),
+        };
         println!(
             "{:<11}  {:<7}  {:<8}  {:>7}  {:<21}  {:<8}  {}",
-            vm.name,
-            vm.kind,
-            vm.state,
-            vm.owner_pid,
-            vm.ssh_addr
-                .map(|a| a.to_string())
-                .unwrap_or_else(|| "-".into()),
+            r.name,
+            r.kind,
+            r.state.to_string(),
+            r.owner_pid,
+            ssh,
             crate::human_duration(age),
-            vm.test
+            r.test
         );
     }
-    if vms.iter().any(|v| v.state == "kept") {
+    if records.iter().any(|r| r.state == State::Kept) {
         println!("\nshell in a kept VM: vmtest-runner ssh NAME    remove kept VMs: vmtest-runner sweep --include-kept");
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// `vmtest-runner ssh NAME [-- COMMAND...]`: OpenSSH into a VM with its key and pinned host key.
-pub fn ssh(name: &str, command: &[&str]) -> Result<ExitCode> {
-    let vms = rt::vms();
-    let Some(vm) = vms.iter().find(|v| v.name == name) else {
-        let known: Vec<&str> = vms.iter().map(|v| v.name.as_str()).collect();
+/// OpenSSH into a VM with its key and pinned host key, entering its segment's namespace first
+/// when it has no management NIC.
+pub(crate) fn ssh(name: &str, command: &[String]) -> Result<ExitCode> {
+    let records = vmtest::ledger::records();
+    let Some(record) = records.iter().find(|r| r.name == name) else {
+        let known: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
         return Err(format!(
             "no VM named `{name}` in the ledger; known: {}",
             if known.is_empty() {
@@ -135,41 +146,51 @@ pub fn ssh(name: &str, command: &[&str]) -> Result<ExitCode> {
             }
         ));
     };
-    let (Some(addr), Some(user), Some(key), Some(known_hosts)) =
-        (vm.ssh_addr, &vm.ssh_user, &vm.ssh_key, &vm.known_hosts)
-    else {
+    let Some(reach) = &record.reach else {
         return Err(format!(
             "VM `{name}` never became reachable over SSH (state: {}); its console is in {}",
-            vm.state,
-            vm.dir
+            record.state,
+            record
+                .dir
                 .as_ref()
                 .map(|d| d.join("console.log").display().to_string())
                 .unwrap_or_else(|| "its directory".into())
         ));
     };
-    let mut cmd = Command::new("ssh");
-    cmd.arg("-i")
-        .arg(key)
-        .arg("-o")
-        .arg(format!("UserKnownHostsFile={}", known_hosts.display()))
-        .args([
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "LogLevel=ERROR",
-            "-p",
-        ])
-        .arg(addr.port().to_string())
-        .arg(format!("{user}@{}", addr.ip()));
-    if !command.is_empty() {
-        cmd.arg("--").args(command);
-    }
+    let command: Vec<&str> = command.iter().map(String::as_str).collect();
+    let mut cmd = reach.ssh_command(&command);
+    let program = cmd.get_program().to_string_lossy().into_owned();
     let error = cmd.exec();
     Err(if error.kind() == std::io::ErrorKind::NotFound {
-        "`ssh` was not found: apt-get install --no-install-recommends openssh-client".into()
+        match program.as_str() {
+            "ssh" => {
+                "`ssh` was not found: apt-get install --no-install-recommends openssh-client".into()
+            }
+            "ip" => "`ip` was not found: apt-get install iproute2".into(),
+            other => format!("`{other}` was not found: apt-get install util-linux"),
+        }
     } else {
-        format!("running ssh: {error}")
+        format!("running {program}: {error}")
     })
+}
+
+/// Each check prints one line: `ok`, `--` (optional, missing) or `!!` with what to do.
+pub(crate) fn doctor() -> ExitCode {
+    let mut failed = false;
+    for check in vmtest::doctor::checks() {
+        let mark = match check.status {
+            Status::Ok => "ok",
+            Status::Unavailable => "--",
+            Status::Failed => {
+                failed = true;
+                "!!"
+            }
+        };
+        println!("{mark}  {:<12} {}", check.name, check.detail);
+    }
+    if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
 }

@@ -44,7 +44,7 @@ fn plant(
     owner: serde_json::Value,
     dir: Option<PathBuf>,
 ) -> (String, PathBuf) {
-    let name = vmtest::__runner::vm_name("sweep-cli", "sweep_cli::plant", seq);
+    let name = vmtest::ledger::names::name_for("sweep-cli", "sweep_cli::plant", seq);
     let dir = dir.unwrap_or_else(|| run.join(&name));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("overlay.qcow2"), "x").unwrap();
@@ -175,7 +175,7 @@ fn nothing_outside_the_run_directory_is_removed_even_if_a_ledger_says_so() {
 #[test]
 fn proven_orphans_without_an_entry_are_reaped_and_look_alikes_are_not() {
     let run = tempfile::tempdir().unwrap();
-    let orphan = vmtest::__runner::vm_name("sweep-cli", "orphan", 3);
+    let orphan = vmtest::ledger::names::name_for("sweep-cli", "orphan", 3);
     std::fs::create_dir_all(run.path().join(&orphan)).unwrap();
     for decoy in ["vtdecoy0001", "vt-decoy", "vmtest-keep-me"] {
         std::fs::create_dir_all(run.path().join(decoy)).unwrap();

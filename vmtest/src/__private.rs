@@ -9,7 +9,7 @@ use std::task::{Context, Poll};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::teardown::Keep;
+use crate::vm::keep::Keep;
 use crate::vm::Context as VmContext;
 use crate::{Vm, VmSpec};
 
@@ -133,7 +133,7 @@ pub fn blocking<R>(body: impl FnOnce() -> R) -> R {
 
 /// Why a test that needs KVM cannot have it here, if it cannot.
 pub fn kvm_missing() -> Option<String> {
-    match crate::accel::resolve(crate::AccelChoice::Auto) {
+    match crate::vm::resolve_accel(crate::AccelChoice::Auto, crate::backend::Driver::Qemu) {
         Ok(crate::Accel::Kvm) => None,
         Ok(accel) => Some(format!("this host runs VMs under {accel}")),
         Err(e) => Some(e.to_string()),
@@ -152,6 +152,7 @@ where
     R: TestOutcome,
 {
     let test = id.path();
+    crate::log::init();
     if options.requires_kvm {
         if let Some(why) = kvm_missing() {
             // Straight to the process's stderr: libtest captures `eprintln!` of a passing test,
@@ -176,9 +177,9 @@ where
         Ok(keep) => keep,
         Err(e) => panic!("{test}: {e}"),
     };
-    let artifacts = crate::artifacts::dir_for(&test);
+    let artifacts = crate::vm::artifacts::dir_for(&test);
     if let Some(dir) = &artifacts {
-        crate::artifacts::clear(dir);
+        crate::vm::artifacts::clear(dir);
     }
     let label = |i: usize| -> Option<String> {
         match (options.labels.get(i), specs.len()) {
@@ -248,13 +249,13 @@ where
         if let (true, Some(_)) = (failed, &artifacts) {
             let failure = match &result {
                 Err(Failure::Message(m)) => m.clone(),
-                Err(Failure::Panic(p)) => format!("panicked: {}", panic_text(p.as_ref())),
+                Err(Failure::Panic(p)) => format!("panicked: {}", panic_message(p.as_ref())),
                 Ok(()) => String::new(),
             };
             for (i, vm) in vms.as_slice().iter().enumerate() {
                 if let Some(dir) = vm_artifacts(i) {
                     if let Err(e) = vm.save_artifacts_with(&dir, Some(&failure)).await {
-                        eprintln!("vmtest: {e}");
+                        tracing::warn!("{e}");
                     }
                 }
             }
@@ -272,8 +273,8 @@ where
                     if failed { "failed" } else { "passed" }
                 );
                 match vm.keep(&test, &reason) {
-                    Ok(how) => eprintln!("{how}"),
-                    Err(e) => eprintln!("vmtest: could not keep the VM: {e}"),
+                    Ok(how) => tracing::warn!("{how}"),
+                    Err(e) => tracing::warn!("could not keep the VM: {e}"),
                 }
             } else {
                 vm.destroy().await;
@@ -350,7 +351,8 @@ fn settle<R: TestOutcome>(outcome: std::thread::Result<R>) -> Result<(), Failure
     }
 }
 
-fn panic_text(payload: &(dyn std::any::Any + Send)) -> String {
+/// The message of a panic's payload (a `&str` or a `String`), as libtest prints it.
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
     payload
         .downcast_ref::<&str>()
         .map(|s| s.to_string())
@@ -370,7 +372,7 @@ impl Failure {
             Failure::Message(m) => Failure::Message(m + notes),
             Failure::Panic(p) => {
                 if !notes.is_empty() {
-                    eprintln!("{test}:{notes}");
+                    tracing::warn!("{test}:{notes}");
                 }
                 Failure::Panic(p)
             }

@@ -78,18 +78,20 @@ pub enum Error {
         hint: String,
     },
 
-    /// QEMU exited before the VM became ready.
+    /// The machine (its backend's process) ended before the VM became ready.
     #[error(
-        "QEMU exited before VM `{vm}` was ready ({status})\n--- QEMU stderr ---\n{stderr}\n--- console tail ({}) ---\n{console_tail}",
+        "{backend} exited before VM `{vm}` was ready ({status})\n--- {backend} output ---\n{output}\n--- console tail ({}) ---\n{console_tail}",
         console.display()
     )]
-    QemuExited {
+    MachineExited {
         /// The VM's name.
         vm: String,
+        /// The backend that ran it (`QEMU`).
+        backend: &'static str,
         /// The exit status.
         status: String,
-        /// What QEMU printed on stderr.
-        stderr: String,
+        /// What the backend's process printed.
+        output: String,
         /// The serial console file.
         console: PathBuf,
         /// The last lines of the serial console.
@@ -148,23 +150,22 @@ pub enum Error {
     },
 
     /// An SSH operation failed.
-    #[error("SSH to {addr}: {message}")]
+    #[error("SSH to {addr}: {source}")]
     Ssh {
         /// The address connected to.
         addr: String,
         /// What failed.
-        message: String,
+        #[source]
+        source: SshError,
     },
 
-    /// A QMP command failed.
-    #[error("QMP `{command}` on VM `{vm}`: {message}")]
-    Qmp {
-        /// The VM's name.
-        vm: String,
-        /// The QMP command.
-        command: String,
-        /// What failed.
-        message: String,
+    /// The backend running the VM cannot do what was asked.
+    #[error("{operation} is not supported by the {backend} backend")]
+    Unsupported {
+        /// The backend (`QEMU`).
+        backend: &'static str,
+        /// What was asked.
+        operation: &'static str,
     },
 
     /// Setting up or using an isolated / PXE network failed.
@@ -183,6 +184,9 @@ pub enum Error {
         fixture: String,
         /// What went wrong, and where the owner's log is.
         message: String,
+        /// The error that caused it, when this process saw it.
+        #[source]
+        source: Option<Box<Error>>,
     },
 
     /// A value passed to the API is invalid.
@@ -219,6 +223,55 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// Why an SSH operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SshError {
+    /// The TCP connection or the SSH handshake failed.
+    #[error("connecting: {0}")]
+    Connect(#[source] russh::Error),
+    /// The connection from inside the segment's namespace could not be opened.
+    #[error("connecting through the segment: {0}")]
+    Via(#[source] std::io::Error),
+    /// Authentication failed on the way.
+    #[error("authenticating as {user}: {source}")]
+    Auth {
+        /// The user logged in as.
+        user: String,
+        /// The protocol error.
+        #[source]
+        source: russh::Error,
+    },
+    /// The guest does not accept the key.
+    #[error("the guest refused the key for user `{user}`")]
+    Refused {
+        /// The user logged in as.
+        user: String,
+    },
+    /// No session could be made in time.
+    #[error("no SSH session within {0:?}")]
+    Timeout(Duration),
+    /// A channel could not be opened, or the command not started.
+    #[error("starting `{command}`: {source}")]
+    Start {
+        /// The command line.
+        command: String,
+        /// The protocol error.
+        #[source]
+        source: russh::Error,
+    },
+    /// The connection ended before the command's exit status arrived: its output cannot be
+    /// trusted.
+    #[error("the connection ended before `{command}` finished")]
+    Cut {
+        /// The command line.
+        command: String,
+    },
+    /// The runtime that owns the connection failed.
+    #[error("connecting: {0}")]
+    Runtime(#[source] tokio::task::JoinError),
 }
 
 /// `Result` with [`enum@Error`].

@@ -35,7 +35,7 @@ pub use crate::image::cache::{
 pub fn default_root() -> PathBuf {
     // The project file's `cache_dir` sits between the two; a broken project file is reported
     // when a reference is resolved, not here.
-    crate::image::cache_root().unwrap_or_else(|_| crate::paths::cache_dir())
+    crate::image::cache_root().unwrap_or_else(|_| crate::host::paths::cache_dir())
 }
 
 /// Resolves an image reference exactly as a test would — the project file's overrides, the
@@ -59,5 +59,5 @@ pub fn pull(reference: &str) -> crate::Result<PathBuf> {
 /// base's size, and the base is never written.
 pub fn create_overlay(base: &std::path::Path, overlay: &std::path::Path) -> crate::Result<()> {
     let format = crate::image::disk_format(base)?;
-    crate::vm::create_overlay(base, format, overlay, None)
+    crate::image::overlay::create(base, format, overlay, None)
 }

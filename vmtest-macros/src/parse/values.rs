@@ -2,75 +2,22 @@
 //!
 //! Pure functions from the literal's text to a value or to the message the user sees.
 
-/// A key whose value is a size in MiB (`memory`, `disk`): its bounds and how messages name it.
-pub(super) struct SizeKey {
-    /// The key, also the noun of messages ("memory size", "disk size").
-    pub(super) name: &'static str,
-    pub(super) min_mib: u64,
-    pub(super) max_mib: u64,
-    /// The accepted spellings, for error messages and docs.
-    pub(super) forms: &'static str,
-    /// The bounds, as the messages say them.
-    pub(super) range: &'static str,
-}
+use vmtest_units::UnitError;
+pub(super) use vmtest_units::{SizeRule as SizeKey, DISK, MEMORY};
 
-/// Guest memory: from the smallest guest the fixture images boot in to 1 TiB (anything larger
-/// is a typo, not a test).
-pub(super) const MEMORY: SizeKey = SizeKey {
-    name: "memory",
-    min_mib: 64,
-    max_mib: 1024 * 1024,
-    forms: "a whole number of MiB or GiB from 64 MiB to 1 TiB, written \"1024\" (MiB), \"512M\", \
-        \"512MiB\", \"2G\" or \"2GiB\"",
-    range: "64 MiB to 1 TiB (\"64M\" to \"1024G\")",
-};
-
-/// The overlay's size: a disk smaller than 64 MiB holds no useful guest, one larger than 2 TiB
-/// is a typo (qcow2 overlays are sparse, but a test that fills one would fill the host).
-pub(super) const DISK: SizeKey = SizeKey {
-    name: "disk",
-    min_mib: 64,
-    max_mib: 2 * 1024 * 1024,
-    forms: "a whole number of MiB or GiB from 64 MiB to 2 TiB, written \"8192\" (MiB), \"512M\", \
-        \"512MiB\", \"8G\" or \"8GiB\"",
-    range: "64 MiB to 2 TiB (\"64M\" to \"2048G\")",
-};
-
-/// Parses a size: `N` (MiB), `NM`, `NMiB`, `NG`, `NGiB`, no spaces, no fractions; the result
-/// must lie within the key's bounds.
-///
-/// Decimal units (`MB`, `GB`) are refused rather than guessed: QEMU reads them as binary, a
-/// reader might not.
+/// Parses a size (the shared grammar of [`vmtest_units::parse_size`]): `N` (MiB), `NM`,
+/// `NMiB`, `NG`, `NGiB`, no spaces, no fractions; the result must lie within the key's bounds.
 pub(super) fn parse_size(key: &SizeKey, text: &str) -> Result<u64, String> {
-    let invalid = || {
-        format!(
-            "invalid {} size \"{text}\": expected {}",
-            key.name, key.forms
-        )
-    };
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let mib_per_unit: u64 = match unit {
-        "" | "M" | "MiB" => 1,
-        "G" | "GiB" => 1024,
-        _ => return Err(invalid()),
-    };
-    if number.is_empty() {
-        return Err(invalid());
-    }
-    let mib = number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(mib_per_unit));
-    match mib {
-        Some(mib) if (key.min_mib..=key.max_mib).contains(&mib) => Ok(mib),
-        _ => Err(format!(
+    vmtest_units::parse_size(key, text).map_err(|e| match e {
+        UnitError::OutOfRange => format!(
             "{} size \"{text}\" is out of range: expected {}",
             key.name, key.range
-        )),
-    }
+        ),
+        UnitError::Malformed | UnitError::NoUnit => format!(
+            "invalid {} size \"{text}\": expected {}",
+            key.name, key.forms
+        ),
+    })
 }
 
 /// Checks a size given as an integer literal of MiB (`memory = 1024`).
@@ -79,13 +26,13 @@ pub(super) fn check_size_mib(
     mib: Option<u64>,
     written: &str,
 ) -> Result<u64, String> {
-    match mib {
-        Some(mib) if (key.min_mib..=key.max_mib).contains(&mib) => Ok(mib),
-        _ => Err(format!(
-            "`{} = {written}` (MiB) is out of range: expected {}",
-            key.name, key.range
-        )),
-    }
+    mib.and_then(|mib| vmtest_units::check_size(key, mib).ok())
+        .ok_or_else(|| {
+            format!(
+                "`{} = {written}` (MiB) is out of range: expected {}",
+                key.name, key.range
+            )
+        })
 }
 
 /// The longest `timeout`: a day. A test that needs longer is not a test, and a larger value is
@@ -99,37 +46,19 @@ pub(super) const TIMEOUT_FORMS: &str = "a whole number of seconds, minutes or ho
 /// Parses `timeout = "..."` into seconds: `Ns`, `Nm` or `Nh`, no spaces, no fractions, no
 /// compound forms; from 1 second to [`MAX_TIMEOUT_SECS`].
 pub(super) fn parse_timeout(text: &str) -> Result<u64, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let secs_per_unit: u64 = match unit {
-        "s" => 1,
-        "m" => 60,
-        "h" => 60 * 60,
+    let out_of_range = |range| format!("timeout \"{text}\" is out of range: {range}");
+    match vmtest_units::parse_seconds(text, vmtest_units::TIMEOUT_UNITS) {
+        Ok(secs) => check_timeout_secs(Some(secs)).map_err(out_of_range),
+        Err(UnitError::OutOfRange) => check_timeout_secs(None).map_err(out_of_range),
         // A bare number in a string is more likely a forgotten unit than seconds: say so.
-        "" if !number.is_empty() => {
-            return Err(format!(
-                "timeout \"{text}\" has no unit: write \"{text}s\", or `timeout = {text}` for \
-                 seconds; expected {TIMEOUT_FORMS}"
-            ))
-        }
-        _ => {
-            return Err(format!(
-                "invalid timeout \"{text}\": expected {TIMEOUT_FORMS}"
-            ))
-        }
-    };
-    if number.is_empty() {
-        return Err(format!(
+        Err(UnitError::NoUnit) => Err(format!(
+            "timeout \"{text}\" has no unit: write \"{text}s\", or `timeout = {text}` for \
+             seconds; expected {TIMEOUT_FORMS}"
+        )),
+        Err(UnitError::Malformed) => Err(format!(
             "invalid timeout \"{text}\": expected {TIMEOUT_FORMS}"
-        ));
+        )),
     }
-    let secs = number
-        .parse::<u64>()
-        .ok()
-        .and_then(|n| n.checked_mul(secs_per_unit));
-    check_timeout_secs(secs).map_err(|range| format!("timeout \"{text}\" is out of range: {range}"))
 }
 
 /// Checks a number of seconds against the bounds of `timeout`; `Err` says the bounds.
@@ -180,8 +109,8 @@ pub(super) fn validate_image(reference: &str) -> Result<(), String> {
     }
     match scheme {
         "recipe" if !is_recipe_name(rest) => Err(format!(
-            "invalid recipe name \"{rest}\" in \"{reference}\": a recipe NAME starts with a-z or \
-             0-9 and continues with a-z, 0-9, `.`, `_` or `-`"
+            "invalid recipe name \"{rest}\" in \"{reference}\": {}",
+            vmtest_units::RECIPE_NAME_RULE
         )),
         "http" | "https" if rest.strip_prefix("//").is_none_or(str::is_empty) => Err(format!(
             "URL \"{reference}\" has no host: expected `{scheme}://HOST/PATH`"
@@ -190,15 +119,7 @@ pub(super) fn validate_image(reference: &str) -> Result<(), String> {
     }
 }
 
-/// `[a-z0-9][a-z0-9._-]*`
-fn is_recipe_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && chars
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
-}
+use vmtest_units::is_recipe_name;
 
 #[cfg(test)]
 mod tests {

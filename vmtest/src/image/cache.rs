@@ -16,7 +16,6 @@
 //! - `image.partial` and `image.partial.json`: an unfinished download, resumed by the next
 //!   fetch.
 
-use std::fmt;
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::ErrorKind;
 use std::os::unix::fs::MetadataExt;
@@ -28,8 +27,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 
+pub use super::digest::Algorithm;
+use super::digest::{hash_into, hex, Hasher};
 pub use super::fetch::Progress;
-use super::fetch::{self, Hasher, Http};
+use super::fetch::{self, Http};
 use crate::error::{Error, IoContext, Result};
 
 const IMAGE: &str = "image";
@@ -54,64 +55,6 @@ pub struct RemoteSource {
     pub url: String,
     /// The digest the downloaded file must have.
     pub checksum: Checksum,
-}
-
-/// A hash algorithm images are verified with. Ubuntu and Fedora publish SHA-256 digests;
-/// Debian publishes only SHA-512 ones.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum Algorithm {
-    /// SHA-256: 64 hex digits (`sha256sum`, `SHA256SUMS`).
-    Sha256,
-    /// SHA-512: 128 hex digits (`sha512sum`, `SHA512SUMS`).
-    Sha512,
-}
-
-impl Algorithm {
-    /// `sha256` or `sha512`, as written in image references, `vmtest.toml` and `meta.json`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Algorithm::Sha256 => "sha256",
-            Algorithm::Sha512 => "sha512",
-        }
-    }
-
-    /// The algorithm called `name` ([`Algorithm::name`]).
-    pub fn from_name(name: &str) -> Option<Algorithm> {
-        match name {
-            "sha256" => Some(Algorithm::Sha256),
-            "sha512" => Some(Algorithm::Sha512),
-            _ => None,
-        }
-    }
-
-    /// The digest's length in hex digits.
-    pub fn hex_len(self) -> usize {
-        match self {
-            Algorithm::Sha256 => 64,
-            Algorithm::Sha512 => 128,
-        }
-    }
-
-    /// Whether `hex` is a digest of this algorithm: exactly [`Algorithm::hex_len`] hex digits,
-    /// of either case.
-    pub(crate) fn is_digest(self, hex: &str) -> bool {
-        hex.len() == self.hex_len() && hex.bytes().all(|b| b.is_ascii_hexdigit())
-    }
-
-    /// How a checksum file of this algorithm is usually called, for hints.
-    fn sums_file(self) -> &'static str {
-        match self {
-            Algorithm::Sha256 => "SHA256SUMS",
-            Algorithm::Sha512 => "SHA512SUMS",
-        }
-    }
-}
-
-impl fmt::Display for Algorithm {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
 }
 
 /// How the expected digest of a download is known.
@@ -404,8 +347,7 @@ impl Cache {
         let (hashes, size) = match File::open(&image) {
             Ok(mut file) => {
                 let mut hasher = Hasher::new(algorithm);
-                let size =
-                    fetch::hash_into(&mut file, &mut hasher).map_err(|e| with_path(e, &image))?;
+                let size = hash_into(&mut file, &mut hasher).map_err(|e| with_path(e, &image))?;
                 (Some(hasher.finish()), size)
             }
             Err(e) if e.kind() == ErrorKind::NotFound => (None, 0),
@@ -492,7 +434,7 @@ impl Cache {
     }
 
     fn entry_dir(&self, url: &str) -> PathBuf {
-        let key = fetch::hex(&Sha256::digest(url.as_bytes()));
+        let key = hex(&Sha256::digest(url.as_bytes()));
         self.root.join("images").join(&key[..16])
     }
 }

@@ -7,15 +7,14 @@
 //! `list` can name unfinished downloads) and the server's validator, sent as `If-Range` so a
 //! rolling URL whose content changed meanwhile is restarted rather than spliced.
 
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256, Sha512};
 
-use super::cache::Algorithm;
+use super::digest::{hash_into, Algorithm, Hasher, Hashes};
 use crate::error::{Error, IoContext, Result};
 
 mod progress;
@@ -35,49 +34,6 @@ const MAX_SUMS_BYTES: u64 = 1 << 20;
 pub(super) struct Downloaded {
     pub hashes: Hashes,
     pub size: u64,
-}
-
-/// Hashes a stream with sha256, the cache entry's identity, and with the algorithm it is
-/// verified with, in one pass.
-pub(super) struct Hasher {
-    sha256: Sha256,
-    /// `Some` when verifying with SHA-512.
-    sha512: Option<Sha512>,
-}
-
-/// A [`Hasher`]'s result, lowercase hex.
-pub(super) struct Hashes {
-    pub sha256: String,
-    /// In the algorithm the hasher was made for (for sha256, the same as `sha256`).
-    pub digest: String,
-}
-
-impl Hasher {
-    pub fn new(algorithm: Algorithm) -> Hasher {
-        Hasher {
-            sha256: Sha256::new(),
-            sha512: match algorithm {
-                Algorithm::Sha256 => None,
-                Algorithm::Sha512 => Some(Sha512::new()),
-            },
-        }
-    }
-
-    pub fn update(&mut self, bytes: &[u8]) {
-        self.sha256.update(bytes);
-        if let Some(h) = &mut self.sha512 {
-            h.update(bytes);
-        }
-    }
-
-    pub fn finish(self) -> Hashes {
-        let sha256 = hex(&self.sha256.finalize());
-        let digest = match self.sha512 {
-            Some(h) => hex(&h.finalize()),
-            None => sha256.clone(),
-        };
-        Hashes { sha256, digest }
-    }
 }
 
 #[derive(Serialize, Deserialize, Default)]
@@ -406,29 +362,6 @@ fn status_hint(status: u16) -> String {
         _ => "check the URL",
     };
     format!("the server answered HTTP {status}; {what}")
-}
-
-/// Feeds a whole file to `hasher`.
-pub(super) fn hash_into(file: &mut File, hasher: &mut Hasher) -> Result<u64> {
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0;
-    file.seek(SeekFrom::Start(0))
-        .context(|| "rewinding a file to hash it".into())?;
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => return Ok(total),
-            Ok(n) => {
-                hasher.update(&buf[..n]);
-                total += n as u64;
-            }
-            Err(e) if e.kind() == ErrorKind::Interrupted => {}
-            Err(e) => return Err(e).context(|| "reading a file to hash it".into()),
-        }
-    }
-}
-
-pub(super) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `bytes START-END/TOTAL` → (START, TOTAL if known).

@@ -2,7 +2,7 @@
 //!
 //! A reference (`ubuntu:24.04`, `https://...#sha256=...`, `file:PATH`, `recipe:NAME`; see
 //! [`reference`]) is first looked up in the project file (`vmtest.toml`, see
-//! [`crate::config`]), which may redefine it, then resolved: recipes are built by
+//! [`crate::image::project`]), which may redefine it, then resolved: recipes are built by
 //! `fixtures/build` and cached by recipe hash; downloads go through the verified [`cache`].
 
 use std::collections::HashMap;
@@ -14,10 +14,14 @@ use serde::Deserialize;
 use crate::error::{Error, Result};
 
 pub(crate) mod cache;
+mod digest;
 mod fetch;
+pub(crate) mod overlay;
+pub(crate) mod project;
 mod recipe;
 pub(crate) mod reference;
 
+pub(crate) use overlay::{disk_format, DiskFormat};
 pub(crate) use recipe::recipes_dir;
 use recipe::{build, known_recipes};
 use reference::Reference;
@@ -30,7 +34,7 @@ pub(crate) struct Image {
     pub boot: ImageBoot,
     /// The base disk, never written: VMs boot from an overlay on top of it.
     pub disk: Option<PathBuf>,
-    pub disk_format: crate::qemu::DiskFormat,
+    pub disk_format: DiskFormat,
     pub min_memory_mib: u32,
     /// The cache entry it was downloaded into, re-verified when a boot from it fails.
     pub cache_entry: Option<PathBuf>,
@@ -83,7 +87,7 @@ pub(crate) fn resolve(reference: &str) -> Result<Image> {
 }
 
 fn resolve_uncached(written: &str) -> Result<Image> {
-    let config = crate::config::Config::load()?;
+    let config = project::Config::load()?;
     // The project file is consulted first, with the reference exactly as written: that is how
     // it redefines well-known names (a mirror for an air-gapped CI) and defines new ones.
     let reference = match config.and_then(|c| c.image_override(written)) {
@@ -91,7 +95,7 @@ fn resolve_uncached(written: &str) -> Result<Image> {
             tracing::debug!(reference = written, file = %o.file.display(), line = o.line, "redefined by the project file");
             o.reference.clone()
         }
-        None => reference::parse(written, &crate::config::crate_dir())?,
+        None => reference::parse(written, &project::crate_dir())?,
     };
     match &reference {
         Reference::Recipe(name) => {
@@ -129,7 +133,7 @@ fn resolve_uncached(written: &str) -> Result<Image> {
 
 /// Recipe directories: the project file's, then `$VMTEST_RECIPES_DIR` or this repository's
 /// `fixtures/`.
-fn recipe_dirs(config: Option<&crate::config::Config>) -> Vec<PathBuf> {
+fn recipe_dirs(config: Option<&project::Config>) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = config.map(|c| c.recipe_dirs().to_vec()).unwrap_or_default();
     dirs.push(recipes_dir());
     dirs
@@ -139,13 +143,13 @@ fn recipe_dirs(config: Option<&crate::config::Config>) -> Vec<PathBuf> {
 /// XDG default.
 pub(crate) fn cache_root() -> Result<PathBuf> {
     if std::env::var_os("VMTEST_CACHE_DIR").is_some_and(|d| !d.is_empty()) {
-        return Ok(crate::paths::cache_dir());
+        return Ok(crate::host::paths::cache_dir());
     }
-    let config = crate::config::Config::load()?;
+    let config = project::Config::load()?;
     Ok(config
         .and_then(|c| c.cache_dir())
         .map(Path::to_owned)
-        .unwrap_or_else(crate::paths::cache_dir))
+        .unwrap_or_else(crate::host::paths::cache_dir))
 }
 
 /// Downloads (or finds in the cache) the first source that works, in order: a vendor's pinned
@@ -188,31 +192,6 @@ fn disk_image(written: &str, path: &Path, cache_entry: Option<PathBuf>) -> Resul
         min_memory_mib: 512,
         cache_entry,
     })
-}
-
-/// `qcow2` or `raw`, as `qemu-img info` reads the file (never guessed from the name: Ubuntu's
-/// `.img` files are qcow2).
-pub(crate) fn disk_format(path: &Path) -> Result<crate::qemu::DiskFormat> {
-    let out = std::process::Command::new("qemu-img")
-        .args(["info", "-U", "--output=json"])
-        .arg(path)
-        .output()
-        .map_err(|source| Error::Io {
-            context: "running qemu-img info".into(),
-            source,
-        })?;
-    let info: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
-    match info["format"].as_str() {
-        Some("qcow2") => Ok(crate::qemu::DiskFormat::Qcow2),
-        Some("raw") => Ok(crate::qemu::DiskFormat::Raw),
-        other => Err(Error::BadImage {
-            dir: path.to_owned(),
-            reason: format!(
-                "`qemu-img info` reads its format as {other:?} ({}); vmtest boots qcow2 and raw disk images",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        }),
-    }
 }
 
 fn load(reference: &str, dir: &Path) -> Result<Image> {
@@ -261,7 +240,7 @@ fn load(reference: &str, dir: &Path) -> Result<Image> {
     };
     let disk_format = match &disk {
         Some(d) => disk_format(d)?,
-        None => crate::qemu::DiskFormat::Qcow2,
+        None => DiskFormat::Qcow2,
     };
     Ok(Image {
         reference: reference.into(),

@@ -45,8 +45,8 @@ pub(super) fn build(dir: &Path, name: &str) -> Result<PathBuf> {
     if !out.status.success() {
         return Err(Error::ImageBuild {
             recipe: name.into(),
-            status: crate::qemu::describe_status(out.status),
-            output_tail: crate::console::tail(&stderr, 25),
+            status: crate::host::process::describe(out.status),
+            output_tail: crate::guest::console::tail(&stderr, 25),
             command,
         });
     }
@@ -59,7 +59,7 @@ pub(super) fn build(dir: &Path, name: &str) -> Result<PathBuf> {
         return Err(Error::ImageBuild {
             recipe: name.into(),
             status: "printed no image directory".into(),
-            output_tail: crate::console::tail(&stderr, 25),
+            output_tail: crate::guest::console::tail(&stderr, 25),
             command,
         });
     }

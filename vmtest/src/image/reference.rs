@@ -190,14 +190,7 @@ fn unknown_name_hint(distro: &str, version: &str) -> String {
 }
 
 /// `[a-z0-9][a-z0-9._-]*`, the rule of the `#[vmtest]` attribute and of `fixtures/`.
-pub(crate) fn is_recipe_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && chars
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
-}
+pub(crate) use crate::spec::units::is_recipe_name;
 
 /// Every well-known name and the other forms, for the `known` list of errors.
 pub(crate) fn known_references() -> String {
@@ -211,7 +204,7 @@ pub(crate) fn known_references() -> String {
 
 /// The hash algorithms digests come in; the cache's public type, so that a reference's digest
 /// is what the cache checks.
-pub(crate) use super::cache::Algorithm;
+pub(crate) use super::digest::Algorithm;
 
 /// A digest: algorithm and lowercase hex.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

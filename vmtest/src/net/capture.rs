@@ -329,17 +329,17 @@ mod tests {
         // 10.99.0.2 does not exist: the kernel asks for it with ARP on br0 (a bridge without
         // ports still transmits, and the packet socket sees the outgoing frames). The broadcast
         // datagrams go out as IPv4 frames without any neighbour lookup.
-        ns.run_in(|| {
-            let socket = UdpSocket::bind("10.99.0.1:0")?;
-            socket.set_broadcast(true)?;
-            for i in 0..3u8 {
-                socket.send_to(&[i; 8], "10.99.0.255:9")?;
-                socket.send_to(&[i; 8], "10.99.0.2:9")?;
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            Ok(())
-        })
-        .unwrap();
+        // A socket made inside the namespace sends from there, whoever uses it.
+        let socket = UdpSocket::from(
+            ns.open_in(|| UdpSocket::bind("10.99.0.1:0").map(OwnedFd::from))
+                .unwrap(),
+        );
+        socket.set_broadcast(true).unwrap();
+        for i in 0..3u8 {
+            socket.send_to(&[i; 8], "10.99.0.255:9").unwrap();
+            socket.send_to(&[i; 8], "10.99.0.2:9").unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+        }
         // Let the capture thread read what is queued before it is told to stop.
         std::thread::sleep(Duration::from_millis(300));
 

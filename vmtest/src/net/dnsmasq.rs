@@ -14,9 +14,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::pool::SubnetLease;
 use super::record::{Lease, Protocol, Request};
 use crate::error::{Error, Result};
+use crate::state::pool::SubnetLease;
 
 /// The lease time handed out: long enough that no test sees a renewal.
 const LEASE_TIME: Duration = Duration::from_secs(3600);
@@ -683,7 +683,7 @@ Nov 22 05:13:07 dnsmasq[22176]: exiting on receipt of SIGTERM
     #[test]
     fn args_for_a_leased_subnet() {
         let dir = tempfile::tempdir().unwrap();
-        let subnet = super::super::pool::Pool::at(dir.path())
+        let subnet = crate::state::pool::Pool::at(dir.path())
             .lease("seg")
             .unwrap();
         let d = Path::new("/run/vt/seg");

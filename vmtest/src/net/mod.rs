@@ -5,7 +5,6 @@ pub(crate) mod capture;
 pub(crate) mod dnsmasq;
 pub(crate) mod http;
 pub(crate) mod ns;
-pub(crate) mod pool;
 pub(crate) mod pxe;
 pub(crate) mod record;
 pub(crate) mod segment;

@@ -6,120 +6,15 @@
 //! initrd over HTTP from the segment's gateway. A client that is not iPXE gets the payload's
 //! first-stage file (e.g. `undionly.kpxe`) over TFTP instead, when the payload has one.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
+use crate::spec::{Payload, PxeBoot};
 
 /// The script iPXE fetches first, over TFTP.
 pub(crate) const SCRIPT: &str = "boot.ipxe";
 
-/// What a PXE-booted VM boots: the test's payload.
-///
-/// ```
-/// use vmtest::PxeBoot;
-/// // The kernel and initrd of the VM's own image (a kernel-boot image such as `recipe:tiny`).
-/// let from_image = PxeBoot::image().cmdline("quiet");
-/// // A kernel and initrd of the test's own.
-/// let own = PxeBoot::kernel("tests/pxe/vmlinuz", "tests/pxe/initrd.img").cmdline("console=ttyS0");
-/// // A script of the test's own, and the files it fetches.
-/// let scripted = PxeBoot::script("#!ipxe\nchain http://${next-server}/menu.ipxe\n")
-///     .file("menu.ipxe", "tests/pxe/menu.ipxe");
-/// ```
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PxeBoot {
-    pub(crate) boot: Payload,
-    /// `(name served, file on the host)`.
-    pub(crate) files: Vec<(String, PathBuf)>,
-    /// Directories served whole.
-    pub(crate) dirs: Vec<PathBuf>,
-    pub(crate) first_stage: Option<PathBuf>,
-    pub(crate) cmdline: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Payload {
-    /// The kernel, initrd and command line of the VM's image.
-    Image,
-    Kernel {
-        kernel: PathBuf,
-        initrd: Option<PathBuf>,
-    },
-    /// An iPXE script, served as `boot.ipxe`.
-    Script(String),
-}
-
 impl PxeBoot {
-    /// Boot the kernel and initrd of the VM's image (which must be a kernel-boot image, like
-    /// `recipe:tiny`) with its command line: the image's disk is not attached, the VM is
-    /// diskless. The default payload of `network = "pxe"`.
-    pub fn image() -> PxeBoot {
-        PxeBoot {
-            boot: Payload::Image,
-            files: Vec::new(),
-            dirs: Vec::new(),
-            first_stage: None,
-            cmdline: Vec::new(),
-        }
-    }
-
-    /// Boot this kernel and initrd (paths on the host, relative to the current directory — a
-    /// test's is its crate root).
-    pub fn kernel(kernel: impl Into<PathBuf>, initrd: impl Into<PathBuf>) -> PxeBoot {
-        PxeBoot {
-            boot: Payload::Kernel {
-                kernel: kernel.into(),
-                initrd: Some(initrd.into()),
-            },
-            ..PxeBoot::image()
-        }
-    }
-
-    /// Boot this kernel without an initrd.
-    pub fn kernel_only(kernel: impl Into<PathBuf>) -> PxeBoot {
-        PxeBoot {
-            boot: Payload::Kernel {
-                kernel: kernel.into(),
-                initrd: None,
-            },
-            ..PxeBoot::image()
-        }
-    }
-
-    /// Serve this iPXE script (starting `#!ipxe`) as `boot.ipxe`; add the files it fetches with
-    /// [`PxeBoot::file`]. In the script, `${next-server}` is the segment's gateway, which
-    /// serves HTTP on port 80.
-    pub fn script(script: impl Into<String>) -> PxeBoot {
-        PxeBoot {
-            boot: Payload::Script(script.into()),
-            ..PxeBoot::image()
-        }
-    }
-
-    /// Appends to the kernel command line (image and kernel payloads).
-    pub fn cmdline(mut self, arg: impl Into<String>) -> PxeBoot {
-        self.cmdline.push(arg.into());
-        self
-    }
-
-    /// Also serves `path` as `name`, over TFTP and HTTP.
-    pub fn file(mut self, name: impl Into<String>, path: impl Into<PathBuf>) -> PxeBoot {
-        self.files.push((name.into(), path.into()));
-        self
-    }
-
-    /// Also serves every file under the directory `dir`, by its path relative to `dir`.
-    pub fn dir(mut self, dir: impl Into<PathBuf>) -> PxeBoot {
-        self.dirs.push(dir.into());
-        self
-    }
-
-    /// The file served to PXE clients that are not iPXE (for example `undionly.kpxe`), over
-    /// TFTP; it should chainload iPXE, which then fetches `boot.ipxe`.
-    pub fn first_stage(mut self, path: impl Into<PathBuf>) -> PxeBoot {
-        self.first_stage = Some(path.into());
-        self
-    }
-
     /// Every host file the payload names must exist: checked before anything is created.
     pub(crate) fn check(&self) -> Result<()> {
         let mut paths: Vec<&Path> = self.files.iter().map(|(_, p)| p.as_path()).collect();

@@ -16,64 +16,16 @@ use std::time::{Duration, Instant};
 use super::capture::Capture;
 use super::http::HttpServer;
 use super::ns::Netns;
-use super::pool::SubnetLease;
-use super::pxe::PxeBoot;
 use super::record::{Lease, Request};
 use crate::error::{Error, IoContext, Result};
-use crate::ledger::{Claim, ProcessId, Resource};
-use crate::qemu::{Extras, QemuProcess};
-use crate::Network;
+use crate::guest::reach::Hop;
+use crate::host::process::{Spawn, Supervised};
+use crate::spec::{Network, SegmentSpec};
+use crate::state::ledger::{Claim, Kind, ProcessId, Resource};
+use crate::state::pool::SubnetLease;
 
 /// The bridge inside every segment's namespace.
 const BRIDGE: &str = "br0";
-
-/// What a segment is for: an isolated LAN, or a PXE segment serving a payload.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SegmentSpec {
-    pub(crate) kind: Network,
-    pub(crate) pxe: Option<PxeBoot>,
-    pub(crate) capture: bool,
-    /// Whose kernel and initrd a [`PxeBoot::image`] payload serves.
-    pub(crate) image: String,
-}
-
-impl SegmentSpec {
-    /// A LAN with DHCP from dnsmasq and nothing else.
-    pub fn isolated() -> SegmentSpec {
-        SegmentSpec {
-            kind: Network::Isolated,
-            pxe: None,
-            capture: false,
-            image: crate::VmSpec::DEFAULT_IMAGE.to_owned(),
-        }
-    }
-
-    /// A LAN whose dnsmasq also serves TFTP and PXE boot options, with `payload` served over
-    /// TFTP and HTTP.
-    pub fn pxe(payload: PxeBoot) -> SegmentSpec {
-        SegmentSpec {
-            kind: Network::Pxe,
-            pxe: Some(payload),
-            capture: false,
-            image: crate::VmSpec::DEFAULT_IMAGE.to_owned(),
-        }
-    }
-
-    /// The image whose kernel and initrd a [`PxeBoot::image`] payload serves (default
-    /// [`VmSpec::DEFAULT_IMAGE`](crate::VmSpec::DEFAULT_IMAGE)). `#[vmtest]` and
-    /// [`Vm::boot`](crate::Vm::boot) use the VM's image.
-    pub fn image(mut self, reference: impl Into<String>) -> SegmentSpec {
-        self.image = reference.into();
-        self
-    }
-
-    /// Records every frame on the segment into `segment.pcap`, copied into the test's artifacts
-    /// directory at teardown (passed or failed).
-    pub fn capture(mut self, on: bool) -> SegmentSpec {
-        self.capture = on;
-        self
-    }
-}
 
 /// A running segment; cheap to clone (every VM on it holds one). Torn down when the last clone
 /// is dropped, after the VMs on it.
@@ -99,7 +51,7 @@ struct Inner {
     // directory, subnet lease, ledger entry.
     capture: Mutex<Option<Capture>>,
     http: Option<HttpServer>,
-    dnsmasq: QemuProcess,
+    dnsmasq: Supervised,
     netns: Netns,
     _dir: DirGuard,
     subnet: SubnetLease,
@@ -143,7 +95,7 @@ impl Segment {
         let test = format!("segment of {}", std::process::id());
         tokio::task::spawn_blocking(move || {
             let image = match &spec.pxe {
-                Some(p) if p.boot == super::pxe::Payload::Image => {
+                Some(p) if p.boot == crate::spec::Payload::Image => {
                     crate::image::resolve(&spec.image)?.kernel_boot()
                 }
                 _ => None,
@@ -176,9 +128,9 @@ impl Segment {
             pxe.check()?;
         }
         check_host()?;
-        let run_dir = crate::paths::run_dir();
+        let run_dir = crate::host::paths::run_dir();
         let rootless = !is_root();
-        let mut claim = Claim::new(test, |name| {
+        let mut claim = Claim::new(Kind::Segment, test, |name| {
             let dir = run_dir.join(name);
             let mut resources = vec![Resource::Dir { path: dir.clone() }];
             // A private (rootless) namespace has no name to delete: it goes with its owner.
@@ -187,7 +139,8 @@ impl Segment {
                     name: name.to_owned(),
                 });
             }
-            resources.push(Resource::Dnsmasq {
+            resources.push(Resource::Process {
+                program: "dnsmasq".into(),
                 pidfile: dir.join("dnsmasq.pid"),
                 process: None,
             });
@@ -198,7 +151,7 @@ impl Segment {
         std::fs::create_dir_all(&dir_path)
             .context(|| format!("creating {}", dir_path.display()))?;
         let dir = DirGuard(dir_path.clone());
-        let subnet = super::pool::lease(&name)?;
+        let subnet = crate::state::pool::lease(&name)?;
         let netns = if rootless {
             Netns::create_private(&name)?
         } else {
@@ -246,30 +199,15 @@ impl Segment {
                 .map(|p| (tftp_root.as_path(), p.first_stage.is_some())),
             rootless,
         );
-        let dnsmasq = QemuProcess::spawn_with(
-            Path::new(DNSMASQ),
-            args,
-            &dir_path.join("dnsmasq.out"),
-            Extras {
-                dies_with_owner: true,
-                userns: netns.user_file().map(AsRawFd::as_raw_fd),
-                netns: Some(netns.file().as_raw_fd()),
-                fds: Vec::new(),
-                install_hint: Some(
-                    "install dnsmasq: apt-get install --no-install-recommends dnsmasq-base",
-                ),
-            },
-        )?;
+        let dnsmasq = Spawn::new(DNSMASQ, args, dir_path.join("dnsmasq.out"))
+            .namespaces(
+                netns.user_file().map(AsRawFd::as_raw_fd),
+                netns.file().as_raw_fd(),
+            )
+            .install_hint("install dnsmasq: apt-get install --no-install-recommends dnsmasq-base")
+            .start()?;
         let process = ProcessId::of(dnsmasq.pid());
-        claim.update(|e| {
-            if let Some(Resource::Dnsmasq { process: slot, .. }) = e
-                .resources
-                .iter_mut()
-                .find(|r| matches!(r, Resource::Dnsmasq { .. }))
-            {
-                *slot = process;
-            }
-        })?;
+        claim.update(|e| e.record_process(&pidfile, process))?;
         wait_started(&dnsmasq, &log, &dir_path.join("dnsmasq.out"))?;
 
         let capture = if spec.capture {
@@ -426,9 +364,24 @@ impl Segment {
         super::dnsmasq::parse_log(&text, &self.inner.tftp_root)
     }
 
+    /// How another process enters the segment's namespace: by name (made as root), or through
+    /// the segment's dnsmasq, which lives inside a private one.
+    pub(crate) fn hop(&self) -> Hop {
+        if self.inner.netns.is_named() {
+            Hop::Netns {
+                name: self.inner.netns.name().to_owned(),
+            }
+        } else {
+            Hop::Process {
+                pid: self.inner.dnsmasq.pid(),
+                user_namespace: true,
+            }
+        }
+    }
+
     /// Opens TCP connections from inside the segment's namespace: SSH to a VM without a
     /// management NIC.
-    pub(crate) fn connector(&self) -> crate::ssh::Connector {
+    pub(crate) fn connector(&self) -> crate::guest::ssh::Connector {
         let inner = self.inner.clone();
         Arc::new(move |addr, timeout| {
             let fd = inner
@@ -516,7 +469,7 @@ pub(crate) fn check_host() -> Result<()> {
 
 /// Waits until dnsmasq logs that it started (it has bound its sockets by then), or fails with
 /// its output.
-fn wait_started(dnsmasq: &QemuProcess, log: &Path, out: &Path) -> Result<()> {
+fn wait_started(dnsmasq: &Supervised, log: &Path, out: &Path) -> Result<()> {
     let start = Instant::now();
     let started = || std::fs::read_to_string(log).is_ok_and(|l| l.contains("started, version"));
     loop {

@@ -1,0 +1,303 @@
+//! QEMU's command line, built from types and rendered in one place.
+//!
+//! Every option the framework uses is a variant here; nothing else concatenates QEMU arguments.
+
+use std::ffi::OsString;
+use std::os::fd::{AsRawFd, RawFd};
+use std::path::PathBuf;
+
+use crate::backend::plan::{Boot, Drive, MachinePlan, Nic};
+use crate::spec::Accel;
+
+/// A user-mode (slirp) NIC with TCP ports forwarded from the host's loopback.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct UserNet {
+    pub id: String,
+    /// `(host_port, guest_port)`; host port 0 lets QEMU bind a free port itself, which is the only
+    /// race-free choice when many tests start at once (read back with `info usernet`).
+    pub forwards: Vec<(u16, u16)>,
+}
+
+/// A NIC on a segment: a tap device opened by the framework inside the segment's namespace and
+/// handed to QEMU as a file descriptor, so it vanishes when QEMU exits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TapNic {
+    pub id: String,
+    /// The descriptor number QEMU finds the tap under.
+    pub fd: i32,
+    pub mac: String,
+    /// Network-boot from this NIC: iPXE option ROM and first in the boot order.
+    pub boot: bool,
+}
+
+/// iPXE for virtio-net, from Debian's `ipxe-qemu` package.
+pub(crate) const IPXE_VIRTIO_ROM: &str = "/usr/lib/ipxe/qemu/pxe-virtio.rom";
+
+/// The whole invocation.
+#[derive(Debug, Clone)]
+pub(crate) struct QemuArgs {
+    pub name: String,
+    pub accel: Accel,
+    pub cpus: u32,
+    pub memory_mib: u32,
+    pub boot: Boot,
+    pub drives: Vec<Drive>,
+    pub user_nets: Vec<UserNet>,
+    pub taps: Vec<TapNic>,
+    pub serial_log: PathBuf,
+    pub qmp_socket: PathBuf,
+    pub pidfile: PathBuf,
+}
+
+/// The descriptor number under which QEMU finds the first tap; the next ones follow.
+const FIRST_TAP_FD: RawFd = 100;
+
+impl QemuArgs {
+    /// The invocation for `plan`, with its QMP socket and pid file in the plan's directory, and
+    /// the descriptors QEMU must inherit: `(ours, theirs)` per tap.
+    pub fn for_plan(plan: &MachinePlan) -> (QemuArgs, Vec<(RawFd, RawFd)>) {
+        let mut user_nets = Vec::new();
+        let mut taps = Vec::new();
+        let mut fds = Vec::new();
+        for nic in &plan.nics {
+            match nic {
+                Nic::User { forwards } => user_nets.push(UserNet {
+                    id: format!("net{}", user_nets.len()),
+                    forwards: forwards.iter().map(|&guest| (0, guest)).collect(),
+                }),
+                Nic::Tap { fd, mac, boot } => {
+                    let theirs = FIRST_TAP_FD + taps.len() as RawFd;
+                    fds.push((fd.as_raw_fd(), theirs));
+                    taps.push(TapNic {
+                        id: format!("lan{}", taps.len()),
+                        fd: theirs,
+                        mac: mac.clone(),
+                        boot: *boot,
+                    });
+                }
+            }
+        }
+        let args = QemuArgs {
+            name: plan.name.clone(),
+            accel: plan.accel,
+            cpus: plan.cpus,
+            memory_mib: plan.memory_mib,
+            boot: plan.boot.clone(),
+            drives: plan.drives.clone(),
+            user_nets,
+            taps,
+            serial_log: plan.console.clone(),
+            qmp_socket: plan.dir.join(super::QMP_SOCKET),
+            pidfile: plan.dir.join(super::PIDFILE),
+        };
+        (args, fds)
+    }
+
+    /// The argument vector (without the program name).
+    pub fn render(&self) -> Vec<OsString> {
+        let mut a = Args::default();
+        a.push("-name")
+            .push(format!("{},process={}", self.name, self.name));
+        // Nothing implicit: no default NIC, VGA, floppy or CD-ROM that could slow boot or grab
+        // resources; every device below is asked for explicitly.
+        a.push("-nodefaults").push("-display").push("none");
+        a.push("-machine").push("q35");
+        a.push("-accel").push(match self.accel {
+            Accel::Kvm => "kvm",
+            // thread=multi lets vCPUs use several host cores under TCG.
+            Accel::Tcg => "tcg,thread=multi",
+        });
+        a.push("-cpu").push(match self.accel {
+            Accel::Kvm => "host",
+            Accel::Tcg => "max",
+        });
+        a.push("-smp").push(self.cpus.to_string());
+        a.push("-m").push(format!("{}M", self.memory_mib));
+        // A guest that panics or reboots must end QEMU, not loop: readiness then fails at once.
+        a.push("-no-reboot");
+        // An unbootable disk makes SeaBIOS retry forever ("No bootable device"); reboot at once
+        // instead, which -no-reboot turns into QEMU exiting: the test fails in a second.
+        a.push("-boot").push("reboot-timeout=0");
+        if let Boot::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } = &self.boot
+        {
+            a.push("-kernel").push(kernel.clone().into_os_string());
+            if let Some(initrd) = initrd {
+                a.push("-initrd").push(initrd.clone().into_os_string());
+            }
+            a.push("-append").push(cmdline.clone());
+        }
+        for (i, d) in self.drives.iter().enumerate() {
+            let mut spec = OsString::from("file=");
+            spec.push(escape_commas(&d.path));
+            spec.push(format!(
+                ",if=none,id=drive{i},format={},discard=unmap",
+                d.format.as_str()
+            ));
+            if d.read_only {
+                spec.push(",readonly=on");
+            }
+            a.push("-drive").push(spec);
+            // bootindex keeps the first disk the firmware's boot disk whatever else is attached;
+            // under direct kernel boot QEMU's linuxboot ROM holds index 0 instead.
+            let boot = if i == 0 && self.boot == Boot::Disk {
+                ",bootindex=0"
+            } else {
+                ""
+            };
+            a.push("-device")
+                .push(format!("virtio-blk-pci,drive=drive{i}{boot}"));
+        }
+        for net in &self.user_nets {
+            let mut spec = format!("user,id={}", net.id);
+            for (host, guest) in &net.forwards {
+                spec.push_str(&format!(",hostfwd=tcp:127.0.0.1:{host}-:{guest}"));
+            }
+            a.push("-netdev").push(spec);
+            // romfile= : no iPXE option ROM on a NIC we never network-boot from (faster, and
+            // does not need the ipxe-qemu package).
+            a.push("-device")
+                .push(format!("virtio-net-pci,netdev={},romfile=", net.id));
+        }
+        for tap in &self.taps {
+            a.push("-netdev")
+                .push(format!("tap,id={},fd={}", tap.id, tap.fd));
+            // Debian's iPXE ROM for virtio-net carries the modern device id (1af4:1041);
+            // SeaBIOS runs a PCI option ROM only when the ids match, and a transitional
+            // device reports 1af4:1000. A modern-only NIC has the ROM's id.
+            let rom = if tap.boot {
+                format!("disable-legacy=on,romfile={IPXE_VIRTIO_ROM},bootindex=0")
+            } else {
+                "romfile=".to_owned()
+            };
+            a.push("-device").push(format!(
+                "virtio-net-pci,netdev={},mac={},{rom}",
+                tap.id, tap.mac
+            ));
+        }
+        // Entropy early in boot: sshd and the kernel's crng otherwise wait under TCG.
+        a.push("-device").push("virtio-rng-pci");
+        let mut serial = OsString::from("file:");
+        serial.push(&self.serial_log);
+        a.push("-serial").push(serial);
+        let mut qmp = OsString::from("unix:");
+        qmp.push(&self.qmp_socket);
+        qmp.push(",server=on,wait=off");
+        a.push("-qmp").push(qmp);
+        a.push("-pidfile")
+            .push(self.pidfile.clone().into_os_string());
+        a.0
+    }
+}
+
+/// QEMU's option syntax uses `,` as separator; a literal comma in a path is written `,,`.
+fn escape_commas(path: &std::path::Path) -> OsString {
+    use std::os::unix::ffi::{OsStrExt, OsStringExt};
+    let mut out = Vec::new();
+    for &b in path.as_os_str().as_bytes() {
+        out.push(b);
+        if b == b',' {
+            out.push(b',');
+        }
+    }
+    OsString::from_vec(out)
+}
+
+#[derive(Default)]
+struct Args(Vec<OsString>);
+
+impl Args {
+    fn push(&mut self, arg: impl Into<OsString>) -> &mut Self {
+        self.0.push(arg.into());
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::plan::DiskFormat;
+
+    fn sample() -> QemuArgs {
+        QemuArgs {
+            name: "vt-test".into(),
+            accel: Accel::Tcg,
+            cpus: 2,
+            memory_mib: 512,
+            boot: Boot::Kernel {
+                kernel: "/img/vmlinuz".into(),
+                initrd: Some("/img/initrd.img".into()),
+                cmdline: "console=ttyS0 panic=-1".into(),
+            },
+            drives: vec![
+                Drive {
+                    path: "/vm/a,b.qcow2".into(),
+                    format: DiskFormat::Qcow2,
+                    read_only: false,
+                },
+                Drive {
+                    path: "/vm/seed.iso".into(),
+                    format: DiskFormat::Raw,
+                    read_only: true,
+                },
+            ],
+            user_nets: vec![UserNet {
+                id: "n0".into(),
+                forwards: vec![(0, 22)],
+            }],
+            taps: vec![],
+            serial_log: "/vm/console.log".into(),
+            qmp_socket: "/vm/qmp.sock".into(),
+            pidfile: "/vm/qemu.pid".into(),
+        }
+    }
+
+    fn rendered(a: &QemuArgs) -> String {
+        a.render()
+            .iter()
+            .map(|s| s.to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn renders_a_tcg_kernel_boot() {
+        let line = rendered(&sample());
+        assert!(
+            line.contains("-machine q35 -accel tcg,thread=multi -cpu max"),
+            "{line}"
+        );
+        assert!(line.contains(
+            "-kernel /img/vmlinuz -initrd /img/initrd.img -append console=ttyS0 panic=-1"
+        ));
+        assert!(line
+            .contains("-drive file=/vm/a,,b.qcow2,if=none,id=drive0,format=qcow2,discard=unmap"));
+        assert!(
+            line.contains("-device virtio-blk-pci,drive=drive0 "),
+            "{line}"
+        );
+        assert!(line
+            .contains("file=/vm/seed.iso,if=none,id=drive1,format=raw,discard=unmap,readonly=on"));
+        assert!(line.contains("-device virtio-blk-pci,drive=drive1 "));
+        assert!(line.contains("-netdev user,id=n0,hostfwd=tcp:127.0.0.1:0-:22"));
+        assert!(
+            line.contains("-serial file:/vm/console.log -qmp unix:/vm/qmp.sock,server=on,wait=off")
+        );
+        assert!(line.contains("-no-reboot"));
+    }
+
+    #[test]
+    fn kvm_uses_the_host_cpu_and_disk_boot_has_no_kernel() {
+        let mut a = sample();
+        a.accel = Accel::Kvm;
+        a.boot = Boot::Disk;
+        let line = rendered(&a);
+        assert!(line.contains("-machine q35 -accel kvm -cpu host"), "{line}");
+        assert!(!line.contains("thread=multi"));
+        assert!(!line.contains("-kernel"));
+        assert!(line.contains("-device virtio-blk-pci,drive=drive0,bootindex=0"));
+    }
+}

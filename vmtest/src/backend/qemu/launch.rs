@@ -1,0 +1,92 @@
+//! Starting QEMU for a plan: the host check before anything exists, the ledger's record of the
+//! process before it exists, and the spawn itself.
+
+use std::path::{Path, PathBuf};
+
+use super::args::QemuArgs;
+use super::machine::QemuMachine;
+use super::PIDFILE;
+use crate::backend::plan::{Boot, MachinePlan};
+use crate::error::{Error, IoContext, Result};
+use crate::host::process::Spawn;
+use crate::host::tools;
+use crate::state::ledger::Resource;
+
+/// How to install QEMU, for every message that needs it.
+const INSTALL: &str = "apt-get install --no-install-recommends qemu-system-x86 qemu-utils";
+
+/// The QEMU binary: `VMTEST_QEMU`, else `qemu-system-x86_64` from `PATH`.
+pub(crate) fn binary() -> PathBuf {
+    std::env::var_os("VMTEST_QEMU")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| "qemu-system-x86_64".into())
+}
+
+/// QEMU and `qemu-img` are installed (checked before the boot budget: a missing QEMU must fail
+/// at once, not after a queue); the iPXE ROM too when a NIC network-boots.
+pub(crate) fn check(network_boot: bool) -> Result<()> {
+    tools::require(
+        "qemu-img",
+        "apt-get install --no-install-recommends qemu-utils",
+    )?;
+    let binary = binary();
+    if !binary.is_absolute() {
+        tools::require(&binary.to_string_lossy(), INSTALL)?;
+    } else if !binary.is_file() {
+        return Err(Error::MissingTool {
+            program: binary.display().to_string(),
+            hint: format!("install QEMU with `{INSTALL}`, or fix VMTEST_QEMU"),
+        });
+    }
+    let rom = Path::new(super::IPXE_VIRTIO_ROM);
+    if network_boot && !rom.is_file() {
+        return Err(Error::MissingTool {
+            program: rom.display().to_string(),
+            hint: "the iPXE ROM a PXE VM boots from: apt-get install --no-install-recommends ipxe-qemu".into(),
+        });
+    }
+    Ok(())
+}
+
+/// What the ledger records of a QEMU in the VM directory `dir`, before it starts: the process,
+/// recognised by the pid file on its command line.
+pub(crate) fn resources(dir: &Path) -> Vec<Resource> {
+    vec![Resource::Process {
+        program: "qemu".into(),
+        pidfile: dir.join(PIDFILE),
+        process: None,
+    }]
+}
+
+/// Starts QEMU for `plan`; its command line is written to `qemu.cmdline` and its output to
+/// `qemu.log` in the plan's directory (both kept in a failed test's artifacts).
+pub(crate) fn launch(plan: MachinePlan) -> Result<QemuMachine> {
+    let binary = binary();
+    let (args, fds) = QemuArgs::for_plan(&plan);
+    let network_boot = plan.boot == Boot::Network;
+    let argv = args.render();
+    std::fs::write(
+        plan.dir.join("qemu.cmdline"),
+        render_cmdline(&binary, &argv),
+    )
+    .context(|| "writing qemu.cmdline".into())?;
+    let mut spawn = Spawn::new(&binary, argv, plan.dir.join("qemu.log"))
+        .dies_with_owner(plan.dies_with_owner)
+        .install_hint(format!("install QEMU: {INSTALL}"));
+    for (ours, theirs) in fds {
+        spawn = spawn.fd(ours, theirs);
+    }
+    let process = spawn.start()?;
+    // QEMU holds the taps now: dropping our descriptors lets them vanish when QEMU exits.
+    drop(plan.nics);
+    tracing::debug!(vm = %plan.name, pid = process.pid(), network_boot, "QEMU started");
+    Ok(QemuMachine::new(process, &plan.dir, plan.dir.join(PIDFILE)))
+}
+
+/// The command line as one shell-quoted line, for reproducing a boot by hand.
+fn render_cmdline(binary: &Path, argv: &[std::ffi::OsString]) -> String {
+    let mut parts = vec![binary.to_string_lossy().into_owned()];
+    parts.extend(argv.iter().map(|a| a.to_string_lossy().into_owned()));
+    crate::guest::ssh::quote_argv(&parts).unwrap_or_else(|_| parts.join(" ")) + "\n"
+}

@@ -1,0 +1,23 @@
+//! The QEMU backend: `qemu-system-x86_64` started directly.
+//!
+//! One file per stage of a machine's life: [`args`] renders a plan as QEMU's command line,
+//! [`launch`] checks the host and starts QEMU, [`machine`] is the running machine (its exit,
+//! its forwarded ports, power actions over [`qmp`]), [`canary`] is the KVM probe's test boot.
+
+mod args;
+mod canary;
+mod launch;
+mod machine;
+mod qmp;
+
+pub(crate) use args::IPXE_VIRTIO_ROM;
+pub(crate) use canary::canary;
+pub(crate) use launch::{binary, check, launch, resources};
+pub(crate) use machine::QemuMachine;
+pub(crate) use qmp::QmpError;
+
+/// QEMU's QMP socket, in the VM's directory.
+const QMP_SOCKET: &str = "qmp.sock";
+/// QEMU's pid file, in the VM's directory: on QEMU's command line, which is how the sweeper
+/// recognises a QEMU of ours without its ledger entry's process id.
+const PIDFILE: &str = "qemu.pid";

@@ -1,0 +1,868 @@
+//! The project file, `vmtest.toml`: what a project (or its CI) changes about images and
+//! defaults without touching a test.
+//!
+//! ```toml
+//! cache_dir = "/var/cache/vmtest"          # relative paths are relative to this file
+//! recipes = ["fixtures", "../shared/recipes"]
+//!
+//! [defaults]
+//! cpus = 2
+//! memory = "1G"
+//! accel = "auto"                           # or "kvm", "tcg"
+//!
+//! [images."ubuntu:24.04"]                  # redefine any reference, or define a new name
+//! url = "http://images.corp.example/noble.img"
+//! sha256 = "6a81c375..."
+//!
+//! [images."debian:12"]
+//! file = "images/debian-12.qcow2"
+//!
+//! [images."corp:base"]
+//! recipe = "debian-12"
+//! ```
+//!
+//! The file is found by walking up from the crate under test (`CARGO_MANIFEST_DIR`, which cargo
+//! sets when it runs a test binary) or the current directory; `VMTEST_CONFIG=PATH` names one,
+//! `VMTEST_CONFIG=none` ignores any. It is read once per process. Every mistake — an unknown key,
+//! a wrong type, a URL without its digest — is an error naming the file, line and column, so a
+//! typo cannot silently fall back to downloading from the internet.
+
+// Until `image::resolve`, the cache and `VmSpec` defaults use it: the lead wires it in.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::reference::{self, Algorithm, Digest, Reference};
+use crate::error::{Error, IoContext, Result};
+use crate::spec::{units, AccelChoice};
+
+/// The project file's name.
+pub(crate) const FILE_NAME: &str = "vmtest.toml";
+
+/// A parsed `vmtest.toml`. Paths in it are absolute (resolved against the file's directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Config {
+    path: PathBuf,
+    images: BTreeMap<String, Override>,
+    cache_dir: Option<PathBuf>,
+    recipe_dirs: Vec<PathBuf>,
+    defaults: Defaults,
+}
+
+/// What `[images."REFERENCE"]` redefines a reference as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Override {
+    /// Never [`Reference::WellKnown`]: a URL with its digest, a file or a recipe.
+    pub reference: Reference,
+    /// The project file and line that say so, for error messages ("as redefined at ...").
+    pub file: PathBuf,
+    pub line: usize,
+}
+
+/// `[defaults]`: what a test gets when its attribute does not say. The attribute wins over the
+/// file, and `VMTEST_ACCEL` wins over `accel`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Defaults {
+    pub cpus: Option<u32>,
+    pub memory_mib: Option<u32>,
+    pub accel: Option<AccelChoice>,
+}
+
+impl Config {
+    /// The project file of this process, read on first use. `None` when there is none, or
+    /// `VMTEST_CONFIG=none`.
+    pub(crate) fn load() -> Result<Option<&'static Config>> {
+        static LOADED: OnceLock<Result<Option<Config>>> = OnceLock::new();
+        let loaded = LOADED.get_or_init(|| {
+            let env = std::env::var_os("VMTEST_CONFIG");
+            match discover(&crate_dir(), env.as_deref())? {
+                Some(path) => Config::read(&path).map(Some),
+                None => Ok(None),
+            }
+        });
+        match loaded {
+            Ok(config) => Ok(config.as_ref()),
+            Err(e) => Err(replay(e)),
+        }
+    }
+
+    /// Reads and parses the file at `path`.
+    pub(crate) fn read(path: &Path) -> Result<Config> {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        let text = std::fs::read_to_string(&path)
+            .context(|| format!("reading the project file {}", path.display()))?;
+        Config::parse(&text, &path)
+    }
+
+    /// Parses `text`, the contents of the file at `path` (absolute: its directory is the base of
+    /// the relative paths in it).
+    pub(crate) fn parse(text: &str, path: &Path) -> Result<Config> {
+        let at = |span: Range<usize>, message: String| {
+            let (line, column) = position(text, span.start);
+            Error::Config {
+                file: path.to_owned(),
+                line,
+                column,
+                message,
+            }
+        };
+        let raw: RawFile = toml::from_str(text)
+            .map_err(|e| at(e.span().unwrap_or(0..0), e.message().trim().to_owned()))?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let relative = |value: Spanned<String>, key: &str| -> Result<PathBuf> {
+            if value.get_ref().is_empty() {
+                return Err(at(value.span(), format!("`{key}` must not be empty")));
+            }
+            Ok(dir.join(value.into_inner()))
+        };
+
+        let cache_dir = raw
+            .cache_dir
+            .map(|d| relative(d, "cache_dir"))
+            .transpose()?;
+        let recipe_dirs = raw
+            .recipes
+            .into_iter()
+            .map(|d| relative(d, "recipes"))
+            .collect::<Result<Vec<_>>>()?;
+        let mut images = BTreeMap::new();
+        for (key, value) in raw.images {
+            let span = value.span();
+            let reference = image_override(&key, value.into_inner(), dir)
+                .map_err(|(span, message)| at(span, message))?;
+            images.insert(
+                key,
+                Override {
+                    reference,
+                    file: path.to_owned(),
+                    line: position(text, span.start).0,
+                },
+            );
+        }
+        let defaults = match raw.defaults {
+            Some(d) => defaults(d).map_err(|(span, message)| at(span, message))?,
+            None => Defaults::default(),
+        };
+        Ok(Config {
+            path: path.to_owned(),
+            images,
+            cache_dir,
+            recipe_dirs,
+            defaults,
+        })
+    }
+
+    /// The file this was read from.
+    #[cfg(test)]
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// What the file redefines `reference` (exactly as written in the test) as, if anything.
+    /// Looked up before the reference is parsed, so the file can define new names.
+    pub(crate) fn image_override(&self, reference: &str) -> Option<&Override> {
+        self.images.get(reference)
+    }
+
+    /// `cache_dir`: where images are cached. `VMTEST_CACHE_DIR` wins over it; it wins over the
+    /// XDG default.
+    pub(crate) fn cache_dir(&self) -> Option<&Path> {
+        self.cache_dir.as_deref()
+    }
+
+    /// `recipes`: more directories of recipes, searched in this order before the default one.
+    pub(crate) fn recipe_dirs(&self) -> &[PathBuf] {
+        &self.recipe_dirs
+    }
+
+    pub(crate) fn defaults(&self) -> &Defaults {
+        &self.defaults
+    }
+}
+
+/// The directory of the crate under test: `CARGO_MANIFEST_DIR` as cargo (and nextest) set it
+/// when running a test binary, else the current directory. Relative `file:` references in
+/// tests are relative to it.
+pub(crate) fn crate_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| ".".into())
+}
+
+/// Which project file applies: the one `VMTEST_CONFIG` (`env`) names, none for
+/// `VMTEST_CONFIG=none`, else the nearest `vmtest.toml` in `start` or a directory above it.
+pub(crate) fn discover(start: &Path, env: Option<&OsStr>) -> Result<Option<PathBuf>> {
+    match env.filter(|v| !v.is_empty()) {
+        Some(v) if v == "none" => Ok(None),
+        Some(v) => {
+            let path = PathBuf::from(v);
+            if path.is_file() {
+                Ok(Some(path))
+            } else {
+                Err(Error::Invalid {
+                    what: "VMTEST_CONFIG",
+                    message: format!(
+                        "{} is not a file; point it at a {FILE_NAME}, or set VMTEST_CONFIG=none \
+                         to use none",
+                        path.display()
+                    ),
+                })
+            }
+        }
+        None => Ok(start
+            .ancestors()
+            .map(|dir| dir.join(FILE_NAME))
+            .find(|file| file.is_file())),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The file as written. `deny_unknown_fields` turns a misspelt key into an error that lists the
+// valid ones; `Spanned` keeps where each value was, for the errors found after parsing.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    cache_dir: Option<Spanned<String>>,
+    #[serde(default)]
+    recipes: Vec<Spanned<String>>,
+    #[serde(default)]
+    images: BTreeMap<String, Spanned<RawImage>>,
+    defaults: Option<RawDefaults>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawImage {
+    url: Option<Spanned<String>>,
+    sha256: Option<Spanned<String>>,
+    sha512: Option<Spanned<String>>,
+    file: Option<Spanned<String>>,
+    recipe: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDefaults {
+    // Values, not typed fields, so that a wrong type gets this crate's message rather than
+    // serde's "expected i64".
+    cpus: Option<Spanned<toml::Value>>,
+    memory: Option<Spanned<toml::Value>>,
+    accel: Option<Spanned<String>>,
+}
+
+type Located<T> = std::result::Result<T, (Range<usize>, String)>;
+
+fn image_override(key: &str, image: RawImage, dir: &Path) -> Located<Reference> {
+    let RawImage {
+        url,
+        sha256,
+        sha512,
+        file,
+        recipe,
+    } = image;
+    let sources: Vec<(&str, Spanned<String>)> = [("url", url), ("file", file), ("recipe", recipe)]
+        .into_iter()
+        .filter_map(|(name, value)| value.map(|v| (name, v)))
+        .collect();
+    let digests: Vec<(Algorithm, Spanned<String>)> =
+        [(Algorithm::Sha256, sha256), (Algorithm::Sha512, sha512)]
+            .into_iter()
+            .filter_map(|(algorithm, value)| value.map(|v| (algorithm, v)))
+            .collect();
+    let table = format!("[images.\"{key}\"]");
+
+    if key.is_empty() || key.chars().any(char::is_whitespace) || !key.contains(':') {
+        let span = sources.first().map_or(0..0, |(_, v)| v.span());
+        return Err((
+            span,
+            format!(
+                "`{table}`: the key is the image reference to redefine, e.g. \
+                 [images.\"ubuntu:24.04\"] or [images.\"recipe:tiny\"]"
+            ),
+        ));
+    }
+    let (kind, value) = match <[_; 1]>::try_from(sources) {
+        Ok([source]) => source,
+        Err(sources) if sources.is_empty() => {
+            let span = digests.first().map_or(0..0, |(_, v)| v.span());
+            return Err((
+                span,
+                format!(
+                    "`{table}` says nothing: give one of `url` (with `sha256`), `file` or `recipe`"
+                ),
+            ));
+        }
+        Err(sources) => {
+            let (second, value) = &sources[1];
+            return Err((
+                value.span(),
+                format!(
+                    "`{table}` has both `{}` and `{second}`: an image comes from exactly one of \
+                     `url`, `file` or `recipe`",
+                    sources[0].0
+                ),
+            ));
+        }
+    };
+    if kind != "url" {
+        if let Some((algorithm, digest)) = digests.first() {
+            return Err((
+                digest.span(),
+                format!(
+                    "`{}` goes with `url` only: a `{kind}` is used as it is",
+                    algorithm.name()
+                ),
+            ));
+        }
+    }
+    let span = value.span();
+    let value = value.into_inner();
+    match kind {
+        "url" => url_override(&value, span, digests),
+        "file" if value.is_empty() => Err((span, "`file` must not be empty".into())),
+        "file" => Ok(Reference::File(dir.join(value))),
+        _ if reference::is_recipe_name(&value) => Ok(Reference::Recipe(value)),
+        _ => Err((
+            span,
+            format!(
+                "`{value}` is not a recipe name: {}",
+                units::RECIPE_NAME_RULE
+            ),
+        )),
+    }
+}
+
+fn url_override(
+    url: &str,
+    span: Range<usize>,
+    digests: Vec<(Algorithm, Spanned<String>)>,
+) -> Located<Reference> {
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err((
+            span,
+            format!(
+                "`url = \"{url}\"` is not an http:// or https:// URL; for a local image use `file`"
+            ),
+        ));
+    }
+    let in_url = url.contains('#');
+    match (digests.as_slice(), in_url) {
+        ([], false) => Err((
+            span,
+            "`url` needs the image's digest: add `sha256 = \"<64 hex digits>\"` (from \
+             `sha256sum FILE`, or the vendor's SHA256SUMS) or `sha512 = \"<128 hex digits>\"`"
+                .into(),
+        )),
+        ([(algorithm, digest)], false) => {
+            let hex = Digest::new(*algorithm, digest.get_ref())
+                .map_err(|message| (digest.span(), message))?;
+            Ok(Reference::Url {
+                url: url.into(),
+                digest: hex,
+            })
+        }
+        ([], true) => reference::parse_url(url).map_err(|message| (span, message)),
+        ([_, (_, second)], _) => Err((
+            second.span(),
+            "give one of `sha256` or `sha512`, not both".into(),
+        )),
+        ([(_, digest)], true) => Err((
+            digest.span(),
+            "the digest is given twice, in the URL's `#` and here: keep one".into(),
+        )),
+        _ => unreachable!("two algorithms at most"),
+    }
+}
+
+fn defaults(raw: RawDefaults) -> Located<Defaults> {
+    let cpus = match raw.cpus {
+        None => None,
+        Some(c) => match c.get_ref() {
+            toml::Value::Integer(n) => match u32::try_from(*n) {
+                Ok(n @ 1..=MAX_CPUS) => Some(n),
+                _ => {
+                    return Err((
+                        c.span(),
+                        format!("`cpus = {n}` is out of range: expected 1 to {MAX_CPUS}"),
+                    ))
+                }
+            },
+            other => {
+                return Err((
+                    c.span(),
+                    format!(
+                    "`cpus` expects an integer from 1 to {MAX_CPUS}, e.g. `cpus = 2` (found: {})",
+                    other.type_str()
+                ),
+                ))
+            }
+        },
+    };
+    let memory_mib = match raw.memory {
+        None => None,
+        Some(m) => match m.get_ref() {
+            toml::Value::String(text) => {
+                Some(parse_memory(text).map_err(|message| (m.span(), message))?)
+            }
+            other => {
+                return Err((
+                    m.span(),
+                    format!(
+                    "`memory` expects a string, e.g. `memory = \"1G\"` (found: {}); {MEMORY_FORMS}",
+                    other.type_str()
+                ),
+                ))
+            }
+        },
+    };
+    let accel = match raw.accel {
+        None => None,
+        Some(a) => Some(match a.get_ref().as_str() {
+            "auto" => AccelChoice::Auto,
+            "kvm" => AccelChoice::Kvm,
+            "tcg" => AccelChoice::Tcg,
+            other => {
+                return Err((
+                    a.span(),
+                    format!("`accel = \"{other}\"`: expected \"auto\", \"kvm\" or \"tcg\""),
+                ))
+            }
+        }),
+    };
+    Ok(Defaults {
+        cpus,
+        memory_mib,
+        accel,
+    })
+}
+
+/// The most vCPUs a test may ask for (as in `#[vmtest(cpus = ...)]`).
+const MAX_CPUS: u32 = 64;
+const MEMORY_FORMS: &str = units::MEMORY.forms;
+
+/// `memory = "..."` in MiB, by the grammar of `#[vmtest(memory = ...)]` (both are
+/// `vmtest-units`).
+fn parse_memory(text: &str) -> std::result::Result<u32, String> {
+    match units::parse_size(&units::MEMORY, text) {
+        Ok(mib) => Ok(u32::try_from(mib).expect("within MEMORY's bounds")),
+        Err(units::UnitError::OutOfRange) => Err(format!(
+            "`memory = \"{text}\"` is out of range: expected {}",
+            units::MEMORY.range
+        )),
+        Err(_) => Err(format!("`memory = \"{text}\"`: expected {MEMORY_FORMS}")),
+    }
+}
+
+/// Line and column (from 1, in characters) of byte `offset` of `text`.
+fn position(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
+}
+
+/// The memoised load error, again: `Error` is not `Clone` (it holds an `io::Error`).
+fn replay(e: &Error) -> Error {
+    match e {
+        Error::Config {
+            file,
+            line,
+            column,
+            message,
+        } => Error::Config {
+            file: file.clone(),
+            line: *line,
+            column: *column,
+            message: message.clone(),
+        },
+        Error::Invalid { what, message } => Error::Invalid {
+            what,
+            message: message.clone(),
+        },
+        Error::Io { context, source } => Error::Io {
+            context: context.clone(),
+            source: std::io::Error::new(source.kind(), source.to_string()),
+        },
+        other => Error::Invalid {
+            what: "project file",
+            message: other.to_string(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const H256: &str = "6a81c37564db9b1ee84e141922625e1d7c5b389b99bb3c572e0243607d5bb4d2";
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, Path::new("/proj/vmtest.toml"))
+    }
+
+    /// The error's text, which must start with the file and the position `line:column`.
+    fn error(text: &str, line: usize, column: usize) -> String {
+        let e = parse(text).expect_err(text);
+        let Error::Config {
+            line: l, column: c, ..
+        } = &e
+        else {
+            panic!("not a Config error: {e:?}")
+        };
+        let shown = e.to_string();
+        assert_eq!(
+            (*l, *c),
+            (line, column),
+            "position of the error in\n{text}\n{shown}"
+        );
+        assert!(
+            shown.starts_with(&format!("/proj/vmtest.toml:{line}:{column}: ")),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("set VMTEST_CONFIG=none to ignore it"),
+            "{shown}"
+        );
+        shown
+    }
+
+    #[test]
+    fn an_empty_file_changes_nothing() {
+        let c = parse("").unwrap();
+        assert_eq!(c.path(), Path::new("/proj/vmtest.toml"));
+        assert_eq!(c.cache_dir(), None);
+        assert!(c.recipe_dirs().is_empty());
+        assert_eq!(c.defaults(), &Defaults::default());
+        assert_eq!(c.image_override("ubuntu:24.04"), None);
+    }
+
+    #[test]
+    fn everything_it_can_say() {
+        let c = parse(&format!(
+            r#"
+cache_dir = "cache"
+recipes = ["fixtures", "/abs/recipes", "../shared"]
+
+[defaults]
+cpus = 2
+memory = "1G"
+accel = "tcg"
+
+[images."ubuntu:24.04"]
+url = "http://127.0.0.1:8080/noble.img"
+sha256 = "{upper}"
+
+[images."debian:12"]
+file = "images/debian-12.qcow2"
+
+[images."fedora:44"]
+file = "/srv/images/fedora.qcow2"
+
+[images."corp:base"]
+recipe = "debian-12"
+
+[images."alpine:3.24"]
+url = "https://images.corp.example/alpine.qcow2#sha512={h512}"
+"#,
+            upper = H256.to_uppercase(),
+            h512 = "ab".repeat(64),
+        ))
+        .unwrap();
+        assert_eq!(c.cache_dir(), Some(Path::new("/proj/cache")));
+        assert_eq!(
+            c.recipe_dirs(),
+            [
+                PathBuf::from("/proj/fixtures"),
+                "/abs/recipes".into(),
+                "/proj/../shared".into()
+            ]
+        );
+        assert_eq!(
+            c.defaults(),
+            &Defaults {
+                cpus: Some(2),
+                memory_mib: Some(1024),
+                accel: Some(AccelChoice::Tcg)
+            }
+        );
+        let ubuntu = c.image_override("ubuntu:24.04").unwrap();
+        // The line of the table's header.
+        assert_eq!(ubuntu.line, 10);
+        assert_eq!(ubuntu.file, Path::new("/proj/vmtest.toml"));
+        assert_eq!(
+            ubuntu.reference,
+            Reference::Url {
+                url: "http://127.0.0.1:8080/noble.img".into(),
+                digest: Digest::new(Algorithm::Sha256, H256).unwrap(),
+            }
+        );
+        assert_eq!(
+            c.image_override("debian:12").unwrap().reference,
+            Reference::File("/proj/images/debian-12.qcow2".into())
+        );
+        assert_eq!(
+            c.image_override("fedora:44").unwrap().reference,
+            Reference::File("/srv/images/fedora.qcow2".into())
+        );
+        assert_eq!(
+            c.image_override("corp:base").unwrap().reference,
+            Reference::Recipe("debian-12".into())
+        );
+        assert!(matches!(
+            &c.image_override("alpine:3.24").unwrap().reference,
+            Reference::Url { url, digest }
+                if url == "https://images.corp.example/alpine.qcow2"
+                    && digest.algorithm() == Algorithm::Sha512
+        ));
+        // Looked up as written: no normalisation.
+        assert_eq!(c.image_override("ubuntu:24.4"), None);
+    }
+
+    #[test]
+    fn unknown_keys_list_the_valid_ones() {
+        let e = error("cache_dir = \"c\"\ncachedir = \"x\"\n", 2, 1);
+        assert!(e.contains("unknown field `cachedir`"), "{e}");
+        assert!(
+            e.contains("`cache_dir`, `recipes`, `images`, `defaults`"),
+            "{e}"
+        );
+
+        let e = error("[defaults]\ncpus = 1\nmemroy = \"1G\"\n", 3, 1);
+        assert!(e.contains("unknown field `memroy`"), "{e}");
+        assert!(e.contains("`cpus`, `memory`, `accel`"), "{e}");
+
+        let e = error(
+            &format!("[images.\"ubuntu:24.04\"]\nurl = \"https://h/x\"\nsha = \"{H256}\"\n"),
+            3,
+            1,
+        );
+        assert!(e.contains("unknown field `sha`"), "{e}");
+        assert!(
+            e.contains("`url`, `sha256`, `sha512`, `file`, `recipe`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn wrong_types_and_syntax_are_located() {
+        let e = error("recipes = \"fixtures\"\n", 1, 11);
+        assert!(e.contains("invalid type"), "{e}");
+        let e = error("\n[defaults]\ncpus = \"2\"\n", 3, 8);
+        assert!(
+            e.contains("`cpus` expects an integer from 1 to 64, e.g. `cpus = 2` (found: string)"),
+            "{e}"
+        );
+        let e = error("[defaults]\nmemory = 1024\n", 2, 10);
+        assert!(
+            e.contains("`memory` expects a string, e.g. `memory = \"1G\"` (found: integer)"),
+            "{e}"
+        );
+        error("[defaults]\ncpus = 1.5\n", 2, 8);
+        let e = error("cache_dir = \n", 1, 13);
+        assert!(!e.is_empty());
+        error("[images.\"ubuntu:24.04\"\nurl = \"x\"\n", 1, 23);
+    }
+
+    #[test]
+    fn image_overrides_are_checked() {
+        let table = "[images.\"ubuntu:24.04\"]\n";
+        let e = error(&format!("{table}url = \"https://h/noble.img\"\n"), 2, 7);
+        assert!(e.contains("`url` needs the image's digest"), "{e}");
+        assert!(e.contains("sha256 = \"<64 hex digits>\""), "{e}");
+
+        let e = error(
+            &format!("{table}url = \"https://h/x\"\nsha256 = \"abc\"\n"),
+            3,
+            10,
+        );
+        assert!(e.contains("must be 64 hex digits"), "{e}");
+
+        let e = error(
+            &format!("{table}url = \"https://h/x\"\nsha256 = \"{H256}\"\nsha512 = \"{H256}\"\n"),
+            4,
+            10,
+        );
+        assert!(e.contains("not both"), "{e}");
+
+        let e = error(
+            &format!("{table}url = \"https://h/x#sha256={H256}\"\nsha256 = \"{H256}\"\n"),
+            3,
+            10,
+        );
+        assert!(e.contains("the digest is given twice"), "{e}");
+
+        let e = error(&format!("{table}url = \"https://h/x#md5=1\"\n"), 2, 7);
+        assert!(e.contains("use `#sha256=` or `#sha512=`"), "{e}");
+
+        let e = error(
+            &format!("{table}url = \"ftp://h/x\"\nsha256 = \"{H256}\"\n"),
+            2,
+            7,
+        );
+        assert!(e.contains("is not an http:// or https:// URL"), "{e}");
+
+        let e = error(
+            &format!("{table}file = \"a.img\"\nrecipe = \"tiny\"\n"),
+            3,
+            10,
+        );
+        assert!(e.contains("has both `file` and `recipe`"), "{e}");
+
+        let e = error(
+            &format!("{table}file = \"a.img\"\nsha256 = \"{H256}\"\n"),
+            3,
+            10,
+        );
+        assert!(e.contains("`sha256` goes with `url` only"), "{e}");
+
+        let e = error(&format!("{table}sha256 = \"{H256}\"\n"), 2, 10);
+        assert!(e.contains("says nothing"), "{e}");
+
+        let e = error(&format!("{table}recipe = \"Tiny\"\n"), 2, 10);
+        assert!(e.contains("`Tiny` is not a recipe name"), "{e}");
+
+        let e = error(&format!("{table}file = \"\"\n"), 2, 8);
+        assert!(e.contains("`file` must not be empty"), "{e}");
+
+        let e = error("[images.tiny]\nrecipe = \"tiny\"\n", 2, 10);
+        assert!(e.contains("the key is the image reference"), "{e}");
+    }
+
+    #[test]
+    fn defaults_are_checked() {
+        let e = error("[defaults]\ncpus = 0\n", 2, 8);
+        assert!(
+            e.contains("`cpus = 0` is out of range: expected 1 to 64"),
+            "{e}"
+        );
+        error("[defaults]\ncpus = 65\n", 2, 8);
+        error("[defaults]\ncpus = -1\n", 2, 8);
+        let e = error("[defaults]\nmemory = \"1GB\"\n", 2, 10);
+        assert!(e.contains("\"512MiB\""), "{e}");
+        let e = error("[defaults]\nmemory = \"32M\"\n", 2, 10);
+        assert!(e.contains("out of range"), "{e}");
+        let e = error("[defaults]\naccel = \"fast\"\n", 2, 9);
+        assert!(e.contains("expected \"auto\", \"kvm\" or \"tcg\""), "{e}");
+        let e = error("cache_dir = \"\"\n", 1, 13);
+        assert!(e.contains("`cache_dir` must not be empty"), "{e}");
+    }
+
+    #[test]
+    fn memory_grammar_matches_the_attribute() {
+        for (text, mib) in [
+            ("1024", 1024),
+            ("512M", 512),
+            ("512MiB", 512),
+            ("2G", 2048),
+            ("2GiB", 2048),
+            ("64M", 64),
+            ("1024G", 1024 * 1024),
+        ] {
+            assert_eq!(parse_memory(text), Ok(mib), "{text}");
+        }
+        for text in [
+            "", "M", "512MB", "2g", "1.5G", " 1G", "63M", "1025G", "0x200",
+        ] {
+            assert!(parse_memory(text).is_err(), "{text}");
+        }
+    }
+
+    #[test]
+    fn columns_count_characters() {
+        assert_eq!(position("ab\ncdéx", 7), (2, 4));
+        assert_eq!(position("x", 0), (1, 1));
+        assert_eq!(position("x", 99), (1, 2));
+    }
+
+    #[test]
+    fn discovery_walks_up_and_obeys_vmtest_config() {
+        let root = tempfile::tempdir().unwrap();
+        let deep = root.path().join("ws/crates/a/src");
+        std::fs::create_dir_all(&deep).unwrap();
+        let file = root.path().join("ws").join(FILE_NAME);
+        std::fs::write(&file, "").unwrap();
+        assert_eq!(discover(&deep, None).unwrap(), Some(file.clone()));
+        assert_eq!(
+            discover(&deep, Some(OsStr::new(""))).unwrap(),
+            Some(file.clone())
+        );
+        // The nearest wins.
+        let nearer = root.path().join("ws/crates/a").join(FILE_NAME);
+        std::fs::write(&nearer, "").unwrap();
+        assert_eq!(discover(&deep, None).unwrap(), Some(nearer));
+
+        assert_eq!(discover(&deep, Some(OsStr::new("none"))).unwrap(), None);
+        assert_eq!(
+            discover(&deep, Some(file.as_os_str())).unwrap(),
+            Some(file.clone())
+        );
+        let e = discover(&deep, Some(OsStr::new("/nonexistent/vmtest.toml")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("invalid VMTEST_CONFIG: /nonexistent/vmtest.toml is not a file"),
+            "{e}"
+        );
+        assert!(e.contains("VMTEST_CONFIG=none"), "{e}");
+    }
+
+    #[test]
+    fn read_resolves_paths_against_the_files_directory() {
+        let root = tempfile::tempdir().unwrap();
+        let file = root.path().join(FILE_NAME);
+        std::fs::write(
+            &file,
+            "recipes = [\"fixtures\"]\n[images.\"debian:12\"]\nfile = \"img/d.qcow2\"\n",
+        )
+        .unwrap();
+        let c = Config::read(&file).unwrap();
+        assert_eq!(c.recipe_dirs(), [root.path().join("fixtures")]);
+        assert_eq!(
+            c.image_override("debian:12").unwrap().reference,
+            Reference::File(root.path().join("img/d.qcow2"))
+        );
+        let e = Config::read(&root.path().join("missing.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("reading the project file"), "{e}");
+    }
+
+    #[test]
+    fn load_is_memoised() {
+        // Whatever this process finds (this repository has no vmtest.toml above the crate, but a
+        // developer's may), the second answer is the first one.
+        let first = Config::load().map(|c| c.map(|c| c as *const Config));
+        let second = Config::load().map(|c| c.map(|c| c as *const Config));
+        match (first, second) {
+            (Ok(a), Ok(b)) => assert_eq!(a, b),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => panic!("{a:?} then {b:?}"),
+        }
+    }
+
+    #[test]
+    fn errors_replay_unchanged() {
+        for e in [
+            parse("x = 1").unwrap_err(),
+            Error::Invalid {
+                what: "VMTEST_CONFIG",
+                message: "m".into(),
+            },
+            Error::Io {
+                context: "reading".into(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "gone"),
+            },
+        ] {
+            assert_eq!(replay(&e).to_string(), e.to_string());
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! The typed description of the VM a test asks for.
+
+use std::time::Duration;
+
+mod accel;
+mod network;
+pub(crate) mod units;
+
+pub use accel::{Accel, AccelChoice};
+pub(crate) use network::Payload;
+pub use network::{Network, PxeBoot, SegmentSpec};
+
+/// The filesystem of the cloud-init (NoCloud) seed disk vmtest attaches to every VM.
+///
+/// Both hold the same two files, `meta-data` and `user-data`, and are attached as a read-only
+/// virtio disk; cloud-init (or the tiny image's init) finds either by its label. vmtest writes
+/// both itself, so neither needs `genisoimage` nor `mkfs.vfat` on the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SeedFormat {
+    /// ISO9660 with Joliet names, volume id `cidata`: what cloud images are built to expect.
+    Iso9660,
+    /// FAT, label `CIDATA`: for guest kernels built without ISO9660 support.
+    Vfat,
+}
+
+/// When a booted VM counts as ready for its test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Readiness {
+    /// A real SSH round-trip with the pinned host key succeeded (after cloud-init gave the
+    /// guest its keys): the only kind a VM handle's SSH works with.
+    #[default]
+    Ssh,
+}
+
+/// What runs the VM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Backend {
+    /// `qemu-system-x86_64`, started directly.
+    #[default]
+    Qemu,
+    /// A transient libvirt domain.
+    Libvirt,
+}
+
+/// What a test asks for: image, size, and how it is seeded.
+///
+/// Built by `#[vmtest(...)]`, or by hand for [`Vm::boot`](crate::Vm::boot):
+///
+/// ```
+/// let spec = vmtest::VmSpec::new().image("recipe:debian-12").memory_mib(1024).cpus(2);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VmSpec {
+    pub(crate) image: String,
+    /// `None`: the project file's `[defaults]`, else 512 MiB.
+    pub(crate) memory_mib: Option<u32>,
+    /// `None`: the project file's `[defaults]`, else 1.
+    pub(crate) cpus: Option<u32>,
+    pub(crate) disk_mib: Option<u64>,
+    pub(crate) seed_format: SeedFormat,
+    pub(crate) boot_timeout: Option<Duration>,
+    pub(crate) kernel_args: Vec<String>,
+    pub(crate) network: Network,
+    pub(crate) backend: Backend,
+    /// `None`: `VMTEST_ACCEL`, else the project file's `[defaults]`, else auto.
+    pub(crate) accel: Option<AccelChoice>,
+    /// Cloud-config documents (YAML) merged into the generated one, with where they came from.
+    pub(crate) user_data: Vec<(String, String)>,
+    /// What a PXE segment serves (`None` with [`Network::Pxe`]: [`PxeBoot::image`]).
+    pub(crate) pxe: Option<PxeBoot>,
+    /// Record the segment's traffic into the test's artifacts.
+    pub(crate) capture: bool,
+    /// A user-mode NIC for SSH beside the segment's (isolated/PXE networks).
+    pub(crate) management: bool,
+    /// When the VM counts as ready.
+    pub(crate) readiness: Readiness,
+}
+
+impl Default for VmSpec {
+    fn default() -> Self {
+        VmSpec {
+            image: Self::DEFAULT_IMAGE.to_owned(),
+            memory_mib: None,
+            cpus: None,
+            disk_mib: None,
+            seed_format: SeedFormat::Iso9660,
+            boot_timeout: None,
+            kernel_args: Vec::new(),
+            network: Network::User,
+            backend: Backend::Qemu,
+            accel: None,
+            user_data: Vec::new(),
+            pxe: None,
+            capture: false,
+            management: true,
+            readiness: Readiness::Ssh,
+        }
+    }
+}
+
+impl VmSpec {
+    /// The image a test gets when it names none: the tiny fixture built from Debian packages.
+    pub const DEFAULT_IMAGE: &'static str = "recipe:tiny";
+
+    /// A spec with the defaults: [`Self::DEFAULT_IMAGE`], ISO9660 seed, and memory and vCPUs
+    /// from the project file's `[defaults]` (`vmtest.toml`), else 512 MiB and one vCPU.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The image reference, e.g. `"recipe:tiny"` or `"recipe:debian-12"`.
+    pub fn image(mut self, reference: impl Into<String>) -> Self {
+        self.image = reference.into();
+        self
+    }
+
+    /// Guest memory in MiB (raised to the image's minimum if lower).
+    pub fn memory_mib(mut self, mib: u32) -> Self {
+        self.memory_mib = Some(mib);
+        self
+    }
+
+    /// Number of virtual CPUs.
+    pub fn cpus(mut self, cpus: u32) -> Self {
+        self.cpus = Some(cpus);
+        self
+    }
+
+    /// Virtual size of the VM's disk overlay in MiB (default: the base image's size). Images
+    /// with cloud-init grow their root filesystem to fill it.
+    pub fn disk_mib(mut self, mib: u64) -> Self {
+        self.disk_mib = Some(mib);
+        self
+    }
+
+    /// The filesystem of the cloud-init seed: ISO9660 `cidata` (default) or VFAT `CIDATA`.
+    pub fn seed_format(mut self, format: SeedFormat) -> Self {
+        self.seed_format = format;
+        self
+    }
+
+    /// The boot deadline under KVM; multiplied by [`Accel::timeout_factor`](crate::Accel) under
+    /// TCG. Default: 60 s.
+    pub fn boot_timeout(mut self, timeout: Duration) -> Self {
+        self.boot_timeout = Some(timeout);
+        self
+    }
+
+    /// Appends an argument to the kernel command line of images booted by direct kernel boot
+    /// (such as `recipe:tiny`); images that boot from disk through their own bootloader ignore
+    /// it.
+    pub fn kernel_arg(mut self, arg: impl Into<String>) -> Self {
+        self.kernel_args.push(arg.into());
+        self
+    }
+
+    /// The network to attach (default [`Network::User`]).
+    pub fn network(mut self, network: Network) -> Self {
+        self.network = network;
+        self
+    }
+
+    /// What runs the VM (default [`Backend::Qemu`]).
+    pub fn backend(mut self, backend: Backend) -> Self {
+        self.backend = backend;
+        self
+    }
+
+    /// The accelerator policy, overriding `VMTEST_ACCEL` and the project file.
+    pub fn accel(mut self, accel: AccelChoice) -> Self {
+        self.accel = Some(accel);
+        self
+    }
+
+    /// A cloud-config document (YAML) merged into the generated one: its top-level keys are
+    /// added; a key vmtest also sets replaces vmtest's value, except `users`, whose entries are
+    /// added after the `vmtest` user (which SSH needs). `origin` names the document in errors.
+    pub fn user_data(mut self, origin: impl Into<String>, yaml: impl Into<String>) -> Self {
+        self.user_data.push((origin.into(), yaml.into()));
+        self
+    }
+
+    /// Boot from a PXE segment serving `payload` (sets the network to [`Network::Pxe`]).
+    pub fn pxe(mut self, payload: PxeBoot) -> Self {
+        self.network = Network::Pxe;
+        self.pxe = Some(payload);
+        self
+    }
+
+    /// Capture the traffic of the VM's segment (isolated or PXE) into a pcap file in the test's
+    /// artifacts directory.
+    pub fn capture(mut self, on: bool) -> Self {
+        self.capture = on;
+        self
+    }
+
+    /// On an isolated or PXE network, whether the VM also gets a user-mode NIC that its SSH
+    /// handle goes through (default `true`), so that SSH does not depend on the segment. With
+    /// `false` the VM has the segment's NIC only, and SSH reaches it at its leased address from
+    /// inside the segment's namespace: for tests where a second NIC would be in the way (an
+    /// installer that takes the first NIC, a DHCP client that must see one interface).
+    pub fn management(mut self, on: bool) -> Self {
+        self.management = on;
+        self
+    }
+
+    /// When the VM counts as ready for the test (default [`Readiness::Ssh`]).
+    pub fn readiness(mut self, readiness: Readiness) -> Self {
+        self.readiness = readiness;
+        self
+    }
+
+    /// The segment this spec asks for, if any.
+    pub(crate) fn segment_spec(&self) -> Option<SegmentSpec> {
+        let spec = match self.network {
+            Network::User => return None,
+            Network::Isolated => SegmentSpec::isolated(),
+            Network::Pxe => SegmentSpec::pxe(self.pxe.clone().unwrap_or_else(PxeBoot::image)),
+        };
+        Some(spec.capture(self.capture))
+    }
+
+    /// The image reference this spec boots.
+    pub fn image_reference(&self) -> &str {
+        &self.image
+    }
+}

@@ -1,0 +1,420 @@
+//! Booting one VM, in the order of the data flow:
+//!
+//! plan → segment → budget → claim → work dir → identity → overlay → seed → launch → ready.
+//!
+//! [`plan`] checks and resolves everything the test gave before anything exists. From the
+//! claim on, the ledger entry names every resource before the first is created, and each
+//! resource is owned by a value made before its step runs, so an error at any point drops what
+//! exists so far in reverse order: the machine is stopped, then the working directory (overlay,
+//! seed, sockets, keys) is removed, then the ledger entry, then the budget share.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::{Map, Value};
+
+use super::context::Context;
+use super::{Link, Owned, Vm, WorkDir};
+use crate::backend::{Boot, DiskFormat, Drive, Driver, MachinePlan, Nic};
+use crate::error::{Error, IoContext, Result};
+use crate::guest::identity::{Identity, CLIENT_KEY_FILE};
+use crate::guest::reach::Reach;
+use crate::guest::seed::SeedFormat;
+use crate::image::{Image, ImageBoot};
+use crate::net::segment::Segment;
+use crate::spec::{Accel, AccelChoice, Network, VmSpec};
+use crate::state::budget::{self, Reservation};
+use crate::state::ledger::{Claim, Kind, Resource};
+
+/// Everything checked and resolved before anything is created.
+struct Plan {
+    spec: VmSpec,
+    driver: Driver,
+    image: Image,
+    accel: Accel,
+    cpus: u32,
+    memory_mib: u32,
+    extra_user_data: Map<String, Value>,
+}
+
+/// Boots `spec` for the test `cx` names.
+pub(crate) async fn boot(spec: VmSpec, mut cx: Context) -> Result<Vm> {
+    let started = Instant::now();
+    crate::log::init();
+    let plan = plan(spec).await?;
+    // An isolated/PXE VM without a segment given gets one of its own (torn down with it).
+    if cx.segment.is_none() {
+        cx.segment = segment_for(&plan.spec, &plan.image, &cx.test, cx.artifacts.clone()).await?;
+    }
+    // The boot budget: wait here, before anything exists and before any deadline starts,
+    // until this VM's memory and vCPUs fit beside the VMs running on the host.
+    let budget = reserve(&cx.test, plan.memory_mib, plan.cpus).await?;
+    // Record before create: the entry names the directory and the machine before either exists.
+    let run_dir = crate::host::paths::run_dir();
+    let driver = plan.driver;
+    let claim = Claim::new(Kind::Vm, &cx.test, |name| {
+        let dir = run_dir.join(name);
+        let mut resources = vec![Resource::Dir { path: dir.clone() }];
+        resources.extend(driver.resources(&dir));
+        resources
+    })?;
+    let dir = WorkDir::create(run_dir.join(claim.name()))?;
+    match provision_and_launch(&plan, &cx, claim, dir, budget, started).await {
+        Ok(vm) => Ok(vm),
+        Err(Unbooted { error, dir, claim }) => {
+            // The machine is stopped by now: its logs are complete.
+            if let Some(dest) = &cx.artifacts {
+                let failure = [("failure.txt", format!("{error}\n"))];
+                let _ = super::artifacts::save(&dir.path, dest, &failure);
+            }
+            drop(dir);
+            drop(claim);
+            Err(error)
+        }
+    }
+}
+
+/// Stage 1: the host has what the spec needs, the image and the accelerator are resolved.
+async fn plan(spec: VmSpec) -> Result<Plan> {
+    // What the host and the test must provide for a segment, before anything else.
+    if spec.network != Network::User {
+        crate::net::segment::check_host()?;
+        if let Some(pxe) = &spec.pxe {
+            pxe.check()?;
+        }
+    }
+    // Teardown layer 3 for this process, and layer 6 for whoever ran before it.
+    crate::state::signals::install();
+    blocking(|| {
+        crate::state::sweep::auto();
+        Ok(())
+    })
+    .await?;
+    let driver = Driver::for_backend(spec.backend)?;
+    driver.check(spec.network == Network::Pxe)?;
+    let reference = spec.image.clone();
+    let image = blocking(move || crate::image::resolve(&reference)).await?;
+    let defaults = crate::image::project::Config::load()?
+        .map(|c| c.defaults().clone())
+        .unwrap_or_default();
+    let choice = match spec.accel {
+        Some(choice) => choice,
+        None => AccelChoice::from_env(defaults.accel)?,
+    };
+    let extra_user_data = crate::guest::seed::merge_user_data(&spec.user_data)?;
+    let accel = blocking(move || resolve_accel(choice, driver)).await?;
+    let cpus = spec.cpus.or(defaults.cpus).unwrap_or(1);
+    let memory_mib = spec
+        .memory_mib
+        .or(defaults.memory_mib)
+        .unwrap_or(512)
+        .max(image.min_memory_mib);
+    Ok(Plan {
+        spec,
+        driver,
+        image,
+        accel,
+        cpus,
+        memory_mib,
+        extra_user_data,
+    })
+}
+
+/// The accelerator for `choice`; a canary boot of the default image's kernel, through
+/// `driver`, proves KVM when no verdict is cached.
+pub(crate) fn resolve_accel(choice: AccelChoice, driver: Driver) -> Result<Accel> {
+    crate::host::kvm::resolve(choice, &|| {
+        let kernel = match crate::image::resolve(VmSpec::DEFAULT_IMAGE)?.boot {
+            ImageBoot::Kernel { kernel, .. } => kernel,
+            ImageBoot::Disk => {
+                return Err(Error::Invalid {
+                    what: "canary image",
+                    message: "the default image has no kernel".into(),
+                })
+            }
+        };
+        driver.canary(&kernel)
+    })
+}
+
+/// This VM's share of the host's boot budget (`None` with the budget off).
+async fn reserve(test: &str, memory_mib: u32, cpus: u32) -> Result<Option<Reservation>> {
+    if budget::Limits::from_env()?.is_none() {
+        return Ok(None);
+    }
+    let label = test.to_owned();
+    blocking(move || budget::acquire(&label, u64::from(memory_mib), cpus))
+        .await
+        .map(Some)
+}
+
+/// A boot that failed after its ledger entry and directory were made: both are handed back,
+/// the machine already stopped, so its logs can be saved before they go.
+struct Unbooted {
+    error: Error,
+    dir: WorkDir,
+    claim: Claim,
+}
+
+/// Stages identity → overlay → seed → launch → ready, inside the claimed directory.
+async fn provision_and_launch(
+    plan: &Plan,
+    cx: &Context,
+    mut claim: Claim,
+    dir: WorkDir,
+    budget: Option<Reservation>,
+    started: Instant,
+) -> std::result::Result<Vm, Unbooted> {
+    // Any error hands back the directory and the entry; locals (the machine) drop on the way.
+    macro_rules! tri {
+        ($e:expr) => {
+            match $e {
+                Ok(v) => v,
+                Err(error) => return Err(Unbooted { error, dir, claim }),
+            }
+        };
+    }
+    let name = claim.name().to_owned();
+    let spec = &plan.spec;
+    let identity = tri!(Identity::new(&name));
+    tri!(identity.save(&dir.path));
+    let pxe = spec.network == Network::Pxe;
+    let mut drives = Vec::new();
+    // A PXE VM is diskless: its system comes over the network; only the seed is attached.
+    if let (Some(base), false) = (&plan.image.disk, pxe) {
+        let overlay = dir.path.join("overlay.qcow2");
+        tri!(crate::image::overlay::create(
+            base,
+            plan.image.disk_format,
+            &overlay,
+            spec.disk_mib
+        ));
+        drives.push(Drive {
+            path: overlay,
+            format: DiskFormat::Qcow2,
+            read_only: false,
+        });
+    }
+    super::pause_at("overlay", &name, &dir.path);
+    let seed_path = dir.path.join(match spec.seed_format {
+        SeedFormat::Iso9660 => "seed.iso",
+        SeedFormat::Vfat => "seed.img",
+    });
+    tri!(identity
+        .seed(plan.extra_user_data.clone())
+        .write(&seed_path, spec.seed_format)
+        .context(|| format!("writing the cloud-init seed {}", seed_path.display())));
+    drives.push(Drive {
+        path: seed_path,
+        format: DiskFormat::Raw,
+        read_only: true,
+    });
+
+    // Without a segment there is nothing to opt out of: SSH needs the user-mode NIC.
+    let management = spec.management || cx.segment.is_none();
+    let mut nics = Vec::new();
+    if management {
+        nics.push(Nic::User { forwards: vec![22] });
+    }
+    // The VM's NIC on its segment: a tap made in the segment's namespace, handed over open.
+    let mut mac = None;
+    if let Some(segment) = &cx.segment {
+        let (fd, tap_mac) = tri!(segment.tap(&name));
+        mac = Some(tap_mac.clone());
+        nics.push(Nic::Tap {
+            fd,
+            mac: tap_mac,
+            boot: pxe,
+        });
+    }
+    let console = dir.path.join("console.log");
+    let machine_plan = MachinePlan {
+        name: name.clone(),
+        dir: dir.path.clone(),
+        accel: plan.accel,
+        cpus: plan.cpus,
+        memory_mib: plan.memory_mib,
+        boot: boot_of(&plan.image, spec),
+        drives,
+        nics,
+        console: console.clone(),
+        dies_with_owner: cx.keep.dies_with_owner(),
+    };
+    let machine = tri!(plan.driver.launch(machine_plan));
+    let (pidfile, process) = machine.recorded();
+    let pidfile = pidfile.to_owned();
+    tri!(claim.update(|e| e.record_process(&pidfile, process)));
+    super::pause_at("boot", &name, &dir.path);
+
+    let booting = super::ready::Booting {
+        name: &name,
+        machine: &machine,
+        console: &console,
+        accel: plan.accel,
+        identity: &identity,
+        lan: cx.segment.as_ref().zip(mac.as_deref()),
+        management,
+    };
+    let timeout =
+        spec.boot_timeout.unwrap_or(Duration::from_secs(60)) * plan.accel.timeout_factor();
+    let (target, session) = match super::ready::wait(&booting, spec.readiness, timeout).await {
+        Ok(ready) => ready,
+        Err(boot_error) => {
+            drop(machine);
+            return Err(Unbooted {
+                error: reverify(&plan.image, boot_error),
+                dir,
+                claim,
+            });
+        }
+    };
+    let reach = Reach {
+        vm: name.clone(),
+        addr: target.addr,
+        user: identity.user.clone(),
+        key: dir.path.join(CLIENT_KEY_FILE),
+        host_key: crate::guest::identity::public_openssh(&identity.host_key),
+        known_hosts: dir.path.join("known_hosts"),
+        hop: match (&cx.segment, target.via.is_some()) {
+            (Some(segment), true) => Some(segment.hop()),
+            _ => None,
+        },
+    };
+    let recorded = std::fs::write(&reach.known_hosts, reach.known_hosts_line())
+        .context(|| "writing known_hosts".into())
+        .and_then(|()| claim.update(|e| e.reach = Some(reach.clone())));
+    tri!(recorded);
+    Ok(Vm {
+        link: Link::new(
+            target,
+            identity.host_public(),
+            reach,
+            plan.accel,
+            Some(session),
+        ),
+        pid: machine.pid(),
+        dir_path: dir.path.clone(),
+        owned: Some(Owned {
+            machine,
+            dir,
+            claim,
+            segment: cx.segment.clone(),
+            mac,
+            _budget: budget,
+        }),
+        name,
+        accel: plan.accel,
+        boot_time: started.elapsed(),
+    })
+}
+
+/// How the machine starts: from the network (PXE), from its disk, or by direct kernel boot
+/// with the spec's extra kernel arguments.
+fn boot_of(image: &Image, spec: &VmSpec) -> Boot {
+    match &image.boot {
+        _ if spec.network == Network::Pxe => Boot::Network,
+        ImageBoot::Disk => Boot::Disk,
+        ImageBoot::Kernel {
+            kernel,
+            initrd,
+            cmdline,
+        } => {
+            let mut cmdline = cmdline.clone();
+            for arg in &spec.kernel_args {
+                cmdline.push(' ');
+                cmdline.push_str(arg);
+            }
+            Boot::Kernel {
+                kernel: kernel.clone(),
+                initrd: initrd.clone(),
+                cmdline,
+            }
+        }
+    }
+}
+
+/// A boot from a downloaded image failed: check the cache entry is still intact (lima#525 was a
+/// corrupt cached image). A corrupt entry is removed, and its error — which says so — replaces
+/// the boot error, which is logged.
+fn reverify(image: &Image, boot_error: Error) -> Error {
+    let Some(entry) = &image.cache_entry else {
+        return boot_error;
+    };
+    let verified = crate::image::cache_root()
+        .and_then(crate::image::cache::Cache::open)
+        .and_then(|cache| cache.verify(entry));
+    match verified {
+        Ok(()) => boot_error,
+        Err(corrupt) => {
+            tracing::warn!("boot from {} failed: {boot_error}", image.reference);
+            corrupt
+        }
+    }
+}
+
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(Error::Io {
+            context: "a blocking boot step".into(),
+            source: std::io::Error::other(e.to_string()),
+        })
+    })
+}
+
+/// Starts the segment `spec` asks for (none for the user-mode network), for the VMs of `test`.
+pub(crate) async fn segment_for(
+    spec: &VmSpec,
+    image: &Image,
+    test: &str,
+    artifacts: Option<PathBuf>,
+) -> Result<Option<Segment>> {
+    let Some(seg_spec) = spec.segment_spec() else {
+        return Ok(None);
+    };
+    let test = test.to_owned();
+    let kernel = image.kernel_boot();
+    blocking(move || {
+        let k = kernel.as_ref();
+        Segment::create(
+            &seg_spec,
+            &test,
+            k.map(|(k, i, c)| (k.as_path(), i.as_deref(), c.as_str())),
+            artifacts,
+        )
+    })
+    .await
+    .map(Some)
+}
+
+/// The segment shared by all VMs of a multi-VM test (they share one spec).
+pub(crate) async fn shared_segment(
+    spec: &VmSpec,
+    test: &str,
+    artifacts: Option<PathBuf>,
+) -> Result<Option<Segment>> {
+    if spec.segment_spec().is_none() {
+        return Ok(None);
+    }
+    let reference = spec.image.clone();
+    let image = blocking(move || crate::image::resolve(&reference)).await?;
+    segment_for(spec, &image, test, artifacts).await
+}
+
+/// Creates the VM's private directory, readable by its owner only.
+impl WorkDir {
+    fn create(path: PathBuf) -> Result<WorkDir> {
+        std::fs::create_dir(&path)
+            .context(|| format!("creating the VM directory {}", path.display()))?;
+        let dir = WorkDir { path, kept: false };
+        restrict(&dir.path)?;
+        Ok(dir)
+    }
+}
+
+fn restrict(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .context(|| format!("chmod 700 {}", dir.display()))
+}

@@ -1,0 +1,444 @@
+//! The handle a test gets: one running VM, on any backend.
+//!
+//! [`boot`] builds it in the order of the data flow; the handle holds three things, declared in
+//! the order they are torn down: the SSH link to the guest ([`Link`]), what this process owns
+//! ([`Owned`]: the machine, then the directory it used, then the ledger entry that recorded
+//! them, then the segment the machine's tap was on, then the boot-budget share), and plain
+//! facts about the VM. A handle attached to a VM another process owns has no `Owned` part.
+
+pub(crate) mod artifacts;
+mod boot;
+mod context;
+pub(crate) mod keep;
+mod ready;
+mod ssh;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use russh::keys::PublicKey;
+
+pub(crate) use boot::{resolve_accel, shared_segment};
+pub(crate) use context::Context;
+pub use ssh::Ssh;
+
+use crate::backend::Machine;
+use crate::error::{Error, IoContext, Result};
+use crate::guest::reach::Reach;
+use crate::guest::ssh::{Session, Target};
+use crate::net::segment::Segment;
+use crate::spec::{Accel, VmSpec};
+use crate::state::budget::Reservation;
+use crate::state::ledger::Claim;
+
+/// Prints cloud-init's logs and status, as root where the guest allows it; nothing on guests
+/// without cloud-init.
+const CLOUD_INIT_LOGS: &str = r#"s=; [ "$(id -u)" = 0 ] || s="sudo -n"
+for f in /var/log/cloud-init-output.log /var/log/cloud-init.log; do
+  [ -e "$f" ] && { echo "==> $f <=="; $s cat "$f"; }
+done
+command -v cloud-init >/dev/null 2>&1 && { echo "==> cloud-init status --long <=="; $s cloud-init status --long; }
+true"#;
+
+/// A running VM.
+///
+/// Dropping it stops the machine (killed, reaped) and removes its overlay, seed, sockets and
+/// keys; [`Vm::shutdown`] does the same after a clean ACPI power-off.
+pub struct Vm {
+    // Field order is drop order: the SSH session first, then what this process owns.
+    link: Link,
+    /// `None` for a VM another process owns (a fixture shared across test processes): this
+    /// handle then only connects to it, and its teardown is the owner's.
+    owned: Option<Owned>,
+    name: String,
+    accel: Accel,
+    pid: u32,
+    dir_path: PathBuf,
+    boot_time: Duration,
+}
+
+/// What a VM's owner holds. Field order is drop order (reverse order of creation).
+struct Owned {
+    machine: Machine,
+    dir: WorkDir,
+    claim: Claim,
+    /// The segment of an isolated/PXE network: after the machine (which holds its tap) is
+    /// gone, the last VM's handle takes the segment down.
+    segment: Option<Segment>,
+    /// The MAC of the VM's NIC on its segment.
+    mac: Option<String>,
+    /// This VM's share of the host's boot budget, given back once the machine is gone.
+    _budget: Option<Reservation>,
+}
+
+/// The VM's SSH side: where it is, the pinned host key, and the connection kept between
+/// commands.
+struct Link {
+    session: tokio::sync::Mutex<Option<Arc<Session>>>,
+    target: Target,
+    host_key: PublicKey,
+    reach: Reach,
+    /// Deadlines are multiplied by this under TCG.
+    timeout_factor: u32,
+    /// The runtime new SSH connections are made on, when the VM outlives the runtimes of the
+    /// tests using it (a fixture's): a connection's task must not die with one test.
+    home: Option<tokio::runtime::Handle>,
+}
+
+impl Link {
+    fn new(
+        target: Target,
+        host_key: PublicKey,
+        reach: Reach,
+        accel: Accel,
+        session: Option<Session>,
+    ) -> Link {
+        Link {
+            session: tokio::sync::Mutex::new(session.map(Arc::new)),
+            target,
+            host_key,
+            reach,
+            timeout_factor: accel.timeout_factor(),
+            home: None,
+        }
+    }
+
+    /// The cached session, or a new one when there is none, it closed, or `fresh` asks.
+    async fn session(&self, fresh: bool) -> Result<Arc<Session>> {
+        let mut slot = self.session.lock().await;
+        if let Some(s) = slot.as_ref().filter(|s| !fresh && !s.is_closed()) {
+            return Ok(s.clone());
+        }
+        let timeout = Duration::from_secs(30) * self.timeout_factor;
+        let session = match &self.home {
+            None => Session::connect(&self.target, &self.host_key, timeout).await?,
+            Some(home) => {
+                let (target, key) = (self.target.clone(), self.host_key.clone());
+                home.spawn(async move { Session::connect(&target, &key, timeout).await })
+                    .await
+                    .map_err(|e| Error::Ssh {
+                        addr: self.target.addr.to_string(),
+                        source: crate::error::SshError::Runtime(e),
+                    })??
+            }
+        };
+        let s = Arc::new(session);
+        *slot = Some(s.clone());
+        Ok(s)
+    }
+
+    async fn close(&self) {
+        self.session.lock().await.take();
+    }
+}
+
+/// The VM's private directory; removed when dropped, unless kept.
+struct WorkDir {
+    path: PathBuf,
+    kept: bool,
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+/// `VMTEST_PAUSE_AT=overlay|boot|teardown`: stop at that stage until killed, e.g. to look at
+/// the files before the machine starts, or to check what a crash at that moment leaves behind.
+pub(crate) fn pause_at(stage: &str, name: &str, dir: &Path) {
+    if std::env::var("VMTEST_PAUSE_AT").is_ok_and(|v| v == stage) {
+        tracing::warn!(
+            "VM {name} paused at `{stage}` (VMTEST_PAUSE_AT); directory {}",
+            dir.display()
+        );
+        loop {
+            std::thread::sleep(Duration::from_secs(3600));
+        }
+    }
+}
+
+impl Vm {
+    /// Boots a VM as `spec` describes and waits until it is ready (by default: until SSH
+    /// answers with the pinned host key).
+    ///
+    /// `#[vmtest]` calls this for you; call it directly for VMs a test manages itself.
+    pub async fn boot(spec: VmSpec) -> Result<Vm> {
+        boot::boot(spec, Context::guess()?).await
+    }
+
+    /// Boots a VM on `segment`, which other VMs may share: several VMs on one isolated LAN, or
+    /// PXE clients of one server. The spec's network is ignored.
+    pub async fn boot_on(spec: VmSpec, segment: &Segment) -> Result<Vm> {
+        let mut cx = Context::guess()?;
+        cx.segment = Some(segment.clone());
+        let spec = spec.network(segment.kind());
+        boot::boot(spec, cx).await
+    }
+
+    pub(crate) async fn boot_in(spec: VmSpec, cx: Context) -> Result<Vm> {
+        boot::boot(spec, cx).await
+    }
+
+    /// SSH access to the guest, as the seeded user, with the injected host key pinned.
+    pub fn ssh(&self) -> Ssh<'_> {
+        Ssh::new(self)
+    }
+
+    /// The VM's name; also its hostname and the name of its directory.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The accelerator it runs under.
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+
+    /// How long boot took, from `Vm::boot` to the first SSH round-trip.
+    pub fn boot_time(&self) -> Duration {
+        self.boot_time
+    }
+
+    /// The SSH endpoint: on the host's loopback through the management NIC, else the guest's
+    /// address on its segment (see [`Vm::reach`]).
+    pub fn ssh_addr(&self) -> std::net::SocketAddr {
+        self.link.target.addr
+    }
+
+    /// How to reach the guest over SSH from anywhere on this host: address, user, key, pinned
+    /// host key, and the namespace to enter first when the guest is only on its segment.
+    pub fn reach(&self) -> &Reach {
+        &self.link.reach
+    }
+
+    /// The guest's pinned SSH host key, as an OpenSSH public key line.
+    pub fn host_key(&self) -> String {
+        self.link.host_key.to_openssh().unwrap_or_default()
+    }
+
+    /// The VM's private directory (overlay, seed, console log, sockets, SSH key and a
+    /// `known_hosts` file for reaching it by hand). Removed at teardown.
+    pub fn dir(&self) -> &Path {
+        &self.dir_path
+    }
+
+    /// The segment of an isolated or PXE network the VM is on.
+    pub fn segment(&self) -> Option<&Segment> {
+        self.owned.as_ref()?.segment.as_ref()
+    }
+
+    /// The MAC address of the VM's NIC on its segment.
+    pub fn mac(&self) -> Option<&str> {
+        self.owned.as_ref()?.mac.as_deref()
+    }
+
+    /// The VM's address on its segment, from the DHCP lease dnsmasq gave it; waits for the lease
+    /// (bounded: 30 s, scaled under TCG).
+    pub async fn segment_ip(&self) -> Result<std::net::Ipv4Addr> {
+        let (Some(segment), Some(mac)) = (self.segment(), self.mac()) else {
+            return Err(Error::Invalid {
+                what: "segment_ip",
+                message: format!(
+                    "VM {} is on the user-mode network; ask for network = \"isolated\" or \"pxe\"",
+                    self.name
+                ),
+            });
+        };
+        let timeout = Duration::from_secs(30) * self.accel.timeout_factor();
+        Ok(segment.wait_for_lease(mac, timeout).await?.ip)
+    }
+
+    /// The process id of the machine: the QEMU process on the QEMU backend.
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// Everything the guest printed on its serial console so far.
+    pub fn console_log(&self) -> String {
+        crate::guest::console::read(&self.dir_path.join("console.log"))
+    }
+
+    /// Powers the guest off through ACPI, waits for the machine to stop (forcing it after a
+    /// grace period), and removes the VM's files.
+    pub async fn shutdown(self) -> Result<()> {
+        self.link.close().await;
+        let grace = Duration::from_secs(30) * self.accel.timeout_factor();
+        let Some(owned) = &self.owned else {
+            return Err(Error::Invalid {
+                what: "shutdown",
+                message: format!(
+                    "VM {} belongs to another process (a shared fixture): only its owner shuts \
+                     it down",
+                    self.name
+                ),
+            });
+        };
+        if !owned.machine.power_off(grace).await {
+            tracing::warn!(vm = %self.name, "guest did not power off within {grace:?}; stopping it");
+        }
+        // Drop kills whatever is left and removes the directory.
+        drop(self);
+        Ok(())
+    }
+
+    /// Stops the machine at once (a clean quit, then a kill) and removes the VM's files and
+    /// ledger entry: the teardown `#[vmtest]` runs after the body, where a clean guest shutdown
+    /// would only cost time. Bounded: a machine that does not quit within 3 s is killed.
+    /// Dropping a [`Vm`] does the same without waiting for the machine to quit on its own.
+    pub async fn destroy(self) {
+        pause_at("teardown", &self.name, &self.dir_path);
+        self.link.close().await;
+        if let Some(owned) = &self.owned {
+            owned.machine.stop(Duration::from_secs(3)).await;
+        }
+        // Drop: kill if still running, reap, remove the directory, then the ledger entry.
+        drop(self);
+    }
+
+    /// Copies this VM's evidence into `dest` (created if needed): `console.log`, the machine's
+    /// command line and log, and `cloud-init.log` with cloud-init's logs and status when the
+    /// guest has cloud-init and still answers (asked over SSH, bounded in time).
+    ///
+    /// `#[vmtest]` does this for every failed test, into `target/vmtest-artifacts/<test>/`.
+    pub async fn save_artifacts(&self, dest: &Path) -> Result<()> {
+        self.save_artifacts_with(dest, None).await
+    }
+
+    pub(crate) async fn save_artifacts_with(
+        &self,
+        dest: &Path,
+        failure: Option<&str>,
+    ) -> Result<()> {
+        let mut extra = Vec::new();
+        if let Some(failure) = failure {
+            extra.push(("failure.txt", format!("{failure}\n")));
+        }
+        let ssh = self.ssh();
+        let fetch = ssh.run(["sh", "-c", CLOUD_INIT_LOGS]);
+        let bound = Duration::from_secs(10) * self.accel.timeout_factor();
+        if let Ok(Ok(out)) = tokio::time::timeout(bound, fetch).await {
+            if !out.stdout.is_empty() {
+                extra.push(("cloud-init.log", out.stdout_str()));
+            }
+        }
+        artifacts::save(&self.dir_path, dest, &extra)
+            .context(|| format!("saving artifacts to {}", dest.display()))
+    }
+
+    /// Leaves the VM running past its test, marked kept in the ledger, and returns how to reach
+    /// and remove it. The machine was started not to die with its owner for this (see
+    /// [`keep::Keep::dies_with_owner`]).
+    pub(crate) fn keep(mut self, test: &str, reason: &str) -> Result<String> {
+        let Some(owned) = self.owned.as_mut() else {
+            return Err(Error::Invalid {
+                what: "keep",
+                message: format!(
+                    "VM {} belongs to another process (a shared fixture): its owner decides",
+                    self.name
+                ),
+            });
+        };
+        owned.claim.keep(reason)?;
+        owned.dir.kept = true;
+        let ssh = self.link.reach.ssh_command(&[]);
+        let by_hand: Vec<String> = std::iter::once(ssh.get_program())
+            .chain(ssh.get_args())
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let by_hand = crate::guest::ssh::quote_argv(&by_hand)?;
+        let message = format!(
+            "vmtest: kept VM {name} of {test} ({reason})\n  \
+             shell:   vmtest-runner ssh {name}\n  \
+             by hand: {by_hand}\n  \
+             console: {dir}/console.log\n  \
+             remove:  vmtest-runner sweep --include-kept",
+            name = self.name,
+            dir = self.dir_path.display(),
+        );
+        let Vm { link, owned, .. } = self;
+        drop(link);
+        if let Some(Owned {
+            machine,
+            dir,
+            claim,
+            ..
+        }) = owned
+        {
+            machine.detach();
+            drop(dir);
+            drop(claim);
+        }
+        Ok(message)
+    }
+
+    /// Makes new SSH connections on `home` (see [`Link::home`]).
+    pub(crate) fn set_home(&mut self, home: tokio::runtime::Handle) {
+        self.link.home = Some(home);
+    }
+
+    /// A handle on a VM another process owns and keeps running (a fixture shared across test
+    /// processes), from how to reach it: SSH, console and artifacts work; teardown stays with
+    /// the owner.
+    pub(crate) fn attach(facts: &Attached) -> Result<Vm> {
+        let reach = &facts.reach;
+        let client_key = crate::guest::identity::parse_private(&reach.key)?;
+        let host_key = crate::guest::identity::parse_public(&reach.host_key)?;
+        let accel = if facts.kvm { Accel::Kvm } else { Accel::Tcg };
+        let target = Target {
+            addr: reach.addr,
+            user: reach.user.clone(),
+            client_key: Arc::new(client_key),
+            via: reach.connector(),
+        };
+        Ok(Vm {
+            link: Link::new(target, host_key, reach.clone(), accel, None),
+            owned: None,
+            name: reach.vm.clone(),
+            accel,
+            pid: facts.pid,
+            dir_path: facts.dir.clone(),
+            boot_time: Duration::from_millis(facts.boot_ms),
+        })
+    }
+
+    /// What another process needs to attach to this VM (see [`Vm::attach`]).
+    pub(crate) fn attached(&self) -> Attached {
+        Attached {
+            reach: self.link.reach.clone(),
+            kvm: self.accel == Accel::Kvm,
+            dir: self.dir_path.clone(),
+            pid: self.pid,
+            boot_ms: self.boot_time.as_millis() as u64,
+        }
+    }
+}
+
+/// A VM as another process sees it: how to reach it, and the facts its handle reports.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct Attached {
+    pub reach: Reach,
+    pub kvm: bool,
+    pub dir: PathBuf,
+    pub pid: u32,
+    pub boot_ms: u64,
+}
+
+impl std::fmt::Debug for Vm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vm")
+            .field("name", &self.name)
+            .field("pid", &self.pid)
+            .field("ssh", &self.link.target.addr)
+            .finish()
+    }
+}
+
+// The handle is shared with spawned tasks and across threads by test code.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Vm>();
+};
