@@ -493,6 +493,24 @@ async fn without_a_management_nic_ssh_goes_through_the_segment() -> anyhow::Resu
         vm.ssh().run(["hostname"]).await?.stdout_str().trim(),
         vm.name()
     );
+
+    // The ledger records the namespace hop, so the CLI reaches it too: `list` shows how, and
+    // `ssh NAME -- CMD` enters the segment's namespace and runs the command in the guest.
+    let list = scenario::text(&runner::command().arg("list").output()?);
+    let line = list
+        .lines()
+        .find(|l| l.starts_with(vm.name()))
+        .unwrap_or_else(|| panic!("`vmtest-runner list` shows {}:\n{list}", vm.name()));
+    assert!(line.contains(&format!("{ip}:22 (in netns)")), "{list}");
+    let ssh = runner::command()
+        .args(["ssh", vm.name(), "--", "cat", "/etc/hostname"])
+        .output()?;
+    assert!(
+        ssh.status.success(),
+        "`vmtest-runner ssh` reaches a VM without a management NIC:\n{}",
+        scenario::text(&ssh)
+    );
+    assert_eq!(String::from_utf8_lossy(&ssh.stdout).trim(), vm.name());
     vm.destroy().await;
     Ok(())
 }
