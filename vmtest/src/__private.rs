@@ -9,9 +9,10 @@ use std::task::{Context, Poll};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::spec::VmSpec;
 use crate::vm::keep::Keep;
 use crate::vm::Context as VmContext;
-use crate::{Vm, VmSpec};
+use crate::vm::Vm;
 
 /// Identifies the test a VM belongs to (names, logs, artifacts).
 #[derive(Debug, Clone, Copy)]
@@ -133,8 +134,8 @@ pub fn blocking<R>(body: impl FnOnce() -> R) -> R {
 
 /// Why a test that needs KVM cannot have it here, if it cannot.
 pub fn kvm_missing() -> Option<String> {
-    match crate::vm::resolve_accel(crate::AccelChoice::Auto, crate::backend::Driver::Qemu) {
-        Ok(crate::Accel::Kvm) => None,
+    match crate::vm::resolve_accel(crate::spec::AccelChoice::Auto, crate::backend::Driver::Qemu) {
+        Ok(crate::spec::Accel::Kvm) => None,
         Ok(accel) => Some(format!("this host runs VMs under {accel}")),
         Err(e) => Some(e.to_string()),
     }
@@ -298,7 +299,7 @@ async fn boot_all(
     specs: &[VmSpec],
     artifacts: &dyn Fn(usize) -> Option<PathBuf>,
     test_artifacts: Option<PathBuf>,
-) -> crate::Result<Vec<Vm>> {
+) -> crate::error::Result<Vec<Vm>> {
     // All VMs of a test share its spec, so they share its isolated/PXE segment too.
     let segment = match specs.first() {
         Some(spec) if specs.len() > 1 => {
@@ -326,7 +327,7 @@ async fn boot_all(
                 first_error.get_or_insert(e);
             }
             Err(join) => {
-                first_error.get_or_insert(crate::Error::Io {
+                first_error.get_or_insert(crate::error::Error::Io {
                     context: "booting a VM".into(),
                     source: std::io::Error::other(join.to_string()),
                 });

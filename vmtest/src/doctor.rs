@@ -83,7 +83,7 @@ pub fn checks() -> Vec<Check> {
         check("run dir", Ok(crate::dirs::run().display().to_string())),
         check(
             "default",
-            crate::image::resolve(crate::VmSpec::DEFAULT_IMAGE)
+            crate::image::resolve(crate::spec::VmSpec::DEFAULT_IMAGE)
                 .map(|image| {
                     format!(
                         "{} -> {:?}, disk {:?}",
@@ -105,10 +105,10 @@ pub fn checks() -> Vec<Check> {
 /// The accelerator a test would get here: `VMTEST_ACCEL`, else the project file's, else
 /// `auto` (KVM only after a canary boot proved it, a verdict cached per host boot). Prints the
 /// verdict line once, as a test's first VM does.
-pub fn accelerator() -> crate::Result<crate::Accel> {
+pub fn accelerator() -> crate::error::Result<crate::spec::Accel> {
     crate::log::init();
     let default = crate::image::project::Config::load()?.and_then(|c| c.defaults().accel);
-    let choice = crate::AccelChoice::from_env(default)?;
+    let choice = crate::spec::AccelChoice::from_env(default)?;
     crate::vm::resolve_accel(choice, crate::backend::Driver::Qemu)
 }
 

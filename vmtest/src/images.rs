@@ -42,12 +42,12 @@ pub fn default_root() -> PathBuf {
 /// download into the cache or the recipe build — and returns the base image's main file (the
 /// disk, or the kernel of a direct-kernel-boot image). `vmtest-runner images pull` uses it to
 /// fill the cache ahead of a run.
-pub fn pull(reference: &str) -> crate::Result<PathBuf> {
+pub fn pull(reference: &str) -> crate::error::Result<PathBuf> {
     let image = crate::image::resolve(reference)?;
     match (&image.disk, &image.boot) {
         (_, crate::image::ImageBoot::Kernel { kernel, .. }) => Ok(kernel.clone()),
         (Some(disk), _) => Ok(disk.clone()),
-        (None, _) => Err(crate::Error::BadImage {
+        (None, _) => Err(crate::error::Error::BadImage {
             dir: PathBuf::new(),
             reason: format!("{reference} resolved to an image with neither disk nor kernel"),
         }),
@@ -57,7 +57,10 @@ pub fn pull(reference: &str) -> crate::Result<PathBuf> {
 /// Creates a qcow2 overlay at `overlay` over the read-only `base` (qcow2 or raw, as
 /// `qemu-img info` reads it): what every VM boots from. It takes milliseconds whatever the
 /// base's size, and the base is never written.
-pub fn create_overlay(base: &std::path::Path, overlay: &std::path::Path) -> crate::Result<()> {
+pub fn create_overlay(
+    base: &std::path::Path,
+    overlay: &std::path::Path,
+) -> crate::error::Result<()> {
     let format = crate::image::disk_format(base)?;
     crate::image::overlay::create(base, format, overlay, None)
 }

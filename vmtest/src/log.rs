@@ -33,7 +33,15 @@ pub(crate) fn init() {
             .iter()
             .find_map(|var| {
                 let value = std::env::var(var).ok().filter(|v| !v.trim().is_empty())?;
-                EnvFilter::try_new(value).ok()
+                EnvFilter::try_new(&value)
+                    .inspect_err(|e| {
+                        // No subscriber exists yet to say it through.
+                        eprintln!(
+                            "vmtest: {var}={value:?} is not a filter ({e}); \
+                             write it as RUST_LOG is written, e.g. `vmtest=debug`"
+                        )
+                    })
+                    .ok()
             })
             .unwrap_or_else(|| EnvFilter::new("vmtest=info"));
         let subscriber = tracing_subscriber::registry().with(filter).with(Human);

@@ -70,7 +70,7 @@ impl Identity {
             instance_id: self.instance_id.clone(),
             user: self.user.clone(),
         };
-        crate::state::store::replace_json(&dir.join(IDENTITY_FILE), &persisted, "the identity")
+        crate::host::files::replace_json(&dir.join(IDENTITY_FILE), &persisted, "the identity")
     }
 
     /// The identity saved in `dir`.

@@ -20,6 +20,8 @@ pub(crate) mod overlay;
 pub(crate) mod project;
 mod recipe;
 pub(crate) mod reference;
+mod source;
+mod well_known;
 
 pub(crate) use overlay::{disk_format, DiskFormat};
 pub(crate) use recipe::recipes_dir;
@@ -127,7 +129,7 @@ fn resolve_uncached(written: &str) -> Result<Image> {
             };
             fetch(written, &[source])
         }
-        Reference::WellKnown(w) => fetch(written, &w.sources(reference::Arch::default())?),
+        Reference::WellKnown(w) => fetch(written, &w.sources(well_known::Arch::default())?),
     }
 }
 

@@ -1,84 +1,16 @@
-//! How shared state is kept on disk: JSON files written atomically, names taken by exclusive
-//! creation, and versioned documents changed only under an exclusive lock.
-//!
-//! Every writer first writes a complete temporary file whose name is unique to that one write
-//! (`.NAME.PID.SEQ.tmp`: the process, and a counter shared by its threads), then renames it over
-//! the target — or hard-links it to a name that must not exist yet. Two writers, in one process
-//! or in several, never share a temporary file, so one can never delete or replace the other's;
-//! readers never see half a file. The pid in the name lets the sweeper remove the temporary
-//! files of writers that died mid-write ([`stale_writer`]).
-//!
-//! The ledger uses the first two (one file per entry, taken by name); the boot budget and the
-//! subnet pool keep one [`Document`] each in a [`Store`].
+//! Versioned documents shared by every test process on the host, changed only under an
+//! exclusive lock: the boot budget and the subnet pool keep one [`Document`] each in a
+//! [`Store`]. (The ledger takes one file per entry by name, with [`crate::host::files`].)
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::marker::PhantomData;
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::error::{Error, IoContext, Result};
-
-/// A temporary file beside `path`, unique to this write.
-fn temp_path(path: &Path) -> PathBuf {
-    static SEQ: AtomicU64 = AtomicU64::new(0);
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
-    path.with_file_name(format!(".{name}.{}.{seq}.tmp", std::process::id()))
-}
-
-/// The pid of the writer of a temporary file named by [`temp_path`], if `file_name` is one.
-pub(crate) fn stale_writer(file_name: &str) -> Option<u32> {
-    let body = file_name.strip_prefix('.')?.strip_suffix(".tmp")?;
-    let mut parts = body.rsplit('.');
-    let _seq: u64 = parts.next()?.parse().ok()?;
-    parts.next()?.parse().ok()
-}
-
-/// Writes a complete temporary file for `path` and returns its name.
-fn write_temp(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    let tmp = temp_path(path);
-    let written = File::create(&tmp).and_then(|mut f| f.write_all(bytes));
-    match written {
-        Ok(()) => Ok(tmp),
-        Err(e) => {
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
-}
-
-/// Replaces `path` with `bytes` atomically.
-pub(crate) fn replace(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = write_temp(path, bytes)?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
-}
-
-/// Creates `path` with `bytes` only if nothing is there yet, atomically: the error is
-/// `AlreadyExists` when another writer (of this process or another) took the name first.
-pub(crate) fn create_new(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = write_temp(path, bytes)?;
-    let linked = std::fs::hard_link(&tmp, path);
-    let _ = std::fs::remove_file(&tmp);
-    linked
-}
-
-/// `value` as pretty JSON with a final newline.
-pub(crate) fn to_json(value: &impl Serialize) -> Vec<u8> {
-    let mut json = serde_json::to_vec_pretty(value).expect("state serialises to JSON");
-    json.push(b'\n');
-    json
-}
-
-/// [`replace`] with `value` as JSON; `what` names the file in the error ("the boot budget").
-pub(crate) fn replace_json(path: &Path, value: &impl Serialize, what: &str) -> Result<()> {
-    replace(path, &to_json(value)).context(|| format!("writing {what} {}", path.display()))
-}
+use crate::host::files;
 
 /// What a store does with a document written by a newer vmtest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -158,7 +90,7 @@ impl<D: Document> Store<D> {
         let out = change(&mut document);
         if document != before || !sound {
             document.set_version(D::VERSION);
-            replace_json(&self.dir.join(self.file), &document, D::WHAT)?;
+            files::replace_json(&self.dir.join(self.file), &document, D::WHAT)?;
         }
         // The lock is released when `lock` is closed.
         Ok(out)
@@ -168,7 +100,7 @@ impl<D: Document> Store<D> {
     #[cfg(test)]
     pub fn write(&self, document: &mut D) -> Result<()> {
         document.set_version(D::VERSION);
-        replace_json(&self.dir.join(self.file), document, D::WHAT)
+        files::replace_json(&self.dir.join(self.file), document, D::WHAT)
     }
 
     /// The document (empty if there is none yet), and whether the file was sound: an
@@ -212,44 +144,5 @@ impl<D: Document> Store<D> {
                 source: e,
             }),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn temporary_names_are_unique_per_write_and_name_their_writer() {
-        let a = temp_path(Path::new("/d/x.json"));
-        let b = temp_path(Path::new("/d/x.json"));
-        assert_ne!(a, b);
-        let name = a.file_name().unwrap().to_string_lossy().into_owned();
-        assert!(name.starts_with(".x.json."), "{name}");
-        assert_eq!(stale_writer(&name), Some(std::process::id()));
-        assert_eq!(stale_writer("x.json"), None);
-        assert_eq!(stale_writer(".x.json.tmp"), None);
-    }
-
-    #[test]
-    fn a_name_is_created_once_even_by_threads_racing_for_it() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("name.json");
-        let won: usize = std::thread::scope(|s| {
-            let racers: Vec<_> = (0..16)
-                .map(|i| {
-                    let path = &path;
-                    s.spawn(move || match create_new(path, format!("{i}").as_bytes()) {
-                        Ok(()) => 1,
-                        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => 0,
-                        Err(e) => panic!("racer {i}: {e}"),
-                    })
-                })
-                .collect();
-            racers.into_iter().map(|r| r.join().unwrap()).sum()
-        });
-        assert_eq!(won, 1);
-        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
-        assert_eq!(left.len(), 1, "no temporary file is left behind");
     }
 }

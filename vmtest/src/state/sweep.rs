@@ -14,16 +14,21 @@
 
 use std::collections::BTreeSet;
 use std::fs::File;
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use crate::host::files;
 use crate::host::netns;
-use crate::state::ledger::owner::{uptime_ticks, Stat};
+use crate::state::ledger::owner::uptime_ticks;
 use crate::state::ledger::{self, name, now_unix_ms, Entry, ProcessId, Resource};
-use crate::state::store;
+
+mod processes;
+mod steps;
+
+use processes::{clock_hz, pids_of, process_pids, program, send_kill, ProcessTable};
+use steps::{kill_step, netns_step, remove_dir_step};
 
 /// What to sweep.
 #[derive(Debug, Clone, Default)]
@@ -96,7 +101,7 @@ impl Report {
 }
 
 /// Sweeps the run directory, waiting for any other sweep to finish first.
-pub fn sweep(options: &Options) -> crate::Result<Report> {
+pub fn sweep(options: &Options) -> crate::error::Result<Report> {
     let _lock = lock(true)?;
     Ok(run(options))
 }
@@ -148,19 +153,19 @@ pub(crate) fn reap_own() -> Vec<String> {
     names
 }
 
-fn lock(wait: bool) -> crate::Result<Option<File>> {
+fn lock(wait: bool) -> crate::error::Result<Option<File>> {
     let dir = crate::host::paths::run_dir();
-    std::fs::create_dir_all(&dir).map_err(|source| crate::Error::Io {
+    std::fs::create_dir_all(&dir).map_err(|source| crate::error::Error::Io {
         context: format!("creating {}", dir.display()),
         source,
     })?;
     let path = dir.join("sweep.lock");
-    let file = File::create(&path).map_err(|source| crate::Error::Io {
+    let file = File::create(&path).map_err(|source| crate::error::Error::Io {
         context: format!("opening {}", path.display()),
         source,
     })?;
     if wait {
-        file.lock().map_err(|source| crate::Error::Io {
+        file.lock().map_err(|source| crate::error::Error::Io {
             context: format!("locking {}", path.display()),
             source,
         })?;
@@ -380,13 +385,7 @@ fn orphans(
             continue;
         }
         let path = entry.path();
-        let modified = entry
-            .metadata()
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let modified = modified_ms(entry.metadata());
         if modified > report.started_unix_ms || !age_ok(modified) {
             continue;
         }
@@ -428,12 +427,7 @@ fn orphans(
         }
         // The namespace file is an nsfs mount whose times say nothing about its creation: go
         // by the segment's directory, made before the namespace.
-        let modified = std::fs::metadata(run_dir.join(&ns))
-            .and_then(|m| m.modified())
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let modified = modified_ms(std::fs::metadata(run_dir.join(&ns)));
         if modified > report.started_unix_ms || !age_ok(modified) {
             continue;
         }
@@ -455,7 +449,7 @@ fn orphans(
         .flatten()
     {
         let file = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = store::stale_writer(&file) else {
+        let Some(pid) = files::stale_writer(&file) else {
             continue;
         };
         if ProcessId::of(pid).is_none() && !options.dry_run {
@@ -571,183 +565,13 @@ fn is_run_dir_child(path: &Path, run_dir: &Path) -> bool {
     proven || fixture
 }
 
-/// The processes of an entry, as seen when the sweep began.
-fn process_pids(entry: &Entry, table: &ProcessTable, started_ticks: u64) -> BTreeSet<u32> {
-    entry
-        .resources
-        .iter()
-        .flat_map(|r| match r {
-            Resource::Process {
-                pidfile, process, ..
-            } => pids_of(pidfile, process.as_ref(), table, started_ticks),
-            _ => BTreeSet::new(),
-        })
-        .collect()
-}
-
-/// Processes started before the sweep with `pidfile` on their command line, and the recorded
-/// process if that very process still runs with it.
-fn pids_of(
-    pidfile: &Path,
-    recorded: Option<&ProcessId>,
-    table: &ProcessTable,
-    started_ticks: u64,
-) -> BTreeSet<u32> {
-    let mut pids: BTreeSet<u32> = table
-        .processes
-        .iter()
-        .filter(|p| p.pidfile.as_deref() == Some(pidfile))
-        .filter(|p| p.stat.start_ticks <= started_ticks)
-        .map(|p| p.pid)
-        .collect();
-    if let Some(id) = recorded.filter(|id| id.is_alive()) {
-        if table.processes.iter().any(|p| p.pid == id.pid) {
-            pids.insert(id.pid);
-        }
-    }
-    pids
-}
-
-fn send_kill(pid: u32) {
-    // SAFETY: plain syscalls; the pid was matched by command line (and start time) just now.
-    unsafe {
-        if libc::getpgid(pid as libc::pid_t) == pid as libc::pid_t {
-            libc::kill(-(pid as libc::pid_t), libc::SIGKILL);
-        }
-        libc::kill(pid as libc::pid_t, libc::SIGKILL);
-    }
-}
-
-/// What a process runs, for messages: `QEMU`, `dnsmasq`, or its command name.
-fn program(pid: u32) -> String {
-    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
-    let comm = comm.trim();
-    if comm.starts_with("qemu") {
-        "QEMU".into()
-    } else if comm.is_empty() {
-        "process".into()
-    } else {
-        comm.to_owned()
-    }
-}
-
-/// Kills (unless `send` is false: already done) and waits until the process is gone.
-fn kill_step(pid: u32, dry_run: bool, send: bool) -> Step {
-    let what = format!("killed {} pid {pid}", program(pid));
-    if dry_run {
-        return Step { what, error: None };
-    }
-    if send {
-        send_kill(pid);
-    }
-    // Gone (or a zombie for its parent to reap) within milliseconds, unless stuck in the kernel.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Stat::read(pid).is_some_and(|s| !s.zombie) {
-        if Instant::now() > deadline {
-            return Step {
-                what,
-                error: Some("still running 10 s after SIGKILL (stuck in the kernel?)".into()),
-            };
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    Step { what, error: None }
-}
-
-fn netns_step(ns: &str, dry_run: bool) -> Step {
-    let what = format!("deleted network namespace {ns}");
-    let error = if dry_run {
-        None
-    } else {
-        netns::delete(ns).err().map(|e| e.to_string())
-    };
-    Step { what, error }
-}
-
-fn remove_dir_step(path: &Path, dry_run: bool) -> Step {
-    let what = format!("removed {}", path.display());
-    let error = if dry_run {
-        None
-    } else {
-        std::fs::remove_dir_all(path)
-            .err()
-            .filter(|e| e.kind() != std::io::ErrorKind::NotFound)
-            .map(|e| e.to_string())
-    };
-    Step { what, error }
-}
-
-fn clock_hz() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    (unsafe { libc::sysconf(libc::_SC_CLK_TCK) }).max(1) as u64
-}
-
-/// The processes on the host that carry a pid file on their command line, read once per
-/// sweep: every process vmtest starts does (`-pidfile PATH`, `--pid-file=PATH`), with the path
-/// in a directory of its own, which is how a process is tied to its resource.
-struct ProcessTable {
-    processes: Vec<Seen>,
-}
-
-struct Seen {
-    pid: u32,
-    stat: Stat,
-    pidfile: Option<PathBuf>,
-}
-
-impl Seen {
-    /// The VM or segment a process belongs to: its pid file is `RUN_DIR/NAME/*.pid` with a
-    /// proven NAME.
-    fn vm_name(&self, run_dir: &Path) -> Option<String> {
-        let dir = self.pidfile.as_ref()?.parent()?;
-        if dir.parent() != Some(run_dir) {
-            return None;
-        }
-        let vm = dir.file_name()?.to_string_lossy().into_owned();
-        name::is_ours(&vm).then_some(vm)
-    }
-}
-
-impl ProcessTable {
-    fn scan() -> ProcessTable {
-        let mut processes = Vec::new();
-        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
-                continue;
-            };
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else {
-                continue;
-            };
-            let argv: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            let Some(pidfile) = pidfile_arg(&argv) else {
-                continue;
-            };
-            let Some(stat) = Stat::read(pid).filter(|s| !s.zombie) else {
-                continue;
-            };
-            processes.push(Seen {
-                pid,
-                stat,
-                pidfile: Some(pidfile),
-            });
-        }
-        ProcessTable { processes }
-    }
-}
-
-/// The pid file named on a command line: the argument after `-pidfile`/`--pidfile`, or the
-/// value of `--pid-file=`/`--pidfile=`.
-fn pidfile_arg(argv: &[&[u8]]) -> Option<PathBuf> {
-    let path = |bytes: &[u8]| PathBuf::from(std::ffi::OsStr::from_bytes(bytes));
-    argv.windows(2)
-        .find(|w| matches!(w[0], b"-pidfile" | b"--pidfile" | b"--pid-file"))
-        .map(|w| path(w[1]))
-        .or_else(|| {
-            argv.iter().find_map(|a| {
-                a.strip_prefix(b"--pid-file=")
-                    .or_else(|| a.strip_prefix(b"--pidfile="))
-                    .map(path)
-            })
-        })
-        .filter(|p| p.is_absolute())
+/// When a file was last modified, in milliseconds since the Unix epoch; 0 when unknown, which
+/// makes it old enough for any sweep.
+fn modified_ms(metadata: std::io::Result<std::fs::Metadata>) -> u64 {
+    metadata
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

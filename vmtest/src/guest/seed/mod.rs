@@ -178,15 +178,18 @@ impl Serialize for CloudConfig<'_> {
 
 /// Parses cloud-config documents (YAML; `(origin, text)`) and merges them in order into the
 /// extra user-data: later top-level keys replace earlier ones, `users` lists are concatenated.
-pub(crate) fn merge_user_data(docs: &[(String, String)]) -> crate::Result<Map<String, Value>> {
+pub(crate) fn merge_user_data(
+    docs: &[(String, String)],
+) -> crate::error::Result<Map<String, Value>> {
     let mut merged = Map::new();
     for (origin, text) in docs {
-        let value: Value = serde_norway::from_str(text).map_err(|e| crate::Error::Invalid {
-            what: "user-data",
-            message: format!("{origin}: {e}; it must be a cloud-config YAML mapping"),
-        })?;
+        let value: Value =
+            serde_norway::from_str(text).map_err(|e| crate::error::Error::Invalid {
+                what: "user-data",
+                message: format!("{origin}: {e}; it must be a cloud-config YAML mapping"),
+            })?;
         let Value::Object(doc) = value else {
-            return Err(crate::Error::Invalid {
+            return Err(crate::error::Error::Invalid {
                 what: "user-data",
                 message: format!(
                     "{origin}: the document is not a mapping of cloud-config keys (e.g. `runcmd:`)"

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, IoContext, Result};
 use crate::guest::reach::Reach;
-use crate::state::store;
+use crate::host::files;
 pub(crate) use owner::{ProcessId, Session};
 
 /// Bumped when an older sweeper could misread an entry.
@@ -198,7 +198,7 @@ impl Claim {
                 reach: None,
                 kept: None,
             };
-            match store::create_new(&path, &store::to_json(&entry)) {
+            match files::create_new(&path, &files::to_json(&entry)) {
                 Ok(()) => {
                     return Ok(Claim {
                         path,
@@ -233,7 +233,7 @@ impl Claim {
     /// Changes the entry and writes it back atomically.
     pub fn update(&mut self, change: impl FnOnce(&mut Entry)) -> Result<()> {
         change(&mut self.entry);
-        store::replace(&self.path, &store::to_json(&self.entry))
+        files::replace(&self.path, &files::to_json(&self.entry))
             .context(|| format!("updating {} in the ledger", self.path.display()))
     }
 

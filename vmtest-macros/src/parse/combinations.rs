@@ -1,0 +1,133 @@
+//! The keys of `#[vmtest(...)]` that are valid alone but not together, and what a network needs
+//! of the others: each error on the key that has to go.
+
+use super::{Args, Errors, Key, Vms};
+
+/// Errors of keys that are valid alone but not together; on the key that has to go.
+pub(super) fn check_combinations(args: &mut Args, errors: &mut Errors) {
+    let given = |key: Key| args.given.iter().find(|(given, _)| *given == key);
+    if given(Key::Fixture).is_some() {
+        for (key, ident) in &args.given {
+            let message = if *key == Key::Vms {
+                format!(
+                    "`{ident}` cannot be used with `fixture`: a fixture test leases the \
+                     fixture's one VM"
+                )
+            } else if key.describes_the_vm() {
+                format!(
+                    "`{ident}` cannot be used with `fixture`: the fixture decides the VM; set \
+                     this in the fixture's spec (`.{}(..)`)",
+                    key.spec_method()
+                )
+            } else {
+                continue;
+            };
+            errors.push(syn::Error::new(ident.span(), message));
+        }
+        if args.vms != Vms::One {
+            args.vms = Vms::Invalid;
+        }
+    }
+    if let (Some((_, scale)), None) = (given(Key::ScaleTimeout), given(Key::Timeout)) {
+        errors.push(syn::Error::new(
+            scale.span(),
+            "`scale_timeout` needs a `timeout`: it says whether that timeout is multiplied \
+             under TCG; add e.g. `timeout = \"5m\"`, or remove `scale_timeout`",
+        ));
+    }
+    if let (Some(_), Some((_, accel)), Some("Tcg")) =
+        (given(Key::Requires), given(Key::Accel), args.accel)
+    {
+        errors.push(syn::Error::new(
+            accel.span(),
+            "`accel = \"tcg\"` contradicts `requires = \"kvm\"`: a test that requires KVM \
+             must be allowed to use it; remove one of them",
+        ));
+    }
+    // With `fixture`, the errors above already say that the network keys go.
+    if given(Key::Fixture).is_none() {
+        check_network(args, errors);
+    }
+}
+
+/// The `pxe_*` keys, `capture` and `management` against `network`, and the payload's keys against each other.
+fn check_network(args: &Args, errors: &mut Errors) {
+    let given = |key: Key| args.given.iter().find(|(given, _)| *given == key);
+    // The network as written, when one was given and accepted ("isolated").
+    let network = args.network.map(str::to_ascii_lowercase);
+    let on_a_segment = matches!(args.network, Some("Isolated" | "Pxe"));
+    for (key, ident) in &args.given {
+        let message = if key.is_pxe() && args.network != Some("Pxe") {
+            let why = "it is part of the payload that the PXE segment serves";
+            match &network {
+                Some(other) => {
+                    format!(
+                        "`{ident}` needs `network = \"pxe\"`, not `network = \"{other}\"`: {why}"
+                    )
+                }
+                None => {
+                    format!("`{ident}` needs `network = \"pxe\"`: {why}; add `network = \"pxe\"`")
+                }
+            }
+        } else if let Some((why, user_mode)) = key.needs_a_segment().filter(|_| !on_a_segment) {
+            let needs = format!("`{ident}` needs `network = \"isolated\"` or `network = \"pxe\"`");
+            match &network {
+                Some(other) => format!(
+                    "{needs}, not `network = \"{other}\"`: {why}, and the user-mode network \
+                     {user_mode}"
+                ),
+                None => format!(
+                    "{needs}: {why}, and the user-mode network (the default) {user_mode}; add \
+                     e.g. `network = \"isolated\"`, or remove `{ident}`"
+                ),
+            }
+        } else {
+            continue;
+        };
+        errors.push(syn::Error::new(ident.span(), message));
+    }
+    let (kernel, script) = (given(Key::PxeKernel), given(Key::PxeScript));
+    if let (Some((_, initrd)), None) = (given(Key::PxeInitrd), kernel) {
+        let instead = if script.is_some() {
+            "an iPXE script (`pxe_script`) loads its own initrd: serve it with `pxe_files`"
+        } else {
+            "without `pxe_kernel` the VM boots its image's own kernel and initrd"
+        };
+        errors.push(syn::Error::new(
+            initrd.span(),
+            format!(
+                "`{initrd}` needs a `pxe_kernel`: it is the initrd that kernel boots with; add \
+                 e.g. `pxe_kernel = \"tests/pxe/vmlinuz\"`, or remove `{initrd}` ({instead})"
+            ),
+        ));
+    }
+    if kernel.is_some() && script.is_some() {
+        // On the one written second.
+        let mut both = args
+            .given
+            .iter()
+            .filter(|(key, _)| matches!(key, Key::PxeKernel | Key::PxeScript))
+            .map(|(_, ident)| ident);
+        let (Some(first), Some(second)) = (both.next(), both.next()) else {
+            unreachable!("both were given")
+        };
+        errors.push(syn::Error::new(
+            second.span(),
+            format!(
+                "`{second}` cannot be used with `{first}`: the PXE payload is either a kernel \
+                 (`pxe_kernel`, with `pxe_initrd` and `pxe_cmdline`) or an iPXE script \
+                 (`pxe_script`) that loads its own; give one of them"
+            ),
+        ));
+    }
+    if let (Some((_, cmdline)), Some(_)) = (given(Key::PxeCmdline), script) {
+        errors.push(syn::Error::new(
+            cmdline.span(),
+            format!(
+                "`{cmdline}` cannot be used with `pxe_script`: the script sets the kernel command \
+                 line itself, on its `kernel` line; put the arguments there and remove \
+                 `{cmdline}`"
+            ),
+        ));
+    }
+}
