@@ -201,7 +201,7 @@ fn broker_state(run_dir: &Path) -> Option<(u32, u32, String)> {
     Some((
         v["broker"]["pid"].as_u64()? as u32,
         v["vm"]["pid"].as_u64()? as u32,
-        v["vm"]["name"].as_str()?.to_owned(),
+        v["vm"]["reach"]["vm"].as_str()?.to_owned(),
     ))
 }
 

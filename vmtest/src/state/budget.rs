@@ -170,7 +170,8 @@ fn parse_cpus(text: &str) -> Result<u32> {
         })
 }
 
-/// Waits until `memory_mib` and `cpus` fit in this host's budget (see [`Limits::from_env`]),
+/// Waits until `memory_mib` and `cpus` fit in this host's budget (`VMTEST_BUDGET_MEMORY`,
+/// `VMTEST_BUDGET_CPUS`, `VMTEST_BUDGET=off`; by default the host's memory and CPUs),
 /// then records the reservation for the VM `vm` and returns it; dropping it releases it.
 ///
 /// A request larger than the whole budget is granted once nothing else holds any, never
