@@ -79,6 +79,12 @@ fn a_reused_pid_is_a_dead_owner_and_a_live_owner_is_never_reaped() {
     assert!(out.status.success(), "{t}");
     assert!(t.contains(&format!("would reap {dead}")), "{t}");
     assert!(t.contains(&format!("left {live}: owner pid")), "{t}");
+    // Its steps say what would happen, not what did.
+    assert!(
+        t.contains(&format!("    would remove {}", dead_dir.display())),
+        "{t}"
+    );
+    assert!(!t.contains("    removed "), "{t}");
     assert!(dead_dir.exists());
 
     let list = text(&runner(run.path(), &["list"]));

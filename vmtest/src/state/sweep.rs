@@ -516,7 +516,8 @@ fn reap_entry(
     let failed = steps.iter().any(|s| s.error.is_some());
     // An entry is the only record of what is left: keep it while anything could not be undone.
     if !failed {
-        let what = format!("removed ledger entry {}", path.display());
+        let verb = if dry_run { "would remove" } else { "removed" };
+        let what = format!("{verb} ledger entry {}", path.display());
         let error = if dry_run {
             None
         } else {

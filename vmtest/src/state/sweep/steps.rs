@@ -11,7 +11,11 @@ use crate::state::ledger::owner::Stat;
 
 /// Kills (unless `send` is false: already done) and waits until the process is gone.
 pub(super) fn kill_step(pid: u32, dry_run: bool, send: bool) -> Step {
-    let what = format!("killed {} pid {pid}", program(pid));
+    let what = if dry_run {
+        format!("would kill {} pid {pid}", program(pid))
+    } else {
+        format!("killed {} pid {pid}", program(pid))
+    };
     if dry_run {
         return Step { what, error: None };
     }
@@ -33,7 +37,11 @@ pub(super) fn kill_step(pid: u32, dry_run: bool, send: bool) -> Step {
 }
 
 pub(super) fn netns_step(ns: &str, dry_run: bool) -> Step {
-    let what = format!("deleted network namespace {ns}");
+    let what = if dry_run {
+        format!("would delete network namespace {ns}")
+    } else {
+        format!("deleted network namespace {ns}")
+    };
     let error = if dry_run {
         None
     } else {
@@ -43,7 +51,11 @@ pub(super) fn netns_step(ns: &str, dry_run: bool) -> Step {
 }
 
 pub(super) fn remove_dir_step(path: &Path, dry_run: bool) -> Step {
-    let what = format!("removed {}", path.display());
+    let what = if dry_run {
+        format!("would remove {}", path.display())
+    } else {
+        format!("removed {}", path.display())
+    };
     let error = if dry_run {
         None
     } else {
