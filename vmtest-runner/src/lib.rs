@@ -189,7 +189,7 @@ fn run_one(t: &'static Registered, verdict: Option<Verdict>) -> Result<Completio
         (Ok(()), _) => Err("test did not panic as expected".into()),
         (Err(_), ShouldPanic::Yes) => Ok(Completion::Completed),
         (Err(payload), ShouldPanic::WithMessage(expected)) => {
-            let message = panic_message(payload.as_ref());
+            let message = vmtest::__private::panic_message(payload.as_ref());
             if message.contains(expected) {
                 Ok(Completion::Completed)
             } else {
@@ -199,10 +199,8 @@ fn run_one(t: &'static Registered, verdict: Option<Verdict>) -> Result<Completio
                 .into())
             }
         }
-        (Err(payload), ShouldPanic::No) => Err(panic_message(payload.as_ref()).into()),
+        (Err(payload), ShouldPanic::No) => {
+            Err(vmtest::__private::panic_message(payload.as_ref()).into())
+        }
     }
-}
-
-fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    vmtest::__private::panic_message(payload)
 }
