@@ -273,7 +273,13 @@ fn the_fixture_boots_once_across_test_processes_as_under_nextest() {
             wait_until(
                 "the idle broker going by itself",
                 Duration::from_secs(30),
-                || fixture_dirs(private.path()).is_empty() && !leaks::alive(qemu),
+                // The broker removes the fixture directory, then the VM (QEMU, its directory,
+                // its ledger entry), then its own claim: wait for all of it, not just the first.
+                || {
+                    fixture_dirs(private.path()).is_empty()
+                        && !leaks::alive(qemu)
+                        && leaks::find(private.path(), &prefix).is_empty()
+                },
             );
         } else {
             let (broker, state_qemu, state_vm) =
