@@ -159,6 +159,84 @@ pub enum Error {
         source: SshError,
     },
 
+    /// A command run with [`crate::Command::succeed`] (or a helper built on it) did not exit 0.
+    #[error(
+        "`{command}` failed in VM {vm} ({status})\n--- stderr (last lines) ---\n{stderr_tail}\n--- stdout (last lines) ---\n{stdout_tail}"
+    )]
+    CommandFailed {
+        /// The VM's name.
+        vm: String,
+        /// The command, as the test gave it.
+        command: String,
+        /// `exit code N` or `killed by signal S`.
+        status: String,
+        /// The last lines of its stderr.
+        stderr_tail: String,
+        /// The last lines of its stdout.
+        stdout_tail: String,
+    },
+
+    /// A command run with [`crate::Command::fail`] exited 0.
+    #[error("`{command}` succeeded in VM {vm}, but the test expected it to fail\n--- stdout (last lines) ---\n{stdout_tail}")]
+    CommandSucceeded {
+        /// The VM's name.
+        vm: String,
+        /// The command, as the test gave it.
+        command: String,
+        /// The last lines of its stdout.
+        stdout_tail: String,
+    },
+
+    /// A command's deadline passed; it was killed in the guest with everything it started.
+    #[error(
+        "`{command}` in VM {vm} did not finish within {after:.1?} and was killed in the guest; \
+         raise the command's `timeout` if it is legitimately slow (deadlines are multiplied under TCG)"
+    )]
+    CommandTimeout {
+        /// The VM's name.
+        vm: String,
+        /// The command, as the test gave it.
+        command: String,
+        /// How long it ran.
+        after: Duration,
+    },
+
+    /// A wait (`wait_for_unit`, `wait_for_port`, `wait_for_file`, `wait_until_succeeds`,
+    /// `reboot`) did not see its condition before its deadline.
+    #[error("VM {vm}: {what} not within {after:.1?}\n{evidence}")]
+    WaitTimeout {
+        /// The VM's name.
+        vm: String,
+        /// What was waited for (`unit nginx.service active`).
+        what: String,
+        /// How long it waited.
+        after: Duration,
+        /// What the last check saw, and what to look at next.
+        evidence: String,
+    },
+
+    /// A waited-for condition can no longer come true (a systemd unit failed).
+    #[error("VM {vm}: {what}\n{evidence}")]
+    WaitFailed {
+        /// The VM's name.
+        vm: String,
+        /// What happened (`unit nginx.service failed`).
+        what: String,
+        /// The evidence: status, journal tail.
+        evidence: String,
+    },
+
+    /// Copying files to or from the guest failed.
+    #[error("VM {vm}: {what}: {message}")]
+    Transfer {
+        /// The VM's name.
+        vm: String,
+        /// What was being copied (`uploading ./a to /tmp/a`).
+        what: String,
+        /// Why it failed, and what to do.
+        message: String,
+    },
+
     /// The backend running the VM cannot do what was asked.
     #[error("{operation} is not supported by the {backend} backend")]
     Unsupported {
@@ -268,6 +346,15 @@ pub enum SshError {
     Cut {
         /// The command line.
         command: String,
+    },
+    /// The guest's SSH server refused a port forward (a `direct-tcpip` or `tcpip-forward`).
+    #[error("forwarding port {port}: {source}; the guest's SSH server must allow TCP forwarding")]
+    Forward {
+        /// The guest port (0: chosen by the server).
+        port: u16,
+        /// What the server answered.
+        #[source]
+        source: russh::Error,
     },
     /// The runtime that owns the connection failed.
     #[error("connecting: {0}")]

@@ -55,7 +55,7 @@ pub use net::segment::Segment;
 pub use spec::{
     Accel, AccelChoice, Backend, Network, PxeBoot, Readiness, SeedFormat, SegmentSpec, VmSpec,
 };
-pub use vm::{Ssh, Vm};
+pub use vm::{Command, Line, Running, Ssh, Stream, Vm};
 
 /// Removing what dead test processes left behind: `vmtest-runner sweep`, as a library call.
 ///

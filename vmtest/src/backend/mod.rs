@@ -83,6 +83,22 @@ pub(crate) enum MachineError {
     Qmp(#[from] qemu::QmpError),
 }
 
+/// What [`Machine::power`] does.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Power {
+    /// A hard reset.
+    Reset,
+    /// Stop the vCPUs.
+    Pause,
+    /// Run them again.
+    Resume,
+    /// Power the guest off (ACPI, then forced after `grace`), keeping the machine's disk and
+    /// devices for [`Power::Start`].
+    Off { grace: Duration },
+    /// Start a machine powered off with [`Power::Off`].
+    Start,
+}
+
 /// A running machine, owned: dropping it stops the machine at once (killed, reaped).
 #[derive(Debug)]
 pub(crate) enum Machine {
@@ -138,6 +154,33 @@ impl Machine {
     pub async fn power_off(&self, grace: Duration) -> bool {
         match self {
             Machine::Qemu(m) => m.power_off(grace).await,
+        }
+    }
+
+    /// Lets a guest that reboots reset instead of ending the machine (once it has booted).
+    pub async fn allow_reboots(&self) -> Result<(), MachineError> {
+        match self {
+            Machine::Qemu(m) => Ok(m.allow_reboots().await?),
+        }
+    }
+
+    /// A power action on the running machine; see [`Power`].
+    pub async fn power(&self, action: Power) -> Result<(), MachineError> {
+        match self {
+            Machine::Qemu(m) => {
+                match action {
+                    Power::Reset => m.reset().await?,
+                    Power::Pause => m.pause().await?,
+                    Power::Resume => m.resume().await?,
+                    Power::Start => m.start().await?,
+                    Power::Off { grace } => {
+                        if !m.halt(grace).await? {
+                            tracing::warn!("guest did not power off within {grace:?}; stopped it");
+                        }
+                    }
+                }
+                Ok(())
+            }
         }
     }
 

@@ -7,4 +7,5 @@ pub(crate) mod identity;
 pub(crate) mod output;
 pub(crate) mod reach;
 pub(crate) mod seed;
+pub(crate) mod shell;
 pub(crate) mod ssh;

@@ -33,13 +33,19 @@ pub(crate) struct Target {
 pub(crate) struct Session {
     handle: client::Handle<Pinned>,
     addr: SocketAddr,
+    reverse: Reverse,
 }
 
-/// Accepts exactly one host key, and remembers what the server offered for the error message.
+/// Accepts exactly one host key, and remembers what the server offered for the error message;
+/// connects the guest's reverse forwards to their host ends.
 struct Pinned {
     expected: PublicKey,
     offered: Arc<Mutex<Option<PublicKey>>>,
+    reverse: Reverse,
 }
+
+/// The host ends of reverse forwards: guest port → address on the host's loopback.
+pub(crate) type Reverse = Arc<Mutex<std::collections::HashMap<u32, SocketAddr>>>;
 
 impl client::Handler for Pinned {
     type Error = russh::Error;
@@ -55,6 +61,47 @@ impl client::Handler for Pinned {
             }
             PublicKeyOrCertificate::Certificate(_) => false,
         })
+    }
+
+    #[allow(clippy::too_many_arguments)] // russh's signature
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: russh::Channel<client::Msg>,
+        _connected_address: &str,
+        connected_port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: client::ChannelOpenHandle,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        let target = self
+            .reverse
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&connected_port)
+            .copied();
+        let Some(target) = target else {
+            reply
+                .reject(russh::ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        reply.accept().await;
+        // Copy on a task of its own: this handler runs on the connection's task, which must
+        // go on serving every other channel meanwhile.
+        tokio::spawn(async move {
+            match tokio::net::TcpStream::connect(target).await {
+                Ok(mut host) => {
+                    let mut guest = channel.into_stream();
+                    let _ = tokio::io::copy_bidirectional(&mut host, &mut guest).await;
+                }
+                Err(e) => {
+                    tracing::warn!(%target, "a reverse forward's host end refused: {e}");
+                    let _ = channel.close().await;
+                }
+            }
+        });
+        Ok(())
     }
 }
 
@@ -79,9 +126,11 @@ impl Session {
             ..Default::default()
         });
         let offered = Arc::new(Mutex::new(None));
+        let reverse = Reverse::default();
         let handler = Pinned {
             expected: host_key.clone(),
             offered: Arc::clone(&offered),
+            reverse: Arc::clone(&reverse),
         };
         let connect = async {
             let connected = match &target.via {
@@ -128,11 +177,66 @@ impl Session {
                     user: target.user.clone(),
                 }));
             }
-            Ok(Session { handle, addr })
+            Ok(Session {
+                handle,
+                addr,
+                reverse,
+            })
         };
         tokio::time::timeout(timeout, connect)
             .await
             .map_err(|_| ssh_err(SshError::Timeout(timeout)))?
+    }
+
+    /// Where the session is connected (for messages).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Starts one command line on a channel of its own.
+    pub async fn open_exec(&self, command: &str) -> Result<russh::Channel<client::Msg>> {
+        let start = |source| Error::Ssh {
+            addr: self.addr.to_string(),
+            source: SshError::Start {
+                command: command.to_owned(),
+                source,
+            },
+        };
+        let channel = self.handle.channel_open_session().await.map_err(start)?;
+        channel.exec(true, command).await.map_err(start)?;
+        Ok(channel)
+    }
+
+    /// A TCP connection from the guest to `port` on its own loopback, through the SSH
+    /// connection (`direct-tcpip`): reaches the guest on any network, namespace or not.
+    pub async fn connect_port(&self, port: u16) -> Result<russh::ChannelStream<client::Msg>> {
+        let channel = self
+            .handle
+            .channel_open_direct_tcpip("127.0.0.1", u32::from(port), "127.0.0.1", 0)
+            .await
+            .map_err(|source| Error::Ssh {
+                addr: self.addr.to_string(),
+                source: SshError::Forward { port, source },
+            })?;
+        Ok(channel.into_stream())
+    }
+
+    /// Asks the guest's SSH server to listen on its loopback (port chosen by the server) and
+    /// to send every connection to `target` on the host. Returns the guest's port.
+    pub async fn reverse_forward(&self, target: SocketAddr) -> Result<u16> {
+        let port = self
+            .handle
+            .tcpip_forward("127.0.0.1", 0)
+            .await
+            .map_err(|source| Error::Ssh {
+                addr: self.addr.to_string(),
+                source: SshError::Forward { port: 0, source },
+            })?;
+        self.reverse
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(port, target);
+        Ok(port as u16)
     }
 
     /// Runs one command line and collects its output.
@@ -141,14 +245,9 @@ impl Session {
             addr: self.addr.to_string(),
             source,
         };
-        let start = |source| {
-            ssh_err(SshError::Start {
-                command: command.to_owned(),
-                source,
-            })
-        };
-        let mut channel = self.handle.channel_open_session().await.map_err(start)?;
-        channel.exec(true, command).await.map_err(start)?;
+        let mut channel = self.open_exec(command).await?;
+        // Nothing to read: end-of-file at once, so a command that reads stdin cannot hang.
+        let _ = channel.eof().await;
         let mut out = super::output::Output {
             exit_code: None,
             exit_signal: None,
@@ -183,59 +282,4 @@ impl Session {
     }
 }
 
-/// Quotes argv for a POSIX shell: `'...'` around anything but plainly safe words.
-pub(crate) fn quote_argv<I, S>(argv: I) -> Result<String>
-where
-    I: IntoIterator<Item = S>,
-    S: AsRef<str>,
-{
-    let mut line = String::new();
-    for (i, arg) in argv.into_iter().enumerate() {
-        let arg = arg.as_ref();
-        if arg.contains('\0') {
-            return Err(Error::Invalid {
-                what: "command argument",
-                message: format!("{arg:?} contains a NUL byte, which no command line can carry"),
-            });
-        }
-        if i > 0 {
-            line.push(' ');
-        }
-        let safe = !arg.is_empty()
-            && arg
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
-        if safe {
-            line.push_str(arg);
-        } else {
-            line.push('\'');
-            line.push_str(&arg.replace('\'', r"'\''"));
-            line.push('\'');
-        }
-    }
-    if line.is_empty() {
-        return Err(Error::Invalid {
-            what: "command",
-            message: "argv is empty; pass at least the program name".into(),
-        });
-    }
-    Ok(line)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::quote_argv;
-
-    #[test]
-    fn quotes_what_the_shell_would_interpret() {
-        assert_eq!(quote_argv(["echo", "hello"]).unwrap(), "echo hello");
-        assert_eq!(quote_argv(["echo", ""]).unwrap(), "echo ''");
-        assert_eq!(
-            quote_argv(["echo", "it's $HOME; `x` \"y\" \\ *"]).unwrap(),
-            r#"echo 'it'\''s $HOME; `x` "y" \ *'"#
-        );
-        assert_eq!(quote_argv(["a b", "\n"]).unwrap(), "'a b' '\n'");
-        assert!(quote_argv(Vec::<String>::new()).is_err());
-        assert!(quote_argv(["a\0b"]).is_err());
-    }
-}
+pub(crate) use super::shell::quote_argv;

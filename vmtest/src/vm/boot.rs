@@ -268,6 +268,9 @@ async fn provision_and_launch(
             });
         }
     };
+    if let Err(e) = machine.allow_reboots().await {
+        tracing::warn!(vm = %name, "a reboot of this guest will end it: {e}");
+    }
     let reach = Reach {
         vm: name.clone(),
         addr: target.addr,
@@ -305,6 +308,7 @@ async fn provision_and_launch(
         name,
         accel: plan.accel,
         boot_time: started.elapsed(),
+        boot_timeout: spec.boot_timeout.unwrap_or(Duration::from_secs(60)),
     })
 }
 

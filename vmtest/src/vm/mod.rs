@@ -8,25 +8,31 @@
 
 pub(crate) mod artifacts;
 mod boot;
+mod command;
 mod context;
+mod files;
+mod forward;
 pub(crate) mod keep;
+mod link;
+mod power;
 mod ready;
 mod ssh;
+mod wait;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use russh::keys::PublicKey;
-
 pub(crate) use boot::{resolve_accel, shared_segment};
 pub(crate) use context::Context;
+pub use command::{Command, Line, Running, Stream};
 pub use ssh::Ssh;
 
 use crate::backend::Machine;
 use crate::error::{Error, IoContext, Result};
 use crate::guest::reach::Reach;
-use crate::guest::ssh::{Session, Target};
+use crate::guest::ssh::Target;
+use link::Link;
 use crate::net::segment::Segment;
 use crate::spec::{Accel, VmSpec};
 use crate::state::budget::Reservation;
@@ -56,6 +62,8 @@ pub struct Vm {
     pid: u32,
     dir_path: PathBuf,
     boot_time: Duration,
+    /// The spec's boot deadline (unscaled), which reboots and starts are held to as well.
+    boot_timeout: Duration,
 }
 
 /// What a VM's owner holds. Field order is drop order (reverse order of creation).
@@ -70,67 +78,6 @@ struct Owned {
     mac: Option<String>,
     /// This VM's share of the host's boot budget, given back once the machine is gone.
     _budget: Option<Reservation>,
-}
-
-/// The VM's SSH side: where it is, the pinned host key, and the connection kept between
-/// commands.
-struct Link {
-    session: tokio::sync::Mutex<Option<Arc<Session>>>,
-    target: Target,
-    host_key: PublicKey,
-    reach: Reach,
-    /// Deadlines are multiplied by this under TCG.
-    timeout_factor: u32,
-    /// The runtime new SSH connections are made on, when the VM outlives the runtimes of the
-    /// tests using it (a fixture's): a connection's task must not die with one test.
-    home: Option<tokio::runtime::Handle>,
-}
-
-impl Link {
-    fn new(
-        target: Target,
-        host_key: PublicKey,
-        reach: Reach,
-        accel: Accel,
-        session: Option<Session>,
-    ) -> Link {
-        Link {
-            session: tokio::sync::Mutex::new(session.map(Arc::new)),
-            target,
-            host_key,
-            reach,
-            timeout_factor: accel.timeout_factor(),
-            home: None,
-        }
-    }
-
-    /// The cached session, or a new one when there is none, it closed, or `fresh` asks.
-    async fn session(&self, fresh: bool) -> Result<Arc<Session>> {
-        let mut slot = self.session.lock().await;
-        if let Some(s) = slot.as_ref().filter(|s| !fresh && !s.is_closed()) {
-            return Ok(s.clone());
-        }
-        let timeout = Duration::from_secs(30) * self.timeout_factor;
-        let session = match &self.home {
-            None => Session::connect(&self.target, &self.host_key, timeout).await?,
-            Some(home) => {
-                let (target, key) = (self.target.clone(), self.host_key.clone());
-                home.spawn(async move { Session::connect(&target, &key, timeout).await })
-                    .await
-                    .map_err(|e| Error::Ssh {
-                        addr: self.target.addr.to_string(),
-                        source: crate::error::SshError::Runtime(e),
-                    })??
-            }
-        };
-        let s = Arc::new(session);
-        *slot = Some(s.clone());
-        Ok(s)
-    }
-
-    async fn close(&self) {
-        self.session.lock().await.take();
-    }
 }
 
 /// The VM's private directory; removed when dropped, unless kept.
@@ -183,6 +130,40 @@ impl Vm {
         boot::boot(spec, cx).await
     }
 
+    /// A command to run in the guest: each element of `argv` is one argument, quoted for the
+    /// guest's shell so it arrives verbatim. Configure it (env, stdin, directory, sudo,
+    /// timeout, echo), then run it with [`Command::output`], [`Command::succeed`],
+    /// [`Command::fail`] or [`Command::spawn`].
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) -> vmtest::Result<()> {
+    /// let out = vm.command(["uname", "-r"]).succeed().await?;
+    /// println!("kernel {}", out.stdout_str().trim());
+    /// vm.command(["false"]).fail().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn command<I, S>(&self, argv: I) -> Command<'_>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        Command::new(self, argv.into_iter().map(|a| a.as_ref().to_owned()).collect())
+    }
+
+    /// A shell script to run in the guest with `sh -s`: pipelines, redirections, several
+    /// lines. It is sent on the command's stdin, so its size is not bounded by the guest SSH
+    /// server's command-line limit; for the same reason it cannot have stdin of its own (use
+    /// `vm.command(["sh", "-c", script])` for that). [`Command::sudo`] runs it as root.
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) -> vmtest::Result<()> {
+    /// let out = vm.sh("set -e\ncd /etc\nls | wc -l").succeed().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn sh(&self, script: impl Into<String>) -> Command<'_> {
+        Command::script(self, script.into())
+    }
+
     /// SSH access to the guest, as the seeded user, with the injected host key pinned.
     pub fn ssh(&self) -> Ssh<'_> {
         Ssh::new(self)
@@ -206,7 +187,7 @@ impl Vm {
     /// The SSH endpoint: on the host's loopback through the management NIC, else the guest's
     /// address on its segment (see [`Vm::reach`]).
     pub fn ssh_addr(&self) -> std::net::SocketAddr {
-        self.link.target.addr
+        self.link.sessions.target.addr
     }
 
     /// How to reach the guest over SSH from anywhere on this host: address, user, key, pinned
@@ -217,7 +198,7 @@ impl Vm {
 
     /// The guest's pinned SSH host key, as an OpenSSH public key line.
     pub fn host_key(&self) -> String {
-        self.link.host_key.to_openssh().unwrap_or_default()
+        self.link.sessions.host_key.to_openssh().unwrap_or_default()
     }
 
     /// The VM's private directory (overlay, seed, console log, sockets, SSH key and a
@@ -248,7 +229,7 @@ impl Vm {
                 ),
             });
         };
-        let timeout = Duration::from_secs(30) * self.accel.timeout_factor();
+        let timeout = Duration::from_secs(30) * self.link.factor();
         Ok(segment.wait_for_lease(mac, timeout).await?.ip)
     }
 
@@ -266,7 +247,7 @@ impl Vm {
     /// grace period), and removes the VM's files.
     pub async fn shutdown(self) -> Result<()> {
         self.link.close().await;
-        let grace = Duration::from_secs(30) * self.accel.timeout_factor();
+        let grace = Duration::from_secs(30) * self.link.factor();
         let Some(owned) = &self.owned else {
             return Err(Error::Invalid {
                 what: "shutdown",
@@ -375,9 +356,10 @@ impl Vm {
         Ok(message)
     }
 
-    /// Makes new SSH connections on `home` (see [`Link::home`]).
+    /// Makes new SSH connections and forwards on `home`, a runtime that outlives the tests
+    /// using this VM (a fixture's).
     pub(crate) fn set_home(&mut self, home: tokio::runtime::Handle) {
-        self.link.home = Some(home);
+        self.link.set_home(home);
     }
 
     /// A handle on a VM another process owns and keeps running (a fixture shared across test
@@ -402,6 +384,7 @@ impl Vm {
             pid: facts.pid,
             dir_path: facts.dir.clone(),
             boot_time: Duration::from_millis(facts.boot_ms),
+            boot_timeout: Duration::from_millis(facts.boot_timeout_ms),
         })
     }
 
@@ -413,6 +396,7 @@ impl Vm {
             dir: self.dir_path.clone(),
             pid: self.pid,
             boot_ms: self.boot_time.as_millis() as u64,
+            boot_timeout_ms: self.boot_timeout.as_millis() as u64,
         }
     }
 }
@@ -425,6 +409,12 @@ pub(crate) struct Attached {
     pub dir: PathBuf,
     pub pid: u32,
     pub boot_ms: u64,
+    #[serde(default = "default_boot_timeout_ms")]
+    pub boot_timeout_ms: u64,
+}
+
+fn default_boot_timeout_ms() -> u64 {
+    60_000
 }
 
 impl std::fmt::Debug for Vm {
@@ -432,7 +422,7 @@ impl std::fmt::Debug for Vm {
         f.debug_struct("Vm")
             .field("name", &self.name)
             .field("pid", &self.pid)
-            .field("ssh", &self.link.target.addr)
+            .field("ssh", &self.link.sessions.target.addr)
             .finish()
     }
 }

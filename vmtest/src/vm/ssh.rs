@@ -1,13 +1,11 @@
 //! The handle a test runs commands with: [`Ssh`], from [`Vm::ssh`].
 
-use std::time::Duration;
-
 use russh::keys::PublicKey;
 
 use super::Vm;
 use crate::error::{Error, Result};
 use crate::guest::output::Output;
-use crate::guest::ssh::{quote_argv, Session};
+use crate::guest::ssh::quote_argv;
 
 /// SSH access to one VM; get it from [`Vm::ssh`].
 #[derive(Debug)]
@@ -42,18 +40,14 @@ impl Ssh<'_> {
         S: AsRef<str>,
     {
         let line = quote_argv(argv)?;
-        let link = &self.vm.link;
+        let sessions = &self.vm.link.sessions;
         if let Some(key) = &self.host_key {
-            let timeout = Duration::from_secs(30) * link.timeout_factor;
-            return Session::connect(&link.target, key, timeout)
-                .await?
-                .exec(&line)
-                .await;
+            return sessions.connect(key).await?.exec(&line).await;
         }
-        match link.session(false).await?.exec(&line).await {
+        match sessions.get(false).await?.exec(&line).await {
             // The cached connection may have been closed by the guest (sshd restarted, idle
             // timeout): one fresh connection, then give up.
-            Err(Error::Ssh { .. }) => link.session(true).await?.exec(&line).await,
+            Err(Error::Ssh { .. }) => sessions.get(true).await?.exec(&line).await,
             other => other,
         }
     }

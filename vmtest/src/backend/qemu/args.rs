@@ -113,8 +113,13 @@ impl QemuArgs {
         });
         a.push("-smp").push(self.cpus.to_string());
         a.push("-m").push(format!("{}M", self.memory_mib));
-        // A guest that panics or reboots must end QEMU, not loop: readiness then fails at once.
+        // A guest that reboots while it boots must end QEMU, not loop: readiness then fails at
+        // once. Once it is ready, reboots reset it instead (`QemuMachine::allow_reboots`).
         a.push("-no-reboot");
+        // A guest kernel that panics tells QEMU through pvpanic (Debian's kernels load its
+        // driver by themselves), and QEMU exits: the test ends with the console, not a hang.
+        a.push("-device").push("pvpanic");
+        a.push("-action").push("panic=exit-failure");
         // An unbootable disk makes SeaBIOS retry forever ("No bootable device"); reboot at once
         // instead, which -no-reboot turns into QEMU exiting: the test fails in a second.
         a.push("-boot").push("reboot-timeout=0");

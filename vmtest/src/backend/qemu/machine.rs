@@ -3,6 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde_json::{json, Value};
+
 use super::qmp::{forwarded_port, Qmp, QmpError};
 use super::QMP_SOCKET;
 use crate::host::process::{describe, Supervised};
@@ -56,10 +58,79 @@ impl QemuMachine {
         let Ok(mut qmp) = Qmp::connect(&self.qmp_socket).await else {
             return false;
         };
-        if qmp.execute("system_powerdown", None).await.is_err() {
+        // A guest powered off earlier (`halt`) sits paused: let QEMU exit this time.
+        if qmp.execute("set-action", Some(json!({"shutdown": "poweroff"}))).await.is_err() {
             return false;
         }
-        self.process.wait_exit(grace).await.is_some()
+        let off = qmp
+            .execute("query-status", None)
+            .await
+            .is_ok_and(|s| s["status"] == "shutdown");
+        let asked = if off {
+            qmp.execute("quit", None).await
+        } else {
+            qmp.execute("system_powerdown", None).await
+        };
+        asked.is_ok() && self.process.wait_exit(grace).await.is_some()
+    }
+
+    /// From now on, a guest that reboots is reset instead of ending QEMU (`-no-reboot` holds
+    /// only while the guest boots, so that a boot loop fails at once).
+    pub async fn allow_reboots(&self) -> Result<(), QmpError> {
+        self.qmp("set-action", Some(json!({"reboot": "reset"})))
+            .await
+            .map(drop)
+    }
+
+    /// A hard reset, as the reset button.
+    pub async fn reset(&self) -> Result<(), QmpError> {
+        self.qmp("system_reset", None).await.map(drop)
+    }
+
+    /// Stops the vCPUs.
+    pub async fn pause(&self) -> Result<(), QmpError> {
+        self.qmp("stop", None).await.map(drop)
+    }
+
+    /// Runs the vCPUs again.
+    pub async fn resume(&self) -> Result<(), QmpError> {
+        self.qmp("cont", None).await.map(drop)
+    }
+
+    /// Powers the guest off but keeps QEMU (and with it the disk, the NICs and the ledger's
+    /// record) for [`QemuMachine::start`]: the ACPI power button with QEMU told to pause on the
+    /// guest's shutdown, up to `grace` for the guest to go, then a hard stop. Whether the guest
+    /// powered off by itself.
+    pub async fn halt(&self, grace: Duration) -> Result<bool, QmpError> {
+        let mut qmp = Qmp::connect(&self.qmp_socket).await?;
+        qmp.execute("set-action", Some(json!({"shutdown": "pause"})))
+            .await?;
+        qmp.execute("system_powerdown", None).await?;
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline {
+            if qmp.execute("query-status", None).await?["status"] == "shutdown" {
+                return Ok(true);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        qmp.execute("stop", None).await?;
+        Ok(false)
+    }
+
+    /// Starts a guest [`QemuMachine::halt`] powered off: a reset, then the vCPUs run.
+    pub async fn start(&self) -> Result<(), QmpError> {
+        let mut qmp = Qmp::connect(&self.qmp_socket).await?;
+        qmp.execute("set-action", Some(json!({"shutdown": "poweroff"})))
+            .await?;
+        qmp.execute("system_reset", None).await?;
+        qmp.execute("cont", None).await.map(drop)
+    }
+
+    async fn qmp(&self, command: &str, arguments: Option<Value>) -> Result<Value, QmpError> {
+        Qmp::connect(&self.qmp_socket)
+            .await?
+            .execute(command, arguments)
+            .await
     }
 
     /// Asks QEMU to quit at once, bounded by `timeout`; the caller kills what is left.

@@ -1,0 +1,103 @@
+//! Ports: a guest port made reachable on the host's loopback ([`Vm::forward`]), and a host
+//! service made reachable from the guest ([`Vm::forward_to_host`]). Both ride the VM's SSH
+//! connection, so they work on every network kind — even for a guest that only lives on a
+//! segment inside a namespace — and only ever bind 127.0.0.1.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use super::Vm;
+use crate::error::{Error, IoContext, Result};
+
+impl Vm {
+    /// Makes TCP `guest_port` (on the guest's loopback) reachable at the returned address on
+    /// the host's 127.0.0.1, for as long as the `Vm` lives. Each connection is carried by the
+    /// VM's SSH connection (`direct-tcpip`), reconnected after a reboot.
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) -> anyhow::Result<()> {
+    /// use std::time::Duration;
+    /// vm.wait_for_port(8080, Duration::from_secs(60)).await?;
+    /// let addr = vm.forward(8080).await?;
+    /// let mut conn = tokio::net::TcpStream::connect(addr).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn forward(&self, guest_port: u16) -> Result<SocketAddr> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .context(|| format!("binding 127.0.0.1 for a forward of port {guest_port}"))?;
+        let addr = listener
+            .local_addr()
+            .context(|| "reading a forward's address".to_owned())?;
+        let sessions = Arc::clone(&self.link.sessions);
+        let task = self.link.sessions.spawn(async move {
+            loop {
+                let Ok((mut client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let sessions = Arc::clone(&sessions);
+                tokio::spawn(async move {
+                    let guest = match sessions.get(false).await {
+                        Ok(s) => match s.connect_port(guest_port).await {
+                            Ok(g) => Ok(g),
+                            // A stale connection (the guest rebooted): once more, fresh.
+                            Err(_) => match sessions.get(true).await {
+                                Ok(s) => s.connect_port(guest_port).await,
+                                Err(e) => Err(e),
+                            },
+                        },
+                        Err(e) => Err(e),
+                    };
+                    match guest {
+                        Ok(mut guest) => {
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut guest).await;
+                        }
+                        Err(e) => tracing::warn!("forward to guest port {guest_port}: {e}"),
+                    }
+                });
+            }
+        });
+        self.link
+            .forwards
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(task);
+        Ok(addr)
+    }
+
+    /// Makes `host` — a service the test runs on the host's loopback — reachable from the guest
+    /// at `127.0.0.1:PORT`, returning PORT (the guest's SSH server picks it). Lasts as long as
+    /// the VM's SSH connection: after a reboot, ask again.
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) -> anyhow::Result<()> {
+    /// let server = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    /// let port = vm.forward_to_host(server.local_addr()?).await?;
+    /// vm.command(["wget", "-qO-", &format!("http://127.0.0.1:{port}/")]).output().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn forward_to_host(&self, host: SocketAddr) -> Result<u16> {
+        if !host.ip().is_loopback() {
+            return Err(Error::Invalid {
+                what: "forward_to_host",
+                message: format!(
+                    "{host} is not on the host's loopback; serve the guest from 127.0.0.1 only"
+                ),
+            });
+        }
+        self.link
+            .sessions
+            .get(false)
+            .await?
+            .reverse_forward(host)
+            .await
+    }
+
+    /// A connection to `port` on the guest's loopback through the SSH link.
+    pub(super) async fn connect_port(&self, port: u16) -> Result<()> {
+        let session = self.link.sessions.get(false).await?;
+        session.connect_port(port).await.map(drop)
+    }
+}

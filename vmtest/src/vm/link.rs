@@ -1,0 +1,125 @@
+//! The VM's SSH side: where it is, the pinned host key, the connection kept between commands
+//! ([`Sessions`]), and the port forwards riding on it.
+
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use russh::keys::PublicKey;
+use tokio::task::AbortHandle;
+
+use crate::error::{Error, Result, SshError};
+use crate::guest::reach::Reach;
+use crate::guest::ssh::{Session, Target};
+use crate::spec::Accel;
+
+/// The SSH link of one VM. Dropping it stops its forwards and closes its connection.
+pub(super) struct Link {
+    pub sessions: Arc<Sessions>,
+    pub reach: Reach,
+    /// The accept loops of [`crate::Vm::forward`]s, stopped with the link.
+    pub forwards: Mutex<Vec<AbortHandle>>,
+}
+
+/// The connection kept between commands, shared with the tasks of port forwards (which must be
+/// able to reconnect after a reboot without holding the `Vm`).
+pub(crate) struct Sessions {
+    slot: tokio::sync::Mutex<Option<Arc<Session>>>,
+    pub target: Target,
+    pub host_key: PublicKey,
+    /// Deadlines are multiplied by this under TCG.
+    pub timeout_factor: u32,
+    /// The runtime new SSH connections (and forwards) are made on, when the VM outlives the
+    /// runtimes of the tests using it (a fixture's): a connection's task must not die with
+    /// one test.
+    home: OnceLock<tokio::runtime::Handle>,
+}
+
+impl Link {
+    pub fn new(
+        target: Target,
+        host_key: PublicKey,
+        reach: Reach,
+        accel: Accel,
+        session: Option<Session>,
+    ) -> Link {
+        Link {
+            sessions: Arc::new(Sessions {
+                slot: tokio::sync::Mutex::new(session.map(Arc::new)),
+                target,
+                host_key,
+                timeout_factor: accel.timeout_factor(),
+                home: OnceLock::new(),
+            }),
+            reach,
+            forwards: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The timeout factor of the VM's accelerator.
+    pub fn factor(&self) -> u32 {
+        self.sessions.timeout_factor
+    }
+
+    /// Makes new connections and forwards on `home` from now on.
+    pub fn set_home(&self, home: tokio::runtime::Handle) {
+        let _ = self.sessions.home.set(home);
+    }
+
+    /// Closes the kept connection (the next command reconnects).
+    pub async fn close(&self) {
+        self.sessions.slot.lock().await.take();
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        for task in self.forwards.get_mut().unwrap_or_else(|p| p.into_inner()).drain(..) {
+            task.abort();
+        }
+    }
+}
+
+impl Sessions {
+    /// The kept session, or a new one when there is none, it closed, or `fresh` asks.
+    pub async fn get(&self, fresh: bool) -> Result<Arc<Session>> {
+        let mut slot = self.slot.lock().await;
+        if let Some(s) = slot.as_ref().filter(|s| !fresh && !s.is_closed()) {
+            return Ok(s.clone());
+        }
+        // Drop the old one first: its connection task ends, and a guest that rebooted does
+        // not keep a half-open connection of ours.
+        slot.take();
+        let session = self.connect(&self.host_key).await?;
+        let s = Arc::new(session);
+        *slot = Some(s.clone());
+        Ok(s)
+    }
+
+    /// A new connection expecting `host_key`, made on the link's home runtime if it has one.
+    pub async fn connect(&self, host_key: &PublicKey) -> Result<Session> {
+        let timeout = Duration::from_secs(30) * self.timeout_factor;
+        match self.home.get() {
+            None => Session::connect(&self.target, host_key, timeout).await,
+            Some(home) => {
+                let (target, key) = (self.target.clone(), host_key.clone());
+                home.spawn(async move { Session::connect(&target, &key, timeout).await })
+                    .await
+                    .map_err(|e| Error::Ssh {
+                        addr: self.target.addr.to_string(),
+                        source: SshError::Runtime(e),
+                    })?
+            }
+        }
+    }
+
+    /// Spawns `task` where the VM's connections live.
+    pub fn spawn<F>(&self, task: F) -> AbortHandle
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match self.home.get() {
+            Some(home) => home.spawn(task).abort_handle(),
+            None => tokio::spawn(task).abort_handle(),
+        }
+    }
+}
