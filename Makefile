@@ -18,6 +18,7 @@ images: setup
 	fixtures/build tiny >/dev/null
 	fixtures/build debian-12 >/dev/null
 	fixtures/build tiny-disk >/dev/null
+	fixtures/fetch-debs target/vmtest-debs lighttpd
 
 example: setup
 	fixtures/build tiny >/dev/null

@@ -251,6 +251,22 @@ impl<'vm> Command<'vm> {
             });
         }
         let line = self.line.render()?;
+        // A stdin file that cannot be opened fails here, before anything runs in the guest.
+        let stdin = match self.stdin {
+            Stdin::File(path) => {
+                let file = tokio::fs::File::open(&path).await.map_err(|source| Error::Io {
+                    context: format!(
+                        "opening {} as stdin of `{}` in VM {}",
+                        path.display(),
+                        self.label,
+                        self.vm.name()
+                    ),
+                    source,
+                })?;
+                Stdin::Reader(Box::new(file))
+            }
+            other => other,
+        };
         let session = self.vm.link.sessions.get(false).await?;
         let (channel, session) = match session.open_exec(&line).await {
             Ok(channel) => (channel, session),
@@ -263,7 +279,7 @@ impl<'vm> Command<'vm> {
         };
         let (read, write) = channel.split();
         let label = self.label;
-        let writer = feed(write, self.stdin, self.vm.name().to_owned(), label.clone());
+        let writer = feed(write, stdin);
         Ok(Running {
             vm: self.vm.name().to_owned(),
             label,
@@ -280,6 +296,8 @@ impl<'vm> Command<'vm> {
                 stderr: Vec::new(),
             },
             partial: [Vec::new(), Vec::new()],
+            marker: Vec::new(),
+            pid_gone: false,
             ready: VecDeque::new(),
             closed: false,
         })
@@ -292,31 +310,20 @@ impl<'vm> Command<'vm> {
 
 /// Writes stdin on a task of its own, so a command that writes a lot before reading its input
 /// cannot deadlock against us.
-fn feed(
-    write: ChannelWriteHalf<Msg>,
-    stdin: Stdin,
-    vm: String,
-    label: String,
-) -> JoinHandle<Result<()>> {
+fn feed(write: ChannelWriteHalf<Msg>, stdin: Stdin) -> JoinHandle<()> {
     tokio::spawn(async move {
         let sent = match stdin {
             Stdin::Empty => Ok(()),
             Stdin::Bytes(bytes) => write.data(&bytes[..]).await,
-            Stdin::File(path) => {
-                let file = tokio::fs::File::open(&path).await.map_err(|source| Error::Io {
-                    context: format!("opening {} for `{label}` in VM {vm}", path.display()),
-                    source,
-                })?;
-                write.data(file).await
-            }
             Stdin::Reader(reader) => write.data(reader).await,
+            // Opened into a reader by `spawn`.
+            Stdin::File(_) => Ok(()),
         };
         // A command that exits before reading all its input closes the channel under us:
         // that is the command's business, and its exit status says what happened.
         if sent.is_ok() {
             let _ = write.eof().await;
         }
-        Ok(())
     })
 }
 
@@ -346,13 +353,17 @@ pub struct Running {
     session: Arc<Session>,
     /// Taken by `Drop` when the command must still be killed once its pid arrives.
     read: Option<ChannelReadHalf>,
-    writer: Option<JoinHandle<Result<()>>>,
+    writer: Option<JoinHandle<()>>,
     echo: bool,
     started: Instant,
     pid: Option<u32>,
     out: Output,
     /// Unfinished last lines of stdout and stderr.
     partial: [Vec<u8>; 2],
+    /// The start of stderr until the pid report's line ends.
+    marker: Vec<u8>,
+    /// Stderr began with something other than the pid report.
+    pid_gone: bool,
     ready: VecDeque<Line>,
     closed: bool,
 }
@@ -400,11 +411,10 @@ impl Running {
             self.take(msg)?;
         }
         self.ready.clear();
+        // The command has ended: whatever of its stdin it did not read goes nowhere, and a
+        // writer still waiting for the closed channel's window would wait forever.
         if let Some(writer) = self.writer.take() {
-            // Only a stdin file that could not be opened fails here.
-            if let Ok(Err(e)) = writer.await {
-                return Err(e);
-            }
+            writer.abort();
         }
         Ok(self.out.clone())
     }
@@ -424,6 +434,12 @@ impl Running {
                 self.out.exit_signal = Some(format!("{signal_name:?}"))
             }
             Some(ChannelMsg::Close) | None => {
+                let marker = std::mem::take(&mut self.marker);
+                if !marker.is_empty() {
+                    // Stderr that never finished its first line: the command's, not a report.
+                    self.pid_gone = true;
+                    self.output(1, &marker);
+                }
                 for stream in 0..2 {
                     let rest = std::mem::take(&mut self.partial[stream]);
                     if !rest.is_empty() {
@@ -447,7 +463,41 @@ impl Running {
         Ok(())
     }
 
-    fn output(&mut self, stream: usize, data: &[u8]) {
+    /// Output as it arrives: kept byte for byte in the result, and cut into lines for the
+    /// stream and the echo. The pid report, the first line of stderr, is ours alone.
+    fn output(&mut self, stream: usize, mut data: &[u8]) {
+        if stream == 1 && self.pid.is_none() && !self.pid_gone {
+            let Some(end) = data.iter().position(|&b| b == b'\n') else {
+                self.marker.extend_from_slice(data);
+                return;
+            };
+            self.marker.extend_from_slice(&data[..end]);
+            data = &data[end + 1..];
+            let marker = std::mem::take(&mut self.marker);
+            match std::str::from_utf8(&marker)
+                .ok()
+                .and_then(|l| l.strip_prefix(PID_MARKER))
+                .and_then(|p| p.trim().parse().ok())
+            {
+                Some(pid) => self.pid = Some(pid),
+                // Not ours (the shell failed before it): the command's own output.
+                None => {
+                    self.pid_gone = true;
+                    let mut line = marker;
+                    line.push(b'\n');
+                    self.output(1, &line);
+                }
+            }
+        }
+        if data.is_empty() {
+            return;
+        }
+        let buffer = if stream == 0 {
+            &mut self.out.stdout
+        } else {
+            &mut self.out.stderr
+        };
+        buffer.extend_from_slice(data);
         self.partial[stream].extend_from_slice(data);
         while let Some(end) = self.partial[stream].iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = self.partial[stream].drain(..=end).collect();
@@ -455,25 +505,8 @@ impl Running {
         }
     }
 
-    /// One whole line: the pid report is kept for ourselves, everything else is the command's.
+    /// One whole line (or the unterminated last one), for the stream and the echo.
     fn line(&mut self, stream: usize, bytes: &[u8]) {
-        if stream == 1 && self.pid.is_none() {
-            if let Some(pid) = std::str::from_utf8(bytes)
-                .ok()
-                .and_then(|l| l.strip_prefix(PID_MARKER))
-                .and_then(|p| p.trim().parse().ok())
-            {
-                self.pid = Some(pid);
-                return;
-            }
-        }
-        let buffer = if stream == 0 {
-            &mut self.out.stdout
-        } else {
-            &mut self.out.stderr
-        };
-        buffer.extend_from_slice(bytes);
-        buffer.push(b'\n');
         let text = String::from_utf8_lossy(bytes).into_owned();
         if self.echo {
             let tag = if stream == 0 { "" } else { " stderr" };

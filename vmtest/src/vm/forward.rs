@@ -25,17 +25,32 @@ impl Vm {
     /// # Ok(()) }
     /// ```
     pub async fn forward(&self, guest_port: u16) -> Result<SocketAddr> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-            .await
+        // Bound here, registered with tokio inside the task: the task runs where the VM's
+        // connections live (a fixture's runtime outlives the test that asked for the forward).
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
             .context(|| format!("binding 127.0.0.1 for a forward of port {guest_port}"))?;
         let addr = listener
             .local_addr()
             .context(|| "reading a forward's address".to_owned())?;
         let sessions = Arc::clone(&self.link.sessions);
         let task = self.link.sessions.spawn(async move {
+            let listener = match TcpListener::from_std(listener) {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!("forward to guest port {guest_port}: {e}");
+                    return;
+                }
+            };
             loop {
-                let Ok((mut client, _)) = listener.accept().await else {
-                    continue;
+                let mut client = match listener.accept().await {
+                    Ok((client, _)) => client,
+                    Err(e) => {
+                        // Out of file descriptors and the like: pass, without spinning.
+                        tracing::warn!("forward to guest port {guest_port}: accepting: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
                 };
                 let sessions = Arc::clone(&sessions);
                 tokio::spawn(async move {
