@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use vmtest::{Error, Vm, VmSpec};
+use vmtest::{vmtest, Error, Vm, VmSpec};
 
 mod common;
 
@@ -127,4 +127,43 @@ async fn a_missing_qemu_binary_is_named_with_the_package_to_install() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+/// Fails as `VMTEST_FAILURES_ACT` says: `err` (the body returns `Err`) or nothing (passes).
+/// Run by [`a_failure_is_reported_at_the_test_not_inside_vmtest`].
+#[vmtest(image = "recipe:tiny")]
+#[ignore = "scenario: run in a child process by the other tests of this file"]
+async fn scenario_failing_body(_vm: &Vm) -> anyhow::Result<()> {
+    if std::env::var("VMTEST_FAILURES_ACT").as_deref() == Ok("err") {
+        anyhow::bail!("failing on purpose");
+    }
+    Ok(())
+}
+
+/// libtest prints where a failing test panicked; that must be the test's own file, where the
+/// author looks, for an `Err` from the body as for an error before the VM boots.
+#[test]
+fn a_failure_is_reported_at_the_test_not_inside_vmtest() {
+    let cases = [
+        // The body returned `Err`: the VM booted, ran the body and was torn down.
+        ("VMTEST_FAILURES_ACT", "err", "failing on purpose"),
+        // vmtest refused the run before booting anything.
+        ("VMTEST_KEEP", "sometimes", "VMTEST_KEEP"),
+    ];
+    for (var, value, message) in cases {
+        let out = vmtest_tests::scenario::child("scenario_failing_body")
+            .env(var, value)
+            .output()
+            .unwrap();
+        let all = vmtest_tests::scenario::text(&out);
+        assert!(!out.status.success(), "{var}={value}: should fail:\n{all}");
+        assert!(all.contains(message), "{var}={value}:\n{all}");
+        let at: Vec<&str> = all.lines().filter(|l| l.contains("panicked at ")).collect();
+        assert_eq!(at.len(), 1, "{var}={value}:\n{all}");
+        assert!(
+            at[0].contains("tests/tests/failures.rs:"),
+            "{var}={value}: the failure points at {:?}, not at the test:\n{all}",
+            at[0]
+        );
+    }
 }
