@@ -78,3 +78,21 @@ async fn cloud_init_reads_a_vfat_seed() -> anyhow::Result<()> {
     vm.shutdown().await?;
     Ok(())
 }
+
+/// The test's user-data reaches cloud-init as written: `!!binary` content is written as those
+/// bytes, and the test's `users` are added beside vmtest's own.
+#[vmtest(
+    image = "recipe:debian-12",
+    memory = "1G",
+    cpus = 2,
+    user_data = "data/binary-write-files.yaml"
+)]
+async fn user_data_binary_content_is_written_byte_for_byte(vm: &Vm) -> anyhow::Result<()> {
+    let out = vm.ssh().run(["base64", "/var/lib/vmtest-binary"]).await?;
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout_str().trim(), "AP/+gMMoCnZtdGVzdA==");
+    let alice = vm.ssh().run(["id", "-un", "alice"]).await?;
+    assert_eq!(alice.stdout_str().trim(), "alice", "{alice:?}");
+    // Everything vmtest itself needs still holds, and cloud-init reported no error.
+    check_cloud_init_ran(vm).await
+}
