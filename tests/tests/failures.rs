@@ -167,3 +167,53 @@ fn a_failure_is_reported_at_the_test_not_inside_vmtest() {
         );
     }
 }
+
+/// The tiny image has no cloud-init and would ignore `runcmd`. Run by
+/// [`user_data_the_image_cannot_honour_is_refused_before_anything_exists`].
+#[vmtest(image = "recipe:tiny", user_data = "data/runcmd.yaml")]
+#[ignore = "scenario: run in a child process by the other tests of this file"]
+async fn scenario_runcmd_on_tiny(_vm: &Vm) {}
+
+#[test]
+fn user_data_the_image_cannot_honour_is_refused_before_anything_exists() {
+    // A run directory of its own: nothing another test boots can land in it.
+    let private = vmtest_tests::private_run::PrivateRun::new();
+    let started = Instant::now();
+    let mut cmd = vmtest_tests::scenario::child("scenario_runcmd_on_tiny");
+    let out = private.apply(&mut cmd).output().unwrap();
+    let elapsed = started.elapsed();
+    let all = vmtest_tests::scenario::text(&out);
+    assert!(!out.status.success(), "the boot should be refused:\n{all}");
+    assert!(
+        all.contains("data/runcmd.yaml: the image `recipe:tiny` does not honour `runcmd`"),
+        "{all}"
+    );
+    // Refused before booting: no boot deadline, no VM directory, no ledger entry.
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "took {elapsed:?}:\n{all}"
+    );
+    assert!(!all.contains("ready"), "{all}");
+    let left: Vec<String> = walk(private.path())
+        .into_iter()
+        .filter(|p| p.contains("vt-") || p.contains("ledger") || p.ends_with(".json"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}\n{all}");
+}
+
+/// Every path under `dir`, relative to it.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        found.push(path.strip_prefix(dir).unwrap().display().to_string());
+        if path.is_dir() {
+            found.extend(
+                walk(&path)
+                    .into_iter()
+                    .map(|p| format!("{}/{p}", entry.file_name().to_string_lossy())),
+            );
+        }
+    }
+    found
+}
