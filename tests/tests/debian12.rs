@@ -84,11 +84,28 @@ async fn cloud_init_reads_a_vfat_seed() -> anyhow::Result<()> {
 /// dependencies it has) is uploaded and installed with dpkg; the waits see the unit active and
 /// the port open; the page comes to the host through `forward`; after `reboot()` it answers
 /// again. A unit that fails ends `wait_for_unit` at once with its status and journal.
-#[vmtest(image = "recipe:debian-12", memory = "1G", cpus = 2, timeout = "20m")]
+///
+/// The same boot checks that the test's user-data reaches cloud-init as written: `!!binary`
+/// content is written as those bytes, and the test's `users` are added beside vmtest's own.
+#[vmtest(
+    image = "recipe:debian-12",
+    memory = "1G",
+    cpus = 2,
+    timeout = "20m",
+    user_data = "data/binary-write-files.yaml"
+)]
 async fn a_debian_package_is_installed_served_forwarded_and_survives_a_reboot(
     vm: &Vm,
 ) -> anyhow::Result<()> {
     use std::time::Duration;
+    let out = vm.ssh().run(["base64", "/var/lib/vmtest-binary"]).await?;
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout_str().trim(), "AP/+gMMoCnZtdGVzdA==");
+    let alice = vm.ssh().run(["id", "-un", "alice"]).await?;
+    assert_eq!(alice.stdout_str().trim(), "alice", "{alice:?}");
+    // Everything vmtest itself needs still holds, and cloud-init reported no error.
+    check_cloud_init_ran(vm).await?;
+
     let debs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/vmtest-debs");
     let fetched = std::fs::read_dir(&debs).is_ok_and(|mut d| {
         d.any(|e| e.is_ok_and(|e| e.file_name().to_string_lossy().starts_with("lighttpd_")))

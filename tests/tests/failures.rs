@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use vmtest::{Error, Vm, VmSpec};
+use vmtest::{vmtest, Error, Vm, VmSpec};
 
 mod common;
 
@@ -127,4 +127,93 @@ async fn a_missing_qemu_binary_is_named_with_the_package_to_install() {
         "took {:?}",
         started.elapsed()
     );
+}
+
+/// Fails as `VMTEST_FAILURES_ACT` says: `err` (the body returns `Err`) or nothing (passes).
+/// Run by [`a_failure_is_reported_at_the_test_not_inside_vmtest`].
+#[vmtest(image = "recipe:tiny")]
+#[ignore = "scenario: run in a child process by the other tests of this file"]
+async fn scenario_failing_body(_vm: &Vm) -> anyhow::Result<()> {
+    if std::env::var("VMTEST_FAILURES_ACT").as_deref() == Ok("err") {
+        anyhow::bail!("failing on purpose");
+    }
+    Ok(())
+}
+
+/// libtest prints where a failing test panicked; that must be the test's own file, where the
+/// author looks, for an `Err` from the body as for an error before the VM boots.
+#[test]
+fn a_failure_is_reported_at_the_test_not_inside_vmtest() {
+    let cases = [
+        // The body returned `Err`: the VM booted, ran the body and was torn down.
+        ("VMTEST_FAILURES_ACT", "err", "failing on purpose"),
+        // vmtest refused the run before booting anything.
+        ("VMTEST_KEEP", "sometimes", "VMTEST_KEEP"),
+    ];
+    for (var, value, message) in cases {
+        let out = vmtest_tests::scenario::child("scenario_failing_body")
+            .env(var, value)
+            .output()
+            .unwrap();
+        let all = vmtest_tests::scenario::text(&out);
+        assert!(!out.status.success(), "{var}={value}: should fail:\n{all}");
+        assert!(all.contains(message), "{var}={value}:\n{all}");
+        let at: Vec<&str> = all.lines().filter(|l| l.contains("panicked at ")).collect();
+        assert_eq!(at.len(), 1, "{var}={value}:\n{all}");
+        assert!(
+            at[0].contains("tests/tests/failures.rs:"),
+            "{var}={value}: the failure points at {:?}, not at the test:\n{all}",
+            at[0]
+        );
+    }
+}
+
+/// The tiny image has no cloud-init and would ignore `runcmd`. Run by
+/// [`user_data_the_image_cannot_honour_is_refused_before_anything_exists`].
+#[vmtest(image = "recipe:tiny", user_data = "data/runcmd.yaml")]
+#[ignore = "scenario: run in a child process by the other tests of this file"]
+async fn scenario_runcmd_on_tiny(_vm: &Vm) {}
+
+#[test]
+fn user_data_the_image_cannot_honour_is_refused_before_anything_exists() {
+    // A run directory of its own: nothing another test boots can land in it.
+    let private = vmtest_tests::private_run::PrivateRun::new();
+    let started = Instant::now();
+    let mut cmd = vmtest_tests::scenario::child("scenario_runcmd_on_tiny");
+    let out = private.apply(&mut cmd).output().unwrap();
+    let elapsed = started.elapsed();
+    let all = vmtest_tests::scenario::text(&out);
+    assert!(!out.status.success(), "the boot should be refused:\n{all}");
+    assert!(
+        all.contains("data/runcmd.yaml: the image `recipe:tiny` does not honour `runcmd`"),
+        "{all}"
+    );
+    // Refused before booting: no boot deadline, no VM directory, no ledger entry.
+    assert!(
+        elapsed < Duration::from_secs(30),
+        "took {elapsed:?}:\n{all}"
+    );
+    assert!(!all.contains("ready"), "{all}");
+    let left: Vec<String> = walk(private.path())
+        .into_iter()
+        .filter(|p| p.contains("vt-") || p.contains("ledger") || p.ends_with(".json"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}\n{all}");
+}
+
+/// Every path under `dir`, relative to it.
+fn walk(dir: &std::path::Path) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        found.push(path.strip_prefix(dir).unwrap().display().to_string());
+        if path.is_dir() {
+            found.extend(
+                walk(&path)
+                    .into_iter()
+                    .map(|p| format!("{}/{p}", entry.file_name().to_string_lossy())),
+            );
+        }
+    }
+    found
 }

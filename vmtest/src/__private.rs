@@ -147,6 +147,12 @@ pub fn kvm_missing() -> Option<String> {
 ///
 /// A failed test's evidence is saved under the target directory and the failure names it;
 /// with `VMTEST_KEEP` (or `keep`) its VMs are left running instead of torn down.
+///
+/// `#[track_caller]`: the generated test calls this with the span of the user's function, so a
+/// failure's `panicked at` names the test's own file and line, not this one. It holds only for
+/// the `panic!`s in this function's own body (a closure or an async block has a location of its
+/// own), which is why every failure is carried out of the runtime and panics here.
+#[track_caller]
 pub fn run<F, R>(id: TestId, options: TestOptions, specs: Vec<VmSpec>, body: F)
 where
     F: for<'vm> FnOnce(&'vm [Vm]) -> Body<'vm, R>,

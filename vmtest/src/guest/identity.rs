@@ -13,9 +13,8 @@ use russh::keys::ssh_key::private::Ed25519Keypair;
 use russh::keys::ssh_key::LineEnding;
 use russh::keys::{PrivateKey, PublicKey};
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
 
-use super::seed::Seed;
+use super::seed::{Seed, UserDocument};
 use crate::error::{Error, IoContext, Result};
 
 /// The user the seed creates and SSH logs in as.
@@ -99,8 +98,8 @@ impl Identity {
         self.host_key.public_key().clone()
     }
 
-    /// The NoCloud seed that tells the guest this identity, with `extra_user_data` merged in.
-    pub fn seed(&self, extra_user_data: Map<String, Value>) -> Seed {
+    /// The NoCloud seed that tells the guest this identity, with the test's documents.
+    pub fn seed(&self, user_documents: Vec<UserDocument>) -> Seed {
         Seed {
             instance_id: self.instance_id.clone(),
             hostname: self.hostname.clone(),
@@ -108,7 +107,7 @@ impl Identity {
             authorized_keys: vec![public_openssh(&self.client_key)],
             host_key_private_openssh: private_openssh(&self.host_key),
             host_key_public_openssh: public_openssh(&self.host_key),
-            extra_user_data,
+            user_documents,
         }
     }
 }

@@ -38,6 +38,9 @@ pub(crate) struct Image {
     pub disk: Option<PathBuf>,
     pub disk_format: DiskFormat,
     pub min_memory_mib: u32,
+    /// The top-level keys of a test's user-data the image honours (`image.json`'s
+    /// `user_data_keys`); `None` for an image with cloud-init, which honours them all.
+    pub user_data_keys: Option<Vec<String>>,
     /// The cache entry it was downloaded into, re-verified when a boot from it fails.
     pub cache_entry: Option<PathBuf>,
 }
@@ -65,6 +68,9 @@ struct Manifest {
     disk: Option<PathBuf>,
     #[serde(default)]
     min_memory_mib: u32,
+    /// Absent: the image runs cloud-init, which honours every key.
+    #[serde(default)]
+    user_data_keys: Option<Vec<String>>,
 }
 
 /// Resolves a reference, building the recipe on first use. Resolutions are memoised per
@@ -192,6 +198,8 @@ fn disk_image(written: &str, path: &Path, cache_entry: Option<PathBuf>) -> Resul
         disk_format: disk_format(path)?,
         disk: Some(path.to_owned()),
         min_memory_mib: 512,
+        // A plain disk image or cloud image: taken to run cloud-init.
+        user_data_keys: None,
         cache_entry,
     })
 }
@@ -250,6 +258,7 @@ fn load(reference: &str, dir: &Path) -> Result<Image> {
         disk,
         disk_format,
         min_memory_mib: m.min_memory_mib,
+        user_data_keys: m.user_data_keys.clone(),
         cache_entry: None,
     })
 }

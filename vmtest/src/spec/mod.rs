@@ -174,9 +174,13 @@ impl VmSpec {
         self
     }
 
-    /// A cloud-config document (YAML) merged into the generated one: its top-level keys are
-    /// added; a key vmtest also sets replaces vmtest's value, except `users`, whose entries are
-    /// added after the `vmtest` user (which SSH needs). `origin` names the document in errors.
+    /// A cloud-config document (YAML), passed to the guest exactly as written (tags such as
+    /// `!!binary` included) and merged by cloud-init after vmtest's own: lists are appended
+    /// (`users` come after the `vmtest` user, which SSH needs), other keys taken as written.
+    /// The boot refuses, naming the key, a document that sets a key vmtest owns (`hostname`,
+    /// `ssh_keys`, `ssh_deletekeys`, `ssh_genkeytypes`, `merge_how`) or that the image does not
+    /// honour (its `image.json` `user_data_keys`; the tiny image honours none). `origin` names
+    /// the document in errors.
     pub fn user_data(mut self, origin: impl Into<String>, yaml: impl Into<String>) -> Self {
         self.user_data.push((origin.into(), yaml.into()));
         self

@@ -11,15 +11,13 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
-
 use super::context::Context;
 use super::{Link, Owned, Vm, WorkDir};
 use crate::backend::{Boot, DiskFormat, Drive, Driver, MachinePlan, Nic};
 use crate::error::{Error, IoContext, Result};
 use crate::guest::identity::{Identity, CLIENT_KEY_FILE};
 use crate::guest::reach::Reach;
-use crate::guest::seed::SeedFormat;
+use crate::guest::seed::{user_data, SeedFormat, UserDocument};
 use crate::image::{Image, ImageBoot};
 use crate::net::segment::Segment;
 use crate::spec::{Accel, AccelChoice, Network, VmSpec};
@@ -34,7 +32,8 @@ struct Plan {
     accel: Accel,
     cpus: u32,
     memory_mib: u32,
-    extra_user_data: Map<String, Value>,
+    /// The test's cloud-config documents, checked against vmtest's keys and the image's.
+    user_documents: Vec<UserDocument>,
 }
 
 /// Boots `spec` for the test `cx` names.
@@ -92,8 +91,16 @@ async fn plan(spec: VmSpec) -> Result<Plan> {
     .await?;
     let driver = Driver::for_backend(spec.backend)?;
     driver.check(spec.network == Network::Pxe)?;
+    let user_documents = user_data::check(&spec.user_data)?;
     let reference = spec.image.clone();
     let image = blocking(move || crate::image::resolve(&reference)).await?;
+    // An image without cloud-init would ignore what it does not implement: refuse it here,
+    // before the VM exists, rather than let the test fail later for a reason it cannot see.
+    user_data::check_honoured(
+        &user_documents,
+        &image.reference,
+        image.user_data_keys.as_deref(),
+    )?;
     let defaults = crate::image::project::Config::load()?
         .map(|c| c.defaults().clone())
         .unwrap_or_default();
@@ -101,7 +108,6 @@ async fn plan(spec: VmSpec) -> Result<Plan> {
         Some(choice) => choice,
         None => AccelChoice::from_env(defaults.accel)?,
     };
-    let extra_user_data = crate::guest::seed::merge_user_data(&spec.user_data)?;
     let accel = blocking(move || resolve_accel(choice, driver)).await?;
     let cpus = spec.cpus.or(defaults.cpus).unwrap_or(1);
     let memory_mib = spec
@@ -116,7 +122,7 @@ async fn plan(spec: VmSpec) -> Result<Plan> {
         accel,
         cpus,
         memory_mib,
-        extra_user_data,
+        user_documents,
     })
 }
 
@@ -201,7 +207,7 @@ async fn provision_and_launch(
         SeedFormat::Vfat => "seed.img",
     });
     tri!(identity
-        .seed(plan.extra_user_data.clone())
+        .seed(plan.user_documents.clone())
         .write(&seed_path, spec.seed_format)
         .context(|| format!("writing the cloud-init seed {}", seed_path.display())));
     drives.push(Drive {
@@ -401,8 +407,16 @@ pub(crate) async fn shared_segment(
     if spec.segment_spec().is_none() {
         return Ok(None);
     }
+    let user_documents = user_data::check(&spec.user_data)?;
     let reference = spec.image.clone();
     let image = blocking(move || crate::image::resolve(&reference)).await?;
+    // An image without cloud-init would ignore what it does not implement: refuse it here,
+    // before the VM exists, rather than let the test fail later for a reason it cannot see.
+    user_data::check_honoured(
+        &user_documents,
+        &image.reference,
+        image.user_data_keys.as_deref(),
+    )?;
     segment_for(spec, &image, test, artifacts).await
 }
 

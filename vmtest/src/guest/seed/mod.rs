@@ -10,10 +10,13 @@
 //!   user-data is large), the fallback for guests whose kernel has no isofs, and a second
 //!   format because in-process ISO writers keep breaking in other tools (lima#3845, lima#3308).
 //!
-//! The user-data is `#cloud-config` followed by pretty-printed JSON: JSON is valid YAML, and no
-//! maintained YAML emitter is needed (serde_yaml is deprecated, serde_yml unsound).
+//! vmtest's user-data is `#cloud-config` followed by pretty-printed JSON: JSON is valid YAML, and
+//! no maintained YAML emitter is needed (serde_yaml is deprecated, serde_yml unsound). A test's
+//! own documents are never re-serialised: they travel verbatim as further parts of a MIME
+//! multipart user-data, merged by cloud-init ([`user_data`]).
 
 mod iso9660;
+pub(crate) mod user_data;
 mod vfat;
 
 use std::io;
@@ -21,18 +24,21 @@ use std::path::Path;
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
-use serde_json::{Map, Value};
 
 pub use crate::spec::SeedFormat;
+pub(crate) use user_data::UserDocument;
 
 /// The file names cloud-init's NoCloud datasource reads from the seed volume.
 const META_DATA: &str = "meta-data";
 const USER_DATA: &str = "user-data";
 
-/// Top-level user-data keys vmtest writes itself. An extra user-data object that sets one of
-/// them replaces vmtest's value, which can cost the test its SSH access (`users`, `ssh_keys`):
-/// the spec layer should refuse these keys with an error naming them.
-#[allow(dead_code)] // until the spec layer validates extra user-data against it
+/// The MIME boundary of a multipart user-data. No line of a part can start with it: vmtest's
+/// part is JSON (lines start with `{`, `}`, `#` or spaces) and test parts are base64.
+const BOUNDARY: &str = "==vmtest-user-data==";
+
+/// Top-level user-data keys vmtest writes itself, in the order it writes them. A test document
+/// may add to `users`; [`user_data::check`] refuses the others (its tests check that list).
+#[cfg(test)]
 pub(crate) const GENERATED_USER_DATA_KEYS: [&str; 5] = [
     "hostname",
     "users",
@@ -58,10 +64,9 @@ pub(crate) struct Seed {
     pub host_key_private_openssh: String,
     /// The public half of the host key, one OpenSSH line.
     pub host_key_public_openssh: String,
-    /// Keys merged at the top level of the cloud-config after vmtest's own (e.g. `packages`,
-    /// `write_files`, `runcmd`). A key in [`GENERATED_USER_DATA_KEYS`] replaces vmtest's value
-    /// in place. Empty for none.
-    pub extra_user_data: Map<String, Value>,
+    /// The test's own cloud-config documents (checked by [`user_data::check`]), merged by
+    /// cloud-init after vmtest's part, in order. Empty for none.
+    pub user_documents: Vec<UserDocument>,
 }
 
 impl Seed {
@@ -83,12 +88,38 @@ impl Seed {
         text
     }
 
-    /// The `user-data` file: `#cloud-config`, then pretty JSON (valid YAML), in the key order
-    /// of `fixtures/README.md` followed by [`Self::extra_user_data`].
+    /// The `user-data` file. vmtest's own cloud-config is `#cloud-config`, then pretty JSON
+    /// (valid YAML) in the key order of `fixtures/README.md`; with test documents, it is the
+    /// first part of a MIME multipart whose further parts are those documents, verbatim.
     pub fn user_data(&self) -> String {
         let config = CloudConfig { seed: self };
         let json = serde_json::to_string_pretty(&config).expect("JSON values always serialize");
-        format!("#cloud-config\n{json}\n")
+        let generated = format!("#cloud-config\n{json}\n");
+        if self.user_documents.is_empty() {
+            return generated;
+        }
+        // cloud-init takes user-data as MIME when `MIME-Version:` is in its first 4 KiB.
+        // Test parts are base64: Python's email parser turns the non-ASCII characters of an
+        // unencoded part into escapes, and base64 cannot be mistaken for a boundary.
+        let mut text = format!(
+            "Content-Type: multipart/mixed; boundary=\"{BOUNDARY}\"\nMIME-Version: 1.0\n\n\
+             --{BOUNDARY}\nContent-Type: text/cloud-config; charset=\"us-ascii\"\n\
+             Content-Transfer-Encoding: 7bit\n\
+             Content-Disposition: attachment; filename=\"vmtest.cfg\"\n\n{generated}"
+        );
+        for (i, doc) in self.user_documents.iter().enumerate() {
+            text.push_str(&format!(
+                "--{BOUNDARY}\nContent-Type: text/cloud-config; charset=\"utf-8\"\n\
+                 Content-Transfer-Encoding: base64\n\
+                 Content-Disposition: attachment; filename=\"test-{}.cfg\"\n\
+                 Merge-Type: {}\n\n{}",
+                i + 1,
+                user_data::MERGE_TYPE,
+                user_data::base64_lines(doc.text.as_bytes()),
+            ));
+        }
+        text.push_str(&format!("--{BOUNDARY}--\n"));
+        text
     }
 
     /// Writes the seed image to `path` (created or truncated). The image is built in memory
@@ -135,7 +166,6 @@ struct SshKeys<'a> {
 impl Serialize for CloudConfig<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let seed = self.seed;
-        let extra = &seed.extra_user_data;
         let user = User {
             name: &seed.user,
             ssh_authorized_keys: &seed.authorized_keys,
@@ -149,75 +179,17 @@ impl Serialize for CloudConfig<'_> {
         };
         // Must list exactly GENERATED_USER_DATA_KEYS, in this order.
         let mut map = serializer.serialize_map(None)?;
-        generated_entry(&mut map, extra, "hostname", &seed.hostname)?;
-        // Users are added to, never replaced: SSH needs the `vmtest` user.
-        match extra.get("users").and_then(Value::as_array) {
-            Some(more) => {
-                let mut all = vec![serde_json::to_value(&user).map_err(serde::ser::Error::custom)?];
-                all.extend(more.iter().cloned());
-                map.serialize_entry("users", &all)?;
-            }
-            None => generated_entry(&mut map, extra, "users", &[user])?,
-        }
-        generated_entry(&mut map, extra, "ssh_keys", &ssh_keys)?;
+        map.serialize_entry("hostname", &seed.hostname)?;
+        map.serialize_entry("users", &[user])?;
+        map.serialize_entry("ssh_keys", &ssh_keys)?;
         // Images may ship host keys made at image build time; delete them so only the pinned
         // key is offered. `ssh_genkeytypes` only generates types whose key file is missing, so
         // naming ed25519 (which ssh_keys just wrote) generates nothing; `[]` would say the same
         // but fails cloud-init's schema (minItems 1), and since 23.4 a schema warning makes
         // `cloud-init status --wait` exit 2.
-        generated_entry(&mut map, extra, "ssh_deletekeys", &true)?;
-        generated_entry(&mut map, extra, "ssh_genkeytypes", &["ed25519"])?;
-        for (key, value) in extra {
-            if !GENERATED_USER_DATA_KEYS.contains(&key.as_str()) {
-                map.serialize_entry(key, value)?;
-            }
-        }
+        map.serialize_entry("ssh_deletekeys", &true)?;
+        map.serialize_entry("ssh_genkeytypes", &["ed25519"])?;
         map.end()
-    }
-}
-
-/// Parses cloud-config documents (YAML; `(origin, text)`) and merges them in order into the
-/// extra user-data: later top-level keys replace earlier ones, `users` lists are concatenated.
-pub(crate) fn merge_user_data(
-    docs: &[(String, String)],
-) -> crate::error::Result<Map<String, Value>> {
-    let mut merged = Map::new();
-    for (origin, text) in docs {
-        let value: Value =
-            serde_norway::from_str(text).map_err(|e| crate::error::Error::Invalid {
-                what: "user-data",
-                message: format!("{origin}: {e}; it must be a cloud-config YAML mapping"),
-            })?;
-        let Value::Object(doc) = value else {
-            return Err(crate::error::Error::Invalid {
-                what: "user-data",
-                message: format!(
-                    "{origin}: the document is not a mapping of cloud-config keys (e.g. `runcmd:`)"
-                ),
-            });
-        };
-        for (key, value) in doc {
-            match (key.as_str(), merged.get_mut(&key), value) {
-                ("users", Some(Value::Array(have)), Value::Array(more)) => have.extend(more),
-                (_, _, value) => {
-                    merged.insert(key, value);
-                }
-            }
-        }
-    }
-    Ok(merged)
-}
-
-/// One of vmtest's own entries, unless the extra user-data replaces it (in the same place).
-fn generated_entry<M: SerializeMap, T: Serialize>(
-    map: &mut M,
-    extra: &Map<String, Value>,
-    key: &str,
-    generated: &T,
-) -> Result<(), M::Error> {
-    match extra.get(key) {
-        Some(replacement) => map.serialize_entry(key, replacement),
-        None => map.serialize_entry(key, generated),
     }
 }
 

@@ -23,7 +23,7 @@ fn seed() -> Seed {
         authorized_keys: vec!["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIClient vmtest".into()],
         host_key_private_openssh: PRIVATE_KEY.into(),
         host_key_public_openssh: "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHost root@vmtest".into(),
-        extra_user_data: Map::new(),
+        user_documents: Vec::new(),
     }
 }
 
@@ -99,34 +99,6 @@ fn strings_needing_escapes_round_trip() {
 }
 
 #[test]
-fn extra_user_data_merges_at_the_top_level() {
-    let mut seed = seed();
-    let extra = json!({
-        "packages": ["curl"],
-        "runcmd": [["touch", "/run/extra"]],
-        "hostname": "replaced",
-    });
-    seed.extra_user_data = extra.as_object().unwrap().clone();
-    let text = seed.user_data();
-    let parsed = user_data_json(&seed);
-
-    assert_eq!(parsed["packages"], json!(["curl"]));
-    assert_eq!(parsed["runcmd"], json!([["touch", "/run/extra"]]));
-    assert_eq!(parsed["users"][0]["name"], "vmtest", "generated keys stay");
-    // A replaced key appears once, in its documented place (first), with the extra value.
-    assert_eq!(text.matches("\"hostname\"").count(), 1, "{text}");
-    assert!(
-        text.starts_with("#cloud-config\n{\n  \"hostname\": \"replaced\",\n"),
-        "{text}"
-    );
-    // New keys come after the generated ones.
-    assert!(
-        text.find("\"ssh_genkeytypes\"") < text.find("\"packages\""),
-        "{text}"
-    );
-}
-
-#[test]
 fn generated_keys_are_listed() {
     let parsed = user_data_json(&seed());
     let keys: Vec<&str> = parsed
@@ -144,10 +116,7 @@ fn generated_keys_are_listed() {
 fn user_data_is_yaml_to_python() {
     // cloud-init parses user-data with PyYAML (YAML 1.1), not a JSON parser.
     let mut seed = seed();
-    seed.extra_user_data = json!({"write_files": [{"path": "/x", "content": "a: b\n- c\n\u{e9}"}]})
-        .as_object()
-        .unwrap()
-        .clone();
+    seed.hostname = "a: b\n- c\n\u{e9}".into();
     let script = "import json, sys, yaml; print(json.dumps(yaml.safe_load(sys.stdin.read())))";
     let Some(out) = run_with_stdin("python3", &["-c", script], seed.user_data().as_bytes()) else {
         return skipped("user-data YAML check", "python3 is not installed");
@@ -502,42 +471,343 @@ fn check_mount(image: &Path, options: &[&str], seed: &Seed, scratch: &Path) {
     );
 }
 
-#[test]
-fn user_data_documents_merge_and_users_are_added_not_replaced() {
-    let docs = vec![
-        (
-            "a.yaml".to_string(),
-            "#cloud-config\nruncmd:\n  - [touch, /run/a]\nusers:\n  - name: alice\n".to_string(),
-        ),
-        (
-            "b.yaml".to_string(),
-            "packages: [curl]\nusers:\n  - name: bob\nruncmd:\n  - [touch, /run/b]\n".to_string(),
-        ),
-    ];
-    let mut seed = seed();
-    seed.extra_user_data = merge_user_data(&docs).unwrap();
-    let parsed = user_data_json(&seed);
-    let users: Vec<&str> = parsed["users"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["name"].as_str().unwrap())
-        .collect();
-    assert_eq!(users, ["vmtest", "alice", "bob"]);
-    assert_eq!(
-        parsed["runcmd"],
-        json!([["touch", "/run/b"]]),
-        "later documents win"
-    );
-    assert_eq!(parsed["packages"], json!(["curl"]));
+/// From cloud-init's `doc/examples/cloud-config-write-files.txt` (Debian's `cloud-init`
+/// 22.4.2, /usr/share/doc/cloud-init/examples/): its header and the two entries whose content
+/// is complete (the others' base64 is cut short with `...` there, which no YAML loader
+/// decodes). `!!binary` must reach cloud-init as a tag, so that it writes bytes.
+const WRITE_FILES_EXAMPLE: &str = r#"#cloud-config
+# vim: syntax=yaml
+#
+# This is the configuration syntax that the write_files module
+# will know how to understand. Encoding can be given b64 or gzip or (gz+b64).
+# The content will be decoded accordingly and then written to the path that is
+# provided. 
+#
+# Note: Content strings here are truncated for example purposes.
+write_files:
+- content: |
+    # My new /etc/sysconfig/samba file
 
+    SMBDOPTIONS="-D"
+  path: /etc/sysconfig/samba
+- encoding: gzip
+  content: !!binary |
+    H4sIAIDb/U8C/1NW1E/KzNMvzuBKTc7IV8hIzcnJVyjPL8pJ4QIA6N+MVxsAAAA=
+  path: /usr/bin/hello
+  permissions: '0755'
+"#;
+
+/// The gzip bytes of the example's `/usr/bin/hello` (`#!/bin/sh\necho hello world\n`): what
+/// its `!!binary` decodes to.
+const HELLO_GZIP: [u8; 47] = [
+    0x1f, 0x8b, 0x08, 0x00, 0x80, 0xdb, 0xfd, 0x4f, 0x02, 0xff, 0x53, 0x56, 0xd4, 0x4f, 0xca, 0xcc,
+    0xd3, 0x2f, 0xce, 0xe0, 0x4a, 0x4d, 0xce, 0xc8, 0x57, 0xc8, 0x48, 0xcd, 0xc9, 0xc9, 0x57, 0x28,
+    0xcf, 0x2f, 0xca, 0x49, 0xe1, 0x02, 0x00, 0xe8, 0xdf, 0x8c, 0x57, 0x1b, 0x00, 0x00, 0x00,
+];
+
+fn documents(docs: &[(&str, &str)]) -> Vec<UserDocument> {
+    let docs: Vec<(String, String)> = docs
+        .iter()
+        .map(|(o, t)| (o.to_string(), t.to_string()))
+        .collect();
+    user_data::check(&docs).unwrap()
+}
+
+/// One MIME part: its headers (name, value) and its body as sent.
+struct Part {
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Part {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Splits a multipart user-data into its headers and parts (a reader independent of the writer:
+/// the boundary is taken from the Content-Type header).
+fn mime_parts(text: &str) -> (Vec<(String, String)>, Vec<Part>) {
+    fn headers(block: &str) -> Vec<(String, String)> {
+        block
+            .lines()
+            .map(|l| {
+                let (n, v) = l.split_once(':').expect("a header line");
+                (n.trim().to_owned(), v.trim().to_owned())
+            })
+            .collect()
+    }
+    let (head, body) = text
+        .split_once("\n\n")
+        .expect("headers end with a blank line");
+    let head = headers(head);
+    let content_type = &head.iter().find(|(n, _)| n == "Content-Type").unwrap().1;
+    let boundary = content_type
+        .split_once("boundary=\"")
+        .and_then(|(_, b)| b.split_once('"'))
+        .expect("a quoted boundary")
+        .0;
+    let (parts, end) = body
+        .split_once(&format!("--{boundary}--\n"))
+        .expect("a closing boundary");
+    assert_eq!(end, "", "nothing after the closing boundary");
+    let parts = parts
+        .split(&format!("--{boundary}\n"))
+        .skip(1)
+        .map(|part| {
+            let (h, body) = part.split_once("\n\n").expect("part headers");
+            Part {
+                headers: headers(h),
+                body: body.to_owned(),
+            }
+        })
+        .collect();
+    (head, parts)
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c:?}"),
+    };
+    let clean: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    let mut out = Vec::new();
+    for quad in clean.chunks(4) {
+        let digits: Vec<u8> = quad
+            .iter()
+            .filter(|&&c| c != b'=')
+            .map(|&c| value(c))
+            .collect();
+        let n = digits
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, &d)| n | u32::from(d) << (18 - 6 * i));
+        out.extend(&n.to_be_bytes()[1..digits.len()]);
+    }
+    out
+}
+
+#[test]
+fn base64_matches_rfc_4648() {
+    // RFC 4648 section 10's test vectors.
+    for (plain, encoded) in [
+        ("", ""),
+        ("f", "Zg==\n"),
+        ("fo", "Zm8=\n"),
+        ("foo", "Zm9v\n"),
+        ("foob", "Zm9vYg==\n"),
+        ("fooba", "Zm9vYmE=\n"),
+        ("foobar", "Zm9vYmFy\n"),
+    ] {
+        assert_eq!(user_data::base64_lines(plain.as_bytes()), encoded);
+        assert_eq!(base64_decode(encoded), plain.as_bytes());
+    }
+    let long: Vec<u8> = (0..=255).collect();
+    let encoded = user_data::base64_lines(&long);
+    assert!(encoded.lines().all(|l| l.len() <= 76), "{encoded}");
+    assert_eq!(base64_decode(&encoded), long);
+}
+
+#[test]
+fn without_test_documents_the_user_data_is_the_single_json_document() {
+    let text = seed().user_data();
+    assert!(text.starts_with("#cloud-config\n{\n"), "{text}");
+    assert!(!text.contains("MIME-Version"), "{text}");
+}
+
+#[test]
+fn a_test_document_travels_verbatim_after_vmtest_s_own() {
+    let mut seed = seed();
+    seed.user_documents = documents(&[("write-files.yaml", WRITE_FILES_EXAMPLE)]);
+    let text = seed.user_data();
+    // cloud-init's convert_string: MIME only when this is within the first 4 KiB.
+    assert!(text[..4096.min(text.len())]
+        .to_ascii_lowercase()
+        .contains("mime-version:"));
+    let (head, parts) = mime_parts(&text);
+    assert!(head[0].1.starts_with("multipart/mixed;"), "{head:?}");
+    assert_eq!(parts.len(), 2, "{text}");
+
+    // First vmtest's own document, exactly as without test documents.
+    let mut alone = seed.clone();
+    alone.user_documents.clear();
+    assert_eq!(
+        parts[0].header("Content-Type"),
+        Some("text/cloud-config; charset=\"us-ascii\"")
+    );
+    assert_eq!(parts[0].body, alone.user_data());
+
+    // Then the test's, byte for byte, with the merge type that keeps the `vmtest` user.
+    let part = &parts[1];
+    assert_eq!(
+        part.header("Content-Type"),
+        Some("text/cloud-config; charset=\"utf-8\"")
+    );
+    assert_eq!(part.header("Content-Transfer-Encoding"), Some("base64"));
+    assert_eq!(part.header("Merge-Type"), Some(user_data::MERGE_TYPE));
+    assert_eq!(base64_decode(&part.body), WRITE_FILES_EXAMPLE.as_bytes());
+}
+
+#[test]
+fn documents_keep_their_order_and_non_ascii_text() {
+    let mut seed = seed();
+    let second = "# é, ü and ✓ stay as written\nruncmd:\n  - [sh, -c, 'echo ✓ > /run/b']\n";
+    seed.user_documents = documents(&[
+        ("a.yaml", "#cloud-config\nusers:\n  - name: alice\n"),
+        ("b.yaml", second),
+    ]);
+    let (_, parts) = mime_parts(&seed.user_data());
+    let bodies: Vec<Vec<u8>> = parts[1..].iter().map(|p| base64_decode(&p.body)).collect();
+    assert_eq!(
+        bodies,
+        [
+            b"#cloud-config\nusers:\n  - name: alice\n".to_vec(),
+            second.as_bytes().to_vec()
+        ]
+    );
+}
+
+/// What cloud-init 22.4 does with the user-data before merging, in Python with PyYAML:
+/// `user_data.convert_string` (MIME when `mime-version:` is in the first 4 KiB),
+/// `util.fully_decoded_payload` for each part, `util.load_yaml` (safe_load) of it.
+#[test]
+fn cloud_init_reads_the_test_document_as_written_tags_included() {
+    let check = "cloud-init's view of a multipart user-data";
+    let mut seed = seed();
+    seed.user_documents = documents(&[("write-files.yaml", WRITE_FILES_EXAMPLE)]);
+    let script = r#"
+import base64, email, json, sys, yaml
+raw = sys.stdin.buffer.read()
+assert b"mime-version:" in raw[0:4096].lower()
+msg = email.message_from_string(raw.decode("utf-8"))
+parts = []
+for part in msg.walk():
+    if part.get_content_maintype() == "multipart":
+        continue
+    payload = part.get_payload(decode=True).decode("utf-8", "surrogateescape")
+    config = yaml.safe_load(payload)
+    binary = [base64.b64encode(f["content"]).decode() for f in config.get("write_files", [])
+              if isinstance(f["content"], bytes)]
+    parts.append({"type": part.get_content_type(), "merge": part.get("Merge-Type"),
+                  "payload": payload, "keys": sorted(config), "binary": binary})
+print(json.dumps(parts))
+"#;
+    let Some(out) = run_with_stdin("python3", &["-c", script], seed.user_data().as_bytes()) else {
+        return skipped(check, "python3 is not installed");
+    };
+    if !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("No module named") {
+        return skipped(
+            check,
+            "python3 has no yaml module (apt install python3-yaml)",
+        );
+    }
+    assert!(out.status.success(), "{check}: {}", text(&out));
+    let parts: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(parts.as_array().unwrap().len(), 2, "{parts}");
+    assert_eq!(parts[0]["type"], "text/cloud-config");
+    assert_eq!(
+        parts[0]["keys"],
+        json!(GENERATED_USER_DATA_KEYS
+            .iter()
+            .collect::<std::collections::BTreeSet<_>>())
+    );
+    assert_eq!(parts[1]["type"], "text/cloud-config");
+    assert_eq!(parts[1]["merge"], user_data::MERGE_TYPE);
+    assert_eq!(parts[1]["payload"], WRITE_FILES_EXAMPLE);
+    // The tag survived: PyYAML made bytes of the `!!binary` scalar, the example's gzip data.
+    let hello = base64_decode(parts[1]["binary"][0].as_str().unwrap());
+    assert_eq!(hello, HELLO_GZIP);
+}
+
+#[test]
+fn keys_vmtest_sets_are_refused_by_name() {
+    for key in GENERATED_USER_DATA_KEYS
+        .iter()
+        .filter(|&&k| k != "users")
+        .chain(&["merge_how", "merge_type"])
+    {
+        let doc = vec![(
+            "tests/data/user-data.yaml".to_string(),
+            format!("#cloud-config\nruncmd: [true]\n{key}: x\n"),
+        )];
+        let err = user_data::check(&doc).unwrap_err().to_string();
+        assert!(
+            err.contains("tests/data/user-data.yaml")
+                && err.contains(&format!("`{key}` is set by vmtest"))
+                && err.contains(&format!("Remove `{key}`")),
+            "{err}"
+        );
+    }
+    // `users` is merged: the test's users come after `vmtest`.
+    let doc = documents(&[("u.yaml", "users:\n  - name: alice\n")]);
+    assert_eq!(doc[0].keys, ["users"]);
+}
+
+#[test]
+fn documents_must_be_mappings_and_empty_ones_are_left_out() {
     let bad = vec![("c.yaml".to_string(), "- just\n- a list\n".to_string())];
-    let err = merge_user_data(&bad).unwrap_err().to_string();
+    let err = user_data::check(&bad).unwrap_err().to_string();
     assert!(
         err.contains("c.yaml") && err.contains("not a mapping"),
         "{err}"
     );
     let bad = vec![("d.yaml".to_string(), "runcmd: [unclosed\n".to_string())];
-    let err = merge_user_data(&bad).unwrap_err().to_string();
+    let err = user_data::check(&bad).unwrap_err().to_string();
     assert!(err.contains("d.yaml"), "{err}");
+    assert_eq!(
+        documents(&[("e.yaml", "#cloud-config\n# nothing yet\n")]),
+        []
+    );
+    let kept = documents(&[(
+        "f.yaml",
+        "#cloud-config\npackages: [curl]\nruncmd: [true]\n",
+    )]);
+    assert_eq!(kept[0].keys, ["packages", "runcmd"]);
+    assert_eq!(
+        kept[0].text,
+        "#cloud-config\npackages: [curl]\nruncmd: [true]\n"
+    );
+}
+
+#[test]
+fn an_image_refuses_the_keys_it_does_not_honour() {
+    let docs = documents(&[
+        ("a.yaml", "users:\n  - name: alice\n"),
+        ("b.yaml", "packages: [curl]\nruncmd: [true]\n"),
+    ]);
+    // No list: a full cloud-init.
+    user_data::check_honoured(&docs, "recipe:debian-12", None).unwrap();
+    let some = [
+        "users".to_string(),
+        "packages".to_string(),
+        "runcmd".to_string(),
+    ];
+    user_data::check_honoured(&docs, "recipe:custom", Some(&some)).unwrap();
+
+    let err = user_data::check_honoured(&docs, "recipe:tiny", Some(&[]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("a.yaml")
+            && err.contains("the image `recipe:tiny` does not honour `users`")
+            && err.contains("honours none of a test's keys"),
+        "{err}"
+    );
+    let err = user_data::check_honoured(&docs, "recipe:tiny", Some(&some[..2]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("b.yaml: the image `recipe:tiny` does not honour `runcmd`")
+            && err.contains("honours only `users`, `packages`"),
+        "{err}"
+    );
+    // Nothing to refuse without documents.
+    user_data::check_honoured(&[], "recipe:tiny", Some(&[])).unwrap();
 }
