@@ -30,7 +30,11 @@ async fn main() -> anyhow::Result<()> {
             .memory_mib(size_mib as u32 + 512),
     )
     .await?;
-    println!("{} booted ({:?}); {size_mib} MiB, {rounds} rounds", vm.name(), vm.accel());
+    println!(
+        "{} booted ({:?}); {size_mib} MiB, {rounds} rounds",
+        vm.name(),
+        vm.accel()
+    );
     let host = tempfile::tempdir()?;
     let file = host.path().join("payload");
     let data: Vec<u8> = (0..size_mib * 1024 * 1024)
@@ -48,7 +52,7 @@ async fn main() -> anyhow::Result<()> {
         vm.command(["rm", "/tmp/payload"]).succeed().await?;
 
         let t = Instant::now();
-        by_hand(&vm, &["cat > /tmp/payload"], Some(&file), None).await?;
+        by_hand(&vm, &["sh", "-c", "cat > /tmp/payload"], Some(&file), None).await?;
         up_ssh.push(t.elapsed());
         same_in_guest(&vm, &data).await?;
 
@@ -59,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
         std::fs::remove_file(&back)?;
 
         let t = Instant::now();
-        by_hand(&vm, &["cat /tmp/payload"], None, Some(&back)).await?;
+        by_hand(&vm, &["cat", "/tmp/payload"], None, Some(&back)).await?;
         down_ssh.push(t.elapsed());
         anyhow::ensure!(std::fs::read(&back)? == data, "ssh cat differs");
         std::fs::remove_file(&back)?;
@@ -110,8 +114,14 @@ async fn by_hand(
 }
 
 async fn same_in_guest(vm: &Vm, data: &[u8]) -> anyhow::Result<()> {
-    let size = vm.command(["stat", "-c", "%s", "/tmp/payload"]).succeed().await?;
-    anyhow::ensure!(size.stdout_str().trim() == data.len().to_string(), "size in the guest");
+    let size = vm
+        .command(["stat", "-c", "%s", "/tmp/payload"])
+        .succeed()
+        .await?;
+    anyhow::ensure!(
+        size.stdout_str().trim() == data.len().to_string(),
+        "size in the guest"
+    );
     Ok(())
 }
 

@@ -63,11 +63,7 @@ pub fn sample_tree(root: &Path) {
     write("with space/name", b"spaced\n", 0o644);
     let big: Vec<u8> = (0..300 * 1024).map(|i| (i * 7 + i / 251) as u8).collect();
     write("private/big.bin", &big, 0o644);
-    std::fs::set_permissions(
-        root.join("private"),
-        std::fs::Permissions::from_mode(0o700),
-    )
-    .unwrap();
+    std::fs::set_permissions(root.join("private"), std::fs::Permissions::from_mode(0o700)).unwrap();
     symlink("a.txt", root.join("link")).unwrap();
 }
 
@@ -135,6 +131,9 @@ pub fn http_get(addr: std::net::SocketAddr, path: &str) -> anyhow::Result<String
     let (head, body) = response
         .split_once("\r\n\r\n")
         .ok_or_else(|| anyhow::anyhow!("not an HTTP response: {response:?}"))?;
-    anyhow::ensure!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "{head}");
+    anyhow::ensure!(
+        head.starts_with("HTTP/1.") && head.contains(" 200 "),
+        "{head}"
+    );
     Ok(body.to_owned())
 }

@@ -52,6 +52,9 @@ mod shared {
     async fn third(vm: &Vm) -> anyhow::Result<()> {
         record("shared::third", vm);
         assert_eq!(vm.ssh().run(["hostname"]).await?.stdout_str().trim(), vm.name());
+        // Under nextest this process attached to a VM another process owns: the hands work
+        // the same (files, commands, a forward opened here).
+        vmtest_tests::hands::exercise(vm, "suite").await?;
         Ok(())
     }
 

@@ -117,19 +117,17 @@ async fn a_debian_package_is_installed_served_forwarded_and_survives_a_reboot(
     );
     vm.upload(&debs, "/tmp/debs").await?;
     // Install the packages the image lacks, lighttpd last (dpkg orders them itself).
-    vm.sh(
-        "set -e\ncd /tmp/debs\nset --\n\
+    vm.sh("set -e\ncd /tmp/debs\nset --\n\
          for deb in *.deb; do\n\
            p=$(dpkg-deb -f \"$deb\" Package)\n\
            dpkg -s \"$p\" >/dev/null 2>&1 || set -- \"$@\" \"$deb\"\n\
          done\n\
          echo installing \"$@\"\n\
-         DEBIAN_FRONTEND=noninteractive dpkg -i \"$@\"",
-    )
-    .sudo()
-    .timeout(Duration::from_secs(300))
-    .succeed()
-    .await?;
+         DEBIAN_FRONTEND=noninteractive dpkg -i \"$@\"")
+        .sudo()
+        .timeout(Duration::from_secs(300))
+        .succeed()
+        .await?;
     vm.wait_for_unit("lighttpd.service", Duration::from_secs(60))
         .await?;
     vm.wait_for_port(80, Duration::from_secs(60)).await?;
@@ -172,10 +170,17 @@ async fn a_debian_package_is_installed_served_forwarded_and_survives_a_reboot(
         .wait_for_unit("vmtest-doomed.service", Duration::from_secs(300))
         .await
         .unwrap_err();
-    assert!(started.elapsed() < Duration::from_secs(120), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "{:?}",
+        started.elapsed()
+    );
     let text = err.to_string();
     assert!(matches!(err, vmtest::Error::WaitFailed { .. }), "{err:?}");
     assert!(text.contains("vmtest-doomed.service failed"), "{text}");
-    assert!(text.contains("doomed on purpose"), "the journal's tail: {text}");
+    assert!(
+        text.contains("doomed on purpose"),
+        "the journal's tail: {text}"
+    );
     Ok(())
 }

@@ -27,7 +27,11 @@ async fn trees_round_trip_and_a_guest_port_is_forwarded(vm: &Vm) -> anyhow::Resu
 async fn commands_take_stdin_env_cwd_sudo_and_long_scripts(vm: &Vm) -> anyhow::Result<()> {
     // stdin from bytes, a host file (1 MiB, every byte value) and a reader.
     let data: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
-    let out = vm.command(["wc", "-c"]).stdin(data.clone()).succeed().await?;
+    let out = vm
+        .command(["wc", "-c"])
+        .stdin(data.clone())
+        .succeed()
+        .await?;
     assert_eq!(out.stdout_str().trim(), "1048576");
     let file = tempfile::NamedTempFile::new()?;
     std::fs::write(file.path(), &data)?;
@@ -61,9 +65,20 @@ async fn commands_take_stdin_env_cwd_sudo_and_long_scripts(vm: &Vm) -> anyhow::R
         .succeed()
         .await?;
     assert_eq!(out.stdout_str(), "x y|$(id) `id` 'q'|/etc");
-    let out = vm.command(["true"]).current_dir("/no/such").output().await?;
+    let out = vm
+        .command(["true"])
+        .current_dir("/no/such")
+        .output()
+        .await?;
     assert_eq!(out.exit_code, Some(126), "{out:?}");
-    assert_eq!(vm.command(["id", "-u"]).sudo().succeed().await?.stdout_str(), "0\n");
+    assert_eq!(
+        vm.command(["id", "-u"])
+            .sudo()
+            .succeed()
+            .await?
+            .stdout_str(),
+        "0\n"
+    );
     let bad = vm.command(["true"]).env("NOT-A-NAME", "1").output().await;
     assert!(matches!(bad, Err(Error::Invalid { .. })), "{bad:?}");
 
@@ -86,7 +101,11 @@ async fn commands_take_stdin_env_cwd_sudo_and_long_scripts(vm: &Vm) -> anyhow::R
 #[vmtest(fixture = shared)]
 async fn checked_commands_say_what_failed(vm: &Vm) -> anyhow::Result<()> {
     let err = vm
-        .command(["sh", "-c", "echo partial output; echo the reason >&2; exit 3"])
+        .command([
+            "sh",
+            "-c",
+            "echo partial output; echo the reason >&2; exit 3",
+        ])
         .succeed()
         .await
         .unwrap_err();
@@ -106,7 +125,10 @@ async fn checked_commands_say_what_failed(vm: &Vm) -> anyhow::Result<()> {
     let out = vm.command(["false"]).fail().await?;
     assert_eq!(out.exit_code, Some(1));
     // The unchecked form returns whatever happened.
-    assert_eq!(vm.command(["sh", "-c", "exit 7"]).output().await?.exit_code, Some(7));
+    assert_eq!(
+        vm.command(["sh", "-c", "exit 7"]).output().await?.exit_code,
+        Some(7)
+    );
     Ok(())
 }
 
@@ -118,16 +140,31 @@ async fn a_command_past_its_deadline_or_dropped_is_killed_in_the_guest(
     // even the child it started in the background.
     let started = Instant::now();
     let err = vm
-        .command(["sh", "-c", "sleep 601 & echo $! > /tmp/child.pid; sleep 602"])
+        .command([
+            "sh",
+            "-c",
+            "sleep 601 & echo $! > /tmp/child.pid; sleep 602",
+        ])
         .timeout(Duration::from_secs(1))
         .output()
         .await
         .unwrap_err();
     assert!(matches!(err, Error::CommandTimeout { .. }), "{err:?}");
     assert!(err.to_string().contains("sleep 602"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(40), "{:?}", started.elapsed());
-    let left = vm.command(["sh", "-c", "pgrep -f 'slee[p] 60[12]'"]).output().await?;
-    assert!(!left.success(), "still running in the guest: {}", left.stdout_str());
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "{:?}",
+        started.elapsed()
+    );
+    let left = vm
+        .command(["sh", "-c", "pgrep -f 'slee[p] 60[12]'"])
+        .output()
+        .await?;
+    assert!(
+        !left.success(),
+        "still running in the guest: {}",
+        left.stdout_str()
+    );
 
     // A dropped future (the test's own timeout around it): killed too, shortly after.
     let cut = tokio::time::timeout(
@@ -136,8 +173,11 @@ async fn a_command_past_its_deadline_or_dropped_is_killed_in_the_guest(
     )
     .await;
     assert!(cut.is_err(), "sleep 603 cannot have finished: {cut:?}");
-    vm.wait_until_succeeds(["sh", "-c", "! pgrep -f 'slee[p] 603'"], Duration::from_secs(10))
-        .await?;
+    vm.wait_until_succeeds(
+        ["sh", "-c", "! pgrep -f 'slee[p] 603'"],
+        Duration::from_secs(10),
+    )
+    .await?;
     Ok(())
 }
 
@@ -149,7 +189,7 @@ async fn output_streams_line_by_line_as_it_comes(vm: &Vm) -> anyhow::Result<()> 
         .spawn()
         .await?;
     // The first two lines arrive while the command is still blocked on /tmp/go.
-    let mut first = vec![
+    let mut first = [
         running.next_line().await?.expect("a line"),
         running.next_line().await?.expect("a line"),
     ];
@@ -162,7 +202,10 @@ async fn output_streams_line_by_line_as_it_comes(vm: &Vm) -> anyhow::Result<()> 
         (first[1].stream, first[1].text.as_str()),
         (Stream::Stderr, "err-one")
     );
-    assert!(running.pid().is_some(), "the guest reported the command's pid");
+    assert!(
+        running.pid().is_some(),
+        "the guest reported the command's pid"
+    );
     vm.command(["touch", "/tmp/go"]).succeed().await?;
     let next = running.next_line().await?.expect("the last line");
     assert_eq!((next.stream, next.text.as_str()), (Stream::Stdout, "two"));
@@ -192,14 +235,19 @@ async fn a_binary_of_this_crate_runs_in_the_guest_and_calls_the_tests_server(
 
     // The binary and the libraries the guest lacks (the tiny guest has glibc, not libgcc_s).
     let agent = env!("CARGO_BIN_EXE_guest-agent");
-    vm.command(["mkdir", "-p", "/tmp/agent/lib"]).succeed().await?;
+    vm.command(["mkdir", "-p", "/tmp/agent/lib"])
+        .succeed()
+        .await?;
     vm.upload(agent, "/tmp/agent/guest-agent").await?;
     let ldd = std::process::Command::new("ldd").arg(agent).output()?;
     for lib in String::from_utf8(ldd.stdout)?
         .lines()
         .filter_map(|l| l.split_once("=> ")?.1.split_whitespace().next())
     {
-        let name = std::path::Path::new(lib).file_name().unwrap().to_string_lossy();
+        let name = std::path::Path::new(lib)
+            .file_name()
+            .unwrap()
+            .to_string_lossy();
         vm.upload(lib, &format!("/tmp/agent/lib/{name}")).await?;
     }
     let guest_port = vm.forward_to_host(host_addr).await?;
@@ -224,7 +272,8 @@ async fn a_binary_of_this_crate_runs_in_the_guest_and_calls_the_tests_server(
 
 #[vmtest(fixture = shared)]
 async fn files_small_and_large_and_their_errors(vm: &Vm) -> anyhow::Result<()> {
-    vm.write_file("/tmp/small", b"\x00\xffbytes\n".to_vec()).await?;
+    vm.write_file("/tmp/small", b"\x00\xffbytes\n".to_vec())
+        .await?;
     assert_eq!(vm.read_file("/tmp/small").await?, b"\x00\xffbytes\n");
     vm.write_file("/tmp/small", "text").await?;
     assert_eq!(vm.read_to_string("/tmp/small").await?, "text");
@@ -240,14 +289,22 @@ async fn files_small_and_large_and_their_errors(vm: &Vm) -> anyhow::Result<()> {
     std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o751))?;
     vm.upload(&big, "/tmp/big").await?;
     assert_eq!(
-        vm.command(["stat", "-c", "%a %s", "/tmp/big"]).succeed().await?.stdout_str(),
+        vm.command(["stat", "-c", "%a %s", "/tmp/big"])
+            .succeed()
+            .await?
+            .stdout_str(),
         "751 16777216\n"
     );
     let back = dir.path().join("back");
     vm.download("/tmp/big", &back).await?;
     assert!(std::fs::read(&back)? == data, "16 MiB came back identical");
-    assert_eq!(std::fs::metadata(&back)?.permissions().mode() & 0o7777, 0o751);
-    vm.command(["rm", "/tmp/big", "/tmp/small"]).succeed().await?;
+    assert_eq!(
+        std::fs::metadata(&back)?.permissions().mode() & 0o7777,
+        0o751
+    );
+    vm.command(["rm", "/tmp/big", "/tmp/small"])
+        .succeed()
+        .await?;
 
     // Errors say what went wrong, in the guest's words, and leave no partial file behind.
     let missing = dir.path().join("missing");
@@ -255,8 +312,15 @@ async fn files_small_and_large_and_their_errors(vm: &Vm) -> anyhow::Result<()> {
     assert!(matches!(err, Error::Transfer { .. }), "{err:?}");
     assert!(err.to_string().contains("/no/such/file"), "{err}");
     assert!(err.to_string().contains("No such file"), "{err}");
-    assert_eq!(std::fs::read_dir(dir.path())?.count(), 2, "no partial download left");
-    let err = vm.upload(dir.path().join("nope"), "/tmp/x").await.unwrap_err();
+    assert_eq!(
+        std::fs::read_dir(dir.path())?.count(),
+        2,
+        "no partial download left"
+    );
+    let err = vm
+        .upload(dir.path().join("nope"), "/tmp/x")
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("nope"), "{err}");
     let err = vm.upload(&back, "/no/such/dir/x").await.unwrap_err();
     assert!(err.to_string().contains("/no/such/dir/x"), "{err}");
@@ -267,8 +331,11 @@ async fn files_small_and_large_and_their_errors(vm: &Vm) -> anyhow::Result<()> {
 async fn waits_succeed_when_their_condition_comes_and_fail_with_evidence(
     vm: &Vm,
 ) -> anyhow::Result<()> {
-    vm.sh("(sleep 2; touch /tmp/later) >/dev/null 2>&1 &").succeed().await?;
-    vm.wait_for_file("/tmp/later", Duration::from_secs(30)).await?;
+    vm.sh("(sleep 2; touch /tmp/later) >/dev/null 2>&1 &")
+        .succeed()
+        .await?;
+    vm.wait_for_file("/tmp/later", Duration::from_secs(30))
+        .await?;
     let out = vm
         .wait_until_succeeds(["cat", "/tmp/later"], Duration::from_secs(5))
         .await?;
@@ -296,7 +363,11 @@ async fn waits_succeed_when_their_condition_comes_and_fail_with_evidence(
         .await
         .unwrap_err();
     assert!(err.to_string().contains("18099"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
 
     // No systemd on this guest: said at once, with what to use instead.
     let err = vm
@@ -320,7 +391,8 @@ async fn waits_succeed_when_their_condition_comes_and_fail_with_evidence(
 }
 
 /// Reboots of every kind on a VM of its own, with a data disk that must survive them.
-#[vmtest(image = "recipe:tiny", memory = "256M", timeout = "10m")]
+/// A forward declared in the attribute is open before the body runs, and serves across them.
+#[vmtest(image = "recipe:tiny", memory = "256M", timeout = "10m", forwards = [18091])]
 async fn reboot_reset_pause_and_power_cycle_keep_the_disk_and_the_vm(
     vm: &Vm,
 ) -> anyhow::Result<()> {
@@ -328,6 +400,17 @@ async fn reboot_reset_pause_and_power_cycle_keep_the_disk_and_the_vm(
     vm.write_file("/data/mark", "on disk\n").await?;
     vm.command(["sync"]).succeed().await?;
     let boot0 = vm.boot_id().await?;
+    let declared = vm.forward(18091).await?;
+    assert_eq!(vm.forward(18091).await?, declared, "one forward per port");
+    let serve = || async {
+        vm.command(["busybox", "httpd", "-p", "127.0.0.1:18091", "-h", "/data"])
+            .succeed()
+            .await?;
+        vm.wait_for_port(18091, Duration::from_secs(20)).await?;
+        let get = move || hands::http_get(declared, "/mark");
+        anyhow::Ok(tokio::task::spawn_blocking(get).await??)
+    };
+    assert_eq!(serve().await?, "on disk\n");
 
     // A reboot through the handle: a new boot id, the session reconnected by itself.
     vm.reboot().await?;
@@ -336,7 +419,9 @@ async fn reboot_reset_pause_and_power_cycle_keep_the_disk_and_the_vm(
     assert_eq!(vm.read_to_string("/data/mark").await?, "on disk\n");
 
     // A reboot the guest does by itself no longer ends the VM.
-    vm.sh("(sleep 1; reboot) >/dev/null 2>&1 &").succeed().await?;
+    vm.sh("(sleep 1; reboot) >/dev/null 2>&1 &")
+        .succeed()
+        .await?;
     let check = format!("[ \"$(cat /proc/sys/kernel/random/boot_id)\" != {boot1} ]");
     vm.wait_until_succeeds(["sh", "-c", &check], Duration::from_secs(60))
         .await?;
@@ -358,7 +443,10 @@ async fn reboot_reset_pause_and_power_cycle_keep_the_disk_and_the_vm(
     tokio::time::sleep(Duration::from_secs(4)).await;
     vm.resume().await?;
     let (guest, host) = (uptime().await? - guest0, host0.elapsed().as_secs_f64());
-    assert!(host - guest > 3.0, "guest clock ran {guest:.1} s of the host's {host:.1} s");
+    assert!(
+        host - guest > 3.0,
+        "guest clock ran {guest:.1} s of the host's {host:.1} s"
+    );
     assert_eq!(vm.boot_id().await?, boot3);
 
     // Off and on again: the same machine and disk, a new boot.
@@ -366,6 +454,11 @@ async fn reboot_reset_pause_and_power_cycle_keep_the_disk_and_the_vm(
     vm.start().await?;
     assert_ne!(vm.boot_id().await?, boot3);
     assert_eq!(vm.read_to_string("/data/mark").await?, "on disk\n");
+    assert_eq!(
+        serve().await?,
+        "on disk\n",
+        "the declared forward serves the new boot"
+    );
     assert_eq!(vm.pid(), pid, "the same machine all along");
     assert!(
         std::path::Path::new(&format!("/proc/{pid}")).exists(),
@@ -380,6 +473,10 @@ async fn reboot_reset_pause_and_power_cycle_keep_the_disk_and_the_vm(
         .unwrap_err();
     assert!(matches!(err, Error::WaitTimeout { .. }), "{err:?}");
     assert!(err.to_string().contains("console"), "{err}");
-    assert!(started.elapsed() < Duration::from_secs(60), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
     Ok(())
 }

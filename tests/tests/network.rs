@@ -511,6 +511,25 @@ async fn without_a_management_nic_ssh_goes_through_the_segment() -> anyhow::Resu
         scenario::text(&ssh)
     );
     assert_eq!(String::from_utf8_lossy(&ssh.stdout).trim(), vm.name());
+    // Its arguments arrive as given, quoted as `vm.command` quotes them.
+    let ssh = runner::command()
+        .args([
+            "ssh",
+            vm.name(),
+            "--",
+            "printf",
+            "[%s]\\n",
+            "two words",
+            "$HOME",
+        ])
+        .output()?;
+    assert_eq!(
+        String::from_utf8_lossy(&ssh.stdout),
+        "[two words]\n[$HOME]\n"
+    );
+
+    // The test's hands work the same through the namespace hop: files, commands, a forward.
+    vmtest_tests::hands::exercise(&vm, "netns").await?;
     vm.destroy().await;
     Ok(())
 }

@@ -265,9 +265,10 @@ fn specs(args: &Args) -> TokenStream {
             .user_data(#path, ::core::include_str!(#full),)
         }
     });
+    let forwards = args.forwards.iter().map(|port| quote!(.forward(#port)));
     let spec = quote!(
         ::vmtest::VmSpec::new() #image #memory #cpus #disk #network #pxe #capture #management
-            #backend #accel #user_data
+            #backend #accel #user_data #(#forwards)*
     );
     match &args.vms {
         Vms::One | Vms::Invalid => quote!(::std::vec![#spec]),

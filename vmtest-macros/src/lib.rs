@@ -49,6 +49,7 @@ mod parse;
 /// | `timeout` | none | the body's time limit: `"90s"`, `"5m"`, `"1h"`, or an integer of seconds; 1 s to 24 h; only for an `async fn` (the limit ends the body at an `.await`) |
 /// | `scale_timeout` | `true` | `false`: do not multiply `timeout` under TCG; only with `timeout` |
 /// | `user_data` (or `cloud_init`) | none | a cloud-config YAML file, by its path relative to the crate root; merged into every VM's user-data |
+/// | `forwards` | none | a list of guest TCP ports, `forwards = [80, 8080]` (integer literals from 1 to 65535, each once): forwarded to ports on the host's 127.0.0.1 before the body runs; `vm.forward(80)` returns the address |
 /// | `vms` | one VM | `vms = N` (2 to 16; the function takes `vms: &[Vm]`) or `vms(a, b, ..)` (named; the function takes `a: &Vm, b: &Vm, ..`) |
 /// | `fixture` | none | the path of a [`macro@fixture`]: the test leases its shared VM; excludes the keys that describe a VM |
 /// | `keep` | `VMTEST_KEEP` | `keep` alone (`"on-failure"`), or `keep = "on-failure"`, `"always"` or `"never"` |

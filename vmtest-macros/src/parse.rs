@@ -41,13 +41,14 @@ enum Key {
     Timeout,
     ScaleTimeout,
     UserData,
+    Forwards,
     Vms,
     Fixture,
     Keep,
 }
 
 impl Key {
-    const ALL: [Key; 21] = [
+    const ALL: [Key; 22] = [
         Key::Image,
         Key::Memory,
         Key::Cpus,
@@ -66,6 +67,7 @@ impl Key {
         Key::Timeout,
         Key::ScaleTimeout,
         Key::UserData,
+        Key::Forwards,
         Key::Vms,
         Key::Fixture,
         Key::Keep,
@@ -91,6 +93,7 @@ impl Key {
             Key::Timeout => "timeout",
             Key::ScaleTimeout => "scale_timeout",
             Key::UserData => "user_data",
+            Key::Forwards => "forwards",
             Key::Vms => "vms",
             Key::Fixture => "fixture",
             Key::Keep => "keep",
@@ -128,6 +131,7 @@ impl Key {
             "vm" | "count" | "nodes" | "machines" => Some(Key::Vms),
             "shared" | "share" | "lease" => Some(Key::Fixture),
             "keep_vm" | "preserve" => Some(Key::Keep),
+            "forward" | "ports" | "port_forwards" | "hostfwd" | "expose" => Some(Key::Forwards),
             _ => None,
         }
     }
@@ -151,6 +155,7 @@ impl Key {
                 | Key::Backend
                 | Key::Accel
                 | Key::UserData
+                | Key::Forwards
         )
     }
 
@@ -184,6 +189,7 @@ impl Key {
         match self {
             Key::Memory => "memory_mib",
             Key::Disk => "disk_mib",
+            Key::Forwards => "forward",
             Key::PxeKernel | Key::PxeInitrd | Key::PxeScript | Key::PxeCmdline | Key::PxeFiles => {
                 "pxe"
             }
@@ -244,6 +250,8 @@ pub(crate) struct Args {
     /// The path of the cloud-config file, relative to the crate root; it exists. The literal
     /// itself, so that `include_str!`'s errors point at it.
     pub(crate) user_data: Option<LitStr>,
+    /// Guest ports forwarded to the host's loopback before the body runs; distinct, 1..=65535.
+    pub(crate) forwards: Vec<u16>,
     /// How many VMs, and how the function receives them.
     pub(crate) vms: Vms,
     /// The path of the `#[vmtest::fixture]` the test leases.
@@ -501,6 +509,7 @@ fn apply(args: &mut Args, key: &Ident, value: &Value) -> syn::Result<()> {
         Key::Timeout => args.timeout_secs = Some(keys::timeout(value)?),
         Key::ScaleTimeout => args.scale_timeout = Some(keys::boolean(&name, value)?),
         Key::UserData => args.user_data = Some(keys::path(&keys::USER_DATA, &name, value)?),
+        Key::Forwards => args.forwards = keys::forwards(value)?,
         Key::Vms => args.vms = Vms::Count(keys::vm_count(value)?),
         Key::Fixture => args.fixture = Some(keys::fixture(value)?),
         Key::Keep => args.keep = Some(keys::choice(&keys::KEEP, value)?),

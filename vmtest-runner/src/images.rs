@@ -101,6 +101,22 @@ fn list() -> Result {
             e.source
         );
     }
+    let builds = images::recipe_builds(&images::default_root());
+    if !builds.is_empty() {
+        println!(
+            "\n{:>10}  {:<12}  {:<8}  directory",
+            "size", "built", "recipe"
+        );
+        for b in builds {
+            println!(
+                "{:>10}  {:<12}  {:<8}  {}",
+                human_size(b.size),
+                b.built.map(ago).unwrap_or_else(|| "?".into()),
+                b.name,
+                b.dir.display()
+            );
+        }
+    }
     Ok(())
 }
 

@@ -64,3 +64,49 @@ pub fn create_overlay(
     let format = crate::image::disk_format(base)?;
     crate::image::overlay::create(base, format, overlay, None)
 }
+
+/// One locally built recipe image (`recipe:NAME`), as `fixtures/build` left it in the cache's
+/// `recipes/NAME-HASH/` directory (HASH: of the recipe's files, so an edited recipe builds anew
+/// beside the old build).
+#[derive(Debug, Clone)]
+pub struct RecipeBuild {
+    /// The recipe's name (`tiny`).
+    pub name: String,
+    /// The build's directory.
+    pub dir: PathBuf,
+    /// Bytes on disk.
+    pub size: u64,
+    /// When it was built (its `image.json` written).
+    pub built: Option<std::time::SystemTime>,
+}
+
+/// The recipe images built in the cache under `root` (see [`default_root`]), by name then age.
+pub fn recipe_builds(root: &std::path::Path) -> Vec<RecipeBuild> {
+    let mut builds: Vec<RecipeBuild> = std::fs::read_dir(root.join("recipes"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let dir = entry.path();
+            let manifest = std::fs::read_to_string(dir.join("image.json")).ok()?;
+            let manifest: serde_json::Value = serde_json::from_str(&manifest).ok()?;
+            let size = std::fs::read_dir(&dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|f| f.metadata().ok())
+                .map(|m| m.len())
+                .sum();
+            Some(RecipeBuild {
+                name: manifest["name"].as_str()?.to_owned(),
+                built: std::fs::metadata(dir.join("image.json"))
+                    .and_then(|m| m.modified())
+                    .ok(),
+                dir,
+                size,
+            })
+        })
+        .collect();
+    builds.sort_by(|a, b| (&a.name, b.built).cmp(&(&b.name, a.built)));
+    builds
+}

@@ -439,3 +439,47 @@ pub(super) fn fixture(value: &Expr) -> syn::Result<syn::Path> {
         _ => Err(syn::Error::new_spanned(value, EXPECTED)),
     }
 }
+
+/// `forwards = [80, 8080]`: guest TCP ports, each from 1 to 65535, each once.
+pub(super) fn forwards(value: &Expr) -> syn::Result<Vec<u16>> {
+    const EXPECTED: &str =
+        "`forwards` expects a list of guest TCP ports, integer literals from 1 to 65535, e.g. \
+         `forwards = [80, 8080]`";
+    let elems = match value {
+        Expr::Array(array) => &array.elems,
+        Expr::Group(group) => return forwards(&group.expr),
+        _ => return Err(syn::Error::new_spanned(value, EXPECTED)),
+    };
+    let mut ports: Vec<u16> = Vec::new();
+    for elem in elems {
+        let port = match literal(elem) {
+            Some(Lit::Int(lit)) => match lit.base10_parse::<u16>() {
+                Ok(port) if port > 0 => port,
+                _ => {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        format!("port {lit} is out of range: expected 1 to 65535"),
+                    ))
+                }
+            },
+            Some(Lit::Str(lit)) if lit.value().parse::<u16>().is_ok() => {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    format!("{EXPECTED}; not strings: write `{}`", lit.value()),
+                ))
+            }
+            _ => return Err(syn::Error::new_spanned(elem, EXPECTED)),
+        };
+        if ports.contains(&port) {
+            return Err(syn::Error::new_spanned(
+                elem,
+                format!("port {port} is listed twice in `forwards`"),
+            ));
+        }
+        ports.push(port);
+    }
+    if ports.is_empty() {
+        return Err(syn::Error::new_spanned(value, EXPECTED));
+    }
+    Ok(ports)
+}

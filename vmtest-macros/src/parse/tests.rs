@@ -114,6 +114,13 @@ fn args_pxe_and_capture() {
 }
 
 #[test]
+fn args_forwards() {
+    let args = parse_ok(quote!(forwards = [80, 8080]));
+    assert_eq!(args.forwards, vec![80, 8080]);
+    assert!(parse_ok(quote!(image = "recipe:tiny")).forwards.is_empty());
+}
+
+#[test]
 fn args_management() {
     let args = parse_ok(quote!(network = "isolated", management = false));
     assert_eq!(args.management, Some(false));
@@ -301,6 +308,18 @@ fn args_syntax_errors() {
         (quote!(cmdline = "quiet"), "did you mean `pxe_cmdline`?"),
         (quote!(tftp_root = "tftp"), "did you mean `pxe_files`?"),
         (quote!(pcap), "did you mean `capture`?"),
+        (quote!(ports = [80]), "did you mean `forwards`?"),
+        (
+            quote!(forwards = 80),
+            "`forwards` expects a list of guest TCP ports",
+        ),
+        (
+            quote!(forwards = [0]),
+            "port 0 is out of range: expected 1 to 65535",
+        ),
+        (quote!(forwards = [70000]), "port 70000 is out of range"),
+        (quote!(forwards = ["80"]), "not strings: write `80`"),
+        (quote!(forwards = [80, 80]), "port 80 is listed twice"),
         (
             quote!(network = "isolated", management = "false"),
             "`management` expects `true` or `false`, not a string: write `management = false`",

@@ -78,7 +78,7 @@ impl Reach {
 
     /// An OpenSSH command that logs in with the key and the pinned host key — entering the
     /// namespace first when there is a [`Reach::hop`] — and runs `command` (a shell when it is
-    /// empty). Needs `ssh` (openssh-client), and `nsenter` or `ip` for a hop.
+    /// empty), each element one argument, quoted for the guest's shell. Needs `ssh` (openssh-client), and `nsenter` or `ip` for a hop.
     pub fn ssh_command(&self, command: &[&str]) -> Command {
         let mut cmd = match &self.hop {
             None => Command::new("ssh"),
@@ -116,7 +116,13 @@ impl Reach {
             .arg(self.addr.port().to_string())
             .arg(format!("{}@{}", self.user, self.addr.ip()));
         if !command.is_empty() {
-            cmd.arg("--").args(command);
+            // OpenSSH joins its arguments with spaces for the guest's shell: quote each, so
+            // they arrive as given, exactly as `Vm::command` sends them. (An argument with a
+            // NUL byte stays as it is, and spawning the command then fails, saying so.)
+            let quoted = command
+                .iter()
+                .map(|arg| super::shell::quote(arg).unwrap_or_else(|_| (*arg).to_owned()));
+            cmd.arg("--").args(quoted);
         }
         cmd
     }
@@ -189,6 +195,9 @@ mod tests {
         assert_eq!(direct[0], "ssh");
         assert!(direct.ends_with(&["vmtest@127.0.0.1".into(), "--".into(), "true".into()]));
         assert!(direct.contains(&"UserKnownHostsFile=/run/vm/known_hosts".to_owned()));
+        // Quoted for the guest's shell, as `Vm::command` quotes.
+        let quoted = argv(&reach("127.0.0.1:2222", None).ssh_command(&["echo", "a b", "$X"]));
+        assert!(quoted.ends_with(&["echo".into(), "'a b'".into(), "'$X'".into()]));
         let named = argv(
             &reach(
                 "10.208.0.100:22",

@@ -76,6 +76,8 @@ pub struct VmSpec {
     pub(crate) management: bool,
     /// When the VM counts as ready.
     pub(crate) readiness: Readiness,
+    /// Guest ports forwarded to the host's loopback before the test starts.
+    pub(crate) forwards: Vec<u16>,
 }
 
 impl Default for VmSpec {
@@ -96,6 +98,7 @@ impl Default for VmSpec {
             capture: false,
             management: true,
             readiness: Readiness::Ssh,
+            forwards: Vec::new(),
         }
     }
 }
@@ -207,6 +210,20 @@ impl VmSpec {
     /// installer that takes the first NIC, a DHCP client that must see one interface).
     pub fn management(mut self, on: bool) -> Self {
         self.management = on;
+        self
+    }
+
+    /// Forwards TCP `guest_port` (on the guest's loopback) to a port on the host's 127.0.0.1
+    /// before the test gets the VM; [`Vm::forward`](crate::Vm::forward) with the same port
+    /// returns its address. Repeat for several ports.
+    ///
+    /// ```
+    /// let spec = vmtest::VmSpec::new().forward(80).forward(443);
+    /// ```
+    pub fn forward(mut self, guest_port: u16) -> Self {
+        if !self.forwards.contains(&guest_port) {
+            self.forwards.push(guest_port);
+        }
         self
     }
 

@@ -59,7 +59,8 @@ pub(crate) async fn boot(spec: VmSpec, mut cx: Context) -> Result<Vm> {
     })?;
     let dir = WorkDir::create(run_dir.join(claim.name()))?;
     match provision_and_launch(&plan, &cx, claim, dir, budget, started).await {
-        Ok(vm) => Ok(vm),
+        // Dropped on error like any VM: stopped, its files and entry removed.
+        Ok(vm) => vm.open_forwards(&plan.spec.forwards).map(|()| vm),
         Err(Unbooted { error, dir, claim }) => {
             // The machine is stopped by now: its logs are complete.
             if let Some(dest) = &cx.artifacts {

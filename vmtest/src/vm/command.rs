@@ -7,8 +7,8 @@
 //! everything it started: nothing keeps running after the test moved on.
 
 use std::collections::VecDeque;
-use std::path::PathBuf;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -19,6 +19,7 @@ use russh::{ChannelMsg, ChannelReadHalf, ChannelWriteHalf};
 use tokio::io::AsyncRead;
 use tokio::task::JoinHandle;
 
+use super::link::Sessions;
 use super::Vm;
 use crate::error::{Error, Result, SshError};
 use crate::guest::output::Output;
@@ -254,15 +255,17 @@ impl<'vm> Command<'vm> {
         // A stdin file that cannot be opened fails here, before anything runs in the guest.
         let stdin = match self.stdin {
             Stdin::File(path) => {
-                let file = tokio::fs::File::open(&path).await.map_err(|source| Error::Io {
-                    context: format!(
-                        "opening {} as stdin of `{}` in VM {}",
-                        path.display(),
-                        self.label,
-                        self.vm.name()
-                    ),
-                    source,
-                })?;
+                let file = tokio::fs::File::open(&path)
+                    .await
+                    .map_err(|source| Error::Io {
+                        context: format!(
+                            "opening {} as stdin of `{}` in VM {}",
+                            path.display(),
+                            self.label,
+                            self.vm.name()
+                        ),
+                        source,
+                    })?;
                 Stdin::Reader(Box::new(file))
             }
             other => other,
@@ -284,6 +287,7 @@ impl<'vm> Command<'vm> {
             vm: self.vm.name().to_owned(),
             label,
             session,
+            sessions: Arc::clone(&self.vm.link.sessions),
             read: Some(read),
             writer: Some(writer),
             echo: self.echo,
@@ -351,6 +355,8 @@ pub struct Running {
     vm: String,
     label: String,
     session: Arc<Session>,
+    /// Where the kill of a dropped command runs.
+    sessions: Arc<Sessions>,
     /// Taken by `Drop` when the command must still be killed once its pid arrives.
     read: Option<ChannelReadHalf>,
     writer: Option<JoinHandle<()>>,
@@ -552,13 +558,12 @@ impl Drop for Running {
         // Dropped mid-command (a cancelled future, a timeout around it): kill it in the guest.
         // The pid comes first on stderr; a command dropped before even that arrived is killed
         // once it does, by the task below reading on.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         let session = Arc::clone(&self.session);
         let pid = self.pid;
         let read = self.read.take();
-        runtime.spawn(async move {
+        // On the VM's own runtime where it has one (a fixture's): the test's runtime may be
+        // ending right now, and the kill must not end with it.
+        self.sessions.spawn_detached(async move {
             let pid = match (pid, read) {
                 (Some(pid), _) => Some(pid),
                 (None, Some(mut read)) => first_pid(&mut read).await,

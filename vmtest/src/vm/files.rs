@@ -48,10 +48,7 @@ impl Vm {
                 .map_err(|e| self.transfer(&what, format!("running tar on the host: {e}")))?;
             let mut tar = KillOnDrop(tar);
             let stdout = tar.0.stdout.take().expect("piped");
-            let script = format!(
-                "mkdir -p {to} && tar -C {to} -xf -",
-                to = quote(to)?
-            );
+            let script = format!("mkdir -p {to} && tar -C {to} -xf -", to = quote(to)?);
             let out = self
                 .command(["sh", "-c", &script])
                 .sudo_if(sudo)
@@ -143,13 +140,11 @@ impl Vm {
                 .await
                 .map_err(|e| self.transfer(&what, format!("creating {}: {e}", part.display())))?;
             let copied = self.stream_stdout(&["cat", from], sudo, file).await;
-            let finished = copied
-                .map_err(|e| self.transfer(&what, e))
-                .and_then(|_| {
-                    std::fs::set_permissions(&part, std::fs::Permissions::from_mode(mode))
-                        .and_then(|()| std::fs::rename(&part, to))
-                        .map_err(|e| self.transfer(&what, e.to_string()))
-                });
+            let finished = copied.map_err(|e| self.transfer(&what, e)).and_then(|_| {
+                std::fs::set_permissions(&part, std::fs::Permissions::from_mode(mode))
+                    .and_then(|()| std::fs::rename(&part, to))
+                    .map_err(|e| self.transfer(&what, e.to_string()))
+            });
             if finished.is_err() {
                 let _ = std::fs::remove_file(&part);
             }

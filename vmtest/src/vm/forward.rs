@@ -14,7 +14,9 @@ use crate::error::{Error, IoContext, Result};
 impl Vm {
     /// Makes TCP `guest_port` (on the guest's loopback) reachable at the returned address on
     /// the host's 127.0.0.1, for as long as the `Vm` lives. Each connection is carried by the
-    /// VM's SSH connection (`direct-tcpip`), reconnected after a reboot.
+    /// VM's SSH connection (`direct-tcpip`), reconnected after a reboot. Asking again for the
+    /// same port (or for one the spec declared with [`VmSpec::forward`](crate::VmSpec::forward))
+    /// returns the same address.
     ///
     /// ```no_run
     /// # async fn t(vm: &vmtest::Vm) -> anyhow::Result<()> {
@@ -25,6 +27,22 @@ impl Vm {
     /// # Ok(()) }
     /// ```
     pub async fn forward(&self, guest_port: u16) -> Result<SocketAddr> {
+        self.open_forward(guest_port)
+    }
+
+    /// Opens the forwards `ports` (the spec's), as the VM is handed to its test.
+    pub(super) fn open_forwards(&self, ports: &[u16]) -> Result<()> {
+        for &port in ports {
+            self.open_forward(port)?;
+        }
+        Ok(())
+    }
+
+    fn open_forward(&self, guest_port: u16) -> Result<SocketAddr> {
+        let mut forwards = self.link.forwards.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, addr, _)) = forwards.iter().find(|(p, _, _)| *p == guest_port) {
+            return Ok(*addr);
+        }
         // Bound here, registered with tokio inside the task: the task runs where the VM's
         // connections live (a fixture's runtime outlives the test that asked for the forward).
         let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
@@ -74,11 +92,7 @@ impl Vm {
                 });
             }
         });
-        self.link
-            .forwards
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(task);
+        forwards.push((guest_port, addr, task));
         Ok(addr)
     }
 

@@ -16,8 +16,9 @@ use crate::spec::Accel;
 pub(super) struct Link {
     pub sessions: Arc<Sessions>,
     pub reach: Reach,
-    /// The accept loops of [`crate::Vm::forward`]s, stopped with the link.
-    pub forwards: Mutex<Vec<AbortHandle>>,
+    /// The [`crate::Vm::forward`]s: guest port, host address, accept loop (stopped with the
+    /// link).
+    pub forwards: Mutex<Vec<(u16, std::net::SocketAddr, AbortHandle)>>,
 }
 
 /// The connection kept between commands, shared with the tasks of port forwards (which must be
@@ -73,7 +74,12 @@ impl Link {
 
 impl Drop for Link {
     fn drop(&mut self) {
-        for task in self.forwards.get_mut().unwrap_or_else(|p| p.into_inner()).drain(..) {
+        for (_, _, task) in self
+            .forwards
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain(..)
+        {
             task.abort();
         }
     }
@@ -109,6 +115,19 @@ impl Sessions {
                         source: SshError::Runtime(e),
                     })?
             }
+        }
+    }
+
+    /// Spawns `task` where the VM's connections live, or on the current runtime; not at all
+    /// outside any runtime (nothing could run it).
+    pub fn spawn_detached<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        if let Some(home) = self.home.get() {
+            home.spawn(task);
+        } else if let Ok(current) = tokio::runtime::Handle::try_current() {
+            current.spawn(task);
         }
     }
 

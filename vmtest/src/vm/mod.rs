@@ -24,19 +24,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use boot::{resolve_accel, shared_segment};
-pub(crate) use context::Context;
 pub use command::{Command, Line, Running, Stream};
+pub(crate) use context::Context;
 pub use ssh::Ssh;
 
 use crate::backend::Machine;
 use crate::error::{Error, IoContext, Result};
 use crate::guest::reach::Reach;
 use crate::guest::ssh::Target;
-use link::Link;
 use crate::net::segment::Segment;
 use crate::spec::{Accel, VmSpec};
 use crate::state::budget::Reservation;
 use crate::state::ledger::Claim;
+use link::Link;
 
 /// Prints cloud-init's logs and status, as root where the guest allows it; nothing on guests
 /// without cloud-init.
@@ -147,7 +147,10 @@ impl Vm {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        Command::new(self, argv.into_iter().map(|a| a.as_ref().to_owned()).collect())
+        Command::new(
+            self,
+            argv.into_iter().map(|a| a.as_ref().to_owned()).collect(),
+        )
     }
 
     /// A shell script to run in the guest with `sh -s`: pipelines, redirections, several
@@ -376,7 +379,7 @@ impl Vm {
             client_key: Arc::new(client_key),
             via: reach.connector(),
         };
-        Ok(Vm {
+        let vm = Vm {
             link: Link::new(target, host_key, reach.clone(), accel, None),
             owned: None,
             name: reach.vm.clone(),
@@ -385,7 +388,9 @@ impl Vm {
             dir_path: facts.dir.clone(),
             boot_time: Duration::from_millis(facts.boot_ms),
             boot_timeout: Duration::from_millis(facts.boot_timeout_ms),
-        })
+        };
+        vm.open_forwards(&facts.forwards)?;
+        Ok(vm)
     }
 
     /// What another process needs to attach to this VM (see [`Vm::attach`]).
@@ -397,6 +402,11 @@ impl Vm {
             pid: self.pid,
             boot_ms: self.boot_time.as_millis() as u64,
             boot_timeout_ms: self.boot_timeout.as_millis() as u64,
+            forwards: (self.link.forwards.lock())
+                .unwrap_or_else(|p| p.into_inner())
+                .iter()
+                .map(|(port, _, _)| *port)
+                .collect(),
         }
     }
 }
@@ -411,6 +421,9 @@ pub(crate) struct Attached {
     pub boot_ms: u64,
     #[serde(default = "default_boot_timeout_ms")]
     pub boot_timeout_ms: u64,
+    /// The forwards the spec declared: each process attached opens its own.
+    #[serde(default)]
+    pub forwards: Vec<u16>,
 }
 
 fn default_boot_timeout_ms() -> u64 {

@@ -9,9 +9,10 @@ use crate::backend::{Machine, Power};
 use crate::error::{Error, Result};
 
 /// Reboots the guest cleanly (systemd where it runs, the init's `reboot` otherwise), detached
-/// from the SSH channel so the command returns before the connection goes.
+/// from the SSH channel so the command returns before the connection goes (no `nohup`: the
+/// tiny guest's busybox has none).
 const REBOOT: &str = "if [ -d /run/systemd/system ]; then r='systemctl reboot'; else r=reboot; fi
-nohup sh -c \"sleep 1; $r\" >/dev/null 2>&1 &";
+(trap '' HUP; sleep 1; $r) </dev/null >/dev/null 2>&1 &";
 
 impl Vm {
     /// The guest kernel's boot id: a new one after every reboot or reset.

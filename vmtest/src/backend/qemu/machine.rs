@@ -59,7 +59,11 @@ impl QemuMachine {
             return false;
         };
         // A guest powered off earlier (`halt`) sits paused: let QEMU exit this time.
-        if qmp.execute("set-action", Some(json!({"shutdown": "poweroff"}))).await.is_err() {
+        if qmp
+            .execute("set-action", Some(json!({"shutdown": "poweroff"})))
+            .await
+            .is_err()
+        {
             return false;
         }
         let off = qmp
