@@ -109,7 +109,7 @@ fn list() -> Result {
         );
         for b in builds {
             println!(
-                "{:>10}  {:<12}  {:<8}  {}",
+                "{:>10}  {:<12}  {:<10}  {}",
                 human_size(b.size),
                 b.built.map(ago).unwrap_or_else(|| "?".into()),
                 b.name,

@@ -96,6 +96,31 @@ fn pull_list_verify_and_prune() {
     );
 }
 
+/// Recipe images built in the cache (`recipes/NAME-HASH/` with an `image.json`) are listed too.
+#[test]
+fn list_shows_locally_built_recipe_images() {
+    let cache = tempfile::tempdir().unwrap();
+    let build = cache.path().join("recipes/tiny-0123456789abcdef");
+    std::fs::create_dir_all(&build).unwrap();
+    std::fs::write(
+        build.join("image.json"),
+        r#"{"name": "tiny", "boot": "kernel"}"#,
+    )
+    .unwrap();
+    std::fs::write(build.join("vmlinuz"), vec![0u8; 2 << 20]).unwrap();
+    // Not a build: no image.json (a recipe build in progress, or something else).
+    std::fs::create_dir_all(cache.path().join("recipes/half-done")).unwrap();
+    let out = runner(cache.path(), &["images", "list"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let t = text(&out);
+    let line = t
+        .lines()
+        .find(|l| l.contains("tiny-0123456789abcdef"))
+        .unwrap_or_else(|| panic!("the recipe build is listed:\n{t}"));
+    assert!(line.contains(" tiny ") && line.contains("2.0 MiB"), "{t}");
+    assert!(!t.contains("half-done"), "{t}");
+}
+
 #[test]
 fn bad_references_and_usage_errors_say_what_to_do() {
     let cache = tempfile::tempdir().unwrap();

@@ -174,6 +174,13 @@ impl<'vm> Command<'vm> {
     }
 
     /// Runs the command to its end and returns its output, whatever its exit status.
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) -> vmtest::Result<()> {
+    /// let out = vm.command(["test", "-d", "/data"]).output().await?;
+    /// if !out.success() { /* no data disk on this image */ }
+    /// # Ok(()) }
+    /// ```
     pub async fn output(self) -> Result<Output> {
         let limit = self.limit();
         let mut running = self.spawn().await?;
@@ -198,6 +205,12 @@ impl<'vm> Command<'vm> {
     /// Runs the command and returns its output if it exited with status 0; otherwise
     /// [`Error::CommandFailed`] with the command, its exit status or signal, and the last lines
     /// of its stderr and stdout.
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) -> vmtest::Result<()> {
+    /// let kernel = vm.command(["uname", "-r"]).succeed().await?.stdout_str();
+    /// # Ok(()) }
+    /// ```
     pub async fn succeed(self) -> Result<Output> {
         let (vm, label) = (self.vm.name().to_owned(), self.label.clone());
         let out = self.output().await?;
@@ -210,6 +223,12 @@ impl<'vm> Command<'vm> {
 
     /// Runs the command and returns its output if it failed (non-zero exit or a signal);
     /// [`Error::CommandSucceeded`] if it exited with status 0.
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) -> vmtest::Result<()> {
+    /// vm.command(["id", "nobody-such"]).fail().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn fail(self) -> Result<Output> {
         let (vm, label) = (self.vm.name().to_owned(), self.label.clone());
         let out = self.output().await?;

@@ -34,6 +34,12 @@ impl Vm {
 
     /// [`Vm::upload`] as root in the guest (through `sudo -n` when the user is not root), for
     /// destinations such as `/etc` or `/usr/local/bin`.
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) -> vmtest::Result<()> {
+    /// vm.upload_as_root("config/agent.toml", "/etc/agent.toml").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn upload_as_root(&self, from: impl AsRef<Path>, to: &str) -> Result<()> {
         self.upload_as(from.as_ref(), to, true).await
     }
@@ -85,11 +91,23 @@ impl Vm {
     /// Copies the guest file or directory `from` to `to` on the host (a directory becomes a
     /// tree at `to`, created if missing), keeping permission bits; files are owned by the
     /// user running the test. Reads as the guest's user.
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) -> vmtest::Result<()> {
+    /// vm.download("/var/log/agent", "target/agent-logs").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn download(&self, from: &str, to: impl AsRef<Path>) -> Result<()> {
         self.download_as(from, to.as_ref(), false).await
     }
 
     /// [`Vm::download`] reading as root in the guest, for files only root may read.
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) -> vmtest::Result<()> {
+    /// vm.download_as_root("/etc/shadow", "target/shadow").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn download_as_root(&self, from: &str, to: impl AsRef<Path>) -> Result<()> {
         self.download_as(from, to.as_ref(), true).await
     }
@@ -154,6 +172,12 @@ impl Vm {
     }
 
     /// The contents of the guest file `path`.
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) -> vmtest::Result<()> {
+    /// let bytes = vm.read_file("/proc/cpuinfo").await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn read_file(&self, path: &str) -> Result<Vec<u8>> {
         let out = self.command(["cat", path]).output().await?;
         if out.success() {
@@ -164,12 +188,25 @@ impl Vm {
     }
 
     /// The contents of the guest file `path` as text (lossily decoded as UTF-8).
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) -> vmtest::Result<()> {
+    /// assert_eq!(vm.read_to_string("/etc/hostname").await?.trim(), vm.name());
+    /// # Ok(()) }
+    /// ```
     pub async fn read_to_string(&self, path: &str) -> Result<String> {
         Ok(String::from_utf8_lossy(&self.read_file(path).await?).into_owned())
     }
 
     /// Writes `contents` to the guest file `path` (created with mode 0644 if new, else
     /// truncated; its parent must exist).
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) -> vmtest::Result<()> {
+    /// vm.write_file("/tmp/input.json", r#"{"k": 1}"#).await?;
+    /// vm.write_file("/tmp/blob", vec![0u8, 255, 1]).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn write_file(&self, path: &str, contents: impl Into<Vec<u8>>) -> Result<()> {
         let out = self
             .command(["sh", "-c", "cat > \"$1\"", "sh", path])

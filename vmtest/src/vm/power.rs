@@ -16,6 +16,14 @@ const REBOOT: &str = "if [ -d /run/systemd/system ]; then r='systemctl reboot'; 
 
 impl Vm {
     /// The guest kernel's boot id: a new one after every reboot or reset.
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) -> vmtest::Result<()> {
+    /// let before = vm.boot_id().await?;
+    /// vm.reset().await?;
+    /// assert_ne!(vm.boot_id().await?, before);
+    /// # Ok(()) }
+    /// ```
     pub async fn boot_id(&self) -> Result<String> {
         let out = self
             .command(["cat", "/proc/sys/kernel/random/boot_id"])
@@ -42,6 +50,13 @@ impl Vm {
     }
 
     /// [`Vm::reboot`] with its own deadline (multiplied under TCG).
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) -> vmtest::Result<()> {
+    /// use std::time::Duration;
+    /// vm.reboot_within(Duration::from_secs(300)).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn reboot_within(&self, timeout: Duration) -> Result<()> {
         let before = self.boot_id().await?;
         self.sh(REBOOT)
@@ -70,6 +85,14 @@ impl Vm {
 
     /// Freezes the guest's vCPUs (its clock stops too). Commands sent meanwhile wait or time
     /// out; [`Vm::resume`] lets it run on.
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) -> vmtest::Result<()> {
+    /// vm.pause().await?;
+    /// // ... the guest is frozen: check what a client does when it stops answering ...
+    /// vm.resume().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn pause(&self) -> Result<()> {
         let machine = self.machine("pause")?;
         self.press(machine, Power::Pause).await

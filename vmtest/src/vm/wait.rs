@@ -134,6 +134,13 @@ impl Vm {
     }
 
     /// Waits until `path` exists in the guest.
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) -> vmtest::Result<()> {
+    /// use std::time::Duration;
+    /// vm.wait_for_file("/run/agent.ready", Duration::from_secs(60)).await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn wait_for_file(&self, path: &str, timeout: Duration) -> Result<()> {
         let argv = ["test", "-e", path];
         self.poll(&format!("{path} existing"), timeout, || async {
