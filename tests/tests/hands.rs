@@ -480,3 +480,32 @@ async fn reboot_reset_pause_and_power_cycle_keep_the_disk_and_the_vm(
     );
     Ok(())
 }
+
+/// A guest kernel that panics after boot (the tiny kernel then reboots by itself, `panic=-1`)
+/// ends the test's next command with the console, instead of a test talking on to a guest that
+/// silently started over.
+#[vmtest(image = "recipe:tiny", memory = "256M", timeout = "5m")]
+async fn a_guest_that_panics_ends_the_next_command_with_the_console(vm: &Vm) -> anyhow::Result<()> {
+    vm.sh("(sleep 1; echo c > /proc/sysrq-trigger) >/dev/null 2>&1 &")
+        .succeed()
+        .await?;
+    let started = Instant::now();
+    let err = loop {
+        match vm
+            .command(["true"])
+            .timeout(Duration::from_secs(5))
+            .output()
+            .await
+        {
+            Err(e @ Error::GuestCrashed { .. }) => break e,
+            _ if started.elapsed() > Duration::from_secs(120) => {
+                anyhow::bail!("no crash seen in 120 s; console:\n{}", vm.console_log())
+            }
+            _ => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    };
+    let text = err.to_string();
+    assert!(text.contains("Kernel panic"), "{text}");
+    assert!(text.contains("sysrq"), "the console tail: {text}");
+    Ok(())
+}

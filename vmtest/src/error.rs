@@ -98,9 +98,10 @@ pub enum Error {
         console_tail: String,
     },
 
-    /// The guest kernel panicked or dropped to an emergency shell during boot.
+    /// The guest kernel panicked or dropped to an emergency shell: during boot, or later (the
+    /// next command after it fails with this).
     #[error(
-        "VM `{vm}` failed to boot: the console shows `{marker}`\n--- console tail ({}) ---\n{console_tail}",
+        "VM `{vm}` crashed: the console shows `{marker}`\n--- console tail ({}) ---\n{console_tail}",
         console.display()
     )]
     GuestCrashed {

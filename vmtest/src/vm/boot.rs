@@ -316,6 +316,7 @@ async fn provision_and_launch(
         accel: plan.accel,
         boot_time: started.elapsed(),
         boot_timeout: spec.boot_timeout.unwrap_or(Duration::from_secs(60)),
+        console_mark: std::fs::metadata(&console).map_or(0, |m| m.len()),
     })
 }
 

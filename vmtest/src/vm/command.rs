@@ -271,6 +271,7 @@ impl<'vm> Command<'vm> {
             });
         }
         let line = self.line.render()?;
+        self.vm.check_crash()?;
         // A stdin file that cannot be opened fails here, before anything runs in the guest.
         let stdin = match self.stdin {
             Stdin::File(path) => {

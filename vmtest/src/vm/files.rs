@@ -235,6 +235,7 @@ impl Vm {
         }
         .render()
         .map_err(|e| e.to_string())?;
+        self.check_crash().map_err(|e| e.to_string())?;
         let session = self
             .link
             .sessions

@@ -64,6 +64,9 @@ pub struct Vm {
     boot_time: Duration,
     /// The spec's boot deadline (unscaled), which reboots and starts are held to as well.
     boot_timeout: Duration,
+    /// How long the console was when the VM became ready: a crash printed after that ends the
+    /// next command (see [`Vm::check_crash`]).
+    console_mark: u64,
 }
 
 /// What a VM's owner holds. Field order is drop order (reverse order of creation).
@@ -241,6 +244,24 @@ impl Vm {
         self.pid
     }
 
+    /// Fails with [`Error::GuestCrashed`] if the console shows a kernel panic (or an emergency
+    /// shell) printed since the VM became ready: a guest that panics may reboot by itself (its
+    /// kernel's `panic=` setting), and a test must not go on talking to it as if nothing
+    /// happened.
+    pub(crate) fn check_crash(&self) -> Result<()> {
+        let console = self.dir_path.join("console.log");
+        let since = crate::guest::console::read_from(&console, self.console_mark);
+        match crate::guest::console::fatal_line(&since) {
+            None => Ok(()),
+            Some(marker) => Err(Error::GuestCrashed {
+                vm: self.name.clone(),
+                marker,
+                console_tail: crate::guest::console::tail(&since, 30),
+                console,
+            }),
+        }
+    }
+
     /// Everything the guest printed on its serial console so far.
     pub fn console_log(&self) -> String {
         crate::guest::console::read(&self.dir_path.join("console.log"))
@@ -388,6 +409,7 @@ impl Vm {
             dir_path: facts.dir.clone(),
             boot_time: Duration::from_millis(facts.boot_ms),
             boot_timeout: Duration::from_millis(facts.boot_timeout_ms),
+            console_mark: facts.console_mark,
         };
         vm.open_forwards(&facts.forwards)?;
         Ok(vm)
@@ -402,6 +424,7 @@ impl Vm {
             pid: self.pid,
             boot_ms: self.boot_time.as_millis() as u64,
             boot_timeout_ms: self.boot_timeout.as_millis() as u64,
+            console_mark: self.console_mark,
             forwards: (self.link.forwards.lock())
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
@@ -424,6 +447,8 @@ pub(crate) struct Attached {
     /// The forwards the spec declared: each process attached opens its own.
     #[serde(default)]
     pub forwards: Vec<u16>,
+    #[serde(default)]
+    pub console_mark: u64,
 }
 
 fn default_boot_timeout_ms() -> u64 {

@@ -167,6 +167,7 @@ impl Vm {
         let started = Instant::now();
         let mut last;
         loop {
+            self.check_crash()?;
             if let Some(how) = self.owned.as_ref().and_then(|o| o.machine.exited()) {
                 return Err(Error::WaitFailed {
                     vm: self.name.clone(),
