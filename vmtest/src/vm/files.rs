@@ -157,6 +157,9 @@ impl Vm {
             let file = tokio::fs::File::create(&part)
                 .await
                 .map_err(|e| self.transfer(&what, format!("creating {}: {e}", part.display())))?;
+            // Buffered: each write to a tokio file is a trip to the blocking pool, and the
+            // guest sends at most 32 KiB per packet.
+            let file = tokio::io::BufWriter::with_capacity(1 << 20, file);
             let copied = self.stream_stdout(&["cat", from], sudo, file).await;
             let finished = copied.map_err(|e| self.transfer(&what, e)).and_then(|_| {
                 std::fs::set_permissions(&part, std::fs::Permissions::from_mode(mode))
