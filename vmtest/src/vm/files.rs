@@ -16,6 +16,12 @@ use super::Vm;
 use crate::error::{Error, Result};
 use crate::guest::shell::{quote, CommandLine};
 
+/// Reads what is left of stdin after a copy failed in the guest, so the command ends only
+/// once the host has sent everything: a command that ends (and closes its channel) while the
+/// host still sends makes some SSH servers (dropbear) drop the whole connection, and with it
+/// every other command of the VM.
+const DRAIN: &str = "cat > /dev/null";
+
 impl Vm {
     /// Copies the host file or directory `from` to `to` in the guest, as the guest's user.
     /// A file keeps its permission bits; a directory is copied as a tree (created if missing,
@@ -54,7 +60,10 @@ impl Vm {
                 .map_err(|e| self.transfer(&what, format!("running tar on the host: {e}")))?;
             let mut tar = KillOnDrop(tar);
             let stdout = tar.0.stdout.take().expect("piped");
-            let script = format!("mkdir -p {to} && tar -C {to} -xf -", to = quote(to)?);
+            let script = format!(
+                "mkdir -p {to} && tar -C {to} -xf - || {{ {DRAIN}; exit 1; }}",
+                to = quote(to)?
+            );
             let out = self
                 .command(["sh", "-c", &script])
                 .sudo_if(sudo)
@@ -71,7 +80,7 @@ impl Vm {
             self.command([
                 "sh",
                 "-c",
-                "cat > \"$1\" && chmod \"$2\" \"$1\"",
+                &format!("{{ cat > \"$1\" || {{ {DRAIN}; exit 1; }}; }} && chmod \"$2\" \"$1\""),
                 "sh",
                 to,
                 &mode,
@@ -212,7 +221,13 @@ impl Vm {
     /// ```
     pub async fn write_file(&self, path: &str, contents: impl Into<Vec<u8>>) -> Result<()> {
         let out = self
-            .command(["sh", "-c", "cat > \"$1\"", "sh", path])
+            .command([
+                "sh",
+                "-c",
+                &format!("cat > \"$1\" || {{ {DRAIN}; exit 1; }}"),
+                "sh",
+                path,
+            ])
             .stdin(contents)
             .output()
             .await?;
