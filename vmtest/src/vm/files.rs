@@ -30,7 +30,10 @@ impl Vm {
     ///
     /// ```no_run
     /// # async fn t(vm: &vmtest::Vm) -> vmtest::Result<()> {
-    /// vm.upload(env!("CARGO_BIN_EXE_my-agent"), "/tmp/my-agent").await?;
+    /// // In an integration test of a crate with a `my-agent` binary, the path is
+    /// // `env!("CARGO_BIN_EXE_my-agent")`.
+    /// let agent = std::path::Path::new("target/debug/my-agent");
+    /// vm.upload(agent, "/tmp/my-agent").await?;
     /// vm.command(["/tmp/my-agent", "--version"]).succeed().await?;
     /// # Ok(()) }
     /// ```
