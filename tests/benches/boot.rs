@@ -15,6 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use vmtest::{Accel, Vm, VmSpec};
+use vmtest_tests::bench::{mean, show};
 
 fn main() -> anyhow::Result<()> {
     // `cargo test --all-targets` runs bench binaries too, without `--bench`: only build-check.
@@ -71,18 +72,6 @@ fn spec_for(image: &str) -> VmSpec {
     } else {
         spec.memory_mib(1024).cpus(2)
     }
-}
-
-fn mean(v: &[Duration]) -> Duration {
-    v.iter().sum::<Duration>() / v.len().max(1) as u32
-}
-
-fn show(v: &[Duration]) -> String {
-    format!(
-        "{:.2} s ({:.2} s)",
-        mean(v).as_secs_f64(),
-        v.iter().min().copied().unwrap_or_default().as_secs_f64()
-    )
 }
 
 /// The baseline: what a user would script by hand. Preparation (keys, seed, overlay) is not

@@ -26,6 +26,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use vmtest::{Accel, Vm, VmSpec};
+use vmtest_tests::bench::{count_arg, mean, show_ms};
 use vmtest_tests::leaks;
 
 /// What `Vm::boot` prints on stderr when `VMTEST_PAUSE_AT=boot` stops it with QEMU started.
@@ -160,31 +161,6 @@ fn main() -> anyhow::Result<()> {
 /// and vCPU count.
 fn spec() -> VmSpec {
     VmSpec::new().image("recipe:tiny").memory_mib(256).cpus(1)
-}
-
-/// `NAME=COUNT` among the arguments after `--`.
-fn count_arg(name: &str, default: usize) -> usize {
-    std::env::args()
-        .skip(1)
-        .filter_map(|a| {
-            a.strip_prefix(name)?
-                .strip_prefix('=')
-                .map(|v| v.parse().unwrap_or(default))
-        })
-        .next_back()
-        .unwrap_or(default)
-}
-
-fn mean(v: &[Duration]) -> Duration {
-    v.iter().sum::<Duration>() / v.len().max(1) as u32
-}
-
-fn show_ms(v: &[Duration]) -> String {
-    format!(
-        "{:.1} ms ({:.1} ms)",
-        mean(v).as_secs_f64() * 1e3,
-        v.iter().min().copied().unwrap_or_default().as_secs_f64() * 1e3
-    )
 }
 
 fn ratio(a: &[Duration], b: &[Duration]) -> f64 {

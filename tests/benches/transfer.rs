@@ -10,9 +10,10 @@
 //! ```
 
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use vmtest::{Vm, VmSpec};
+use vmtest_tests::bench::{count_arg, mean, show};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> anyhow::Result<()> {
@@ -21,8 +22,8 @@ async fn main() -> anyhow::Result<()> {
         println!("transfer benchmark: not run under `cargo test`; run `cargo bench -p vmtest-tests --bench transfer`");
         return Ok(());
     }
-    let size_mib = arg("size", 256);
-    let rounds = arg("rounds", 3);
+    let size_mib = count_arg("size", 256);
+    let rounds = count_arg("rounds", 3);
     // The file lives in the guest's RAM (the tiny guest runs from its initramfs).
     let vm = Vm::boot(
         VmSpec::new()
@@ -123,22 +124,4 @@ async fn same_in_guest(vm: &Vm, data: &[u8]) -> anyhow::Result<()> {
         "size in the guest"
     );
     Ok(())
-}
-
-fn arg(name: &str, default: usize) -> usize {
-    std::env::args()
-        .find_map(|a| a.strip_prefix(&format!("{name}="))?.parse().ok())
-        .unwrap_or(default)
-}
-
-fn mean(v: &[Duration]) -> Duration {
-    v.iter().sum::<Duration>() / v.len().max(1) as u32
-}
-
-fn show(v: &[Duration]) -> String {
-    format!(
-        "{:.2} s ({:.2} s)",
-        mean(v).as_secs_f64(),
-        v.iter().min().copied().unwrap_or_default().as_secs_f64()
-    )
 }

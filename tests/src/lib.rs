@@ -1,5 +1,6 @@
 //! End-to-end tests live in `tests/`; this library holds what they share.
 
+pub mod bench;
 pub mod hands;
 pub mod http;
 pub mod leaks;

@@ -28,6 +28,15 @@ impl Output {
     pub fn stderr_str(&self) -> String {
         String::from_utf8_lossy(&self.stderr).into_owned()
     }
+
+    /// How the command ended, for messages: `exit code N` or `killed by signal S`.
+    pub(crate) fn status(&self) -> String {
+        match (&self.exit_signal, self.exit_code) {
+            (Some(signal), _) => format!("killed by signal {signal}"),
+            (None, Some(code)) => format!("exit code {code}"),
+            (None, None) => "no exit status".into(),
+        }
+    }
 }
 
 /// Shows the streams as text, which is what a failing assertion's reader wants.

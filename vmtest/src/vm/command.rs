@@ -673,15 +673,10 @@ impl futures_core::Stream for Running {
 
 /// [`Error::CommandFailed`] for `out`.
 pub(super) fn failed(vm: &str, command: &str, out: &Output) -> Error {
-    let status = match (&out.exit_signal, out.exit_code) {
-        (Some(signal), _) => format!("killed by signal {signal}"),
-        (None, Some(code)) => format!("exit code {code}"),
-        (None, None) => "no exit status".into(),
-    };
     Error::CommandFailed {
         vm: vm.to_owned(),
         command: command.to_owned(),
-        status,
+        status: out.status(),
         stderr_tail: tail(&out.stderr_str()),
         stdout_tail: tail(&out.stdout_str()),
     }

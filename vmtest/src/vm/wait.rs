@@ -38,7 +38,7 @@ impl Vm {
                 Ok(out) if out.success() => Check::Done(out),
                 Ok(out) => Check::Not(format!(
                     "the last attempt: {}\n--- stderr ---\n{}\n--- stdout ---\n{}",
-                    status(&out),
+                    out.status(),
                     tail(&out.stderr_str()),
                     tail(&out.stdout_str())
                 )),
@@ -190,12 +190,4 @@ enum Check<T> {
     Not(String),
     /// Never: stop waiting.
     Fail(Error),
-}
-
-fn status(out: &Output) -> String {
-    match (&out.exit_signal, out.exit_code) {
-        (Some(signal), _) => format!("killed by signal {signal}"),
-        (None, Some(code)) => format!("exit code {code}"),
-        (None, None) => "no exit status".into(),
-    }
 }
