@@ -31,6 +31,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use vmtest::{vmtest, Accel, Vm, VmSpec};
+use vmtest_tests::bench::count_arg;
 use vmtest_tests::leaks;
 
 /// Set in the children: run the harness instead of the benchmark.
@@ -302,19 +303,6 @@ fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
-}
-
-/// `NAME=COUNT` among the arguments after `--`.
-fn count_arg(name: &str, default: usize) -> usize {
-    std::env::args()
-        .skip(1)
-        .filter_map(|a| {
-            a.strip_prefix(name)?
-                .strip_prefix('=')
-                .map(|v| v.parse().unwrap_or(default))
-        })
-        .next_back()
-        .unwrap_or(default)
 }
 
 fn mean(v: impl ExactSizeIterator<Item = Duration>) -> Duration {
