@@ -137,6 +137,37 @@ pub enum Error {
         console_tail: String,
     },
 
+    /// The serial console did not show what a wait expected before its deadline.
+    #[error(
+        "VM `{vm}`: the console did not match /{pattern}/ within {waited:.1?}\n--- console tail, escape sequences stripped ({}) ---\n{console_tail}",
+        console.display()
+    )]
+    ConsoleTimeout {
+        /// The VM's name.
+        vm: String,
+        /// The regular expression waited for.
+        pattern: String,
+        /// How long it was awaited.
+        waited: Duration,
+        /// The serial console file.
+        console: PathBuf,
+        /// The last lines of the console since the wait's start, escape sequences stripped.
+        console_tail: String,
+    },
+
+    /// SSH was asked of a VM whose SSH server has not been awaited.
+    #[error(
+        "VM `{vm}` has no SSH yet: it was made ready by `{readiness}`, which does not wait for SSH. \
+         Call `vm.wait_for_ssh()` once the guest runs an SSH server with vmtest's key (a seeded \
+         image, or an installed system given `vm.authorized_key()`), or boot it with ready = \"ssh\""
+    )]
+    SshNotReady {
+        /// The VM's name.
+        vm: String,
+        /// How it was made ready, as the attribute writes it.
+        readiness: String,
+    },
+
     /// The SSH server presented a host key other than the pinned one.
     #[error(
         "SSH host key mismatch for {addr}: expected the pinned key {expected}, the server offered {offered}; the connection was refused"

@@ -53,9 +53,10 @@ pub use guest::reach::{Hop, Reach};
 pub use net::record::{Lease, Protocol, Request};
 pub use net::segment::Segment;
 pub use spec::{
-    Accel, AccelChoice, Backend, Network, PxeBoot, Readiness, SeedFormat, SegmentSpec, VmSpec,
+    Accel, AccelChoice, Backend, BootDevice, Network, PxeBoot, Readiness, SeedFormat, SegmentSpec,
+    VmSpec,
 };
-pub use vm::{Command, Line, Running, Ssh, Stream, Vm};
+pub use vm::{Command, Console, ConsoleMatch, Key, Line, Running, Ssh, Stream, Vm};
 
 /// Removing what dead test processes left behind: `vmtest-runner sweep`, as a library call.
 ///

@@ -181,3 +181,36 @@ mod tests {
         }
     }
 }
+
+/// What a MAC address must look like, in messages.
+pub const MAC_RULE: &str =
+    "six pairs of hex digits separated by `:`, unicast (the first pair even), e.g. \"52:54:00:12:34:56\"";
+
+/// A MAC address in the form [`MAC_RULE`] describes, lower-cased; `None` if it is not one.
+pub fn parse_mac(text: &str) -> Option<String> {
+    let pairs: Vec<&str> = text.split(':').collect();
+    let well_formed = pairs.len() == 6
+        && pairs
+            .iter()
+            .all(|p| p.len() == 2 && p.bytes().all(|b| b.is_ascii_hexdigit()));
+    if !well_formed {
+        return None;
+    }
+    let first = u8::from_str_radix(pairs[0], 16).ok()?;
+    // Bit 0 of the first octet marks a multicast address: no NIC may have one.
+    (first & 1 == 0).then(|| text.to_ascii_lowercase())
+}
+
+#[cfg(test)]
+mod mac_tests {
+    #[test]
+    fn macs() {
+        assert_eq!(
+            super::parse_mac("52:54:00:AB:cd:01").as_deref(),
+            Some("52:54:00:ab:cd:01")
+        );
+        for bad in ["", "52:54:00:ab:cd", "52-54-00-ab-cd-01", "01:00:5e:00:00:01", "52:54:00:ab:cd:0g", "52:54:00:ab:cd:001"] {
+            assert_eq!(super::parse_mac(bad), None, "{bad}");
+        }
+    }
+}

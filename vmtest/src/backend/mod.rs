@@ -12,7 +12,7 @@ pub(crate) mod qemu;
 use std::path::Path;
 use std::time::Duration;
 
-pub(crate) use plan::{Boot, DiskFormat, Drive, MachinePlan, Nic};
+pub(crate) use plan::{Boot, DiskFormat, Drive, MachinePlan, Media, Nic};
 
 use crate::error::{Error, Result};
 use crate::spec::Backend;
@@ -154,6 +154,14 @@ impl Machine {
     pub async fn power_off(&self, grace: Duration) -> bool {
         match self {
             Machine::Qemu(m) => m.power_off(grace).await,
+        }
+    }
+
+    /// Called once the machine runs: a `boot_once` device leaves the boot order for every
+    /// later boot.
+    pub async fn first_boot_started(&self, timeout: Duration) -> Result<(), MachineError> {
+        match self {
+            Machine::Qemu(m) => Ok(m.first_boot_started(timeout).await?),
         }
     }
 

@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 pub(crate) use crate::image::DiskFormat;
-use crate::spec::Accel;
+use crate::spec::{Accel, BootDevice};
 
 /// One machine to run.
 #[derive(Debug)]
@@ -32,29 +32,67 @@ pub(crate) struct MachinePlan {
     /// Whether the machine dies with the process that launched it (not when it may be kept
     /// past its test).
     pub dies_with_owner: bool,
+    /// Whether a guest reboot before readiness resets the machine (an installer's) instead of
+    /// ending it (a boot loop).
+    pub reboots_while_booting: bool,
 }
 
 /// How the guest is started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Boot {
-    /// Firmware boots the first disk.
-    Disk,
     /// Direct kernel boot.
     Kernel {
         kernel: PathBuf,
         initrd: Option<PathBuf>,
         cmdline: String,
     },
-    /// The firmware boots from the network: the first NIC marked `boot`.
-    Network,
+    /// The firmware boots from devices: `once` the first time only, then `order`.
+    Firmware {
+        order: Vec<BootDevice>,
+        once: Option<BootDevice>,
+    },
 }
 
-/// A virtio block device backed by a file.
+impl Boot {
+    /// The firmware boots the disks.
+    pub fn disk() -> Boot {
+        Boot::Firmware {
+            order: vec![BootDevice::Disk],
+            once: None,
+        }
+    }
+
+    /// Whether the firmware may boot from a NIC (which then needs a boot ROM).
+    pub fn from_network(&self) -> bool {
+        match self {
+            Boot::Kernel { .. } => false,
+            Boot::Firmware { order, once } => {
+                order.contains(&BootDevice::Network) || *once == Some(BootDevice::Network)
+            }
+        }
+    }
+}
+
+/// What a drive is to the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Media {
+    /// A virtio disk the firmware may boot ([`BootDevice::Disk`]).
+    Disk,
+    /// A virtio disk that is never booted (the cloud-init seed).
+    Data,
+    /// A CD-ROM ([`BootDevice::Cdrom`]).
+    Cdrom,
+}
+
+/// A block device backed by a file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Drive {
     pub path: PathBuf,
     pub format: DiskFormat,
     pub read_only: bool,
+    pub media: Media,
+    /// The serial number the guest sees (`/sys/block/vdX/serial`).
+    pub serial: Option<String>,
 }
 
 /// A NIC.

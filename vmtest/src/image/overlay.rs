@@ -62,6 +62,23 @@ pub(crate) fn create(
     Ok(())
 }
 
+/// A blank sparse qcow2 disk of `size_mib` MiB (an installer's target).
+pub(crate) fn blank(path: &Path, size_mib: u64) -> Result<()> {
+    let out = Command::new("qemu-img")
+        .args(["create", "-q", "-f", "qcow2", "-o", "lazy_refcounts=on"])
+        .arg(path)
+        .arg(format!("{size_mib}M"))
+        .output()
+        .context(|| "running qemu-img create".into())?;
+    if !out.status.success() {
+        return Err(Error::Io {
+            context: format!("creating the blank disk {}", path.display()),
+            source: std::io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+        });
+    }
+    Ok(())
+}
+
 /// `qcow2` or `raw`, as `qemu-img info` reads the file (never guessed from the name: Ubuntu's
 /// `.img` files are qcow2).
 pub(crate) fn disk_format(path: &Path) -> Result<DiskFormat> {

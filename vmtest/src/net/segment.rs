@@ -395,9 +395,10 @@ impl Segment {
     }
 
     /// A tap for VM `vm` on the bridge, and the VM's MAC on it.
-    pub(crate) fn tap(&self, vm: &str) -> Result<(OwnedFd, String)> {
+    pub(crate) fn tap(&self, vm: &str, mac: Option<&str>) -> Result<(OwnedFd, String)> {
         let fd = super::tap::open(&self.inner.netns, vm, BRIDGE)?;
-        Ok((fd, super::tap::mac_for(vm)))
+        let mac = mac.map_or_else(|| super::tap::mac_for(vm), str::to_owned);
+        Ok((fd, mac))
     }
 }
 

@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 mod accel;
+mod machine;
 mod network;
 pub(crate) mod units;
 
 pub use accel::{Accel, AccelChoice};
+pub use machine::{BootDevice, Readiness};
 pub(crate) use network::Payload;
 pub use network::{Network, PxeBoot, SegmentSpec};
 
@@ -21,16 +23,6 @@ pub enum SeedFormat {
     Iso9660,
     /// FAT, label `CIDATA`: for guest kernels built without ISO9660 support.
     Vfat,
-}
-
-/// When a booted VM counts as ready for its test.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Readiness {
-    /// A real SSH round-trip with the pinned host key succeeded (after cloud-init gave the
-    /// guest its keys): the only kind a VM handle's SSH works with.
-    #[default]
-    Ssh,
 }
 
 /// What runs the VM.
@@ -78,6 +70,18 @@ pub struct VmSpec {
     pub(crate) readiness: Readiness,
     /// Guest ports forwarded to the host's loopback before the test starts.
     pub(crate) forwards: Vec<u16>,
+    /// The MAC of the VM's NIC on its segment (`None`: one derived from the VM's name).
+    pub(crate) mac: Option<String>,
+    /// Blank disks, their sizes in MiB, attached after the image's disk.
+    pub(crate) blank_disks: Vec<u64>,
+    /// A boot ISO, attached as a CD-ROM.
+    pub(crate) cdrom: Option<std::path::PathBuf>,
+    /// Whether the cloud-init seed is attached.
+    pub(crate) seed: bool,
+    /// The firmware's boot order (empty: from the image and network).
+    pub(crate) boot_order: Vec<BootDevice>,
+    /// Booted from first, once; then [`Self::boot_order`].
+    pub(crate) boot_once: Option<BootDevice>,
 }
 
 impl Default for VmSpec {
@@ -99,6 +103,12 @@ impl Default for VmSpec {
             management: true,
             readiness: Readiness::Ssh,
             forwards: Vec::new(),
+            mac: None,
+            blank_disks: Vec::new(),
+            cdrom: None,
+            seed: true,
+            boot_order: Vec::new(),
+            boot_once: None,
         }
     }
 }
@@ -231,6 +241,85 @@ impl VmSpec {
     pub fn readiness(mut self, readiness: Readiness) -> Self {
         self.readiness = readiness;
         self
+    }
+
+    /// The MAC address of the VM's NIC on its segment, known before boot so payload files can
+    /// name it (a `pxelinux.cfg/01-52-54-00-…` file, a DHCP host reservation). Checked when the
+    /// VM boots: six `:`-separated hex pairs, unicast. Default: a MAC derived from the VM's
+    /// unique name (`52:54:00:…`), readable from [`Vm::mac`](crate::Vm::mac) once booted.
+    ///
+    /// ```
+    /// let spec = vmtest::VmSpec::new().network(vmtest::Network::Pxe).mac("52:54:00:12:34:56");
+    /// ```
+    pub fn mac(mut self, mac: impl Into<String>) -> Self {
+        self.mac = Some(mac.into());
+        self
+    }
+
+    /// Attaches a blank disk of `mib` MiB (a sparse qcow2 in the VM's directory, removed with
+    /// it), after the image's disk; repeat for several. In the guest they are virtio disks
+    /// with serial numbers `disk0`, `disk1`, … (`/sys/block/vdX/serial`,
+    /// `/dev/disk/by-id/virtio-disk0` where udev runs), whatever order the kernel names them in.
+    ///
+    /// ```
+    /// let spec = vmtest::VmSpec::new().blank_disk(8 * 1024);
+    /// ```
+    pub fn blank_disk(mut self, mib: u64) -> Self {
+        self.blank_disks.push(mib);
+        self
+    }
+
+    /// Attaches the ISO image `path` (relative to the current directory: a test's is its crate
+    /// root) as a read-only CD-ROM on the machine's SATA controller; boot from it with
+    /// [`VmSpec::boot_order`] or [`VmSpec::boot_once`].
+    pub fn cdrom(mut self, path: impl Into<std::path::PathBuf>) -> Self {
+        self.cdrom = Some(path.into());
+        self
+    }
+
+    /// Whether the cloud-init seed disk is attached (default `true`). Without it nothing gives
+    /// the guest vmtest's SSH key and host key, so [`Readiness::Ssh`] is refused at boot: use
+    /// it for installers that must not see an extra disk, with another readiness.
+    pub fn seed(mut self, attached: bool) -> Self {
+        self.seed = attached;
+        self
+    }
+
+    /// The firmware's boot order. Default: the image's own way (direct kernel boot, or its
+    /// disk), or the network on a PXE network. `[Disk, Network]` boots a blank disk's
+    /// installer from the network and, once the disk is bootable, the disk.
+    ///
+    /// A VM with a boot order (or [`VmSpec::boot_once`]) may reboot while it boots (an
+    /// installer does); other VMs end at a reboot during boot, so a boot loop fails at once.
+    ///
+    /// ```
+    /// use vmtest::BootDevice;
+    /// let spec = vmtest::VmSpec::new().boot_order([BootDevice::Disk, BootDevice::Network]);
+    /// ```
+    pub fn boot_order(mut self, devices: impl IntoIterator<Item = BootDevice>) -> Self {
+        self.boot_order = devices.into_iter().collect();
+        self
+    }
+
+    /// Boots from `device` the first time only, then by [`VmSpec::boot_order`] (which
+    /// defaults to the disks): "network once, then disk", the way an installer VM reboots into
+    /// what it installed.
+    ///
+    /// ```
+    /// use vmtest::BootDevice;
+    /// let spec = vmtest::VmSpec::new()
+    ///     .network(vmtest::Network::Pxe)
+    ///     .blank_disk(1024)
+    ///     .boot_once(BootDevice::Network);
+    /// ```
+    pub fn boot_once(mut self, device: BootDevice) -> Self {
+        self.boot_once = Some(device);
+        self
+    }
+
+    /// Every device the firmware is asked to boot from.
+    pub(crate) fn boot_devices(&self) -> impl Iterator<Item = BootDevice> + '_ {
+        self.boot_once.iter().chain(&self.boot_order).copied()
     }
 
     /// The segment this spec asks for, if any.

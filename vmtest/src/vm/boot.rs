@@ -13,14 +13,14 @@ use std::time::{Duration, Instant};
 
 use super::context::Context;
 use super::{Link, Owned, Vm, WorkDir};
-use crate::backend::{Boot, DiskFormat, Drive, Driver, MachinePlan, Nic};
+use crate::backend::{Boot, DiskFormat, Drive, Driver, MachinePlan, Media, Nic};
 use crate::error::{Error, IoContext, Result};
 use crate::guest::identity::{Identity, CLIENT_KEY_FILE};
 use crate::guest::reach::Reach;
 use crate::guest::seed::{user_data, SeedFormat, UserDocument};
 use crate::image::{Image, ImageBoot};
 use crate::net::segment::Segment;
-use crate::spec::{Accel, AccelChoice, Network, VmSpec};
+use crate::spec::{Accel, AccelChoice, BootDevice, Network, Readiness, VmSpec};
 use crate::state::budget::{self, Reservation};
 use crate::state::ledger::{Claim, Kind, Resource};
 
@@ -34,6 +34,8 @@ struct Plan {
     memory_mib: u32,
     /// The test's cloud-config documents, checked against vmtest's keys and the image's.
     user_documents: Vec<UserDocument>,
+    /// The MAC of the VM's NIC on its segment, checked (`None`: derived from its name).
+    mac: Option<String>,
 }
 
 /// Boots `spec` for the test `cx` names.
@@ -90,8 +92,9 @@ async fn plan(spec: VmSpec) -> Result<Plan> {
         Ok(())
     })
     .await?;
+    let mac = check_machine(&spec)?;
     let driver = Driver::for_backend(spec.backend)?;
-    driver.check(spec.network == Network::Pxe)?;
+    driver.check(spec.network == Network::Pxe || spec.boot_devices().any(|d| d == BootDevice::Network))?;
     let user_documents = user_data::check(&spec.user_data)?;
     let reference = spec.image.clone();
     let image = blocking(move || crate::image::resolve(&reference)).await?;
@@ -124,7 +127,84 @@ async fn plan(spec: VmSpec) -> Result<Plan> {
         cpus,
         memory_mib,
         user_documents,
+        mac,
     })
+}
+
+/// The spec's devices, readiness and boot order make a machine that can work: checked before
+/// anything exists. Returns the MAC, normalised.
+fn check_machine(spec: &VmSpec) -> Result<Option<String>> {
+    let invalid = |what: &'static str, message: String| Error::Invalid { what, message };
+    let on_segment = spec.network != Network::User;
+    let mac = match &spec.mac {
+        None => None,
+        Some(mac) => Some(vmtest_units::parse_mac(mac).ok_or_else(|| {
+            invalid(
+                "mac",
+                format!("{mac:?} is not a MAC address: {}", vmtest_units::MAC_RULE),
+            )
+        })?),
+    };
+    if mac.is_some() && !on_segment {
+        return Err(invalid(
+            "mac",
+            "a fixed MAC is for the VM's NIC on a segment: add network = \"isolated\" or \"pxe\""
+                .into(),
+        ));
+    }
+    match &spec.readiness {
+        Readiness::Lease if !on_segment => {
+            return Err(invalid(
+                "readiness",
+                "ready = \"lease\" needs a NIC on a segment: add network = \"isolated\" or \"pxe\""
+                    .into(),
+            ))
+        }
+        Readiness::Ssh if !spec.seed => {
+            return Err(invalid(
+                "readiness",
+                "without the seed (seed = false) nothing gives the guest vmtest's SSH keys, so \
+                 ready = \"ssh\" would wait forever: choose ready = \"console:REGEX\", \
+                 \"lease\" or \"booted\", and call vm.wait_for_ssh() once the guest has keys"
+                    .into(),
+            ))
+        }
+        Readiness::Console(pattern) => {
+            super::ready::compile(pattern)?;
+        }
+        _ => {}
+    }
+    for &mib in &spec.blank_disks {
+        vmtest_units::check_size(&vmtest_units::DISK, mib).map_err(|_| {
+            invalid(
+                "blank disk",
+                format!("{mib} MiB is out of range: {}", vmtest_units::DISK.range),
+            )
+        })?;
+    }
+    if let Some(iso) = &spec.cdrom {
+        if !iso.is_file() {
+            return Err(invalid(
+                "cdrom",
+                format!(
+                    "{} is not a file (relative paths start at the current directory, a \
+                     test's crate root)",
+                    iso.display()
+                ),
+            ));
+        }
+    }
+    for device in spec.boot_devices() {
+        let missing = match device {
+            BootDevice::Network if !on_segment => {
+                "booting from the network needs network = \"isolated\" or \"pxe\""
+            }
+            BootDevice::Cdrom if spec.cdrom.is_none() => "booting from a CD-ROM needs cdrom = PATH",
+            _ => continue,
+        };
+        return Err(invalid("boot order", missing.into()));
+    }
+    Ok(mac)
 }
 
 /// The accelerator for `choice`; a canary boot of the default image's kernel, through
@@ -186,7 +266,7 @@ async fn provision_and_launch(
     let identity = tri!(Identity::new(&name));
     tri!(identity.save(&dir.path));
     let pxe = spec.network == Network::Pxe;
-    let mut drives = Vec::new();
+    let mut drives: Vec<Drive> = Vec::new();
     // A PXE VM is diskless: its system comes over the network; only the seed is attached.
     if let (Some(base), false) = (&plan.image.disk, pxe) {
         let overlay = dir.path.join("overlay.qcow2");
@@ -200,22 +280,48 @@ async fn provision_and_launch(
             path: overlay,
             format: DiskFormat::Qcow2,
             read_only: false,
+            media: Media::Disk,
+            serial: None,
+        });
+    }
+    for (i, &mib) in spec.blank_disks.iter().enumerate() {
+        let path = dir.path.join(format!("disk{i}.qcow2"));
+        tri!(crate::image::overlay::blank(&path, mib));
+        drives.push(Drive {
+            path,
+            format: DiskFormat::Qcow2,
+            read_only: false,
+            media: Media::Disk,
+            serial: Some(format!("disk{i}")),
+        });
+    }
+    if let Some(iso) = &spec.cdrom {
+        drives.push(Drive {
+            path: tri!(std::path::absolute(iso).context(|| format!("resolving {}", iso.display()))),
+            format: DiskFormat::Raw,
+            read_only: true,
+            media: Media::Cdrom,
+            serial: None,
         });
     }
     super::pause_at("overlay", &name, &dir.path);
-    let seed_path = dir.path.join(match spec.seed_format {
-        SeedFormat::Iso9660 => "seed.iso",
-        SeedFormat::Vfat => "seed.img",
-    });
-    tri!(identity
-        .seed(plan.user_documents.clone())
-        .write(&seed_path, spec.seed_format)
-        .context(|| format!("writing the cloud-init seed {}", seed_path.display())));
-    drives.push(Drive {
-        path: seed_path,
-        format: DiskFormat::Raw,
-        read_only: true,
-    });
+    if spec.seed {
+        let seed_path = dir.path.join(match spec.seed_format {
+            SeedFormat::Iso9660 => "seed.iso",
+            SeedFormat::Vfat => "seed.img",
+        });
+        tri!(identity
+            .seed(plan.user_documents.clone())
+            .write(&seed_path, spec.seed_format)
+            .context(|| format!("writing the cloud-init seed {}", seed_path.display())));
+        drives.push(Drive {
+            path: seed_path,
+            format: DiskFormat::Raw,
+            read_only: true,
+            media: Media::Data,
+            serial: None,
+        });
+    }
 
     // Without a segment there is nothing to opt out of: SSH needs the user-mode NIC.
     let management = spec.management || cx.segment.is_none();
@@ -224,14 +330,15 @@ async fn provision_and_launch(
         nics.push(Nic::User { forwards: vec![22] });
     }
     // The VM's NIC on its segment: a tap made in the segment's namespace, handed over open.
+    let boot = boot_of(&plan.image, spec);
     let mut mac = None;
     if let Some(segment) = &cx.segment {
-        let (fd, tap_mac) = tri!(segment.tap(&name));
+        let (fd, tap_mac) = tri!(segment.tap(&name, plan.mac.as_deref()));
         mac = Some(tap_mac.clone());
         nics.push(Nic::Tap {
             fd,
             mac: tap_mac,
-            boot: pxe,
+            boot: boot.from_network(),
         });
     }
     let console = dir.path.join("console.log");
@@ -241,7 +348,10 @@ async fn provision_and_launch(
         accel: plan.accel,
         cpus: plan.cpus,
         memory_mib: plan.memory_mib,
-        boot: boot_of(&plan.image, spec),
+        reboots_while_booting: spec.readiness != Readiness::Ssh
+            || spec.boot_once.is_some()
+            || !spec.boot_order.is_empty(),
+        boot,
         drives,
         nics,
         console: console.clone(),
@@ -258,13 +368,25 @@ async fn provision_and_launch(
         machine: &machine,
         console: &console,
         accel: plan.accel,
-        identity: &identity,
+        user: &identity.user,
+        client_key: &identity.client_key,
+        host_key: identity.host_public(),
         lan: cx.segment.as_ref().zip(mac.as_deref()),
         management,
     };
     let timeout =
         spec.boot_timeout.unwrap_or(Duration::from_secs(60)) * plan.accel.timeout_factor();
-    let (target, session) = match super::ready::wait(&booting, spec.readiness, timeout).await {
+    let ready = async {
+        machine
+            .first_boot_started(Duration::from_secs(10) * plan.accel.timeout_factor())
+            .await
+            .map_err(|e| Error::Invalid {
+                what: "boot order",
+                message: format!("could not take the boot_once device out of the boot order: {e}"),
+            })?;
+        super::ready::wait(&booting, &spec.readiness, timeout).await
+    };
+    let ready = match ready.await {
         Ok(ready) => ready,
         Err(boot_error) => {
             drop(machine);
@@ -278,38 +400,59 @@ async fn provision_and_launch(
     if let Err(e) = machine.allow_reboots().await {
         tracing::warn!(vm = %name, "a reboot of this guest will end it: {e}");
     }
-    let reach = Reach {
+    let hop = |target: &crate::guest::ssh::Target| match (&cx.segment, target.via.is_some()) {
+        (Some(segment), true) => Some(segment.hop()),
+        _ => None,
+    };
+    let reach_at = |addr, hop| Reach {
         vm: name.clone(),
-        addr: target.addr,
+        addr,
         user: identity.user.clone(),
         key: dir.path.join(CLIENT_KEY_FILE),
         host_key: crate::guest::identity::public_openssh(&identity.host_key),
         known_hosts: dir.path.join("known_hosts"),
-        hop: match (&cx.segment, target.via.is_some()) {
-            (Some(segment), true) => Some(segment.hop()),
-            _ => None,
-        },
+        hop,
     };
-    let recorded = std::fs::write(&reach.known_hosts, reach.known_hosts_line())
-        .context(|| "writing known_hosts".into())
-        .and_then(|()| claim.update(|e| e.reach = Some(reach.clone())));
-    tri!(recorded);
+    let link = match ready.ssh {
+        Some((target, session)) => {
+            let reach = reach_at(target.addr, hop(&target));
+            let recorded = std::fs::write(&reach.known_hosts, reach.known_hosts_line())
+                .context(|| "writing known_hosts".into())
+                .and_then(|()| claim.update(|e| e.reach = Some(reach.clone())));
+            tri!(recorded);
+            Link::new(
+                target,
+                identity.host_public(),
+                reach,
+                plan.accel,
+                Some(session),
+            )
+        }
+        None => {
+            // SSH not awaited: the link fails every connection, naming the readiness, until
+            // `Vm::wait_for_ssh`; where it will go is known already through the management NIC.
+            let target = ready.target.unwrap_or_else(|| crate::guest::ssh::Target {
+                addr: std::net::SocketAddr::from((std::net::Ipv4Addr::UNSPECIFIED, 22)),
+                user: identity.user.clone(),
+                client_key: identity.client_key.clone(),
+                via: cx.segment.as_ref().map(|s| s.connector()),
+            });
+            let reach = reach_at(target.addr, hop(&target));
+            Link::new(target, identity.host_public(), reach, plan.accel, None)
+                .not_ready(spec.readiness.describe())
+        }
+    };
     Ok(Vm {
-        link: Link::new(
-            target,
-            identity.host_public(),
-            reach,
-            plan.accel,
-            Some(session),
-        ),
+        link,
         pid: machine.pid(),
         dir_path: dir.path.clone(),
         owned: Some(Owned {
             machine,
             dir,
-            claim,
+            claim: std::sync::Mutex::new(claim),
             segment: cx.segment.clone(),
             mac,
+            management,
             _budget: budget,
         }),
         name,
@@ -317,15 +460,29 @@ async fn provision_and_launch(
         boot_time: started.elapsed(),
         boot_timeout: spec.boot_timeout.unwrap_or(Duration::from_secs(60)),
         console_mark: std::fs::metadata(&console).map_or(0, |m| m.len()),
+        console_cursor: std::sync::Mutex::new(ready.console_cursor),
     })
 }
 
 /// How the machine starts: from the network (PXE), from its disk, or by direct kernel boot
 /// with the spec's extra kernel arguments.
 fn boot_of(image: &Image, spec: &VmSpec) -> Boot {
+    if spec.boot_once.is_some() || !spec.boot_order.is_empty() {
+        let order = match spec.boot_order.is_empty() {
+            true => vec![BootDevice::Disk],
+            false => spec.boot_order.clone(),
+        };
+        return Boot::Firmware {
+            order,
+            once: spec.boot_once,
+        };
+    }
     match &image.boot {
-        _ if spec.network == Network::Pxe => Boot::Network,
-        ImageBoot::Disk => Boot::Disk,
+        _ if spec.network == Network::Pxe => Boot::Firmware {
+            order: vec![BootDevice::Network],
+            once: None,
+        },
+        ImageBoot::Disk => Boot::disk(),
         ImageBoot::Kernel {
             kernel,
             initrd,

@@ -1,7 +1,7 @@
 //! The VM's SSH side: where it is, the pinned host key, the connection kept between commands
 //! ([`Sessions`]), and the port forwards riding on it.
 
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
 use russh::keys::PublicKey;
@@ -15,7 +15,9 @@ use crate::spec::Accel;
 /// The SSH link of one VM. Dropping it stops its forwards and closes its connection.
 pub(super) struct Link {
     pub sessions: Arc<Sessions>,
-    pub reach: Reach,
+    /// How to reach the guest by hand; its address and host key change when SSH is awaited
+    /// again ([`crate::Vm::wait_for_ssh`], [`crate::Vm::pin_host_key`]).
+    pub reach: RwLock<Reach>,
     /// The [`crate::Vm::forward`]s: guest port, host address, accept loop (stopped with the
     /// link).
     pub forwards: Mutex<Vec<(u16, std::net::SocketAddr, AbortHandle)>>,
@@ -25,8 +27,12 @@ pub(super) struct Link {
 /// able to reconnect after a reboot without holding the `Vm`).
 pub(crate) struct Sessions {
     slot: tokio::sync::Mutex<Option<Arc<Session>>>,
-    pub target: Target,
-    pub host_key: PublicKey,
+    target: RwLock<Target>,
+    host_key: RwLock<PublicKey>,
+    /// `Some(readiness)` while SSH has not been awaited (a VM made ready another way): every
+    /// connection fails at once, naming it.
+    not_ready: RwLock<Option<String>>,
+    vm: String,
     /// Deadlines are multiplied by this under TCG.
     pub timeout_factor: u32,
     /// The runtime new SSH connections (and forwards) are made on, when the VM outlives the
@@ -46,14 +52,44 @@ impl Link {
         Link {
             sessions: Arc::new(Sessions {
                 slot: tokio::sync::Mutex::new(session.map(Arc::new)),
-                target,
-                host_key,
+                vm: reach.vm.clone(),
+                target: RwLock::new(target),
+                host_key: RwLock::new(host_key),
+                not_ready: RwLock::new(None),
                 timeout_factor: accel.timeout_factor(),
                 home: OnceLock::new(),
             }),
-            reach,
+            reach: RwLock::new(reach),
             forwards: Mutex::new(Vec::new()),
         }
+    }
+
+    /// A link whose SSH side has not been awaited: every connection fails at once, naming
+    /// `readiness`, until [`Link::ready`].
+    pub fn not_ready(self, readiness: String) -> Link {
+        *write(&self.sessions.not_ready) = Some(readiness);
+        self
+    }
+
+    /// SSH answered at `target` with the pinned key: connections go there from now on.
+    pub async fn ready(&self, target: Target, session: Session) {
+        let addr = target.addr;
+        *write(&self.sessions.target) = target;
+        write(&self.reach).addr = addr;
+        *self.sessions.slot.lock().await = Some(Arc::new(session));
+        *write(&self.sessions.not_ready) = None;
+    }
+
+    /// Pins another host key: the next connections expect it.
+    pub async fn pin(&self, key: PublicKey, openssh: String) {
+        *write(&self.sessions.host_key) = key;
+        write(&self.reach).host_key = openssh;
+        self.close().await;
+    }
+
+    /// How to reach the guest by hand, now.
+    pub fn reach(&self) -> Reach {
+        self.reach.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The timeout factor of the VM's accelerator.
@@ -85,9 +121,38 @@ impl Drop for Link {
     }
 }
 
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|p| p.into_inner())
+}
+
 impl Sessions {
+    /// Where SSH goes now.
+    pub fn target(&self) -> Target {
+        self.target.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// The pinned host key now.
+    pub fn host_key(&self) -> PublicKey {
+        self.host_key
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Fails while SSH has not been awaited.
+    fn check_ready(&self) -> Result<()> {
+        match &*self.not_ready.read().unwrap_or_else(|p| p.into_inner()) {
+            None => Ok(()),
+            Some(readiness) => Err(Error::SshNotReady {
+                vm: self.vm.clone(),
+                readiness: readiness.clone(),
+            }),
+        }
+    }
+
     /// The kept session, or a new one when there is none, it closed, or `fresh` asks.
     pub async fn get(&self, fresh: bool) -> Result<Arc<Session>> {
+        self.check_ready()?;
         let mut slot = self.slot.lock().await;
         if let Some(s) = slot.as_ref().filter(|s| !fresh && !s.is_closed()) {
             return Ok(s.clone());
@@ -95,7 +160,7 @@ impl Sessions {
         // Drop the old one first: its connection task ends, and a guest that rebooted does
         // not keep a half-open connection of ours.
         slot.take();
-        let session = self.connect(&self.host_key).await?;
+        let session = self.connect(&self.host_key()).await?;
         let s = Arc::new(session);
         *slot = Some(s.clone());
         Ok(s)
@@ -103,15 +168,17 @@ impl Sessions {
 
     /// A new connection expecting `host_key`, made on the link's home runtime if it has one.
     pub async fn connect(&self, host_key: &PublicKey) -> Result<Session> {
+        self.check_ready()?;
         let timeout = Duration::from_secs(30) * self.timeout_factor;
+        let target = self.target();
         match self.home.get() {
-            None => Session::connect(&self.target, host_key, timeout).await,
+            None => Session::connect(&target, host_key, timeout).await,
             Some(home) => {
-                let (target, key) = (self.target.clone(), host_key.clone());
+                let (addr, key) = (target.addr, host_key.clone());
                 home.spawn(async move { Session::connect(&target, &key, timeout).await })
                     .await
                     .map_err(|e| Error::Ssh {
-                        addr: self.target.addr.to_string(),
+                        addr: addr.to_string(),
                         source: SshError::Runtime(e),
                     })?
             }

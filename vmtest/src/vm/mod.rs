@@ -9,6 +9,7 @@
 pub(crate) mod artifacts;
 mod boot;
 mod command;
+mod console;
 mod context;
 mod files;
 mod forward;
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 pub(crate) use boot::{resolve_accel, shared_segment};
 pub use command::{Command, Line, Running, Stream};
+pub use console::{Console, ConsoleMatch, Key};
 pub(crate) use context::Context;
 pub use ssh::Ssh;
 
@@ -67,18 +69,23 @@ pub struct Vm {
     /// How long the console was when the VM became ready: a crash printed after that ends the
     /// next command (see [`Vm::check_crash`]).
     console_mark: u64,
+    /// Where the next console wait starts (raw byte offset): after the last match.
+    console_cursor: std::sync::Mutex<u64>,
 }
 
 /// What a VM's owner holds. Field order is drop order (reverse order of creation).
 struct Owned {
     machine: Machine,
     dir: WorkDir,
-    claim: Claim,
+    /// Locked to record how to reach the VM once SSH is awaited later.
+    claim: std::sync::Mutex<Claim>,
     /// The segment of an isolated/PXE network: after the machine (which holds its tap) is
     /// gone, the last VM's handle takes the segment down.
     segment: Option<Segment>,
     /// The MAC of the VM's NIC on its segment.
     mac: Option<String>,
+    /// Whether SSH goes through the user-mode management NIC (else through the segment).
+    management: bool,
     /// This VM's share of the host's boot budget, given back once the machine is gone.
     _budget: Option<Reservation>,
 }
@@ -193,18 +200,18 @@ impl Vm {
     /// The SSH endpoint: on the host's loopback through the management NIC, else the guest's
     /// address on its segment (see [`Vm::reach`]).
     pub fn ssh_addr(&self) -> std::net::SocketAddr {
-        self.link.sessions.target.addr
+        self.link.sessions.target().addr
     }
 
     /// How to reach the guest over SSH from anywhere on this host: address, user, key, pinned
     /// host key, and the namespace to enter first when the guest is only on its segment.
-    pub fn reach(&self) -> &Reach {
-        &self.link.reach
+    pub fn reach(&self) -> Reach {
+        self.link.reach()
     }
 
     /// The guest's pinned SSH host key, as an OpenSSH public key line.
     pub fn host_key(&self) -> String {
-        self.link.sessions.host_key.to_openssh().unwrap_or_default()
+        self.link.sessions.host_key().to_openssh().unwrap_or_default()
     }
 
     /// The VM's private directory (overlay, seed, console log, sockets, SSH key and a
@@ -347,9 +354,13 @@ impl Vm {
                 ),
             });
         };
-        owned.claim.keep(reason)?;
+        owned
+            .claim
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .keep(reason)?;
         owned.dir.kept = true;
-        let ssh = self.link.reach.ssh_command(&[]);
+        let ssh = self.link.reach().ssh_command(&[]);
         let by_hand: Vec<String> = std::iter::once(ssh.get_program())
             .chain(ssh.get_args())
             .map(|a| a.to_string_lossy().into_owned())
@@ -410,6 +421,7 @@ impl Vm {
             boot_time: Duration::from_millis(facts.boot_ms),
             boot_timeout: Duration::from_millis(facts.boot_timeout_ms),
             console_mark: facts.console_mark,
+            console_cursor: std::sync::Mutex::new(0),
         };
         vm.open_forwards(&facts.forwards)?;
         Ok(vm)
@@ -418,7 +430,7 @@ impl Vm {
     /// What another process needs to attach to this VM (see [`Vm::attach`]).
     pub(crate) fn attached(&self) -> Attached {
         Attached {
-            reach: self.link.reach.clone(),
+            reach: self.link.reach(),
             kvm: self.accel == Accel::Kvm,
             dir: self.dir_path.clone(),
             pid: self.pid,
@@ -460,7 +472,7 @@ impl std::fmt::Debug for Vm {
         f.debug_struct("Vm")
             .field("name", &self.name)
             .field("pid", &self.pid)
-            .field("ssh", &self.link.sessions.target.addr)
+            .field("ssh", &self.link.sessions.target().addr)
             .finish()
     }
 }

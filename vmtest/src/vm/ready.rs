@@ -1,18 +1,22 @@
 //! Readiness: when a booted VM is handed to its test.
 //!
-//! For [`Readiness::Ssh`] the VM is ready when its SSH server completes a real round-trip with
-//! the pinned host key. Until then every poll also checks that the machine is still running and
-//! that the console shows no panic, so a dead guest fails in a second, not at the deadline. One
-//! deadline covers all stages, and a timeout names the stage that stalled. Everything about the
-//! machine is asked of its backend ([`Machine`]); nothing here knows QEMU.
+//! [`Readiness::Ssh`]: the VM's SSH server completes a real round-trip with the pinned host
+//! key. [`Readiness::Lease`]: its NIC on the segment got a DHCP lease. [`Readiness::Console`]:
+//! the escape-stripped serial console matches a pattern. [`Readiness::Booted`]: the machine
+//! runs. Every poll also checks that the machine is still running and that the console shows
+//! no panic, so a dead guest fails in a second, not at the deadline. One deadline covers all
+//! stages, and a timeout names the stage that stalled. Everything about the machine is asked of
+//! its backend ([`Machine`]); nothing here knows QEMU.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use russh::keys::{PrivateKey, PublicKey};
 
 use crate::backend::Machine;
 use crate::error::{Error, Result};
-use crate::guest::identity::Identity;
 use crate::guest::ssh::{Session, Target};
 use crate::net::segment::Segment;
 use crate::spec::{Accel, Readiness};
@@ -23,79 +27,159 @@ pub(crate) struct Booting<'a> {
     pub machine: &'a Machine,
     pub console: &'a Path,
     pub accel: Accel,
-    pub identity: &'a Identity,
+    /// Who SSH logs in as, with which key, and the host key it expects.
+    pub user: &'a str,
+    pub client_key: &'a Arc<PrivateKey>,
+    pub host_key: PublicKey,
     /// The VM's segment and its MAC there, if it is on one.
     pub lan: Option<(&'a Segment, &'a str)>,
     /// Whether SSH goes through the user-mode management NIC (else through the segment).
     pub management: bool,
 }
 
-/// Waits until the VM is ready as `readiness` says; returns the SSH target and first session.
+/// A VM that is ready.
+pub(crate) struct Ready {
+    /// SSH's target and first session, when SSH was awaited.
+    pub ssh: Option<(Target, Session)>,
+    /// Where SSH will be, when known without waiting (through the management NIC).
+    pub target: Option<Target>,
+    /// Where the console's next wait starts: after a console readiness' match, else 0.
+    pub console_cursor: u64,
+}
+
+/// Waits until the VM is ready as `readiness` says.
 pub(crate) async fn wait(
     b: &Booting<'_>,
-    readiness: Readiness,
+    readiness: &Readiness,
     timeout: Duration,
-) -> Result<(Target, Session)> {
+) -> Result<Ready> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let mut console_cursor = 0;
     match readiness {
-        Readiness::Ssh => ssh(b, timeout).await,
+        Readiness::Ssh => {
+            let ssh = ssh(b, timeout).await?;
+            return Ok(Ready {
+                ssh: Some(ssh),
+                target: None,
+                console_cursor,
+            });
+        }
+        Readiness::Lease => {
+            lease(b, started, deadline).await?;
+        }
+        Readiness::Console(pattern) => {
+            let regex = compile(pattern)?;
+            loop {
+                check_alive(b)?;
+                if let Some(found) = crate::guest::console::find(b.console, 0, &regex) {
+                    console_cursor = found.end;
+                    break;
+                }
+                if Instant::now() >= deadline {
+                    let stage = format!("waiting for the console to match /{pattern}/");
+                    return Err(timeout_error(b, started, &stage, "no match yet"));
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        Readiness::Booted => check_alive(b)?,
+    }
+    // Through the management NIC, SSH's address is known at once: a later
+    // `Vm::wait_for_ssh` needs only the round-trip.
+    let target = match (b.management, b.lan) {
+        (false, Some(_)) => None,
+        _ => {
+            let addr = forwarded_ssh(b, started, deadline).await?;
+            Some(target(b, addr, None))
+        }
+    };
+    Ok(Ready {
+        ssh: None,
+        target,
+        console_cursor,
+    })
+}
+
+/// The pattern of a console wait, or why it is not one.
+pub(crate) fn compile(pattern: &str) -> Result<regex::bytes::Regex> {
+    regex::bytes::Regex::new(pattern).map_err(|e| Error::Invalid {
+        what: "console pattern",
+        message: format!("/{pattern}/ is not a regular expression (Rust `regex` syntax): {e}"),
+    })
+}
+
+fn target(b: &Booting<'_>, addr: SocketAddr, via: Option<crate::guest::ssh::Connector>) -> Target {
+    Target {
+        addr,
+        user: b.user.to_owned(),
+        client_key: b.client_key.clone(),
+        via,
     }
 }
 
-async fn ssh(b: &Booting<'_>, timeout: Duration) -> Result<(Target, Session)> {
+/// The guest's address on its segment, from its DHCP lease.
+async fn lease(b: &Booting<'_>, started: Instant, deadline: Instant) -> Result<Ipv4Addr> {
+    let Some((segment, mac)) = b.lan else {
+        return Err(Error::Invalid {
+            what: "readiness",
+            message: format!(
+                "VM {} has no NIC on a segment to lease an address: ready = \"lease\" needs \
+                 network = \"isolated\" or \"pxe\"",
+                b.name
+            ),
+        });
+    };
+    loop {
+        check_alive(b)?;
+        if let Some(lease) = segment.leases().into_iter().find(|l| l.mac == mac) {
+            return Ok(lease.ip);
+        }
+        if Instant::now() >= deadline {
+            let stage = "waiting for the guest's DHCP lease on its segment";
+            return Err(timeout_error(b, started, stage, "no lease yet"));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The host port the backend forwards to the guest's port 22.
+async fn forwarded_ssh(b: &Booting<'_>, started: Instant, deadline: Instant) -> Result<SocketAddr> {
+    let stage = "reading the forwarded SSH port";
+    loop {
+        check_alive(b)?;
+        let last_error = match b.machine.forwarded_port(22).await {
+            Ok(Some(port)) => return Ok(SocketAddr::from((Ipv4Addr::LOCALHOST, port))),
+            Ok(None) => "no forward to port 22 reported yet".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        if Instant::now() >= deadline {
+            return Err(timeout_error(b, started, stage, &last_error));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits for a real SSH round-trip; returns the SSH target and first session.
+pub(crate) async fn ssh(b: &Booting<'_>, timeout: Duration) -> Result<(Target, Session)> {
     let started = Instant::now();
     let deadline = started + timeout;
-    let mut stage = "waiting for the machine to report its SSH port";
-    let mut last_error = String::from("none yet");
-    let poll = Duration::from_millis(100);
 
     // Stage 1: where SSH is. Through the management NIC: the backend tells which host port it
     // bound. Without one: the guest's address on its segment, from its DHCP lease, reached
     // from inside the segment's namespace.
-    let (addr, via) = match b.lan {
-        Some((segment, mac)) if !b.management => {
-            stage = "waiting for the guest's DHCP lease on its segment";
-            let ip = loop {
-                check_alive(b)?;
-                if let Some(lease) = segment.leases().into_iter().find(|l| l.mac == mac) {
-                    break lease.ip;
-                }
-                if Instant::now() >= deadline {
-                    return Err(timeout_error(b, started, stage, "no lease yet"));
-                }
-                tokio::time::sleep(poll).await;
-            };
-            (SocketAddr::from((ip, 22)), Some(segment.connector()))
+    let target = match b.lan {
+        Some((segment, _)) if !b.management => {
+            let ip = lease(b, started, deadline).await?;
+            target(b, SocketAddr::from((ip, 22)), Some(segment.connector()))
         }
-        _ => {
-            let port = loop {
-                check_alive(b)?;
-                match b.machine.forwarded_port(22).await {
-                    Ok(Some(port)) => break port,
-                    Ok(None) => {
-                        stage = "reading the forwarded SSH port";
-                        last_error = "no forward to port 22 reported yet".into();
-                    }
-                    Err(e) => last_error = e.to_string(),
-                }
-                if Instant::now() >= deadline {
-                    return Err(timeout_error(b, started, stage, &last_error));
-                }
-                tokio::time::sleep(poll).await;
-            };
-            (SocketAddr::from((Ipv4Addr::LOCALHOST, port)), None)
-        }
+        _ => target(b, forwarded_ssh(b, started, deadline).await?, None),
     };
 
     // Stage 2: a real SSH round-trip. User-mode networking accepts the TCP connection even
     // before the guest listens, so only a completed handshake means anything.
-    stage = "waiting for the guest's SSH server";
-    let target = Target {
-        addr,
-        user: b.identity.user.clone(),
-        client_key: b.identity.client_key.clone(),
-        via,
-    };
-    let host_key = b.identity.host_public();
+    let stage = "waiting for the guest's SSH server";
+    let mut last_error = String::from("none yet");
     // Short attempts first: user-mode networking accepts a connection before the guest has
     // network and holds it until the guest answers, so one long early attempt can sit seconds
     // after sshd is already up. Later attempts get longer, for a guest slow to answer under load.
@@ -106,7 +190,7 @@ async fn ssh(b: &Booting<'_>, timeout: Duration) -> Result<(Target, Session)> {
         if left.is_zero() {
             return Err(timeout_error(b, started, stage, &last_error));
         }
-        match Session::connect(&target, &host_key, left.min(attempt_timeout)).await {
+        match Session::connect(&target, &b.host_key, left.min(attempt_timeout)).await {
             Ok(session) => match session.exec("true").await {
                 Ok(out) if out.success() => {
                     tracing::debug!(vm = b.name, elapsed = ?started.elapsed(), "SSH ready");
@@ -129,7 +213,7 @@ async fn ssh(b: &Booting<'_>, timeout: Duration) -> Result<(Target, Session)> {
 }
 
 /// Fails at once if the machine exited or the guest crashed.
-fn check_alive(b: &Booting<'_>) -> Result<()> {
+pub(crate) fn check_alive(b: &Booting<'_>) -> Result<()> {
     let console = crate::guest::console::read(b.console);
     if let Some(status) = b.machine.exited() {
         return Err(Error::MachineExited {
@@ -160,6 +244,6 @@ fn timeout_error(b: &Booting<'_>, started: Instant, stage: &str, last_error: &st
         stage: stage.into(),
         last_error: last_error.into(),
         console: b.console.to_owned(),
-        console_tail: crate::guest::console::tail(&crate::guest::console::read(b.console), 30),
+        console_tail: crate::guest::console::tail(&crate::guest::console::text(b.console, 0), 30),
     }
 }

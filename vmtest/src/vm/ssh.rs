@@ -3,7 +3,7 @@
 use russh::keys::PublicKey;
 
 use super::Vm;
-use crate::error::{Error, Result};
+use crate::error::{Error, IoContext, Result};
 use crate::guest::output::Output;
 use crate::guest::ssh::quote_argv;
 
@@ -69,5 +69,77 @@ impl Ssh<'_> {
                 .into(),
         })?;
         tokio::task::block_in_place(|| handle.block_on(self.run(argv)))
+    }
+}
+
+/// SSH awaited after boot: for a VM made ready another way (its console, a lease), or a guest
+/// that became another system (an installer rebooted into what it installed).
+impl Vm {
+    /// Waits until the guest's SSH server completes a round-trip as vmtest's user with the
+    /// pinned host key, then makes the SSH side (commands, files, ports) usable. Bounded by the
+    /// VM's boot timeout (scaled under TCG); fails at once if the machine stops or the guest
+    /// panics. Where SSH is: through the management NIC, or at the guest's leased address on
+    /// its segment.
+    ///
+    /// The guest must accept vmtest's key for its user ([`Vm::authorized_key`]) and present
+    /// the pinned host key: the seeded one (an installed system that reads the same seed), or
+    /// one the test pins first with [`Vm::pin_host_key`].
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) -> vmtest::Result<()> {
+    /// vm.wait_for_console(r"installation complete", std::time::Duration::from_secs(600)).await?;
+    /// vm.wait_for_ssh().await?;
+    /// vm.command(["cat", "/etc/os-release"]).succeed().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn wait_for_ssh(&self) -> Result<()> {
+        let Some(owned) = &self.owned else {
+            return Err(Error::Invalid {
+                what: "wait_for_ssh",
+                message: format!(
+                    "VM {} belongs to another process (a shared fixture): its owner waits for it",
+                    self.name
+                ),
+            });
+        };
+        let target = self.link.sessions.target();
+        let console = self.dir_path.join("console.log");
+        let booting = super::ready::Booting {
+            name: &self.name,
+            machine: &owned.machine,
+            console: &console,
+            accel: self.accel,
+            user: &target.user,
+            client_key: &target.client_key,
+            host_key: self.link.sessions.host_key(),
+            lan: owned.segment.as_ref().zip(owned.mac.as_deref()),
+            management: owned.management,
+        };
+        let timeout = self.boot_timeout * self.accel.timeout_factor();
+        let (target, session) = super::ready::ssh(&booting, timeout).await?;
+        self.link.ready(target, session).await;
+        let reach = self.link.reach();
+        std::fs::write(&reach.known_hosts, reach.known_hosts_line())
+            .context(|| "writing known_hosts".into())?;
+        let mut claim = owned.claim.lock().unwrap_or_else(|p| p.into_inner());
+        claim.update(|e| e.reach = Some(reach))
+    }
+
+    /// Expects `openssh_public_key` (a line like `ssh-ed25519 AAAA…`) as the guest's host key
+    /// from now on, instead of the one seeded at boot: for an installed system that made its
+    /// own keys, read from its console or the installer's output. Any other key is refused
+    /// with [`Error::HostKeyMismatch`].
+    pub async fn pin_host_key(&self, openssh_public_key: &str) -> Result<()> {
+        let key = crate::guest::identity::parse_public(openssh_public_key)?;
+        let line = key.to_openssh().unwrap_or_default();
+        self.link.pin(key, line).await;
+        Ok(())
+    }
+
+    /// vmtest's SSH public key for this VM, as an `authorized_keys` line: what an installer
+    /// must give the installed system's user for [`Vm::wait_for_ssh`] to log in.
+    pub fn authorized_key(&self) -> String {
+        let key = self.link.sessions.target().client_key.public_key().clone();
+        key.to_openssh().unwrap_or_default()
     }
 }

@@ -6,8 +6,8 @@ use std::ffi::OsString;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 
-use crate::backend::plan::{Boot, Drive, MachinePlan, Nic};
-use crate::spec::Accel;
+use crate::backend::plan::{Boot, Drive, MachinePlan, Media, Nic};
+use crate::spec::{Accel, BootDevice};
 
 /// A user-mode (slirp) NIC with TCP ports forwarded from the host's loopback.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +44,10 @@ pub(crate) struct QemuArgs {
     pub drives: Vec<Drive>,
     pub user_nets: Vec<UserNet>,
     pub taps: Vec<TapNic>,
-    pub serial_log: PathBuf,
+    /// The serial console's pipe: QEMU writes `<console>.out` (a link to the console log) and
+    /// reads what the test types from the FIFO `<console>.in`.
+    pub console: PathBuf,
+    pub reboots_while_booting: bool,
     pub qmp_socket: PathBuf,
     pub pidfile: PathBuf,
 }
@@ -86,7 +89,8 @@ impl QemuArgs {
             drives: plan.drives.clone(),
             user_nets,
             taps,
-            serial_log: plan.console.clone(),
+            console: plan.dir.join(super::CONSOLE_PIPE),
+            reboots_while_booting: plan.reboots_while_booting,
             qmp_socket: plan.dir.join(super::QMP_SOCKET),
             pidfile: plan.dir.join(super::PIDFILE),
         };
@@ -114,8 +118,11 @@ impl QemuArgs {
         a.push("-smp").push(self.cpus.to_string());
         a.push("-m").push(format!("{}M", self.memory_mib));
         // A guest that reboots while it boots must end QEMU, not loop: readiness then fails at
-        // once. Once it is ready, reboots reset it instead (`QemuMachine::allow_reboots`).
-        a.push("-no-reboot");
+        // once. Once it is ready, reboots reset it instead (`QemuMachine::allow_reboots`). An
+        // installer reboots by design: its plan lets it.
+        if !self.reboots_while_booting {
+            a.push("-no-reboot");
+        }
         // A guest kernel that panics tells QEMU through pvpanic (Debian's kernels load its
         // driver by themselves), and QEMU exits: the test ends with the console, not a hang.
         a.push("-device").push("pvpanic");
@@ -135,26 +142,35 @@ impl QemuArgs {
             }
             a.push("-append").push(cmdline.clone());
         }
+        let boot = self.boot_indexes();
         for (i, d) in self.drives.iter().enumerate() {
             let mut spec = OsString::from("file=");
             spec.push(escape_commas(&d.path));
-            spec.push(format!(
-                ",if=none,id=drive{i},format={},discard=unmap",
-                d.format.as_str()
-            ));
+            spec.push(format!(",if=none,id=drive{i},format={}", d.format.as_str()));
+            if d.media == Media::Cdrom {
+                spec.push(",media=cdrom");
+            } else {
+                spec.push(",discard=unmap");
+            }
             if d.read_only {
                 spec.push(",readonly=on");
             }
             a.push("-drive").push(spec);
-            // bootindex keeps the first disk the firmware's boot disk whatever else is attached;
-            // under direct kernel boot QEMU's linuxboot ROM holds index 0 instead.
-            let boot = if i == 0 && self.boot == Boot::Disk {
-                ",bootindex=0"
-            } else {
-                ""
+            let mut device = match d.media {
+                // The q35 board's own SATA controller: a CD-ROM there is what installers and
+                // firmware expect of a boot ISO.
+                Media::Cdrom => format!("ide-cd,drive=drive{i},bus=ide.0,id={}", drive_id(i)),
+                Media::Disk | Media::Data => {
+                    format!("virtio-blk-pci,drive=drive{i},id={}", drive_id(i))
+                }
             };
-            a.push("-device")
-                .push(format!("virtio-blk-pci,drive=drive{i}{boot}"));
+            if let Some(serial) = &d.serial {
+                device.push_str(&format!(",serial={serial}"));
+            }
+            if let Some(index) = boot.get(&drive_id(i)) {
+                device.push_str(&format!(",bootindex={index}"));
+            }
+            a.push("-device").push(device);
         }
         for net in &self.user_nets {
             let mut spec = format!("user,id={}", net.id);
@@ -167,27 +183,33 @@ impl QemuArgs {
             a.push("-device")
                 .push(format!("virtio-net-pci,netdev={},romfile=", net.id));
         }
-        for tap in &self.taps {
+        for (i, tap) in self.taps.iter().enumerate() {
             a.push("-netdev")
                 .push(format!("tap,id={},fd={}", tap.id, tap.fd));
             // Debian's iPXE ROM for virtio-net carries the modern device id (1af4:1041);
             // SeaBIOS runs a PCI option ROM only when the ids match, and a transitional
             // device reports 1af4:1000. A modern-only NIC has the ROM's id.
-            let rom = if tap.boot {
-                format!("disable-legacy=on,romfile={IPXE_VIRTIO_ROM},bootindex=0")
+            let mut rom = if tap.boot {
+                format!("disable-legacy=on,romfile={IPXE_VIRTIO_ROM}")
             } else {
                 "romfile=".to_owned()
             };
+            if let Some(index) = boot.get(&nic_id(i)) {
+                rom.push_str(&format!(",bootindex={index}"));
+            }
             a.push("-device").push(format!(
-                "virtio-net-pci,netdev={},mac={},{rom}",
-                tap.id, tap.mac
+                "virtio-net-pci,netdev={},mac={},id={},{rom}",
+                tap.id,
+                tap.mac,
+                nic_id(i)
             ));
         }
         // Entropy early in boot: sshd and the kernel's crng otherwise wait under TCG.
         a.push("-device").push("virtio-rng-pci");
-        let mut serial = OsString::from("file:");
-        serial.push(&self.serial_log);
-        a.push("-serial").push(serial);
+        let mut console = OsString::from("pipe,id=console,path=");
+        console.push(escape_commas(&self.console));
+        a.push("-chardev").push(console);
+        a.push("-serial").push("chardev:console");
         let mut qmp = OsString::from("unix:");
         qmp.push(&self.qmp_socket);
         qmp.push(",server=on,wait=off");
@@ -196,6 +218,86 @@ impl QemuArgs {
             .push(self.pidfile.clone().into_os_string());
         a.0
     }
+}
+
+impl QemuArgs {
+    /// The boot index of each device the firmware may boot from, by device id: the `once`
+    /// device's first, then the boot order's groups, a group's devices (the disks) in order.
+    /// Empty under direct kernel boot, where QEMU's linuxboot ROM comes first.
+    pub fn boot_indexes(&self) -> std::collections::HashMap<String, i64> {
+        let mut indexes = std::collections::HashMap::new();
+        let Boot::Firmware { order, once } = &self.boot else {
+            return indexes;
+        };
+        for (position, device) in once.iter().chain(order).enumerate() {
+            for (i, id) in self.devices_of(*device).into_iter().enumerate() {
+                // Groups ten apart: a group's devices never collide with the next group's.
+                indexes
+                    .entry(id)
+                    .or_insert((position * 10 + i) as i64);
+            }
+        }
+        indexes
+    }
+
+    /// After the first boot: each `once` device's new boot index, its place in the boot order
+    /// or -1 (out of it). QEMU applies the change at the next reset, when it rewrites the
+    /// firmware's `bootorder` file.
+    pub fn after_first_boot(&self) -> Vec<(String, i64)> {
+        let Boot::Firmware {
+            order,
+            once: Some(once),
+        } = &self.boot
+        else {
+            return Vec::new();
+        };
+        let later = QemuArgs {
+            boot: Boot::Firmware {
+                order: order.clone(),
+                once: None,
+            },
+            ..self.clone()
+        }
+        .boot_indexes();
+        self.devices_of(*once)
+            .into_iter()
+            .map(|id| {
+                let index = later.get(&id).copied().unwrap_or(-1);
+                (id, index)
+            })
+            .collect()
+    }
+
+    /// The ids of the devices a boot device stands for.
+    fn devices_of(&self, device: BootDevice) -> Vec<String> {
+        match device {
+            BootDevice::Network => (self.taps.iter().enumerate())
+                .filter(|(_, t)| t.boot)
+                .map(|(i, _)| nic_id(i))
+                .collect(),
+            BootDevice::Disk => media_ids(&self.drives, Media::Disk),
+            BootDevice::Cdrom => media_ids(&self.drives, Media::Cdrom),
+            #[allow(unreachable_patterns)] // `BootDevice` is non-exhaustive for users only.
+            _ => Vec::new(),
+        }
+    }
+}
+
+fn media_ids(drives: &[Drive], media: Media) -> Vec<String> {
+    (drives.iter().enumerate())
+        .filter(|(_, d)| d.media == media)
+        .map(|(i, _)| drive_id(i))
+        .collect()
+}
+
+/// The QEMU device id of drive `i` (what QMP's `qom-set` names).
+fn drive_id(i: usize) -> String {
+    format!("vd{i}")
+}
+
+/// The QEMU device id of the NIC on tap `i`.
+fn nic_id(i: usize) -> String {
+    format!("lan{i}-nic")
 }
 
 /// QEMU's option syntax uses `,` as separator; a literal comma in a path is written `,,`.

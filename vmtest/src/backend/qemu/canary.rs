@@ -36,8 +36,10 @@ pub(crate) fn canary(kernel: &Path) -> Result<std::result::Result<(), String>> {
         nics: Vec::new(),
         console: console.clone(),
         dies_with_owner: true,
+        reboots_while_booting: false,
     };
     let (args, _) = QemuArgs::for_plan(&plan);
+    super::launch::console_pipe(&console, &args.console)?;
     let qemu = Spawn::new(super::binary(), args.render(), dir.path().join("qemu.log")).start()?;
     let status = qemu.wait_timeout(Duration::from_secs(10));
     qemu.kill();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::args::QemuArgs;
 use super::machine::QemuMachine;
 use super::PIDFILE;
-use crate::backend::plan::{Boot, MachinePlan};
+use crate::backend::plan::MachinePlan;
 use crate::error::{Error, IoContext, Result};
 use crate::host::process::Spawn;
 use crate::host::tools;
@@ -64,8 +64,9 @@ pub(crate) fn resources(dir: &Path) -> Vec<Resource> {
 pub(crate) fn launch(plan: MachinePlan) -> Result<QemuMachine> {
     let binary = binary();
     let (args, fds) = QemuArgs::for_plan(&plan);
-    let network_boot = plan.boot == Boot::Network;
+    let network_boot = plan.boot.from_network();
     let argv = args.render();
+    console_pipe(&plan.console, &args.console)?;
     std::fs::write(
         plan.dir.join("qemu.cmdline"),
         render_cmdline(&binary, &argv),
@@ -81,7 +82,39 @@ pub(crate) fn launch(plan: MachinePlan) -> Result<QemuMachine> {
     // QEMU holds the taps now: dropping our descriptors lets them vanish when QEMU exits.
     drop(plan.nics);
     tracing::debug!(vm = %plan.name, pid = process.pid(), network_boot, "QEMU started");
-    Ok(QemuMachine::new(process, &plan.dir, plan.dir.join(PIDFILE)))
+    Ok(QemuMachine::new(
+        process,
+        &plan.dir,
+        plan.dir.join(PIDFILE),
+        args.after_first_boot(),
+    ))
+}
+
+/// QEMU's `pipe` chardev opens `<pipe>.in` and `<pipe>.out`: the output is the console log
+/// (through a link, created empty), the input a FIFO that anyone may write keystrokes into
+/// while QEMU runs. QEMU opens the FIFO read-write itself, so it never sees end-of-file when a
+/// writer goes, and an open for writing fails at once (ENXIO) once QEMU is gone.
+pub(super) fn console_pipe(log: &Path, pipe: &Path) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    std::fs::write(log, b"").context(|| format!("creating {}", log.display()))?;
+    let with = |ext: &str| {
+        let mut p = pipe.as_os_str().to_owned();
+        p.push(ext);
+        PathBuf::from(p)
+    };
+    std::os::unix::fs::symlink(log, with(".out"))
+        .context(|| format!("linking {}.out to the console log", pipe.display()))?;
+    let fifo = with(".in");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).map_err(|_| Error::Invalid {
+        what: "VM directory",
+        message: format!("{} contains a NUL byte", fifo.display()),
+    })?;
+    // SAFETY: `c` is a valid NUL-terminated path.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        return Err(std::io::Error::last_os_error())
+            .context(|| format!("creating the console FIFO {}", fifo.display()));
+    }
+    Ok(())
 }
 
 /// The command line as one shell-quoted line, for reproducing a boot by hand.

@@ -15,15 +15,49 @@ pub(crate) struct QemuMachine {
     process: Supervised,
     qmp_socket: PathBuf,
     pidfile: PathBuf,
+    /// Boot indexes to set once the first boot started (`boot_once`): device id, new index.
+    after_first_boot: Vec<(String, i64)>,
 }
 
 impl QemuMachine {
-    pub(super) fn new(process: Supervised, dir: &Path, pidfile: PathBuf) -> QemuMachine {
+    pub(super) fn new(
+        process: Supervised,
+        dir: &Path,
+        pidfile: PathBuf,
+        after_first_boot: Vec<(String, i64)>,
+    ) -> QemuMachine {
         QemuMachine {
             process,
             qmp_socket: dir.join(QMP_SOCKET),
             pidfile,
+            after_first_boot,
         }
+    }
+
+    /// Moves the `boot_once` device to its place in the boot order (or out of it) for every
+    /// later boot. The firmware read the boot order at its start; QEMU rewrites it at the next
+    /// reset, so calling this as soon as QMP answers changes nothing for the first boot.
+    pub async fn first_boot_started(&self, timeout: Duration) -> Result<(), QmpError> {
+        if self.after_first_boot.is_empty() {
+            return Ok(());
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut qmp = loop {
+            match Qmp::connect(&self.qmp_socket).await {
+                Ok(qmp) => break qmp,
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        };
+        for (id, index) in &self.after_first_boot {
+            let path = format!("/machine/peripheral/{id}");
+            qmp.execute(
+                "qom-set",
+                Some(json!({"path": path, "property": "bootindex", "value": index})),
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     pub fn pid(&self) -> u32 {

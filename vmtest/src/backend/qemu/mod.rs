@@ -16,6 +16,9 @@ pub(crate) use launch::{binary, check, launch, resources};
 pub(crate) use machine::QemuMachine;
 pub(crate) use qmp::QmpError;
 
+/// The serial console's pipe in the VM's directory: QEMU writes `console.out` (a link to the
+/// console log) and reads the FIFO `console.in`, which the test's keystrokes go into.
+const CONSOLE_PIPE: &str = "console";
 /// QEMU's QMP socket, in the VM's directory.
 const QMP_SOCKET: &str = "qmp.sock";
 /// QEMU's pid file, in the VM's directory: on QEMU's command line, which is how the sweeper
