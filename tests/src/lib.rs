@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod hands;
 pub mod http;
+pub mod installer;
 pub mod leaks;
 pub mod private_run;
 pub mod runner;

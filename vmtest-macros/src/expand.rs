@@ -266,9 +266,10 @@ fn specs(args: &Args) -> TokenStream {
         }
     });
     let forwards = args.forwards.iter().map(|port| quote!(.forward(#port)));
+    let machine = machine(args);
     let spec = quote!(
         ::vmtest::VmSpec::new() #image #memory #cpus #disk #network #pxe #capture #management
-            #backend #accel #user_data #(#forwards)*
+            #backend #accel #user_data #(#forwards)* #machine
     );
     match &args.vms {
         Vms::One | Vms::Invalid => quote!(::std::vec![#spec]),
@@ -277,6 +278,39 @@ fn specs(args: &Args) -> TokenStream {
             quote!(::std::vec![#spec; #count])
         }
     }
+}
+
+/// Readiness, boot deadline, MAC, disks, CD-ROM, seed and boot order.
+fn machine(args: &Args) -> TokenStream {
+    let variant = |variant: &str| Ident::new(variant, Span::call_site());
+    let ready = args.ready.as_ref().map(|ready| match ready {
+        crate::parse::Ready::Plain(v) => {
+            let v = variant(v);
+            quote!(.readiness(::vmtest::Readiness::#v))
+        }
+        crate::parse::Ready::Console(pattern) => {
+            quote!(.readiness(::vmtest::Readiness::console(#pattern)))
+        }
+    });
+    let boot_timeout = args
+        .boot_timeout_secs
+        .map(|secs| quote!(.boot_timeout(::std::time::Duration::from_secs(#secs))));
+    let mac = args.mac.as_deref().map(|mac| quote!(.mac(#mac)));
+    let disks = args.disks.iter().map(|mib| quote!(.blank_disk(#mib)));
+    let cdrom = args.cdrom.as_ref().map(|path| {
+        let full = from_crate_root(path);
+        quote!(.cdrom(#full))
+    });
+    let seed = args.seed.map(|on| quote!(.seed(#on)));
+    let boot = (!args.boot.is_empty()).then(|| {
+        let devices = args.boot.iter().map(|v| variant(v));
+        quote!(.boot_order([#(::vmtest::BootDevice::#devices),*]))
+    });
+    let boot_once = args
+        .boot_once
+        .map(variant)
+        .map(|v| quote!(.boot_once(::vmtest::BootDevice::#v)));
+    quote!(#ready #boot_timeout #mac #(#disks)* #cdrom #seed #boot #boot_once)
 }
 
 /// `.pxe(PxeBoot::..)` when a `pxe_*` key was given; without one, `network = "pxe"` boots the

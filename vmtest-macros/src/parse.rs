@@ -18,6 +18,7 @@ use syn::punctuated::Punctuated;
 use syn::{Expr, Ident, LitStr, Token};
 
 use combinations::check_combinations;
+pub(crate) use keys::Ready;
 pub(crate) use signature::{check_fn, check_qualifiers, is_test_attribute};
 
 /// A key of `#[vmtest(...)]`.
@@ -45,10 +46,18 @@ enum Key {
     Vms,
     Fixture,
     Keep,
+    Ready,
+    BootTimeout,
+    Mac,
+    Disks,
+    Cdrom,
+    Seed,
+    Boot,
+    BootOnce,
 }
 
 impl Key {
-    const ALL: [Key; 22] = [
+    const ALL: [Key; 30] = [
         Key::Image,
         Key::Memory,
         Key::Cpus,
@@ -71,6 +80,14 @@ impl Key {
         Key::Vms,
         Key::Fixture,
         Key::Keep,
+        Key::Ready,
+        Key::BootTimeout,
+        Key::Mac,
+        Key::Disks,
+        Key::Cdrom,
+        Key::Seed,
+        Key::Boot,
+        Key::BootOnce,
     ];
 
     fn name(self) -> &'static str {
@@ -97,6 +114,14 @@ impl Key {
             Key::Vms => "vms",
             Key::Fixture => "fixture",
             Key::Keep => "keep",
+            Key::Ready => "ready",
+            Key::BootTimeout => "boot_timeout",
+            Key::Mac => "mac",
+            Key::Disks => "disks",
+            Key::Cdrom => "cdrom",
+            Key::Seed => "seed",
+            Key::Boot => "boot",
+            Key::BootOnce => "boot_once",
         }
     }
 
@@ -132,6 +157,14 @@ impl Key {
             "shared" | "share" | "lease" => Some(Key::Fixture),
             "keep_vm" | "preserve" => Some(Key::Keep),
             "forward" | "ports" | "port_forwards" | "hostfwd" | "expose" => Some(Key::Forwards),
+            "readiness" | "ready_when" | "wait_for" => Some(Key::Ready),
+            "ready_timeout" | "boot_deadline" => Some(Key::BootTimeout),
+            "mac_address" | "macaddr" | "hwaddr" => Some(Key::Mac),
+            "blank_disks" | "extra_disks" | "drives" => Some(Key::Disks),
+            "iso" | "cd" | "cdrom_iso" | "boot_iso" => Some(Key::Cdrom),
+            "cloud_init_seed" | "nocloud" | "cidata" => Some(Key::Seed),
+            "boot_order" | "bootorder" => Some(Key::Boot),
+            "boot_first" | "first_boot" | "once" => Some(Key::BootOnce),
             _ => None,
         }
     }
@@ -258,6 +291,22 @@ pub(crate) struct Args {
     pub(crate) fixture: Option<syn::Path>,
     /// `"on-failure"`, `"always"` or `"never"`, as the runtime's `Keep::parse` reads them.
     pub(crate) keep: Option<&'static str>,
+    /// When the VM is ready; a console pattern is a valid regular expression.
+    pub(crate) ready: Option<Ready>,
+    /// The boot deadline, in seconds.
+    pub(crate) boot_timeout_secs: Option<u64>,
+    /// A MAC address, valid and lower-cased.
+    pub(crate) mac: Option<String>,
+    /// Blank disks' sizes in MiB, within [`values::DISK`]'s bounds.
+    pub(crate) disks: Vec<u64>,
+    /// A boot ISO, relative to the crate root; it exists.
+    pub(crate) cdrom: Option<LitStr>,
+    /// Whether the seed is attached.
+    pub(crate) seed: Option<bool>,
+    /// Variants of `vmtest::BootDevice`, distinct.
+    pub(crate) boot: Vec<&'static str>,
+    /// A variant of `vmtest::BootDevice`.
+    pub(crate) boot_once: Option<&'static str>,
     /// The keys accepted so far, as written: for duplicates and for keys that exclude each
     /// other. A rejected value does not count as given.
     given: Vec<(Key, Ident)>,
@@ -513,6 +562,14 @@ fn apply(args: &mut Args, key: &Ident, value: &Value) -> syn::Result<()> {
         Key::Vms => args.vms = Vms::Count(keys::vm_count(value)?),
         Key::Fixture => args.fixture = Some(keys::fixture(value)?),
         Key::Keep => args.keep = Some(keys::choice(&keys::KEEP, value)?),
+        Key::Ready => args.ready = Some(keys::ready(value)?),
+        Key::BootTimeout => args.boot_timeout_secs = Some(keys::timeout(value)?),
+        Key::Mac => args.mac = Some(keys::mac(value)?),
+        Key::Disks => args.disks = keys::disks(value)?,
+        Key::Cdrom => args.cdrom = Some(keys::path(&keys::CDROM, &name, value)?),
+        Key::Seed => args.seed = Some(keys::boolean(&name, value)?),
+        Key::Boot => args.boot = keys::boot_order(value)?,
+        Key::BootOnce => args.boot_once = Some(keys::choice(&keys::BOOT_DEVICE, value)?),
     }
     args.given.push((parsed, key.clone()));
     Ok(())

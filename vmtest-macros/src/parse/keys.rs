@@ -483,3 +483,121 @@ pub(super) fn forwards(value: &Expr) -> syn::Result<Vec<u16>> {
     }
     Ok(ports)
 }
+
+/// `ready`: when the VM is ready.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Ready {
+    /// A variant of `vmtest::Readiness` without data (`"Ssh"`, `"Lease"`, `"Booted"`).
+    Plain(&'static str),
+    /// `"console:REGEX"`: the pattern, a valid regular expression.
+    Console(String),
+}
+
+const READY_FORMS: &str =
+    "\"ssh\" (the default), \"lease\", \"booted\" or \"console:REGEX\" (e.g. \"console:Select a language\")";
+
+pub(super) fn ready(value: &Expr) -> syn::Result<Ready> {
+    let Some(Lit::Str(lit)) = literal(value) else {
+        return Err(syn::Error::new_spanned(
+            value,
+            format!("`ready` expects a string literal: {READY_FORMS}"),
+        ));
+    };
+    let text = lit.value();
+    match text.as_str() {
+        "ssh" => return Ok(Ready::Plain("Ssh")),
+        "lease" => return Ok(Ready::Plain("Lease")),
+        "booted" => return Ok(Ready::Plain("Booted")),
+        _ => {}
+    }
+    let Some(pattern) = text.strip_prefix("console:") else {
+        let hint = match text.as_str() {
+            "none" | "boot" | "started" => "; did you mean \"booted\"?",
+            "dhcp" => "; did you mean \"lease\"?",
+            _ => "",
+        };
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("unknown readiness \"{text}\" for `ready`: expected {READY_FORMS}{hint}"),
+        ));
+    };
+    if let Err(e) = regex::bytes::Regex::new(pattern) {
+        return Err(syn::Error::new(
+            lit.span(),
+            format!("`ready = \"console:...\"`: /{pattern}/ is not a regular expression (Rust `regex` syntax): {e}"),
+        ));
+    }
+    Ok(Ready::Console(pattern.to_owned()))
+}
+
+pub(super) fn mac(value: &Expr) -> syn::Result<String> {
+    let Some(Lit::Str(lit)) = literal(value) else {
+        return Err(syn::Error::new_spanned(
+            value,
+            format!("`mac` expects a string literal: {}", vmtest_units::MAC_RULE),
+        ));
+    };
+    vmtest_units::parse_mac(&lit.value()).ok_or_else(|| {
+        syn::Error::new(
+            lit.span(),
+            format!(
+                "\"{}\" is not a MAC address: {}",
+                lit.value(),
+                vmtest_units::MAC_RULE
+            ),
+        )
+    })
+}
+
+/// The elements of a `[..]` list value, or `expected` on the value.
+fn list<'a>(value: &'a Expr, expected: &str) -> syn::Result<Vec<&'a Expr>> {
+    match value {
+        Expr::Array(array) => Ok(array.elems.iter().collect()),
+        Expr::Group(group) => list(&group.expr, expected),
+        _ => Err(syn::Error::new_spanned(value, expected)),
+    }
+}
+
+pub(super) fn disks(value: &Expr) -> syn::Result<Vec<u64>> {
+    let elems = list(
+        value,
+        "`disks` expects a list of blank disk sizes, e.g. `disks = [\"8G\", \"512M\"]`",
+    )?;
+    elems.into_iter().map(|e| size(&super::values::DISK, e)).collect()
+}
+
+pub(super) const CDROM: PathKey = PathKey {
+    what: "an ISO image attached as a CD-ROM",
+    example: "tests/data/installer.iso",
+    dir: false,
+};
+
+pub(super) const BOOT_DEVICE: Choices = Choices {
+    key: "boot_once",
+    noun: "boot device",
+    values: &[("network", "Network"), ("disk", "Disk"), ("cdrom", "Cdrom")],
+};
+
+pub(super) fn boot_order(value: &Expr) -> syn::Result<Vec<&'static str>> {
+    let elems = list(
+        value,
+        "`boot` expects a list of boot devices, \"network\", \"disk\" or \"cdrom\", e.g. \
+         `boot = [\"disk\", \"network\"]`",
+    )?;
+    let order = Choices {
+        key: "boot",
+        ..BOOT_DEVICE
+    };
+    let mut devices: Vec<&'static str> = Vec::new();
+    for elem in elems {
+        let device = choice(&order, elem)?;
+        if devices.contains(&device) {
+            return Err(syn::Error::new_spanned(
+                elem,
+                "duplicate boot device: each may be listed once",
+            ));
+        }
+        devices.push(device);
+    }
+    Ok(devices)
+}
