@@ -63,7 +63,7 @@ fn entry(out: &mut Vec<u8>, name: &str, mode: u32, data: &[u8]) {
 }
 
 fn pad4(out: &mut Vec<u8>) {
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
@@ -122,7 +122,11 @@ pub fn tiny_disk_raw(dir: &Path) -> anyhow::Result<PathBuf> {
         .arg(&qcow2)
         .arg(&raw)
         .status()?;
-    anyhow::ensure!(status.success(), "qemu-img convert {} failed", qcow2.display());
+    anyhow::ensure!(
+        status.success(),
+        "qemu-img convert {} failed",
+        qcow2.display()
+    );
     Ok(raw)
 }
 

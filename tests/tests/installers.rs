@@ -9,12 +9,18 @@ use vmtest_tests::installer::{self, DEBIAN_INSTALLER};
 
 /// A VM made ready by its console has no SSH until the test awaits it; the console pattern,
 /// a later wait that times out, and typing all work on the same VM.
-#[vmtest(ready = r"console:vmtest-tiny: ready instance-id=(\S+)", timeout = "5m")]
+#[vmtest(
+    ready = r"console:vmtest-tiny: ready instance-id=(\S+)",
+    timeout = "5m"
+)]
 async fn a_vm_ready_by_its_console_gets_ssh_when_the_test_awaits_it(vm: &Vm) -> anyhow::Result<()> {
     let e = vm.command(["true"]).output().await.unwrap_err();
     assert!(matches!(e, Error::SshNotReady { .. }), "{e}");
     let message = e.to_string();
-    assert!(message.contains("wait_for_ssh") && message.contains("console:"), "{message}");
+    assert!(
+        message.contains("wait_for_ssh") && message.contains("console:"),
+        "{message}"
+    );
 
     vm.wait_for_ssh().await?;
     let out = vm.command(["hostname"]).succeed().await?;
@@ -36,7 +42,10 @@ async fn a_vm_ready_by_its_console_gets_ssh_when_the_test_awaits_it(vm: &Vm) -> 
     let typed = 6 + 3 + 1;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while rx_bytes(vm).await? < before + typed {
-        assert!(std::time::Instant::now() < deadline, "the typed bytes never arrived");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the typed bytes never arrived"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(())
@@ -53,13 +62,24 @@ async fn rx_bytes(vm: &Vm) -> anyhow::Result<u64> {
 }
 
 /// Ready at its DHCP lease, with the MAC the test chose before boot.
-#[vmtest(network = "pxe", ready = "lease", mac = "52:54:00:0d:15:01", timeout = "5m")]
+#[vmtest(
+    network = "pxe",
+    ready = "lease",
+    mac = "52:54:00:0d:15:01",
+    timeout = "5m"
+)]
 async fn a_pxe_vm_is_ready_at_its_lease_with_the_mac_the_test_chose(vm: &Vm) -> anyhow::Result<()> {
     assert_eq!(vm.mac(), Some("52:54:00:0d:15:01"));
     let segment = vm.segment().expect("on a segment");
-    assert!(segment.leases().iter().any(|l| l.mac == "52:54:00:0d:15:01"));
+    assert!(segment
+        .leases()
+        .iter()
+        .any(|l| l.mac == "52:54:00:0d:15:01"));
     vm.wait_for_ssh().await?;
-    let out = vm.command(["cat", "/sys/class/net/eth1/address"]).succeed().await?;
+    let out = vm
+        .command(["cat", "/sys/class/net/eth1/address"])
+        .succeed()
+        .await?;
     assert_eq!(out.stdout_str().trim(), "52:54:00:0d:15:01");
     Ok(())
 }
@@ -78,19 +98,27 @@ fn debian_installer(payload: PxeBoot, mac: &str) -> VmSpec {
 
 /// Answers the first dialog (the language, with its default) and sees the next one.
 async fn answer_the_first_dialog(vm: &Vm) -> anyhow::Result<()> {
-    assert!(vm.console().text().contains("Choose the language to be used for the installation"));
+    assert!(vm
+        .console()
+        .text()
+        .contains("Choose the language to be used for the installation"));
     vm.console().send_keys(&[Key::Enter]).await?;
     let next = vm
         .wait_for_console(r"\[!!\] Select your location", Duration::from_secs(60))
         .await?;
-    assert!(!next.before().contains("Select a language"), "{}", next.before());
+    assert!(
+        !next.before().contains("Select a language"),
+        "{}",
+        next.before()
+    );
     Ok(())
 }
 
 /// Debian's netboot installer, PXE-booted through an iPXE script that loads its kernel and
 /// initrd with a serial console: the lease, the requests in order, the first dialog, answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn debian_installer_pxe_boots_through_ipxe_and_is_driven_over_the_console() -> anyhow::Result<()> {
+async fn debian_installer_pxe_boots_through_ipxe_and_is_driven_over_the_console(
+) -> anyhow::Result<()> {
     let d = format!("{DEBIAN_INSTALLER}/debian-installer/amd64");
     let payload = PxeBoot::script(
         "#!ipxe\n\
@@ -102,9 +130,17 @@ async fn debian_installer_pxe_boots_through_ipxe_and_is_driven_over_the_console(
     .file("initrd.gz", format!("{d}/initrd.gz"));
     let mac = "52:54:00:0d:15:02";
     let vm = Vm::boot(debian_installer(payload, mac)).await?;
-    println!("{} reached d-i's first dialog in {:.1?}", vm.name(), vm.boot_time());
+    println!(
+        "{} reached d-i's first dialog in {:.1?}",
+        vm.name(),
+        vm.boot_time()
+    );
     let segment = vm.segment().expect("on a segment");
-    let lease = segment.leases().into_iter().find(|l| l.mac == mac).expect("leased");
+    let lease = segment
+        .leases()
+        .into_iter()
+        .find(|l| l.mac == mac)
+        .expect("leased");
     let served: Vec<String> = (segment.requests().into_iter())
         .filter(|r| r.client == lease.ip && r.protocol == Protocol::Tftp && r.ok)
         .map(|r| r.file)
@@ -133,16 +169,22 @@ async fn debian_installer_pxe_boots_through_pxelinux_with_a_per_mac_config() -> 
         .dir(DEBIAN_INSTALLER)
         .dir(config.path());
     let vm = Vm::boot(debian_installer(payload, mac)).await?;
-    println!("{} reached d-i's first dialog in {:.1?}", vm.name(), vm.boot_time());
+    println!(
+        "{} reached d-i's first dialog in {:.1?}",
+        vm.name(),
+        vm.boot_time()
+    );
     let segment = vm.segment().expect("on a segment");
     let served: Vec<String> = (segment.requests().into_iter())
         .filter(|r| r.ok)
         .map(|r| r.file)
         .collect();
     let at = |file: &str| served.iter().position(|f| f == file);
-    let (Some(chain), Some(config), Some(kernel)) =
-        (at("pxelinux.0"), at(&name), at("debian-installer/amd64/linux"))
-    else {
+    let (Some(chain), Some(config), Some(kernel)) = (
+        at("pxelinux.0"),
+        at(&name),
+        at("debian-installer/amd64/linux"),
+    ) else {
         panic!("pxelinux.0, {name} and the kernel were served: {served:?}");
     };
     assert!(chain < config && config < kernel, "{served:?}");
@@ -155,7 +197,8 @@ async fn debian_installer_pxe_boots_through_pxelinux_with_a_per_mac_config() -> 
 /// writes a bootable image onto the disk and reboots; the firmware then boots the disk, and
 /// the installed system answers SSH.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_installer_network_boots_once_writes_the_disk_and_the_vm_reboots_into_it() -> anyhow::Result<()> {
+async fn an_installer_network_boots_once_writes_the_disk_and_the_vm_reboots_into_it(
+) -> anyhow::Result<()> {
     let work = tempfile::tempdir()?;
     let (kernel, initrd) = installer::build(work.path())?;
     let disk = installer::tiny_disk_raw(work.path())?;
@@ -179,17 +222,26 @@ async fn an_installer_network_boots_once_writes_the_disk_and_the_vm_reboots_into
     println!("{} installed in {:.1?}", vm.name(), vm.boot_time());
     // The reboot: the firmware boots the disk now (GRUB of the installed image), and the
     // installed system reads the same seed, so SSH answers with the pinned key.
-    vm.wait_for_console("GRUB|Booting", Duration::from_secs(60)).await?;
+    vm.wait_for_console("GRUB|Booting", Duration::from_secs(60))
+        .await?;
     vm.wait_for_ssh().await?;
     let out = vm
         .sh("cat /sys/block/vda/serial; echo; head -c 512 /dev/vda | od -An -tx1 | tail -1")
         .succeed()
         .await?;
-    assert!(out.stdout_str().starts_with("disk0"), "{}", out.stdout_str());
+    assert!(
+        out.stdout_str().starts_with("disk0"),
+        "{}",
+        out.stdout_str()
+    );
     // The network was booted once: one boot script, one disk image.
     let requests = vm.segment().expect("on a segment").requests();
     let count = |file: &str| requests.iter().filter(|r| r.file == file && r.ok).count();
-    assert_eq!((count("boot.ipxe"), count("disk.raw")), (1, 1), "{requests:?}");
+    assert_eq!(
+        (count("boot.ipxe"), count("disk.raw")),
+        (1, 1),
+        "{requests:?}"
+    );
     vm.destroy().await;
     Ok(())
 }

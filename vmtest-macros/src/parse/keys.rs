@@ -563,7 +563,10 @@ pub(super) fn disks(value: &Expr) -> syn::Result<Vec<u64>> {
         value,
         "`disks` expects a list of blank disk sizes, e.g. `disks = [\"8G\", \"512M\"]`",
     )?;
-    elems.into_iter().map(|e| size(&super::values::DISK, e)).collect()
+    elems
+        .into_iter()
+        .map(|e| size(&super::values::DISK, e))
+        .collect()
 }
 
 pub(super) const CDROM: PathKey = PathKey {

@@ -209,7 +209,14 @@ mod mac_tests {
             super::parse_mac("52:54:00:AB:cd:01").as_deref(),
             Some("52:54:00:ab:cd:01")
         );
-        for bad in ["", "52:54:00:ab:cd", "52-54-00-ab-cd-01", "01:00:5e:00:00:01", "52:54:00:ab:cd:0g", "52:54:00:ab:cd:001"] {
+        for bad in [
+            "",
+            "52:54:00:ab:cd",
+            "52-54-00-ab-cd-01",
+            "01:00:5e:00:00:01",
+            "52:54:00:ab:cd:0g",
+            "52:54:00:ab:cd:001",
+        ] {
             assert_eq!(super::parse_mac(bad), None, "{bad}");
         }
     }

@@ -63,7 +63,7 @@ impl Boot {
     }
 
     /// Whether the firmware may boot from a NIC (which then needs a boot ROM).
-    pub fn from_network(&self) -> bool {
+    pub fn may_use_network(&self) -> bool {
         match self {
             Boot::Kernel { .. } => false,
             Boot::Firmware { order, once } => {

@@ -124,10 +124,14 @@ pub(crate) fn strip(raw: &[u8]) -> (Vec<u8>, Vec<usize>) {
                 // OSC: up to BEL or ST (ESC \).
                 b']' => {
                     let mut j = i + 2;
-                    while j < raw.len() && raw[j] != 0x07 && !(raw[j] == 0x1b) {
+                    while j < raw.len() && raw[j] != 0x07 && raw[j] != 0x1b {
                         j += 1;
                     }
-                    i = if raw.get(j) == Some(&0x1b) { j + 2 } else { j + 1 };
+                    i = if raw.get(j) == Some(&0x1b) {
+                        j + 2
+                    } else {
+                        j + 1
+                    };
                 }
                 // Character set designations: ESC ( B, ESC ) 0, …
                 b'(' | b')' | b'*' | b'+' => i += 3,
@@ -175,7 +179,7 @@ mod tests {
         let (text, ends) = super::strip(raw);
         assert_eq!(
             String::from_utf8_lossy(&text),
-            "\nlqqk [!!] Select a  language\nok"
+            "\nlqqk [!!] Select a language\nok"
         );
         assert_eq!(ends.len(), text.len());
         // Each kept byte maps back to the raw byte it came from.
@@ -187,7 +191,11 @@ mod tests {
     fn finds_after_an_offset_and_reports_where_the_match_ends() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("console.log");
-        std::fs::write(&path, b"boot\x1b[0m\r\nSelect a language\r\nnext: Select your location\n").unwrap();
+        std::fs::write(
+            &path,
+            b"boot\x1b[0m\r\nSelect a language\r\nnext: Select your location\n",
+        )
+        .unwrap();
         let re = regex::bytes::Regex::new(r"Select (a|your) (\w+)").unwrap();
         let first = super::find(&path, 0, &re).unwrap();
         assert_eq!(first.groups[2].as_deref(), Some("language"));

@@ -94,7 +94,9 @@ async fn plan(spec: VmSpec) -> Result<Plan> {
     .await?;
     let mac = check_machine(&spec)?;
     let driver = Driver::for_backend(spec.backend)?;
-    driver.check(spec.network == Network::Pxe || spec.boot_devices().any(|d| d == BootDevice::Network))?;
+    driver.check(
+        spec.network == Network::Pxe || spec.boot_devices().any(|d| d == BootDevice::Network),
+    )?;
     let user_documents = user_data::check(&spec.user_data)?;
     let reference = spec.image.clone();
     let image = blocking(move || crate::image::resolve(&reference)).await?;
@@ -338,7 +340,7 @@ async fn provision_and_launch(
         nics.push(Nic::Tap {
             fd,
             mac: tap_mac,
-            boot: boot.from_network(),
+            boot: boot.may_use_network(),
         });
     }
     let console = dir.path.join("console.log");

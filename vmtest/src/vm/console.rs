@@ -170,11 +170,7 @@ impl Vm {
     ///     .await?;
     /// # Ok(()) }
     /// ```
-    pub async fn wait_for_console(
-        &self,
-        pattern: &str,
-        timeout: Duration,
-    ) -> Result<ConsoleMatch> {
+    pub async fn wait_for_console(&self, pattern: &str, timeout: Duration) -> Result<ConsoleMatch> {
         self.console().wait_for(pattern, timeout).await
     }
 }

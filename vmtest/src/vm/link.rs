@@ -128,7 +128,10 @@ fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
 impl Sessions {
     /// Where SSH goes now.
     pub fn target(&self) -> Target {
-        self.target.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.target
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// The pinned host key now.

@@ -211,7 +211,11 @@ impl Vm {
 
     /// The guest's pinned SSH host key, as an OpenSSH public key line.
     pub fn host_key(&self) -> String {
-        self.link.sessions.host_key().to_openssh().unwrap_or_default()
+        self.link
+            .sessions
+            .host_key()
+            .to_openssh()
+            .unwrap_or_default()
     }
 
     /// The VM's private directory (overlay, seed, console log, sockets, SSH key and a

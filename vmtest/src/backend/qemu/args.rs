@@ -232,9 +232,7 @@ impl QemuArgs {
         for (position, device) in once.iter().chain(order).enumerate() {
             for (i, id) in self.devices_of(*device).into_iter().enumerate() {
                 // Groups ten apart: a group's devices never collide with the next group's.
-                indexes
-                    .entry(id)
-                    .or_insert((position * 10 + i) as i64);
+                indexes.entry(id).or_insert((position * 10 + i) as i64);
             }
         }
         indexes
@@ -344,11 +342,15 @@ mod tests {
                     path: "/vm/a,b.qcow2".into(),
                     format: DiskFormat::Qcow2,
                     read_only: false,
+                    media: Media::Disk,
+                    serial: None,
                 },
                 Drive {
                     path: "/vm/seed.iso".into(),
                     format: DiskFormat::Raw,
                     read_only: true,
+                    media: Media::Data,
+                    serial: None,
                 },
             ],
             user_nets: vec![UserNet {
@@ -356,7 +358,8 @@ mod tests {
                 forwards: vec![(0, 22)],
             }],
             taps: vec![],
-            serial_log: "/vm/console.log".into(),
+            console: "/vm/console".into(),
+            reboots_while_booting: false,
             qmp_socket: "/vm/qmp.sock".into(),
             pidfile: "/vm/qemu.pid".into(),
         }
@@ -383,15 +386,16 @@ mod tests {
         assert!(line
             .contains("-drive file=/vm/a,,b.qcow2,if=none,id=drive0,format=qcow2,discard=unmap"));
         assert!(
-            line.contains("-device virtio-blk-pci,drive=drive0 "),
+            line.contains("-device virtio-blk-pci,drive=drive0,id=vd0 "),
             "{line}"
         );
         assert!(line
             .contains("file=/vm/seed.iso,if=none,id=drive1,format=raw,discard=unmap,readonly=on"));
-        assert!(line.contains("-device virtio-blk-pci,drive=drive1 "));
+        assert!(line.contains("-device virtio-blk-pci,drive=drive1,id=vd1 "));
         assert!(line.contains("-netdev user,id=n0,hostfwd=tcp:127.0.0.1:0-:22"));
         assert!(
-            line.contains("-serial file:/vm/console.log -qmp unix:/vm/qmp.sock,server=on,wait=off")
+            line.contains("-chardev pipe,id=console,path=/vm/console -serial chardev:console"),
+            "{line}"
         );
         assert!(line.contains("-no-reboot"));
     }
@@ -400,11 +404,66 @@ mod tests {
     fn kvm_uses_the_host_cpu_and_disk_boot_has_no_kernel() {
         let mut a = sample();
         a.accel = Accel::Kvm;
-        a.boot = Boot::Disk;
+        a.boot = Boot::disk();
         let line = rendered(&a);
         assert!(line.contains("-machine q35 -accel kvm -cpu host"), "{line}");
         assert!(!line.contains("thread=multi"));
         assert!(!line.contains("-kernel"));
-        assert!(line.contains("-device virtio-blk-pci,drive=drive0,bootindex=0"));
+        assert!(line.contains("-device virtio-blk-pci,drive=drive0,id=vd0,bootindex=0"));
+        // The seed is never booted.
+        assert!(
+            line.contains("-device virtio-blk-pci,drive=drive1,id=vd1 "),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn network_once_then_disk_moves_the_nic_out_of_the_boot_order_after_the_first_boot() {
+        let mut a = sample();
+        a.boot = Boot::Firmware {
+            order: vec![BootDevice::Disk, BootDevice::Cdrom],
+            once: Some(BootDevice::Network),
+        };
+        a.reboots_while_booting = true;
+        a.taps = vec![TapNic {
+            id: "lan0".into(),
+            fd: 100,
+            mac: "52:54:00:00:00:01".into(),
+            boot: true,
+        }];
+        a.drives.push(Drive {
+            path: "/vm/disk0.qcow2".into(),
+            format: DiskFormat::Qcow2,
+            read_only: false,
+            media: Media::Disk,
+            serial: Some("disk0".into()),
+        });
+        a.drives.push(Drive {
+            path: "/isos/install.iso".into(),
+            format: DiskFormat::Raw,
+            read_only: true,
+            media: Media::Cdrom,
+            serial: None,
+        });
+        let line = rendered(&a);
+        assert!(!line.contains("-no-reboot"), "{line}");
+        assert!(line.contains("mac=52:54:00:00:00:01,id=lan0-nic,disable-legacy=on,romfile="));
+        assert!(line.contains("id=lan0-nic,disable-legacy=on,romfile=/usr/lib/ipxe/qemu/pxe-virtio.rom,bootindex=0"), "{line}");
+        assert!(line.contains("drive=drive0,id=vd0,bootindex=10"), "{line}");
+        assert!(
+            line.contains("drive=drive2,id=vd2,serial=disk0,bootindex=11"),
+            "{line}"
+        );
+        assert!(
+            line.contains(
+                "file=/isos/install.iso,if=none,id=drive3,format=raw,media=cdrom,readonly=on"
+            ),
+            "{line}"
+        );
+        assert!(
+            line.contains("-device ide-cd,drive=drive3,bus=ide.0,id=vd3,bootindex=20"),
+            "{line}"
+        );
+        assert_eq!(a.after_first_boot(), vec![("lan0-nic".to_owned(), -1)]);
     }
 }

@@ -64,7 +64,7 @@ pub(crate) fn resources(dir: &Path) -> Vec<Resource> {
 pub(crate) fn launch(plan: MachinePlan) -> Result<QemuMachine> {
     let binary = binary();
     let (args, fds) = QemuArgs::for_plan(&plan);
-    let network_boot = plan.boot.from_network();
+    let network_boot = plan.boot.may_use_network();
     let argv = args.render();
     console_pipe(&plan.console, &args.console)?;
     std::fs::write(
