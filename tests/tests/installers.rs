@@ -22,6 +22,24 @@ async fn a_vm_ready_by_its_console_gets_ssh_when_the_test_awaits_it(vm: &Vm) -> 
         "{message}"
     );
 
+    // The key the server presents, read without logging in, is the seeded one. A wrong pin
+    // is refused at once, not waited out; the scanned key, pinned explicitly, is accepted.
+    let seeded = vm.host_key();
+    let scanned = vm.scan_host_key().await?;
+    assert_eq!(
+        scanned.split_whitespace().nth(1),
+        seeded.split_whitespace().nth(1)
+    );
+    vm.pin_host_key(&vm.authorized_key()).await?;
+    let started = std::time::Instant::now();
+    let e = vm.wait_for_ssh().await.unwrap_err();
+    assert!(matches!(e, Error::HostKeyMismatch { .. }), "{e}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    vm.pin_host_key(&scanned).await?;
     vm.wait_for_ssh().await?;
     let out = vm.command(["hostname"]).succeed().await?;
     assert_eq!(out.stdout_str().trim(), vm.name());

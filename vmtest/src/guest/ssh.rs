@@ -188,6 +188,19 @@ impl Session {
             .map_err(|_| ssh_err(SshError::Timeout(timeout)))?
     }
 
+    /// The host key the server at `target` presents, without logging in: the connection is
+    /// refused at the key exchange (it expects a key nobody has), so nothing is trusted.
+    pub async fn scan(target: &Target, timeout: Duration) -> Result<PublicKey> {
+        let nobody = crate::guest::identity::generate("vmtest-scan")?;
+        match Session::connect(target, nobody.public_key(), timeout).await {
+            Err(Error::HostKeyMismatch { offered, .. }) => {
+                crate::guest::identity::parse_public(&offered)
+            }
+            Err(other) => Err(other),
+            Ok(_) => unreachable!("a freshly generated key cannot be the server's"),
+        }
+    }
+
     /// Where the session is connected (for messages).
     pub fn addr(&self) -> SocketAddr {
         self.addr

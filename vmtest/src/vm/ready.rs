@@ -205,6 +205,8 @@ pub(crate) async fn ssh(b: &Booting<'_>, timeout: Duration) -> Result<(Target, S
                 }
                 Err(e) => last_error = e.to_string(),
             },
+            // The server answered with another key: waiting will not change it.
+            Err(e @ Error::HostKeyMismatch { .. }) => return Err(e),
             Err(e) => last_error = e.to_string(),
         }
         attempt_timeout = (attempt_timeout * 3 / 2).min(Duration::from_secs(20));

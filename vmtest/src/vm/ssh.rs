@@ -136,6 +136,43 @@ impl Vm {
         Ok(())
     }
 
+    /// The host key the guest's SSH server presents now, read without logging in (like
+    /// `ssh-keyscan`): for a test that accepts an installed system's new key explicitly, after
+    /// checking it as it sees fit, with [`Vm::pin_host_key`]. Waits for the server up to the
+    /// VM's boot timeout (scaled under TCG).
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) -> vmtest::Result<()> {
+    /// let key = vm.scan_host_key().await?;
+    /// assert!(key.starts_with("ssh-ed25519 "));
+    /// vm.pin_host_key(&key).await?;
+    /// vm.wait_for_ssh().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn scan_host_key(&self) -> Result<String> {
+        let sessions = &self.link.sessions;
+        let deadline = std::time::Instant::now() + self.boot_timeout * self.accel.timeout_factor();
+        let mut target = sessions.target();
+        loop {
+            // A guest only on its segment: its address comes from its lease.
+            if target.addr.ip().is_unspecified() {
+                if let Some(owned) = &self.owned {
+                    if let (Some(segment), Some(mac)) = (&owned.segment, &owned.mac) {
+                        let left = deadline.saturating_duration_since(std::time::Instant::now());
+                        let lease = segment.wait_for_lease(mac, left).await?;
+                        target.addr = std::net::SocketAddr::from((lease.ip, 22));
+                    }
+                }
+            }
+            let attempt = std::time::Duration::from_secs(5);
+            match crate::guest::ssh::Session::scan(&target, attempt).await {
+                Ok(key) => return Ok(key.to_openssh().unwrap_or_default()),
+                Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+                Err(_) => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+            }
+        }
+    }
+
     /// vmtest's SSH public key for this VM, as an `authorized_keys` line: what an installer
     /// must give the installed system's user for [`Vm::wait_for_ssh`] to log in.
     pub fn authorized_key(&self) -> String {
