@@ -132,3 +132,34 @@ pub fn tiny_disk_raw(dir: &Path) -> anyhow::Result<PathBuf> {
 
 /// Debian's netboot installer, from the `debian-installer-12-netboot-amd64` package.
 pub const DEBIAN_INSTALLER: &str = "/usr/lib/debian-installer/images/12/amd64/text";
+
+/// A BIOS-bootable ISO in `dir` whose GRUB (serial console) boots the tiny image's kernel and
+/// initrd with `cmdline`: `grub-mkrescue` from `grub-common` with `grub-pc-bin`'s modules,
+/// `xorriso` and `mtools`, all installed by `fixtures/setup-host`.
+pub fn tiny_iso(dir: &Path, cmdline: &str) -> anyhow::Result<PathBuf> {
+    let (kernel, initrd) = tiny_kernel()?;
+    let root = dir.join("iso-root");
+    std::fs::create_dir_all(root.join("boot/grub"))?;
+    std::fs::copy(kernel, root.join("boot/vmlinuz"))?;
+    std::fs::copy(initrd, root.join("boot/initrd.img"))?;
+    std::fs::write(
+        root.join("boot/grub/grub.cfg"),
+        format!(
+            "serial --unit=0 --speed=115200\nterminal_input serial\nterminal_output serial\n\
+             set timeout=0\nmenuentry tiny {{\n  linux /boot/vmlinuz {cmdline}\n  \
+             initrd /boot/initrd.img\n}}\n"
+        ),
+    )?;
+    let iso = dir.join("tiny.iso");
+    let out = std::process::Command::new("grub-mkrescue")
+        .arg("-o")
+        .arg(&iso)
+        .arg(&root)
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "grub-mkrescue failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(iso)
+}

@@ -263,3 +263,23 @@ async fn an_installer_network_boots_once_writes_the_disk_and_the_vm_reboots_into
     vm.destroy().await;
     Ok(())
 }
+
+/// A boot ISO on the CD-ROM, first in the boot order: the firmware boots its GRUB, which
+/// boots the kernel with the ISO's command line (not the image's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_boots_from_an_iso_on_its_cdrom() -> anyhow::Result<()> {
+    let work = tempfile::tempdir()?;
+    let iso = installer::tiny_iso(work.path(), "console=ttyS0 panic=-1 quiet from-the-iso")?;
+    let spec = VmSpec::new()
+        .cdrom(&iso)
+        .boot_order([BootDevice::Cdrom, BootDevice::Disk]);
+    let vm = Vm::boot(spec).await?;
+    let out = vm.command(["cat", "/proc/cmdline"]).succeed().await?;
+    assert!(
+        out.stdout_str().contains("from-the-iso"),
+        "{}",
+        out.stdout_str()
+    );
+    vm.destroy().await;
+    Ok(())
+}
