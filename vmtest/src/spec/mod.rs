@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 mod accel;
+mod dhcp;
 mod network;
 pub(crate) mod units;
 
 pub use accel::{Accel, AccelChoice};
+pub use dhcp::{Dhcp, DhcpOption, Host};
 pub(crate) use network::Payload;
 pub use network::{Network, PxeBoot, SegmentSpec};
 
@@ -78,6 +80,8 @@ pub struct VmSpec {
     pub(crate) readiness: Readiness,
     /// Guest ports forwarded to the host's loopback before the test starts.
     pub(crate) forwards: Vec<u16>,
+    /// What the segment's DHCP hands out besides addresses.
+    pub(crate) dhcp: Dhcp,
 }
 
 impl Default for VmSpec {
@@ -99,6 +103,7 @@ impl Default for VmSpec {
             management: true,
             readiness: Readiness::Ssh,
             forwards: Vec::new(),
+            dhcp: Dhcp::new(),
         }
     }
 }
@@ -227,6 +232,20 @@ impl VmSpec {
         self
     }
 
+    /// What the DHCP server of the VM's segment (isolated or PXE network) hands out besides
+    /// addresses: router, DNS server, options, host reservations (see [`Dhcp`]).
+    ///
+    /// ```
+    /// use vmtest::{Dhcp, DhcpOption, Network, VmSpec};
+    /// let spec = VmSpec::new()
+    ///     .network(Network::Isolated)
+    ///     .dhcp(Dhcp::new().router(true).option(DhcpOption::named("ntp-server", "0.0.0.0")));
+    /// ```
+    pub fn dhcp(mut self, dhcp: Dhcp) -> Self {
+        self.dhcp = dhcp;
+        self
+    }
+
     /// When the VM counts as ready for the test (default [`Readiness::Ssh`]).
     pub fn readiness(mut self, readiness: Readiness) -> Self {
         self.readiness = readiness;
@@ -240,7 +259,7 @@ impl VmSpec {
             Network::Isolated => SegmentSpec::isolated(),
             Network::Pxe => SegmentSpec::pxe(self.pxe.clone().unwrap_or_else(PxeBoot::image)),
         };
-        Some(spec.capture(self.capture))
+        Some(spec.capture(self.capture).dhcp(self.dhcp.clone()))
     }
 
     /// The image reference this spec boots.
