@@ -9,7 +9,9 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
-use vmtest::{vmtest, Protocol, PxeBoot, Segment, SegmentSpec, Vm, VmSpec};
+use vmtest::{
+    vmtest, Dhcp, DhcpOption, Host, Outcome, Protocol, PxeBoot, Segment, SegmentSpec, Vm, VmSpec,
+};
 use vmtest_tests::private_run::PrivateRun;
 use vmtest_tests::scenario::{self, Running};
 use vmtest_tests::{leaks, runner};
@@ -88,6 +90,139 @@ async fn a_diskless_vm_pxe_boots_the_tiny_kernel_through_ipxe(vm: &Vm) -> anyhow
             .is_some_and(|p| p.metadata().map(|m| m.len()).unwrap_or(0) > 24),
         "the capture has packets"
     );
+    Ok(())
+}
+
+/// Runs the guest's DHCP client (busybox udhcpc) once more on the segment's NIC (`$1` is its
+/// MAC), asking for the NTP server and option 224 too, with a hook that only records what it
+/// got: the NIC keeps its address, and the environment udhcpc gave its hook is printed.
+const DHCP_AGAIN: &str = r#"
+for d in /sys/class/net/*; do [ "$(cat "$d/address")" = "$1" ] && nic=${d##*/}; done
+[ -n "$nic" ] || { echo "no NIC with MAC $1"; exit 1; }
+printf '#!/bin/sh\n[ "$1" = bound ] && env > /run/dhcp-again.env\nexit 0\n' > /run/dhcp-again.sh
+chmod +x /run/dhcp-again.sh
+udhcpc -i "$nic" -s /run/dhcp-again.sh -q -f -n -t 5 -T 2 -O ntpsrv -O 224 >/dev/null 2>&1 || exit 2
+cat /run/dhcp-again.env
+"#;
+
+/// What a segment's DHCP hands out reaches the guest's own DHCP client: the gateway as router
+/// and DNS server (which answers for the VM's hostname), a named option, an option by number
+/// sent always, and a host reservation added once the VM's MAC was known (its address and an
+/// option only it gets). On the same VM: TFTP and HTTP requests are stamped on one clock, in the
+/// order they were served, the guest's misses are listed as failed requests and never satisfy
+/// `wait_for_request`; and the hand-made segment's capture and dnsmasq log land in this test's
+/// artifacts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_segments_dhcp_options_reach_the_guest_and_requests_are_stamped_in_order(
+) -> anyhow::Result<()> {
+    let dhcp = Dhcp::new()
+        .router(true)
+        .dns(true)
+        .option(DhcpOption::named("ntp-server", "0.0.0.0"))
+        .option(DhcpOption::number(224, "segment-wide").always());
+    let spec = SegmentSpec::pxe(PxeBoot::image()).capture(true).dhcp(dhcp);
+    let segment = Segment::start(spec).await?;
+    let name = segment.name().to_owned();
+    let vm = Vm::boot_on(VmSpec::new().memory_mib(256), &segment).await?;
+    println!("{} PXE-booted to SSH in {:.1?}", vm.name(), vm.boot_time());
+    let gateway = segment.gateway().to_string();
+    let mac = vm.mac().expect("a MAC on the segment").to_owned();
+
+    // iPXE's boot: the script over TFTP, then kernel and initrd over HTTP, each stamped as it
+    // was served, on one clock, to the microsecond.
+    let boot: Vec<_> = segment.requests();
+    let files: Vec<(&str, Protocol)> = boot.iter().map(|r| (r.file.as_str(), r.protocol)).collect();
+    assert_eq!(
+        files,
+        [
+            ("boot.ipxe", Protocol::Tftp),
+            ("vmlinuz", Protocol::Http),
+            ("initrd.img", Protocol::Http)
+        ],
+        "{boot:?}"
+    );
+    let gap = boot[1].at.duration_since(boot[0].at)?;
+    assert!(gap < Duration::from_secs(5), "script to kernel: {gap:?}");
+
+    // DNS at the gateway answers for the VM's own hostname (from its lease).
+    let out = vm.ssh().run(["nslookup", vm.name(), &gateway]).await?;
+    let ip = vm.segment_ip().await?;
+    assert!(out.stdout_str().contains(&ip.to_string()), "{out:?}");
+
+    // A reservation for the VM, now that its MAC is known; its next DHCP exchange gets it.
+    let only_this_host = DhcpOption::named("domain-name", "only-this-host.test");
+    segment
+        .add_host(Host::new(&mac).host_number(50).option(only_this_host))
+        .await?;
+    let out = vm.ssh().run(["sh", "-c", DHCP_AGAIN, "sh", &mac]).await?;
+    assert!(out.success(), "{out:?}");
+    let env = out.stdout_str();
+    let var = |name: &str| {
+        env.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}=")))
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let reserved = format!("{}.50", gateway.rsplit_once('.').unwrap().0);
+    assert_eq!(var("ip"), reserved, "{env}");
+    assert_eq!(var("router"), gateway, "{env}");
+    assert_eq!(var("dns"), gateway, "{env}");
+    assert_eq!(var("ntpsrv"), gateway, "{env}");
+    assert_eq!(var("domain"), "only-this-host.test", "{env}");
+    let hex: String = b"segment-wide".iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(var("opt224").to_ascii_lowercase(), hex, "{env}");
+    let lease = segment.wait_for_lease(&mac, Duration::from_secs(5)).await?;
+    assert_eq!(lease.ip.to_string(), reserved);
+
+    // From the guest: a file over TFTP and at once the same over HTTP, then two misses.
+    let fetch = format!(
+        "cd /tmp && tftp -g -r boot.ipxe -l a {gateway} && wget -q -O b http://{gateway}/boot.ipxe \
+         && ! tftp -g -r no-such-file -l c {gateway} && ! wget -q -O d http://{gateway}/no-such-file"
+    );
+    let out = vm.ssh().run(["sh", "-c", &fetch]).await?;
+    assert!(out.success(), "{out:?}");
+    let later: Vec<_> = segment.requests().into_iter().skip(boot.len()).collect();
+    let seen: Vec<(&str, Protocol, Outcome)> = later
+        .iter()
+        .map(|r| (r.file.as_str(), r.protocol, r.outcome))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("boot.ipxe", Protocol::Tftp, Outcome::Served),
+            ("boot.ipxe", Protocol::Http, Outcome::Served),
+            ("no-such-file", Protocol::Tftp, Outcome::NotFound),
+            ("no-such-file", Protocol::Http, Outcome::NotFound),
+        ],
+        "{later:?}"
+    );
+    // The HTTP fetch followed the TFTP one within the same second: stamps a whole-second log
+    // could not order.
+    let gap = later[1].at.duration_since(later[0].at)?;
+    assert!(gap < Duration::from_secs(1), "TFTP to HTTP: {gap:?}");
+    let failed: Vec<_> = segment.failed_requests();
+    assert_eq!(failed.len(), 2, "{failed:?}");
+    assert!(failed.iter().all(|r| r.file == "no-such-file" && !r.ok));
+    let e = segment
+        .wait_for_request("no-such-file", None, Duration::from_millis(300))
+        .await
+        .expect_err("a miss is not a transfer")
+        .to_string();
+    assert!(
+        e.contains("404 Not Found") && e.contains("not found"),
+        "{e}"
+    );
+
+    // The capture and dnsmasq's log of a segment made by hand go to this test's artifacts.
+    drop(vm);
+    drop(segment);
+    let artifacts = vmtest::dirs::artifacts()
+        .expect("a target directory")
+        .join("network.a_segments_dhcp_options_reach_the_guest_and_requests_are_stamped_in_order");
+    for file in [format!("{name}.pcap"), format!("{name}.dnsmasq.log")] {
+        let len = std::fs::metadata(artifacts.join(&file)).map(|m| m.len());
+        assert!(len.as_ref().is_ok_and(|l| *l > 24), "{file}: {len:?}");
+    }
     Ok(())
 }
 

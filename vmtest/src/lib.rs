@@ -50,11 +50,11 @@ pub use error::{Error, Result, SshError};
 pub use fixture::Fixture;
 pub use guest::output::Output;
 pub use guest::reach::{Hop, Reach};
-pub use net::record::{Lease, Protocol, Request};
+pub use net::record::{Lease, Outcome, Protocol, Request};
 pub use net::segment::Segment;
 pub use spec::{
-    Accel, AccelChoice, Backend, BootDevice, Network, PxeBoot, Readiness, SeedFormat, SegmentSpec,
-    VmSpec,
+    Accel, AccelChoice, Backend, BootDevice, Dhcp, DhcpOption, Host, Network, PxeBoot, Readiness,
+    SeedFormat, SegmentSpec, VmSpec,
 };
 pub use vm::{Command, Console, ConsoleMatch, Key, Line, Running, Ssh, Stream, Vm};
 

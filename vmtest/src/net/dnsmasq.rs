@@ -2,9 +2,11 @@
 //! its log and lease files.
 //!
 //! dnsmasq runs inside the segment's network namespace, bound to the bridge only, with nothing
-//! from the host's configuration (`/etc/dnsmasq.conf`, `/etc/hosts`) and DNS off. It hands out
-//! no default route and no DNS server: the segment is isolated, and a guest that believed
-//! otherwise would wait on timeouts.
+//! from the host's configuration (`/etc/dnsmasq.conf`, `/etc/hosts`). By default it hands out
+//! no default route and no DNS server and serves no DNS: the segment is isolated, and a guest
+//! that believed otherwise would wait on timeouts. A test may ask for the gateway as router and
+//! DNS server ([`Dhcp`]), and for options and host reservations of its own; each reaches
+//! dnsmasq as one argument of its own, checked first ([`Dhcp::check_in`]).
 //!
 //! The log formats parsed here are those of dnsmasq 2.90, observed running it for real (the
 //! fixtures in the tests are copied from such a run).
@@ -12,10 +14,11 @@
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use super::record::{Lease, Protocol, Request};
+use super::record::{Lease, Outcome, Protocol, Request};
 use crate::error::{Error, Result};
+use crate::spec::{Dhcp, DhcpOption, Host};
 use crate::state::pool::SubnetLease;
 
 /// The lease time handed out: long enough that no test sees a renewal.
@@ -25,6 +28,11 @@ const LEASE_TIME: Duration = Duration::from_secs(3600);
 const IPXE_TAG: &str = "ipxe";
 /// The first-stage file's name in the TFTP root, for [`args_for`].
 pub(crate) const FIRST_STAGE: &str = "first-stage";
+/// iPXE's `no-pxedhcp` setting (option 175.176): set, iPXE takes the first DHCP offer instead
+/// of waiting about 3 s for ProxyDHCP offers, which no segment sends.
+const IPXE_NO_PXEDHCP: u8 = 176;
+/// iPXE's encapsulated options.
+const IPXE_OPTIONS: u8 = 175;
 /// Room for a boot file name in a DHCP reply: the BOOTP `file` field is 128 bytes with its
 /// terminating NUL.
 const MAX_BOOT_FILE: usize = 127;
@@ -42,6 +50,11 @@ pub(crate) struct Config {
     log_file: PathBuf,
     tftp_root: Option<PathBuf>,
     pxe: Option<Pxe>,
+    dhcp: Dhcp,
+    /// The addresses of `dhcp`'s hosts, checked against the subnet.
+    host_addresses: Vec<Option<Ipv4Addr>>,
+    /// Host reservations and their options added while dnsmasq runs (re-read on SIGHUP).
+    runtime_files: Option<(PathBuf, PathBuf)>,
     /// Inside a user namespace of a non-root user (see [`Config::args`]).
     rootless: bool,
 }
@@ -78,7 +91,35 @@ impl Config {
             log_file: dir.join("dnsmasq.log"),
             tftp_root: None,
             pxe: None,
+            dhcp: Dhcp::new(),
+            host_addresses: Vec::new(),
+            runtime_files: None,
             rootless: false,
+        }
+    }
+
+    /// What DHCP hands out besides addresses, checked against the subnet (`network`/`prefix`,
+    /// whose first address is the bridge's).
+    pub fn dhcp(self, dhcp: &Dhcp, network: Ipv4Addr, prefix: u8) -> Result<Config> {
+        dhcp.check_in(network, prefix)?;
+        let host_addresses = dhcp
+            .hosts
+            .iter()
+            .map(|h| h.address(network, prefix))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Config {
+            dhcp: dhcp.clone(),
+            host_addresses,
+            ..self
+        })
+    }
+
+    /// Files of host reservations (`--dhcp-hostsfile`) and their options (`--dhcp-optsfile`)
+    /// that dnsmasq re-reads on SIGHUP: for hosts added while it runs ([`runtime_lines`]).
+    pub fn runtime_files(self, hosts: impl Into<PathBuf>, options: impl Into<PathBuf>) -> Config {
+        Config {
+            runtime_files: Some((hosts.into(), options.into())),
+            ..self
         }
     }
 
@@ -95,6 +136,7 @@ impl Config {
     }
 
     /// Where dnsmasq writes its pid (and removes it when it exits).
+    #[cfg(test)]
     pub fn pid_file(self, path: impl Into<PathBuf>) -> Config {
         Config {
             pid_file: path.into(),
@@ -103,6 +145,7 @@ impl Config {
     }
 
     /// Where dnsmasq keeps its leases.
+    #[cfg(test)]
     pub fn lease_file(self, path: impl Into<PathBuf>) -> Config {
         Config {
             lease_file: path.into(),
@@ -111,6 +154,7 @@ impl Config {
     }
 
     /// Where dnsmasq logs (see [`parse_log`]).
+    #[cfg(test)]
     pub fn log_file(self, path: impl Into<PathBuf>) -> Config {
         Config {
             log_file: path.into(),
@@ -155,8 +199,15 @@ impl Config {
         // names), not /etc/hosts (2.90 does not read it with DNS off).
         args.push("--conf-file=/dev/null".into());
         args.push("--no-hosts".into());
-        // DHCP only (and TFTP): no DNS server.
-        args.push("--port=0".into());
+        if self.dhcp.dns {
+            // DNS for the segment's own names (leased hostnames), and nothing else: no upstream
+            // server (not /etc/resolv.conf's), so no query leaves the segment.
+            args.push("--no-resolv".into());
+            args.push("--no-poll".into());
+        } else {
+            // DHCP only (and TFTP): no DNS server.
+            args.push("--port=0".into());
+        }
         // Only the bridge, and never loopback.
         args.push("--bind-interfaces".into());
         args.push(format!("--interface={}", self.interface).into());
@@ -199,9 +250,28 @@ impl Config {
         // the segment, the probe delays every first offer by about 3 s, and it needs a raw
         // socket (without CAP_NET_RAW dnsmasq refuses to start when probing is on).
         args.push("--no-ping".into());
-        // An option without a value is not sent at all: no default route, no DNS server.
-        args.push("--dhcp-option=option:router".into());
-        args.push("--dhcp-option=option:dns-server".into());
+        // The gateway as router and DNS server when asked for; otherwise an option without a
+        // value, which dnsmasq does not send at all (by default it would send its own address).
+        let gateway = |on: bool| match on {
+            true => format!(",{}", self.address),
+            false => String::new(),
+        };
+        args.push(format!("--dhcp-option=option:router{}", gateway(self.dhcp.router)).into());
+        args.push(format!("--dhcp-option=option:dns-server{}", gateway(self.dhcp.dns)).into());
+        for option in &self.dhcp.options {
+            args.push(option_arg(None, option));
+        }
+        for (i, (host, ip)) in self.dhcp.hosts.iter().zip(&self.host_addresses).enumerate() {
+            let tag = format!("{HOST_TAG}{i}");
+            args.push(format!("--dhcp-host={}", host_line(host, &tag, *ip)).into());
+            for option in &host.options {
+                args.push(option_arg(Some(&tag), option));
+            }
+        }
+        if let Some((hosts, options)) = &self.runtime_files {
+            args.push(with_path("--dhcp-hostsfile=", hosts));
+            args.push(with_path("--dhcp-optsfile=", options));
+        }
         if let Some(root) = &self.tftp_root {
             args.push("--enable-tftp".into());
             // No --tftp-secure: it only restricts a non-root dnsmasq to files it owns; as root,
@@ -210,6 +280,12 @@ impl Config {
         }
         if let Some(pxe) = &self.pxe {
             args.push(format!("--dhcp-match=set:{IPXE_TAG},175").into());
+            // Forced: the setting is iPXE's own, and dnsmasq sends an option iPXE does not
+            // list in its request only when told to.
+            args.push(option_arg(
+                Some(IPXE_TAG),
+                &DhcpOption::encapsulated(IPXE_OPTIONS, IPXE_NO_PXEDHCP, "1").always(),
+            ));
             if let Some(first) = &pxe.first_stage {
                 args.push(format!("--dhcp-boot=tag:!{IPXE_TAG},{first}").into());
             }
@@ -219,35 +295,104 @@ impl Config {
     }
 }
 
-/// dnsmasq's arguments for a segment: DHCP on `bridge` from `subnet`, with its files where
-/// given; with `tftp = Some((root, first_stage))`, TFTP from `root` and PXE options: iPXE gets
-/// [`super::pxe::SCRIPT`] and, when `first_stage`, other clients get [`FIRST_STAGE`].
-///
-/// Infallible for its callers' sake: the boot file names are constants, and `root` lies in the
-/// run directory. Only a comma in that path goes unchecked here (dnsmasq would read it as the
-/// end of the directory).
-pub(crate) fn args_for(
-    bridge: &str,
-    subnet: &SubnetLease,
-    pid_file: &Path,
-    lease_file: &Path,
-    log_file: &Path,
-    tftp: Option<(&Path, bool)>,
-    rootless: bool,
-) -> Vec<OsString> {
-    let dir = log_file.parent().unwrap_or(Path::new("/"));
-    let mut config = Config::for_subnet(bridge, subnet, dir)
-        .pid_file(pid_file)
-        .lease_file(lease_file)
-        .log_file(log_file);
-    if let Some((root, first_stage)) = tftp {
-        config.tftp_root = Some(root.to_owned());
-        config = config
-            .pxe(first_stage.then_some(FIRST_STAGE), super::pxe::SCRIPT)
-            .expect("the constant boot file names are valid, and TFTP is on");
+/// The tag of the `N`th host reservation: `vmtest-hostN` (`vmtest-addedN` once running).
+const HOST_TAG: &str = "vmtest-host";
+/// The tag of hosts added to a running segment.
+pub(crate) const ADDED_TAG: &str = "vmtest-added";
+
+/// `--dhcp-option=[tag:TAG,]KEY,VALUE` (`--dhcp-option-force` for an option sent always).
+fn option_arg(tag: Option<&str>, option: &DhcpOption) -> OsString {
+    let flag = if option.always {
+        "--dhcp-option-force="
+    } else {
+        "--dhcp-option="
+    };
+    format!("{flag}{}", option_line(tag, option)).into()
+}
+
+/// An option as `--dhcp-option` and `--dhcp-optsfile` take it: `[tag:TAG,]KEY,VALUE`.
+fn option_line(tag: Option<&str>, option: &DhcpOption) -> String {
+    match tag {
+        Some(tag) => format!("tag:{tag},{}", option.render()),
+        None => option.render(),
     }
-    config.rootless = rootless;
-    config.args()
+}
+
+/// A reservation as `--dhcp-host` and `--dhcp-hostsfile` take it: `MAC,set:TAG[,IP]`.
+fn host_line(host: &Host, tag: &str, ip: Option<Ipv4Addr>) -> String {
+    match ip {
+        Some(ip) => format!("{},set:{tag},{ip}", host.mac()),
+        None => format!("{},set:{tag}", host.mac()),
+    }
+}
+
+/// The lines a host added to a running dnsmasq adds to its hosts file and its options file;
+/// `tag` is unique to the host. An option sent always cannot be given that way (the options
+/// file has no `force`): refused.
+pub(crate) fn runtime_lines(
+    host: &Host,
+    tag: &str,
+    network: Ipv4Addr,
+    prefix: u8,
+) -> Result<(String, Vec<String>)> {
+    Dhcp::new().host(host.clone()).check_in(network, prefix)?;
+    if let Some(option) = host.options.iter().find(|o| o.always) {
+        return Err(Error::Invalid {
+            what: "segment DHCP",
+            message: format!(
+                "option {} of {} is sent always (DhcpOption::always), which dnsmasq takes only \
+                 when it starts: give the host in the segment's spec (Dhcp::host), or drop \
+                 always() and have the client ask for the option",
+                option.render(),
+                host.mac
+            ),
+        });
+    }
+    let ip = host.address(network, prefix)?;
+    let options = host
+        .options
+        .iter()
+        .map(|o| option_line(Some(tag), o))
+        .collect();
+    Ok((host_line(host, tag, ip), options))
+}
+
+/// What a segment's dnsmasq is started with.
+pub(crate) struct Setup<'a> {
+    pub bridge: &'a str,
+    pub subnet: &'a SubnetLease,
+    /// The segment's directory: pid, lease and log files, and the files of hosts added later.
+    pub dir: &'a Path,
+    /// `Some((root, first_stage))`: TFTP from `root` and PXE options: iPXE gets
+    /// [`super::pxe::SCRIPT`] and, when `first_stage`, other clients get [`FIRST_STAGE`].
+    pub tftp: Option<(&'a Path, bool)>,
+    pub dhcp: &'a Dhcp,
+    pub rootless: bool,
+}
+
+impl Setup<'_> {
+    /// The files dnsmasq re-reads on SIGHUP: hosts and options added while it runs.
+    pub fn runtime_files(dir: &Path) -> (PathBuf, PathBuf) {
+        (dir.join("dhcp-hosts"), dir.join("dhcp-options"))
+    }
+
+    /// dnsmasq's arguments. Fails only for what the test gave ([`Dhcp`]); the boot file names
+    /// are constants, and the TFTP root lies in the run directory (only a comma in that path
+    /// goes unchecked: dnsmasq would read it as the end of the directory).
+    pub fn args(&self) -> Result<Vec<OsString>> {
+        let (hosts, options) = Setup::runtime_files(self.dir);
+        let mut config = Config::for_subnet(self.bridge, self.subnet, self.dir)
+            .runtime_files(hosts, options)
+            .dhcp(self.dhcp, self.subnet.network(), self.subnet.prefix())?;
+        if let Some((root, first_stage)) = self.tftp {
+            config.tftp_root = Some(root.to_owned());
+            config = config
+                .pxe(first_stage.then_some(FIRST_STAGE), super::pxe::SCRIPT)
+                .expect("the constant boot file names are valid, and TFTP is on");
+        }
+        config.rootless = self.rootless;
+        Ok(config.args())
+    }
 }
 
 /// `--flag=` followed by `path`, which need not be UTF-8.
@@ -278,96 +423,123 @@ fn check_boot_file(name: &str) -> Result<()> {
     })
 }
 
-/// The leases and TFTP requests in dnsmasq's log (`--log-facility` with `--log-dhcp`), in the
-/// order logged.
+/// Reads dnsmasq's log (`--log-facility` with `--log-dhcp`) line by line, as it is written:
+/// the leases so far, and the TFTP request each line ends.
 ///
 /// Leases come from `DHCPACK` lines; a later ACK for a MAC replaces the earlier one in place
-/// (keeping its hostname when the later one names none).
-/// TFTP requests name their file relative to `tftp_root`; `bytes` of a file `sent` is its size
-/// on disk now (dnsmasq logs no byte counts). dnsmasq does not name the client of a file it
-/// could not open ("cannot access"): such a request has the client `0.0.0.0`. Times are those
-/// of the log lines, whole seconds, read as local time of this year.
-pub(crate) fn parse_log(text: &str, tftp_root: &Path) -> (Vec<Lease>, Vec<Request>) {
-    parse_log_at(text, tftp_root, SystemTime::now())
+/// (keeping its hostname when the later one names none). TFTP requests name their file
+/// relative to the TFTP root; `bytes` of a file `sent` is its size on disk now (dnsmasq logs
+/// no byte counts). dnsmasq does not name the client of a file it could not open ("cannot
+/// access"): such a request has the client `0.0.0.0`. The log's own times are whole seconds;
+/// the caller stamps each line instead, as it arrives.
+#[derive(Debug)]
+pub(crate) struct LogParser {
+    tftp_root: PathBuf,
+    leases: Vec<Lease>,
+    /// The last error each client sent: the reason of the "failed sending" line that follows.
+    client_errors: Vec<(IpAddr, String)>,
+    /// `read FILE` lines so far: dnsmasq read its hosts or options file (at start, on SIGHUP).
+    reads: Vec<PathBuf>,
 }
 
-/// [`parse_log`], reading the log's year-less times as the last year up to `now` (plus a day
-/// of clock skew).
-fn parse_log_at(text: &str, tftp_root: &Path, now: SystemTime) -> (Vec<Lease>, Vec<Request>) {
-    let mut leases: Vec<Lease> = Vec::new();
-    let mut requests = Vec::new();
-    // The last error each client sent: the reason of the "failed sending" line that follows.
-    let mut client_errors: Vec<(IpAddr, String)> = Vec::new();
-    for line in text.lines() {
-        let Some(line) = LogLine::parse(line) else {
-            continue;
-        };
-        match line.program {
-            "dnsmasq-dhcp" => {
-                if let Some(mut lease) = parse_ack(line.message) {
-                    match leases.iter_mut().find(|l| l.mac == lease.mac) {
-                        Some(old) => {
-                            // A renewal that sends no name keeps the lease's (dnsmasq's lease
-                            // file does too), but its ACK line names none.
-                            if lease.hostname.is_none() {
-                                lease.hostname = old.hostname.take();
-                            }
-                            *old = lease;
-                        }
-                        None => leases.push(lease),
-                    }
-                }
-            }
-            "dnsmasq-tftp" => {
-                let at = line.stamp.and_then(|s| log_time(s, now)).unwrap_or(now);
-                let request = |file: &str, client: IpAddr, ok: bool, result: String| Request {
-                    protocol: Protocol::Tftp,
-                    file: relative(file, tftp_root),
-                    client,
-                    bytes: if ok {
-                        std::fs::metadata(file).map(|m| m.len()).unwrap_or(0)
-                    } else {
-                        0
-                    },
-                    ok,
-                    result,
-                    at,
-                };
-                match parse_tftp(line.message) {
-                    Some(Tftp::Sent { file, client }) => {
-                        requests.push(request(file, client, true, "sent".into()));
-                    }
-                    Some(Tftp::NotFound { file, client }) => {
-                        requests.push(request(file, client, false, "not found".into()));
-                    }
-                    Some(Tftp::CannotAccess { file, error }) => {
-                        let client = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
-                        requests.push(request(file, client, false, error.into()));
-                    }
-                    Some(Tftp::ClientError { client, error }) => {
-                        client_errors.retain(|(c, _)| *c != client);
-                        client_errors.push((client, error.into()));
-                    }
-                    Some(Tftp::Failed { file, client }) => {
-                        let result = match client_errors.iter().position(|(c, _)| *c == client) {
-                            Some(i) => client_errors.remove(i).1,
-                            None => "failed sending: the client stopped acknowledging".into(),
-                        };
-                        requests.push(request(file, client, false, result));
-                    }
-                    None => {}
-                }
-            }
-            _ => {}
+impl LogParser {
+    /// A parser for the log of a dnsmasq serving TFTP from `tftp_root`.
+    pub fn new(tftp_root: &Path) -> LogParser {
+        LogParser {
+            tftp_root: tftp_root.to_owned(),
+            leases: Vec::new(),
+            client_errors: Vec::new(),
+            reads: Vec::new(),
         }
     }
-    (leases, requests)
+
+    /// The leases so far, in the order first seen.
+    pub fn leases(&self) -> &[Lease] {
+        &self.leases
+    }
+
+    /// How many times dnsmasq has said it read `file`.
+    pub fn reads_of(&self, file: &Path) -> usize {
+        self.reads.iter().filter(|r| *r == file).count()
+    }
+
+    /// Takes one line, logged at `at`; returns the TFTP request it ends, if any.
+    pub fn line(&mut self, line: &str, at: SystemTime) -> Option<Request> {
+        let line = LogLine::parse(line)?;
+        match line.program {
+            "dnsmasq-dhcp" => {
+                if let Some(file) = line.message.strip_prefix("read ") {
+                    self.reads.push(PathBuf::from(file.trim_end()));
+                } else if let Some(lease) = parse_ack(line.message) {
+                    self.lease(lease);
+                }
+                None
+            }
+            "dnsmasq-tftp" => self.tftp(line.message, at),
+            _ => None,
+        }
+    }
+
+    fn lease(&mut self, mut lease: Lease) {
+        match self.leases.iter_mut().find(|l| l.mac == lease.mac) {
+            Some(old) => {
+                // A renewal that sends no name keeps the lease's (dnsmasq's lease file does
+                // too), but its ACK line names none.
+                if lease.hostname.is_none() {
+                    lease.hostname = old.hostname.take();
+                }
+                *old = lease;
+            }
+            None => self.leases.push(lease),
+        }
+    }
+
+    fn tftp(&mut self, message: &str, at: SystemTime) -> Option<Request> {
+        let root = &self.tftp_root;
+        let request = |file: &str, client: IpAddr, outcome: Outcome, result: String| Request {
+            protocol: Protocol::Tftp,
+            file: relative(file, root),
+            client,
+            bytes: if outcome == Outcome::Served {
+                std::fs::metadata(file).map(|m| m.len()).unwrap_or(0)
+            } else {
+                0
+            },
+            ok: outcome == Outcome::Served,
+            outcome,
+            result,
+            at,
+        };
+        match parse_tftp(message)? {
+            Tftp::Sent { file, client } => {
+                Some(request(file, client, Outcome::Served, "sent".into()))
+            }
+            Tftp::NotFound { file, client } => {
+                Some(request(file, client, Outcome::NotFound, "not found".into()))
+            }
+            Tftp::CannotAccess { file, error } => {
+                let client = IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+                Some(request(file, client, Outcome::Refused, error.into()))
+            }
+            Tftp::ClientError { client, error } => {
+                self.client_errors.retain(|(c, _)| *c != client);
+                self.client_errors.push((client, error.into()));
+                None
+            }
+            Tftp::Failed { file, client } => {
+                let result = match self.client_errors.iter().position(|(c, _)| *c == client) {
+                    Some(i) => self.client_errors.remove(i).1,
+                    None => "failed sending: the client stopped acknowledging".into(),
+                };
+                Some(request(file, client, Outcome::CutShort, result))
+            }
+        }
+    }
 }
 
-/// One line of dnsmasq's log file: `Nov 22 05:05:13 dnsmasq-dhcp[6689]: MESSAGE`.
+/// One line of dnsmasq's log file: `Nov 22 05:05:13 dnsmasq-dhcp[6689]: MESSAGE` (the time is
+/// whole seconds: lines are stamped as they arrive instead).
 struct LogLine<'a> {
-    /// `Nov 22 05:05:13`, when present.
-    stamp: Option<&'a str>,
     /// `dnsmasq`, `dnsmasq-dhcp`, `dnsmasq-tftp`.
     program: &'a str,
     message: &'a str,
@@ -377,15 +549,9 @@ impl LogLine<'_> {
     fn parse(line: &str) -> Option<LogLine<'_>> {
         let (head, message) = line.split_once("]: ")?;
         let (head, _pid) = head.rsplit_once('[')?;
-        let (stamp, program) = match head.rsplit_once(' ') {
-            Some((stamp, program)) => (Some(stamp.trim()), program),
-            None => (None, head),
-        };
-        Some(LogLine {
-            stamp,
-            program,
-            message,
-        })
+        // After the time (`Nov 22 05:05:13`), when there is one.
+        let program = head.rsplit_once(' ').map_or(head, |(_, program)| program);
+        Some(LogLine { program, message })
     }
 }
 
@@ -471,48 +637,6 @@ fn relative(path: &str, root: &Path) -> String {
         Ok(rel) => rel.to_string_lossy().into_owned(),
         Err(_) => path.trim_start_matches('/').to_owned(),
     }
-}
-
-/// The time of a log line's `Nov 22 05:05:13` (local time, no year: the year that puts it at
-/// most a day after `now`).
-fn log_time(stamp: &str, now: SystemTime) -> Option<SystemTime> {
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let mut parts = stamp.split_whitespace();
-    let month_name = parts.next()?;
-    let month = MONTHS.iter().position(|m| *m == month_name)?;
-    let day: i32 = parts.next()?.parse().ok()?;
-    let mut clock = parts.next()?.split(':').map(|n| n.parse::<i32>().ok());
-    let (hour, minute, second) = (clock.next()??, clock.next()??, clock.next()??);
-    let now_secs = libc::time_t::try_from(now.duration_since(UNIX_EPOCH).ok()?.as_secs()).ok()?;
-    // SAFETY: an all-zero `tm` is a valid value (a null `tm_zone` is allowed).
-    let mut today: libc::tm = unsafe { std::mem::zeroed() };
-    // SAFETY: both pointers are valid for the call; localtime_r is thread-safe.
-    if unsafe { libc::localtime_r(&now_secs, &mut today) }.is_null() {
-        return None;
-    }
-    let at_year = |year: i32| {
-        // SAFETY: as above.
-        let mut tm: libc::tm = unsafe { std::mem::zeroed() };
-        tm.tm_year = year;
-        tm.tm_mon = month as i32;
-        tm.tm_mday = day;
-        tm.tm_hour = hour;
-        tm.tm_min = minute;
-        tm.tm_sec = second;
-        // Daylight saving time as it was then.
-        tm.tm_isdst = -1;
-        // SAFETY: `tm` is valid; mktime only normalises it.
-        let secs = unsafe { libc::mktime(&mut tm) };
-        u64::try_from(secs).ok()
-    };
-    let mut secs = at_year(today.tm_year)?;
-    if secs > now_secs as u64 + 86_400 {
-        // A December line read in January.
-        secs = at_year(today.tm_year - 1)?;
-    }
-    Some(UNIX_EPOCH + Duration::from_secs(secs))
 }
 
 #[cfg(test)]

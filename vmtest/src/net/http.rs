@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime};
 
-use super::record::{Protocol, Request};
+use super::record::{Outcome, Protocol, Request};
 use crate::error::{Error, IoContext, Result};
 
 /// How often the accept loop looks at its stop flag while no client connects.
@@ -195,9 +195,9 @@ struct Head {
 }
 
 /// How a response ended, as logged.
-struct Outcome {
+struct Ended {
     bytes: u64,
-    ok: bool,
+    outcome: Outcome,
     result: String,
     /// Whether the connection can carry another request.
     reusable: bool,
@@ -287,7 +287,7 @@ impl Connection {
     }
 
     /// Answers one parsed request; returns the file as logged and how the response ended.
-    fn respond(&mut self, shared: &Shared, head: &Head) -> (String, Outcome) {
+    fn respond(&mut self, shared: &Shared, head: &Head) -> (String, Ended) {
         let Some(path) = request_path(&head.target) else {
             let file = head.target.trim_start_matches('/').to_owned();
             let body = "the path is not valid percent-encoded UTF-8\n";
@@ -320,7 +320,7 @@ impl Connection {
     }
 
     /// Sends a file's headers and, unless `is_head`, its content in chunks.
-    fn send_file(&mut self, full: &Path, file: &str, is_head: bool, reusable: bool) -> Outcome {
+    fn send_file(&mut self, full: &Path, file: &str, is_head: bool, reusable: bool) -> Ended {
         let opened = File::open(full).and_then(|f| {
             let meta = f.metadata()?;
             Ok((f, meta))
@@ -343,9 +343,9 @@ impl Connection {
         }
         if is_head {
             // Nothing of the file was sent: a HEAD does not count as serving it.
-            return Outcome {
+            return Ended {
                 bytes: 0,
-                ok: false,
+                outcome: Outcome::HeadersOnly,
                 result: "200 OK (HEAD, no body)".to_owned(),
                 reusable,
             };
@@ -380,9 +380,9 @@ impl Connection {
                 }
             }
         }
-        Outcome {
+        Ended {
             bytes: sent,
-            ok: true,
+            outcome: Outcome::Served,
             result: "200 OK".to_owned(),
             reusable,
         }
@@ -396,7 +396,7 @@ impl Connection {
         body: &str,
         is_head: bool,
         reusable: bool,
-    ) -> Outcome {
+    ) -> Ended {
         let extra: &[&str] = if status == 405 {
             &["Allow: GET, HEAD"]
         } else {
@@ -414,16 +414,20 @@ impl Connection {
             response.push_str(body);
         }
         let written = self.stream.write_all(response.as_bytes());
-        Outcome {
+        Ended {
             bytes: 0,
-            ok: false,
+            outcome: if status == 404 {
+                Outcome::NotFound
+            } else {
+                Outcome::Refused
+            },
             result: format!("{status} {reason}"),
             reusable: reusable && written.is_ok(),
         }
     }
 
     /// Appends the finished request to the segment's log.
-    fn log(&self, shared: &Shared, file: String, outcome: &Outcome) {
+    fn log(&self, shared: &Shared, file: String, outcome: &Ended) {
         tracing::debug!(
             client = %self.client,
             file,
@@ -436,7 +440,8 @@ impl Connection {
             file,
             client: self.client,
             bytes: outcome.bytes,
-            ok: outcome.ok,
+            ok: outcome.outcome == Outcome::Served,
+            outcome: outcome.outcome,
             result: outcome.result.clone(),
             at: SystemTime::now(),
         });
@@ -444,10 +449,10 @@ impl Connection {
 }
 
 /// The outcome of a 200 whose body could not be sent whole.
-fn cut_short(sent: u64, e: &io::Error) -> Outcome {
-    Outcome {
+fn cut_short(sent: u64, e: &io::Error) -> Ended {
+    Ended {
         bytes: sent,
-        ok: false,
+        outcome: Outcome::CutShort,
         result: format!("200 OK, cut short after {sent} bytes: {e}"),
         reusable: false,
     }

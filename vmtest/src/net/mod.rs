@@ -4,8 +4,10 @@
 pub(crate) mod capture;
 pub(crate) mod dnsmasq;
 pub(crate) mod http;
+pub(crate) mod journal;
 pub(crate) mod ns;
 pub(crate) mod pxe;
+pub(crate) mod ra;
 pub(crate) mod record;
 pub(crate) mod segment;
 pub(crate) mod tap;

@@ -24,6 +24,31 @@ pub enum Protocol {
     Http,
 }
 
+/// How a file request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// The whole file was sent.
+    Served,
+    /// An HTTP `HEAD`: the headers of a file that exists, no content.
+    HeadersOnly,
+    /// No such file (HTTP 404, TFTP "file not found").
+    NotFound,
+    /// The server would not serve it: outside the payload, unreadable, a malformed request or
+    /// method (HTTP 400, 403, 405; TFTP "cannot access").
+    Refused,
+    /// The transfer started but did not finish (the client stopped or gave up, the connection
+    /// broke).
+    CutShort,
+}
+
+impl Outcome {
+    /// Whether the request failed: not found, refused or cut short.
+    pub fn is_failure(self) -> bool {
+        !matches!(self, Outcome::Served | Outcome::HeadersOnly)
+    }
+}
+
 /// One file request served on the segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
@@ -36,11 +61,15 @@ pub struct Request {
     pub client: IpAddr,
     /// Bytes of the file sent (0 when it was not served).
     pub bytes: u64,
-    /// Whether the whole file was served.
+    /// Whether the whole file was served (`outcome == Outcome::Served`).
     pub ok: bool,
+    /// How it ended.
+    pub outcome: Outcome,
     /// What the server said: `sent`, `not found`, an HTTP status such as `200 OK`, or the
     /// error that cut the transfer short.
     pub result: String,
-    /// When the request was logged.
+    /// When the server was done with it (the last byte sent, or the refusal), on the host's
+    /// clock: TFTP and HTTP requests are stamped alike, to the microsecond, so their order is
+    /// the order they were served in.
     pub at: SystemTime,
 }

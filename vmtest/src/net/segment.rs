@@ -3,9 +3,10 @@
 //! Built in this order, each step owned by a value made before it runs, so a failure at any
 //! point drops what exists (reverse order): ledger entry (names the namespace, the directory and
 //! dnsmasq before any exists) → directory → subnet lease → namespace with a bridge at the
-//! subnet's gateway → PXE payload and HTTP server → dnsmasq → packet capture. Taps are added per
-//! VM and die with their QEMU. Nothing is routed out of the namespace: the bridge has no uplink,
-//! and dnsmasq hands out no default route and no DNS server.
+//! subnet's gateway → PXE payload, HTTP server and router advertisements → dnsmasq and the
+//! reader of its log → packet capture. Taps are added per VM and die with their QEMU. Nothing is
+//! routed out of the namespace: the bridge has no uplink, and dnsmasq hands out no default
+//! route and no DNS server but the gateway itself, and only when asked to.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -15,12 +16,14 @@ use std::time::{Duration, Instant};
 
 use super::capture::Capture;
 use super::http::HttpServer;
+use super::journal::Journal;
 use super::ns::Netns;
+use super::ra::RouterAdvertiser;
 use super::record::{Lease, Request};
 use crate::error::{Error, IoContext, Result};
 use crate::guest::reach::Hop;
 use crate::host::process::{Spawn, Supervised};
-use crate::spec::{Network, SegmentSpec};
+use crate::spec::{Host, Network, SegmentSpec};
 use crate::state::ledger::{Claim, Kind, ProcessId, Resource};
 use crate::state::pool::SubnetLease;
 
@@ -47,18 +50,24 @@ impl std::fmt::Debug for Segment {
 struct Inner {
     name: String,
     kind: Network,
-    // Field order is drop order: capture, HTTP server, dnsmasq, namespace (with the bridge),
-    // directory, subnet lease, ledger entry.
+    // Field order is drop order: capture, HTTP server, router advertisements, dnsmasq, the
+    // reader of its log, namespace (with the bridge), directory, subnet lease, ledger entry.
     capture: Mutex<Option<Capture>>,
     http: Option<HttpServer>,
+    _ra: Option<RouterAdvertiser>,
     dnsmasq: Supervised,
+    journal: Journal,
     netns: Netns,
     _dir: DirGuard,
     subnet: SubnetLease,
     _claim: Claim,
-    http_log: Arc<Mutex<Vec<Request>>>,
-    tftp_root: PathBuf,
+    /// Every request served, TFTP (from the journal) and HTTP, as they ended.
+    requests: Arc<Mutex<Vec<Request>>>,
     log: PathBuf,
+    /// The segment directory: the files of hosts added while running.
+    dir: PathBuf,
+    /// How many hosts were added while running (their tags' numbers).
+    added: Mutex<usize>,
     artifacts: Option<PathBuf>,
 }
 
@@ -91,8 +100,14 @@ impl Drop for Inner {
 impl Segment {
     /// Starts a segment for VMs booted with [`Vm::boot_on`](crate::Vm::boot_on); `#[vmtest]`
     /// does this itself for `network = "isolated"` and `"pxe"`.
+    ///
+    /// The segment belongs to the test that starts it (named like a VM booted by hand: after
+    /// the test's thread); with [`SegmentSpec::capture`], its capture and dnsmasq's log go into
+    /// that test's artifacts directory at teardown.
     pub async fn start(spec: SegmentSpec) -> Result<Segment> {
-        let test = format!("segment of {}", std::process::id());
+        // Here, on the test's own thread: the blocking pool's threads have other names.
+        let context = crate::vm::Context::guess()?;
+        let (test, artifacts) = (context.test, context.artifacts);
         tokio::task::spawn_blocking(move || {
             let image = match &spec.pxe {
                 Some(p) if p.boot == crate::spec::Payload::Image => {
@@ -105,7 +120,7 @@ impl Segment {
                 &spec,
                 &test,
                 k.map(|(k, i, c)| (k.as_path(), i.as_deref(), c.as_str())),
-                None,
+                artifacts,
             )
         })
         .await
@@ -127,6 +142,7 @@ impl Segment {
         if let Some(pxe) = &spec.pxe {
             pxe.check()?;
         }
+        spec.dhcp.check()?;
         check_host()?;
         let run_dir = crate::host::paths::run_dir();
         let rootless = !is_root();
@@ -170,7 +186,7 @@ impl Segment {
 
         let tftp_root = dir_path.join("payload");
         std::fs::create_dir_all(&tftp_root).context(|| "creating the payload directory".into())?;
-        let http_log = Arc::new(Mutex::new(Vec::new()));
+        let requests = Arc::new(Mutex::new(Vec::new()));
         let http = match &spec.pxe {
             None => None,
             Some(pxe) => {
@@ -181,24 +197,40 @@ impl Segment {
                 Some(HttpServer::start(
                     listener,
                     tftp_root.clone(),
-                    http_log.clone(),
+                    requests.clone(),
                 )?)
             }
         };
+        // iPXE waits ~16 s for an answer to its IPv6 router solicitations (see `ra`).
+        let ra = match spec.pxe {
+            Some(_) => Some(RouterAdvertiser::start(&netns, BRIDGE)?),
+            None => None,
+        };
 
         let log = dir_path.join("dnsmasq.log");
-        let pidfile = dir_path.join("dnsmasq.pid");
-        let args = super::dnsmasq::args_for(
-            BRIDGE,
-            &subnet,
-            &pidfile,
-            &dir_path.join("dnsmasq.leases"),
-            &log,
-            spec.pxe
+        let (hosts_file, options_file) = super::dnsmasq::Setup::runtime_files(&dir_path);
+        for file in [&hosts_file, &options_file] {
+            std::fs::write(file, "").context(|| format!("creating {}", file.display()))?;
+        }
+        let mut args = super::dnsmasq::Setup {
+            bridge: BRIDGE,
+            subnet: &subnet,
+            dir: &dir_path,
+            tftp: spec
+                .pxe
                 .as_ref()
                 .map(|p| (tftp_root.as_path(), p.first_stage.is_some())),
+            dhcp: &spec.dhcp,
             rootless,
-        );
+        }
+        .args()?;
+        // dnsmasq logs into a FIFO that the journal reads (and copies into `log`) as it writes.
+        let pipe = super::journal::pipe_for(&log);
+        let journal = Journal::start(&pipe, &log, &tftp_root, requests.clone())?;
+        args.retain(|a| !a.to_string_lossy().starts_with("--log-facility="));
+        let mut facility = std::ffi::OsString::from("--log-facility=");
+        facility.push(&pipe);
+        args.push(facility);
         let dnsmasq = Spawn::new(DNSMASQ, args, dir_path.join("dnsmasq.out"))
             .namespaces(
                 netns.user_file().map(AsRawFd::as_raw_fd),
@@ -206,6 +238,7 @@ impl Segment {
             )
             .install_hint("install dnsmasq: apt-get install --no-install-recommends dnsmasq-base")
             .start()?;
+        let pidfile = dir_path.join("dnsmasq.pid");
         let process = ProcessId::of(dnsmasq.pid());
         claim.update(|e| e.record_process(&pidfile, process))?;
         wait_started(&dnsmasq, &log, &dir_path.join("dnsmasq.out"))?;
@@ -225,14 +258,17 @@ impl Segment {
                 kind: spec.kind,
                 capture: Mutex::new(capture),
                 http,
+                _ra: ra,
                 dnsmasq,
+                journal,
                 netns,
                 _dir: dir,
                 subnet,
                 _claim: claim,
-                http_log,
-                tftp_root,
+                requests,
                 log,
+                dir: dir_path,
+                added: Mutex::new(0),
                 artifacts,
             }),
         })
@@ -260,22 +296,88 @@ impl Segment {
 
     /// The DHCP leases dnsmasq handed out so far, latest per MAC.
     pub fn leases(&self) -> Vec<Lease> {
-        self.parsed().0
+        self.inner.journal.leases()
     }
 
-    /// Every file request served so far, TFTP and HTTP, in the order they were logged.
+    /// Every file request the segment's servers answered so far, TFTP and HTTP, served or not,
+    /// in the order they ended ([`Request::at`]: one clock for both protocols, stamped as each
+    /// transfer ended).
     pub fn requests(&self) -> Vec<Request> {
-        let (_, mut all) = self.parsed();
-        all.extend(
-            self.inner
-                .http_log
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .iter()
-                .cloned(),
-        );
+        let mut all = self
+            .inner
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         all.sort_by_key(|r| r.at);
         all
+    }
+
+    /// The requests that failed so far: file not found (HTTP 404, TFTP "file not found"),
+    /// refused, or cut short ([`Outcome::is_failure`](crate::Outcome::is_failure)), in order.
+    pub fn failed_requests(&self) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.outcome.is_failure())
+            .collect()
+    }
+
+    /// Adds a host reservation while the segment runs (for a VM whose MAC is known only once
+    /// it is booted: [`Vm::mac`](crate::Vm::mac)); returns once dnsmasq has read it. It applies
+    /// to the host's next DHCP exchange. Checked like [`Dhcp::host`](crate::Dhcp::host), except
+    /// that an option sent [`always`](crate::DhcpOption::always) is refused: dnsmasq takes
+    /// those only when it starts.
+    ///
+    /// ```no_run
+    /// # async fn f(vm: &vmtest::Vm) -> vmtest::Result<()> {
+    /// use vmtest::{DhcpOption, Host};
+    /// let segment = vm.segment().unwrap();
+    /// let host = Host::new(vm.mac().unwrap()).host_number(50).option(DhcpOption::number(66, "x"));
+    /// segment.add_host(host).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_host(&self, host: Host) -> Result<()> {
+        let (network, prefix) = self.subnet();
+        let number = {
+            let mut added = self.inner.added.lock().unwrap_or_else(|p| p.into_inner());
+            *added += 1;
+            *added - 1
+        };
+        let tag = format!("{}{number}", super::dnsmasq::ADDED_TAG);
+        let (line, options) = super::dnsmasq::runtime_lines(&host, &tag, network, prefix)?;
+        let (hosts_file, options_file) = super::dnsmasq::Setup::runtime_files(&self.inner.dir);
+        let append = |file: &Path, lines: &[String]| -> Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open(file)
+                .context(|| format!("opening {}", file.display()))?;
+            for l in lines {
+                writeln!(f, "{l}").context(|| format!("writing {}", file.display()))?;
+            }
+            Ok(())
+        };
+        append(&options_file, &options)?;
+        append(&hosts_file, &[line])?;
+        let before = self.inner.journal.reads_of(&options_file);
+        // SAFETY: kill(2) with a signal to our own child, which has not been reaped (it is
+        // owned by `dnsmasq`).
+        if unsafe { libc::kill(self.inner.dnsmasq.pid() as libc::pid_t, libc::SIGHUP) } != 0 {
+            return Err(Error::Network {
+                what: format!("segment {}", self.inner.name),
+                message: format!(
+                    "could not tell dnsmasq to read the new host: {}",
+                    std::io::Error::last_os_error()
+                ),
+            });
+        }
+        // dnsmasq reads the hosts file, then the options file, and logs each.
+        self.wait(
+            Duration::from_secs(10),
+            "dnsmasq reading the new host",
+            || (self.inner.journal.reads_of(&options_file) > before).then_some(()),
+        )
+        .await
     }
 
     /// dnsmasq's log so far (DHCP and TFTP), for a failure message.
@@ -307,8 +409,10 @@ impl Segment {
         .await
     }
 
-    /// Waits until `file` was served (completely) over TFTP or HTTP, to `client` if given:
-    /// "VM X requested file Y", with a deadline.
+    /// Waits until `file` was served completely ([`Outcome::Served`](crate::Outcome::Served))
+    /// over TFTP or HTTP, to `client` if given: "VM X fetched file Y", with a deadline. Failed
+    /// requests for it do not count (a client may retry); they are named in the error if none
+    /// succeeds. [`Segment::failed_requests`] lists failures.
     pub async fn wait_for_request(
         &self,
         file: &str,
@@ -317,11 +421,15 @@ impl Segment {
     ) -> Result<Request> {
         let file = file.trim_start_matches('/');
         let who = client.map(|c| format!(" by {c}")).unwrap_or_default();
-        self.wait(timeout, &format!("a request for {file}{who}"), || {
-            self.requests()
-                .into_iter()
-                .find(|r| r.file == file && client.is_none_or(|c| r.client == c))
-        })
+        self.wait(
+            timeout,
+            &format!("complete transfer of {file}{who}"),
+            || {
+                self.requests()
+                    .into_iter()
+                    .find(|r| r.ok && r.file == file && client.is_none_or(|c| r.client == c))
+            },
+        )
         .await
     }
 
@@ -357,11 +465,6 @@ impl Segment {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-    }
-
-    fn parsed(&self) -> (Vec<Lease>, Vec<Request>) {
-        let text = std::fs::read_to_string(&self.inner.log).unwrap_or_default();
-        super::dnsmasq::parse_log(&text, &self.inner.tftp_root)
     }
 
     /// How another process enters the segment's namespace: by name (made as root), or through

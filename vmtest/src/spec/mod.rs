@@ -3,11 +3,13 @@
 use std::time::Duration;
 
 mod accel;
+mod dhcp;
 mod machine;
 mod network;
 pub(crate) mod units;
 
 pub use accel::{Accel, AccelChoice};
+pub use dhcp::{Dhcp, DhcpOption, Host};
 pub use machine::{BootDevice, Readiness};
 pub(crate) use network::Payload;
 pub use network::{Network, PxeBoot, SegmentSpec};
@@ -82,6 +84,8 @@ pub struct VmSpec {
     pub(crate) boot_order: Vec<BootDevice>,
     /// Booted from first, once; then [`Self::boot_order`].
     pub(crate) boot_once: Option<BootDevice>,
+    /// What the segment's DHCP hands out besides addresses.
+    pub(crate) dhcp: Dhcp,
 }
 
 impl Default for VmSpec {
@@ -109,6 +113,7 @@ impl Default for VmSpec {
             seed: true,
             boot_order: Vec::new(),
             boot_once: None,
+            dhcp: Dhcp::new(),
         }
     }
 }
@@ -237,6 +242,20 @@ impl VmSpec {
         self
     }
 
+    /// What the DHCP server of the VM's segment (isolated or PXE network) hands out besides
+    /// addresses: router, DNS server, options, host reservations (see [`Dhcp`]).
+    ///
+    /// ```
+    /// use vmtest::{Dhcp, DhcpOption, Network, VmSpec};
+    /// let spec = VmSpec::new()
+    ///     .network(Network::Isolated)
+    ///     .dhcp(Dhcp::new().router(true).option(DhcpOption::named("ntp-server", "0.0.0.0")));
+    /// ```
+    pub fn dhcp(mut self, dhcp: Dhcp) -> Self {
+        self.dhcp = dhcp;
+        self
+    }
+
     /// When the VM counts as ready for the test (default [`Readiness::Ssh`]).
     pub fn readiness(mut self, readiness: Readiness) -> Self {
         self.readiness = readiness;
@@ -329,7 +348,7 @@ impl VmSpec {
             Network::Isolated => SegmentSpec::isolated(),
             Network::Pxe => SegmentSpec::pxe(self.pxe.clone().unwrap_or_else(PxeBoot::image)),
         };
-        Some(spec.capture(self.capture))
+        Some(spec.capture(self.capture).dhcp(self.dhcp.clone()))
     }
 
     /// The image reference this spec boots.

@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use super::Dhcp;
+
 /// The network a VM is attached to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -26,12 +28,22 @@ impl Network {
     }
 }
 
-/// What a segment is for: an isolated LAN, or a PXE segment serving a payload.
+/// What a segment is for: an isolated LAN, or a PXE segment serving a payload; and what its DHCP
+/// hands out.
+///
+/// ```
+/// use vmtest::{Dhcp, DhcpOption, PxeBoot, SegmentSpec};
+/// let lan = SegmentSpec::isolated().dhcp(Dhcp::new().router(true).dns(true));
+/// let boot = SegmentSpec::pxe(PxeBoot::image())
+///     .capture(true)
+///     .dhcp(Dhcp::new().option(DhcpOption::named("ntp-server", "0.0.0.0")));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentSpec {
     pub(crate) kind: Network,
     pub(crate) pxe: Option<PxeBoot>,
     pub(crate) capture: bool,
+    pub(crate) dhcp: Dhcp,
     /// Whose kernel and initrd a [`PxeBoot::image`] payload serves.
     pub(crate) image: String,
 }
@@ -43,6 +55,7 @@ impl SegmentSpec {
             kind: Network::Isolated,
             pxe: None,
             capture: false,
+            dhcp: Dhcp::new(),
             image: super::VmSpec::DEFAULT_IMAGE.to_owned(),
         }
     }
@@ -54,6 +67,7 @@ impl SegmentSpec {
             kind: Network::Pxe,
             pxe: Some(payload),
             capture: false,
+            dhcp: Dhcp::new(),
             image: super::VmSpec::DEFAULT_IMAGE.to_owned(),
         }
     }
@@ -66,10 +80,19 @@ impl SegmentSpec {
         self
     }
 
-    /// Records every frame on the segment into `segment.pcap`, copied into the test's artifacts
-    /// directory at teardown (passed or failed).
+    /// Records every frame on the segment into `segment.pcap`; at teardown (passed or failed)
+    /// it is copied, with dnsmasq's log, into the test's artifacts directory as `NAME.pcap` and
+    /// `NAME.dnsmasq.log` (NAME: the segment's).
     pub fn capture(mut self, on: bool) -> SegmentSpec {
         self.capture = on;
+        self
+    }
+
+    /// What the segment's DHCP hands out besides addresses: router, DNS server, options, host
+    /// reservations (default: nothing, see [`Dhcp`]). Checked when the segment starts; a value
+    /// dnsmasq would not take as given fails the start, naming it.
+    pub fn dhcp(mut self, dhcp: Dhcp) -> SegmentSpec {
+        self.dhcp = dhcp;
         self
     }
 }
