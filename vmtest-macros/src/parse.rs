@@ -37,6 +37,7 @@ enum Key {
     Management,
     Backend,
     Accel,
+    Firmware,
     Requires,
     Timeout,
     ScaleTimeout,
@@ -48,7 +49,7 @@ enum Key {
 }
 
 impl Key {
-    const ALL: [Key; 22] = [
+    const ALL: [Key; 23] = [
         Key::Image,
         Key::Memory,
         Key::Cpus,
@@ -63,6 +64,7 @@ impl Key {
         Key::Management,
         Key::Backend,
         Key::Accel,
+        Key::Firmware,
         Key::Requires,
         Key::Timeout,
         Key::ScaleTimeout,
@@ -89,6 +91,7 @@ impl Key {
             Key::Management => "management",
             Key::Backend => "backend",
             Key::Accel => "accel",
+            Key::Firmware => "firmware",
             Key::Requires => "requires",
             Key::Timeout => "timeout",
             Key::ScaleTimeout => "scale_timeout",
@@ -124,6 +127,7 @@ impl Key {
             "pcap" | "tcpdump" | "packet_capture" => Some(Key::Capture),
             "mgmt" | "management_nic" | "second_nic" => Some(Key::Management),
             "accelerator" | "kvm" | "tcg" => Some(Key::Accel),
+            "bios" | "uefi" | "efi" | "ovmf" | "secure_boot" | "secureboot" => Some(Key::Firmware),
             "require" | "needs" => Some(Key::Requires),
             "time_limit" | "timeout_secs" | "deadline" => Some(Key::Timeout),
             "scale" => Some(Key::ScaleTimeout),
@@ -154,6 +158,7 @@ impl Key {
                 | Key::Management
                 | Key::Backend
                 | Key::Accel
+                | Key::Firmware
                 | Key::UserData
                 | Key::Forwards
         )
@@ -241,6 +246,8 @@ pub(crate) struct Args {
     pub(crate) backend: Option<&'static str>,
     /// A variant of `vmtest::AccelChoice`.
     pub(crate) accel: Option<&'static str>,
+    /// A variant of `vmtest::Firmware`.
+    pub(crate) firmware: Option<&'static str>,
     /// `requires = "kvm"`.
     pub(crate) requires_kvm: bool,
     /// The body's time limit, in seconds.
@@ -502,6 +509,7 @@ fn apply(args: &mut Args, key: &Ident, value: &Value) -> syn::Result<()> {
         Key::Management => args.management = Some(keys::boolean(&name, value)?),
         Key::Backend => args.backend = Some(keys::choice(&keys::BACKEND, value)?),
         Key::Accel => args.accel = Some(keys::choice(&keys::ACCEL, value)?),
+        Key::Firmware => args.firmware = Some(keys::choice(&keys::FIRMWARE, value)?),
         Key::Requires => {
             keys::choice(&keys::REQUIRES, value)?;
             args.requires_kvm = true;

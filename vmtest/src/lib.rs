@@ -53,7 +53,8 @@ pub use guest::reach::{Hop, Reach};
 pub use net::record::{Lease, Protocol, Request};
 pub use net::segment::Segment;
 pub use spec::{
-    Accel, AccelChoice, Backend, Network, PxeBoot, Readiness, SeedFormat, SegmentSpec, VmSpec,
+    Accel, AccelChoice, Backend, Firmware, Network, PxeBoot, Readiness, SeedFormat, SegmentSpec,
+    VmSpec,
 };
 pub use vm::{Command, Line, Running, Ssh, Stream, Vm};
 

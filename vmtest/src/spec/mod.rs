@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 mod accel;
+mod firmware;
 mod network;
 pub(crate) mod units;
 
 pub use accel::{Accel, AccelChoice};
+pub use firmware::Firmware;
 pub(crate) use network::Payload;
 pub use network::{Network, PxeBoot, SegmentSpec};
 
@@ -78,6 +80,8 @@ pub struct VmSpec {
     pub(crate) readiness: Readiness,
     /// Guest ports forwarded to the host's loopback before the test starts.
     pub(crate) forwards: Vec<u16>,
+    /// The firmware the VM boots with.
+    pub(crate) firmware: Firmware,
 }
 
 impl Default for VmSpec {
@@ -99,6 +103,7 @@ impl Default for VmSpec {
             management: true,
             readiness: Readiness::Ssh,
             forwards: Vec::new(),
+            firmware: Firmware::Bios,
         }
     }
 }
@@ -230,6 +235,19 @@ impl VmSpec {
     /// When the VM counts as ready for the test (default [`Readiness::Ssh`]).
     pub fn readiness(mut self, readiness: Readiness) -> Self {
         self.readiness = readiness;
+        self
+    }
+
+    /// The firmware the VM boots with (default [`Firmware::Bios`]).
+    ///
+    /// ```
+    /// use vmtest::{Firmware, VmSpec};
+    ///
+    /// // OVMF with NVRAM of the VM's own; the tiny image's kernel boots through it.
+    /// let spec = VmSpec::new().image("recipe:tiny").firmware(Firmware::Uefi);
+    /// ```
+    pub fn firmware(mut self, firmware: Firmware) -> Self {
+        self.firmware = firmware;
         self
     }
 

@@ -91,7 +91,7 @@ async fn plan(spec: VmSpec) -> Result<Plan> {
     })
     .await?;
     let driver = Driver::for_backend(spec.backend)?;
-    driver.check(spec.network == Network::Pxe)?;
+    driver.check(spec.network == Network::Pxe, spec.firmware)?;
     let user_documents = user_data::check(&spec.user_data)?;
     let reference = spec.image.clone();
     let image = blocking(move || crate::image::resolve(&reference)).await?;
@@ -239,6 +239,7 @@ async fn provision_and_launch(
         name: name.clone(),
         dir: dir.path.clone(),
         accel: plan.accel,
+        firmware: spec.firmware,
         cpus: plan.cpus,
         memory_mib: plan.memory_mib,
         boot: boot_of(&plan.image, spec),
