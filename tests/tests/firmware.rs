@@ -1,12 +1,13 @@
 //! Firmware under real QEMU and TCG: the tiny image's kernel boots through OVMF (UEFI) to SSH
 //! and the guest sees UEFI; every UEFI VM has NVRAM of its own, which goes with the VM; a
-//! diskless VM network-boots through iPXE's EFI build on a PXE segment; and under Secure Boot
-//! the guest sees Secure Boot enabled (and locks itself down).
+//! diskless VM network-boots through iPXE's EFI build on a PXE segment; under Secure Boot the
+//! guest sees Secure Boot enabled (and locks itself down), and a kernel fetched over the network
+//! that no enrolled key signed is refused.
 
 use std::net::IpAddr;
 use std::time::Duration;
 
-use vmtest::{vmtest, Firmware, Protocol, Vm, VmSpec};
+use vmtest::{vmtest, Firmware, Protocol, PxeBoot, Segment, SegmentSpec, Vm, VmSpec};
 
 /// OVMF's NVRAM template, which each UEFI VM gets a copy of.
 const VARS_TEMPLATE: &str = "/usr/share/OVMF/OVMF_VARS_4M.fd";
@@ -132,5 +133,39 @@ async fn under_secure_boot_the_guest_sees_secure_boot_enabled(vm: &Vm) -> anyhow
     );
     // The db the kernel loaded is the enrolled one: Microsoft's UEFI CA.
     assert!(log.contains("Microsoft Corporation UEFI CA 2011"), "{log}");
+    Ok(())
+}
+
+/// Under `uefi-secure` the firmware verifies what is loaded through it: iPXE fetches the tiny
+/// kernel over HTTP, but UEFI refuses to load it (Debian's kernel is signed by Debian's CA, which
+/// only shim trusts, not by a key in the enrolled db), and the VM never boots. iPXE reports the
+/// refusal as "Exec format error": it probes an image by asking the firmware to load it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_secure_boot_a_network_kernel_no_enrolled_key_signed_is_refused() -> anyhow::Result<()>
+{
+    let segment = Segment::start(SegmentSpec::pxe(PxeBoot::image())).await?;
+    // Long enough for iPXE to fetch the kernel (about 25 s under TCG), x5 under TCG.
+    let spec = VmSpec::new()
+        .firmware(Firmware::UefiSecureBoot)
+        .boot_timeout(Duration::from_secs(15));
+    let error = Vm::boot_on(spec, &segment)
+        .await
+        .expect_err("a kernel signed by no enrolled key must not boot under Secure Boot")
+        .to_string();
+    println!("{error}");
+    let kernel = segment
+        .requests()
+        .into_iter()
+        .find(|r| r.file == "vmlinuz")
+        .expect("iPXE fetched the kernel");
+    assert!(kernel.ok, "{kernel:?}");
+    assert!(
+        error.contains("http://") && error.contains("vmlinuz... ok"),
+        "the console shows the kernel fetched: {error}"
+    );
+    assert!(
+        error.contains("Could not select: Exec format error"),
+        "the console shows the refusal: {error}"
+    );
     Ok(())
 }

@@ -2,10 +2,11 @@
 
 /// The firmware a VM boots with (`firmware = "..."` in `#[vmtest]`, [`VmSpec::firmware`]).
 ///
-/// Every firmware boots every kind of image the framework knows: a kernel-boot image such as
-/// `recipe:tiny` (QEMU hands the kernel to the firmware, which starts it), a disk image through
-/// its own bootloader (which must suit the firmware: a BIOS-only disk does not boot under UEFI),
-/// and a PXE segment (the boot NIC carries the iPXE build for the firmware).
+/// A kernel-boot image such as `recipe:tiny` boots under each (QEMU hands the kernel to the
+/// firmware, which starts it); so does a PXE segment's payload (the boot NIC carries the iPXE
+/// build for the firmware), except under Secure Boot. A disk image boots through its own
+/// bootloader, which must suit the firmware: the BIOS-only disks of this repository's recipes
+/// (`tiny-disk`, `debian-12`) do not boot under UEFI.
 ///
 /// ```
 /// use vmtest::{Firmware, VmSpec};
@@ -24,12 +25,12 @@ pub enum Firmware {
     /// UEFI: OVMF from Debian's `ovmf` package, with NVRAM (UEFI variables) of the VM's own, a
     /// copy of OVMF's template in the VM's directory that goes away with it.
     Uefi,
-    /// UEFI with Secure Boot enforced and Microsoft's keys enrolled (OVMF's `secboot` build and
-    /// `OVMF_VARS_4M.ms.fd`): the firmware refuses to start a bootloader, network boot program
-    /// or option ROM that is not signed by an enrolled key, and the guest sees Secure Boot on
-    /// (Linux locks itself down). One exception, OVMF's own: a kernel given by direct kernel
-    /// boot (a kernel-boot image such as `recipe:tiny`) is started even when unsigned, though
-    /// the guest still sees Secure Boot enabled. See `docs/firmware.md`.
+    /// UEFI with Secure Boot on and Microsoft's keys enrolled (OVMF's `secboot` build and
+    /// `OVMF_VARS_4M.ms.fd`): the guest sees Secure Boot enabled (Linux locks itself down), and
+    /// the firmware refuses to load an image that no enrolled key signed — a kernel that iPXE
+    /// fetched on a PXE segment, a bootloader on disk. Two exceptions, OVMF's own: a kernel
+    /// given by direct kernel boot (a kernel-boot image such as `recipe:tiny`) starts even when
+    /// unsigned, and QEMU's option ROMs (iPXE) run unsigned. See `docs/firmware.md`.
     UefiSecureBoot,
 }
 
