@@ -254,6 +254,10 @@ fn specs(args: &Args) -> TokenStream {
         .accel
         .map(variant)
         .map(|v| quote!(.accel(::vmtest::AccelChoice::#v)));
+    let firmware = args
+        .firmware
+        .map(variant)
+        .map(|v| quote!(.firmware(::vmtest::Firmware::#v)));
     let pxe = pxe(args);
     let capture = args.capture.map(|on| quote!(.capture(#on)));
     let management = args.management.map(|on| quote!(.management(#on)));
@@ -269,7 +273,7 @@ fn specs(args: &Args) -> TokenStream {
     let machine = machine(args);
     let spec = quote!(
         ::vmtest::VmSpec::new() #image #memory #cpus #disk #network #pxe #capture #management
-            #backend #accel #user_data #(#forwards)* #machine
+            #backend #accel #firmware #user_data #(#forwards)* #machine
     );
     match &args.vms {
         Vms::One | Vms::Invalid => quote!(::std::vec![#spec]),
@@ -436,6 +440,7 @@ mod tests {
                 network = "isolated",
                 backend = "qemu",
                 accel = "tcg",
+                firmware = "uefi-secure",
                 user_data = "tests/ui/user-data.yaml"
             ),
             quote!(
@@ -447,7 +452,7 @@ mod tests {
                 "VmSpec :: new () . image (\"debian:12\") . memory_mib (2048u32) . cpus (2u32) \
                  . disk_mib (8192u64) . network (:: vmtest :: Network :: Isolated) . backend \
                  (:: vmtest :: Backend :: Qemu) . accel (:: vmtest :: AccelChoice :: Tcg) . \
-                 user_data (\"tests/ui/user-data.yaml\" , :: core :: include_str ! (:: core :: \
+                 firmware (:: vmtest :: Firmware :: UefiSecureBoot) . user_data (\"tests/ui/user-data.yaml\" , :: core :: include_str ! (:: core :: \
                  concat ! (:: core :: env ! (\"CARGO_MANIFEST_DIR\") , \"/\" , \
                  \"tests/ui/user-data.yaml\")) ,)]"
             ),

@@ -38,6 +38,7 @@ enum Key {
     Management,
     Backend,
     Accel,
+    Firmware,
     Requires,
     Timeout,
     ScaleTimeout,
@@ -57,7 +58,7 @@ enum Key {
 }
 
 impl Key {
-    const ALL: [Key; 30] = [
+    const ALL: [Key; 31] = [
         Key::Image,
         Key::Memory,
         Key::Cpus,
@@ -72,6 +73,7 @@ impl Key {
         Key::Management,
         Key::Backend,
         Key::Accel,
+        Key::Firmware,
         Key::Requires,
         Key::Timeout,
         Key::ScaleTimeout,
@@ -106,6 +108,7 @@ impl Key {
             Key::Management => "management",
             Key::Backend => "backend",
             Key::Accel => "accel",
+            Key::Firmware => "firmware",
             Key::Requires => "requires",
             Key::Timeout => "timeout",
             Key::ScaleTimeout => "scale_timeout",
@@ -149,6 +152,7 @@ impl Key {
             "pcap" | "tcpdump" | "packet_capture" => Some(Key::Capture),
             "mgmt" | "management_nic" | "second_nic" => Some(Key::Management),
             "accelerator" | "kvm" | "tcg" => Some(Key::Accel),
+            "bios" | "uefi" | "efi" | "ovmf" | "secure_boot" | "secureboot" => Some(Key::Firmware),
             "require" | "needs" => Some(Key::Requires),
             "time_limit" | "timeout_secs" | "deadline" => Some(Key::Timeout),
             "scale" => Some(Key::ScaleTimeout),
@@ -187,6 +191,7 @@ impl Key {
                 | Key::Management
                 | Key::Backend
                 | Key::Accel
+                | Key::Firmware
                 | Key::UserData
                 | Key::Forwards
         )
@@ -274,6 +279,8 @@ pub(crate) struct Args {
     pub(crate) backend: Option<&'static str>,
     /// A variant of `vmtest::AccelChoice`.
     pub(crate) accel: Option<&'static str>,
+    /// A variant of `vmtest::Firmware`.
+    pub(crate) firmware: Option<&'static str>,
     /// `requires = "kvm"`.
     pub(crate) requires_kvm: bool,
     /// The body's time limit, in seconds.
@@ -551,6 +558,7 @@ fn apply(args: &mut Args, key: &Ident, value: &Value) -> syn::Result<()> {
         Key::Management => args.management = Some(keys::boolean(&name, value)?),
         Key::Backend => args.backend = Some(keys::choice(&keys::BACKEND, value)?),
         Key::Accel => args.accel = Some(keys::choice(&keys::ACCEL, value)?),
+        Key::Firmware => args.firmware = Some(keys::choice(&keys::FIRMWARE, value)?),
         Key::Requires => {
             keys::choice(&keys::REQUIRES, value)?;
             args.requires_kvm = true;

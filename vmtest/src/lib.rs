@@ -53,8 +53,8 @@ pub use guest::reach::{Hop, Reach};
 pub use net::record::{Lease, Outcome, Protocol, Request};
 pub use net::segment::Segment;
 pub use spec::{
-    Accel, AccelChoice, Backend, BootDevice, Dhcp, DhcpOption, Host, Network, PxeBoot, Readiness,
-    SeedFormat, SegmentSpec, VmSpec,
+    Accel, AccelChoice, Backend, BootDevice, Dhcp, DhcpOption, Firmware, Host, Network, PxeBoot,
+    Readiness, SeedFormat, SegmentSpec, VmSpec,
 };
 pub use vm::{Command, Console, ConsoleMatch, Key, Line, Running, Ssh, Stream, Vm};
 

@@ -190,6 +190,16 @@ pub(super) const ACCEL: Choices = Choices {
     values: &[("auto", "Auto"), ("kvm", "Kvm"), ("tcg", "Tcg")],
 };
 
+pub(super) const FIRMWARE: Choices = Choices {
+    key: "firmware",
+    noun: "firmware",
+    values: &[
+        ("bios", "Bios"),
+        ("uefi", "Uefi"),
+        ("uefi-secure", "UefiSecureBoot"),
+    ],
+};
+
 pub(super) const REQUIRES: Choices = Choices {
     key: "requires",
     noun: "requirement",

@@ -19,6 +19,7 @@ fn args_all_keys() {
         network = "isolated",
         backend = "libvirt",
         accel = "kvm",
+        firmware = "uefi",
         requires = "kvm",
         timeout = "5m",
         scale_timeout = false,
@@ -32,6 +33,7 @@ fn args_all_keys() {
     assert_eq!(args.network, Some("Isolated"));
     assert_eq!(args.backend, Some("Libvirt"));
     assert_eq!(args.accel, Some("Kvm"));
+    assert_eq!(args.firmware, Some("Uefi"));
     assert!(args.requires_kvm);
     assert_eq!(args.timeout_secs, Some(300));
     assert_eq!(args.scale_timeout, Some(false));
@@ -192,6 +194,12 @@ fn args_syntax_errors() {
             "expected \"auto\", \"kvm\" or \"tcg\"",
         ),
         (quote!(requires = "tpm"), "expected \"kvm\""),
+        (
+            quote!(firmware = "ovmf"),
+            "unknown firmware \"ovmf\" for `firmware`: expected \"bios\", \"uefi\" or \"uefi-secure\"",
+        ),
+        (quote!(firmware = "BIOS"), "did you mean \"bios\"?"),
+        (quote!(efi = "uefi"), "did you mean `firmware`?"),
         (quote!(timeout = "90"), "has no unit: write \"90s\""),
         (quote!(timeout = "1m30s"), "invalid timeout"),
         (

@@ -1,6 +1,6 @@
 use vmtest::{vmtest, Vm};
 
-#[vmtest(firmware = "ovmf")]
+#[vmtest(gpu = "virtio")]
 async fn unknown(_vm: &Vm) {}
 
 #[vmtest(mem = "1G", vcpus = 2)]

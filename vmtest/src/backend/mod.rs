@@ -15,7 +15,7 @@ use std::time::Duration;
 pub(crate) use plan::{Boot, DiskFormat, Drive, MachinePlan, Media, Nic};
 
 use crate::error::{Error, Result};
-use crate::spec::Backend;
+use crate::spec::{Backend, Firmware};
 use crate::state::ledger::{ProcessId, Resource};
 
 /// A backend, before any machine exists.
@@ -45,10 +45,10 @@ impl Driver {
     }
 
     /// What the host must have for this backend (and, with `network_boot`, to boot from the
-    /// network), checked before anything is created.
-    pub fn check(self, network_boot: bool) -> Result<()> {
+    /// network; and for `firmware`), checked before anything is created.
+    pub fn check(self, network_boot: bool, firmware: Firmware) -> Result<()> {
         match self {
-            Driver::Qemu => qemu::check(network_boot),
+            Driver::Qemu => qemu::check(network_boot, firmware),
         }
     }
 

@@ -9,7 +9,7 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 pub(crate) use crate::image::DiskFormat;
-use crate::spec::{Accel, BootDevice};
+use crate::spec::{Accel, BootDevice, Firmware};
 
 /// One machine to run.
 #[derive(Debug)]
@@ -19,6 +19,8 @@ pub(crate) struct MachinePlan {
     /// The VM's private directory: sockets, pid file and logs go here.
     pub dir: PathBuf,
     pub accel: Accel,
+    /// The firmware; a UEFI machine keeps its NVRAM in [`MachinePlan::dir`].
+    pub firmware: Firmware,
     pub cpus: u32,
     pub memory_mib: u32,
     /// How the guest starts.

@@ -97,6 +97,13 @@ impl PxeBoot {
                     cmdline.push(' ');
                     cmdline.push_str(a);
                 }
+                // Under UEFI, iPXE starts the kernel through its EFI stub, which finds the initrd
+                // only by `initrd=NAME` on its command line (read from iPXE's virtual file
+                // system): Debian 12's iPXE predates the LoadFile2 protocol newer kernels probe
+                // first. Under BIOS the argument is unused and harmless.
+                if initrd.is_some() {
+                    cmdline.push_str(" initrd=initrd.img");
+                }
                 let mut s = String::from("#!ipxe\necho vmtest: loading the kernel over HTTP\n");
                 s.push_str(&format!(
                     "kernel http://{gateway}/vmlinuz {}\n",
@@ -203,7 +210,7 @@ mod tests {
         assert_eq!(
             script,
             "#!ipxe\necho vmtest: loading the kernel over HTTP\n\
-             kernel http://10.208.0.1/vmlinuz console=ttyS0\n\
+             kernel http://10.208.0.1/vmlinuz console=ttyS0 initrd=initrd.img\n\
              initrd http://10.208.0.1/initrd.img\nboot\n"
         );
         assert_eq!(

@@ -4,12 +4,14 @@ use std::time::Duration;
 
 mod accel;
 mod dhcp;
+mod firmware;
 mod machine;
 mod network;
 pub(crate) mod units;
 
 pub use accel::{Accel, AccelChoice};
 pub use dhcp::{Dhcp, DhcpOption, Host};
+pub use firmware::Firmware;
 pub use machine::{BootDevice, Readiness};
 pub(crate) use network::Payload;
 pub use network::{Network, PxeBoot, SegmentSpec};
@@ -86,6 +88,8 @@ pub struct VmSpec {
     pub(crate) boot_once: Option<BootDevice>,
     /// What the segment's DHCP hands out besides addresses.
     pub(crate) dhcp: Dhcp,
+    /// The firmware the VM boots with.
+    pub(crate) firmware: Firmware,
 }
 
 impl Default for VmSpec {
@@ -114,6 +118,7 @@ impl Default for VmSpec {
             boot_order: Vec::new(),
             boot_once: None,
             dhcp: Dhcp::new(),
+            firmware: Firmware::Bios,
         }
     }
 }
@@ -339,6 +344,19 @@ impl VmSpec {
     /// Every device the firmware is asked to boot from.
     pub(crate) fn boot_devices(&self) -> impl Iterator<Item = BootDevice> + '_ {
         self.boot_once.iter().chain(&self.boot_order).copied()
+    }
+
+    /// The firmware the VM boots with (default [`Firmware::Bios`]).
+    ///
+    /// ```
+    /// use vmtest::{Firmware, VmSpec};
+    ///
+    /// // OVMF with NVRAM of the VM's own; the tiny image's kernel boots through it.
+    /// let spec = VmSpec::new().image("recipe:tiny").firmware(Firmware::Uefi);
+    /// ```
+    pub fn firmware(mut self, firmware: Firmware) -> Self {
+        self.firmware = firmware;
+        self
     }
 
     /// The segment this spec asks for, if any.

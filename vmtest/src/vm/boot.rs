@@ -96,6 +96,7 @@ async fn plan(spec: VmSpec) -> Result<Plan> {
     let driver = Driver::for_backend(spec.backend)?;
     driver.check(
         spec.network == Network::Pxe || spec.boot_devices().any(|d| d == BootDevice::Network),
+        spec.firmware,
     )?;
     let user_documents = user_data::check(&spec.user_data)?;
     let reference = spec.image.clone();
@@ -348,6 +349,7 @@ async fn provision_and_launch(
         name: name.clone(),
         dir: dir.path.clone(),
         accel: plan.accel,
+        firmware: spec.firmware,
         cpus: plan.cpus,
         memory_mib: plan.memory_mib,
         reboots_while_booting: spec.readiness != Readiness::Ssh

@@ -6,6 +6,7 @@ use std::ffi::OsString;
 use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 
+use super::firmware::Uefi;
 use crate::backend::plan::{Boot, Drive, MachinePlan, Media, Nic};
 use crate::spec::{Accel, BootDevice};
 
@@ -32,12 +33,16 @@ pub(crate) struct TapNic {
 
 /// iPXE for virtio-net, from Debian's `ipxe-qemu` package.
 pub(crate) const IPXE_VIRTIO_ROM: &str = "/usr/lib/ipxe/qemu/pxe-virtio.rom";
+/// The same with iPXE's EFI driver beside the BIOS image, for UEFI machines (same package).
+pub(crate) const IPXE_EFI_VIRTIO_ROM: &str = "/usr/lib/ipxe/qemu/efi-virtio.rom";
 
 /// The whole invocation.
 #[derive(Debug, Clone)]
 pub(crate) struct QemuArgs {
     pub name: String,
     pub accel: Accel,
+    /// `None`: QEMU's SeaBIOS.
+    pub uefi: Option<Uefi>,
     pub cpus: u32,
     pub memory_mib: u32,
     pub boot: Boot,
@@ -83,6 +88,7 @@ impl QemuArgs {
         let args = QemuArgs {
             name: plan.name.clone(),
             accel: plan.accel,
+            uefi: Uefi::for_firmware(plan.firmware, &plan.dir),
             cpus: plan.cpus,
             memory_mib: plan.memory_mib,
             boot: plan.boot.clone(),
@@ -105,7 +111,23 @@ impl QemuArgs {
         // Nothing implicit: no default NIC, VGA, floppy or CD-ROM that could slow boot or grab
         // resources; every device below is asked for explicitly.
         a.push("-nodefaults").push("-display").push("none");
-        a.push("-machine").push("q35");
+        match &self.uefi {
+            None => a.push("-machine").push("q35"),
+            // OVMF's Secure Boot build needs SMM, and its variable store writable from SMM only.
+            Some(uefi) if uefi.secure_boot => a
+                .push("-machine")
+                .push("q35,smm=on")
+                .push("-global")
+                .push("driver=cfi.pflash01,property=secure,value=on"),
+            Some(_) => a.push("-machine").push("q35"),
+        };
+        if let Some(uefi) = &self.uefi {
+            let mut code = OsString::from("if=pflash,unit=0,format=raw,readonly=on,file=");
+            code.push(escape_commas(&uefi.code));
+            let mut nvram = OsString::from("if=pflash,unit=1,format=raw,file=");
+            nvram.push(escape_commas(&uefi.nvram));
+            a.push("-drive").push(code).push("-drive").push(nvram);
+        }
         a.push("-accel").push(match self.accel {
             Accel::Kvm => "kvm",
             // thread=multi lets vCPUs use several host cores under TCG.
@@ -190,7 +212,12 @@ impl QemuArgs {
             // SeaBIOS runs a PCI option ROM only when the ids match, and a transitional
             // device reports 1af4:1000. A modern-only NIC has the ROM's id.
             let mut rom = if tap.boot {
-                format!("disable-legacy=on,romfile={IPXE_VIRTIO_ROM}")
+                // Under UEFI, iPXE's EFI build (the ROM holds both; OVMF runs the EFI image).
+                let rom = match self.uefi {
+                    None => IPXE_VIRTIO_ROM,
+                    Some(_) => IPXE_EFI_VIRTIO_ROM,
+                };
+                format!("disable-legacy=on,romfile={rom}")
             } else {
                 "romfile=".to_owned()
             };
@@ -330,6 +357,7 @@ mod tests {
         QemuArgs {
             name: "vt-test".into(),
             accel: Accel::Tcg,
+            uefi: None,
             cpus: 2,
             memory_mib: 512,
             boot: Boot::Kernel {
@@ -465,5 +493,71 @@ mod tests {
             "{line}"
         );
         assert_eq!(a.after_first_boot(), vec![("lan0-nic".to_owned(), -1)]);
+    }
+
+    #[test]
+    fn uefi_adds_ovmf_and_the_vms_nvram_and_secure_boot_adds_smm() {
+        let mut a = sample();
+        a.uefi = Uefi::for_firmware(crate::spec::Firmware::Uefi, "/vm,x".as_ref());
+        let line = rendered(&a);
+        assert!(
+            line.contains(
+                "-machine q35 -drive if=pflash,unit=0,format=raw,readonly=on,\
+                 file=/usr/share/OVMF/OVMF_CODE_4M.fd \
+                 -drive if=pflash,unit=1,format=raw,file=/vm,,x/nvram.fd -accel"
+            ),
+            "{line}"
+        );
+        assert!(!line.contains("smm"), "{line}");
+        // The kernel still comes by direct kernel boot: OVMF starts it.
+        assert!(line.contains("-kernel /img/vmlinuz"), "{line}");
+
+        a.uefi = Uefi::for_firmware(crate::spec::Firmware::UefiSecureBoot, "/vm".as_ref());
+        let line = rendered(&a);
+        assert!(
+            line.contains(
+                "-machine q35,smm=on -global driver=cfi.pflash01,property=secure,value=on \
+                 -drive if=pflash,unit=0,format=raw,readonly=on,\
+                 file=/usr/share/OVMF/OVMF_CODE_4M.secboot.fd \
+                 -drive if=pflash,unit=1,format=raw,file=/vm/nvram.fd"
+            ),
+            "{line}"
+        );
+    }
+
+    #[test]
+    fn the_boot_nic_carries_the_ipxe_build_of_the_firmware() {
+        let mut a = sample();
+        a.boot = Boot::Firmware {
+            order: vec![BootDevice::Network],
+            once: None,
+        };
+        a.taps = vec![TapNic {
+            id: "lan0".into(),
+            fd: 100,
+            mac: "52:54:00:12:34:56".into(),
+            boot: true,
+        }];
+        let line = rendered(&a);
+        assert!(
+            line.contains(
+                "-device virtio-net-pci,netdev=lan0,mac=52:54:00:12:34:56,id=lan0-nic,\
+                 disable-legacy=on,romfile=/usr/lib/ipxe/qemu/pxe-virtio.rom,bootindex=0"
+            ),
+            "{line}"
+        );
+        a.uefi = Uefi::for_firmware(crate::spec::Firmware::Uefi, "/vm".as_ref());
+        let line = rendered(&a);
+        assert!(
+            line.contains(
+                "disable-legacy=on,romfile=/usr/lib/ipxe/qemu/efi-virtio.rom,bootindex=0"
+            ),
+            "{line}"
+        );
+        // The management NIC never network-boots, under any firmware.
+        assert!(
+            line.contains("-device virtio-net-pci,netdev=n0,romfile= "),
+            "{line}"
+        );
     }
 }

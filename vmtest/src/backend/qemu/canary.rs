@@ -7,7 +7,7 @@ use super::args::QemuArgs;
 use crate::backend::plan::{Boot, MachinePlan};
 use crate::error::{Error, Result};
 use crate::host::process::{describe, Spawn};
-use crate::spec::Accel;
+use crate::spec::{Accel, Firmware};
 
 /// Boots `kernel` under KVM with no root filesystem: a working KVM gets the kernel to its
 /// "VFS: Unable to mount root fs" panic in about a second, and `-no-reboot` then ends QEMU.
@@ -25,6 +25,7 @@ pub(crate) fn canary(kernel: &Path) -> Result<std::result::Result<(), String>> {
         name: "vmtest-canary".into(),
         dir: dir.path().to_owned(),
         accel: Accel::Kvm,
+        firmware: Firmware::Bios,
         cpus: 1,
         memory_mib: 256,
         boot: Boot::Kernel {

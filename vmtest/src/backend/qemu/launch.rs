@@ -10,6 +10,7 @@ use crate::backend::plan::MachinePlan;
 use crate::error::{Error, IoContext, Result};
 use crate::host::process::Spawn;
 use crate::host::tools;
+use crate::spec::Firmware;
 use crate::state::ledger::Resource;
 
 /// How to install QEMU, for every message that needs it.
@@ -24,8 +25,8 @@ pub(crate) fn binary() -> PathBuf {
 }
 
 /// QEMU and `qemu-img` are installed (checked before the boot budget: a missing QEMU must fail
-/// at once, not after a queue); the iPXE ROM too when a NIC network-boots.
-pub(crate) fn check(network_boot: bool) -> Result<()> {
+/// at once, not after a queue); the iPXE ROM too when a NIC network-boots, and OVMF under UEFI.
+pub(crate) fn check(network_boot: bool, firmware: Firmware) -> Result<()> {
     tools::require(
         "qemu-img",
         "apt-get install --no-install-recommends qemu-utils",
@@ -39,7 +40,12 @@ pub(crate) fn check(network_boot: bool) -> Result<()> {
             hint: format!("install QEMU with `{INSTALL}`, or fix VMTEST_QEMU"),
         });
     }
-    let rom = Path::new(super::IPXE_VIRTIO_ROM);
+    super::firmware::check(firmware)?;
+    let rom = Path::new(if firmware.is_uefi() {
+        super::args::IPXE_EFI_VIRTIO_ROM
+    } else {
+        super::IPXE_VIRTIO_ROM
+    });
     if network_boot && !rom.is_file() {
         return Err(Error::MissingTool {
             program: rom.display().to_string(),
@@ -67,6 +73,9 @@ pub(crate) fn launch(plan: MachinePlan) -> Result<QemuMachine> {
     let network_boot = plan.boot.may_use_network();
     let argv = args.render();
     console_pipe(&plan.console, &args.console)?;
+    if let Some(uefi) = &args.uefi {
+        uefi.create_nvram()?;
+    }
     std::fs::write(
         plan.dir.join("qemu.cmdline"),
         render_cmdline(&binary, &argv),

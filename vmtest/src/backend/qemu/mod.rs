@@ -1,11 +1,12 @@
 //! The QEMU backend: `qemu-system-x86_64` started directly.
 //!
 //! One file per stage of a machine's life: [`args`] renders a plan as QEMU's command line,
-//! [`launch`] checks the host and starts QEMU, [`machine`] is the running machine (its exit,
+//! [`firmware`] is OVMF and the VM's NVRAM under UEFI, [`launch`] checks the host and starts QEMU, [`machine`] is the running machine (its exit,
 //! its forwarded ports, power actions over [`qmp`]), [`canary`] is the KVM probe's test boot.
 
 mod args;
 mod canary;
+mod firmware;
 mod launch;
 mod machine;
 mod qmp;
