@@ -142,6 +142,14 @@ impl Sessions {
             .clone()
     }
 
+    /// Whether SSH has been awaited (at boot or since).
+    pub fn ssh_awaited(&self) -> bool {
+        self.not_ready
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_none()
+    }
+
     /// Fails while SSH has not been awaited.
     fn check_ready(&self) -> Result<()> {
         match &*self.not_ready.read().unwrap_or_else(|p| p.into_inner()) {

@@ -370,11 +370,18 @@ impl Vm {
             .map(|a| a.to_string_lossy().into_owned())
             .collect();
         let by_hand = crate::guest::ssh::quote_argv(&by_hand)?;
+        let shell = match self.link.sessions.ssh_awaited() {
+            true => format!(
+                "shell:   vmtest-runner ssh {name}\n  by hand: {by_hand}",
+                name = self.name
+            ),
+            // Made ready without SSH and never awaited: no address or key is known to work.
+            false => "shell:   none (SSH was never awaited; see the console)".to_owned(),
+        };
         let message = format!(
             "vmtest: kept VM {name} of {test} ({reason})\n  \
-             shell:   vmtest-runner ssh {name}\n  \
-             by hand: {by_hand}\n  \
-             console: {dir}/console.log\n  \
+             {shell}\n  \
+             console: {dir}/console.log (type into {dir}/console.in)\n  \
              remove:  vmtest-runner sweep --include-kept",
             name = self.name,
             dir = self.dir_path.display(),
