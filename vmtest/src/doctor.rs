@@ -31,7 +31,7 @@ pub enum Status {
     Unavailable,
 }
 
-/// Every check, in order: QEMU, `qemu-img`, `/dev/kvm`, networks, the recipe, cache and run
+/// Every check, in order: QEMU, `qemu-img`, `/dev/kvm`, networks, UEFI firmware, the recipe, cache and run
 /// directories, the default image (built if needed), the accelerator (a canary boot if KVM is
 /// there and no verdict is cached).
 pub fn checks() -> Vec<Check> {
@@ -75,6 +75,19 @@ pub fn checks() -> Vec<Check> {
             name: "networks",
             status: Status::Unavailable,
             detail: format!("not available: {why}"),
+        },
+    });
+    // Only tests with firmware = "uefi" need OVMF.
+    let uefi = crate::backend::Driver::Qemu.check(false, crate::spec::Firmware::Uefi);
+    checks.push(Check {
+        name: "uefi",
+        status: match uefi {
+            Ok(()) => Status::Ok,
+            Err(_) => Status::Unavailable,
+        },
+        detail: match uefi {
+            Ok(()) => "OVMF present (firmware = \"uefi\" and \"uefi-secure\")".into(),
+            Err(e) => format!("not available: {e}"),
         },
     });
     checks.extend([
