@@ -184,7 +184,7 @@ where
         Ok(keep) => keep,
         Err(e) => panic!("{test}: {e}"),
     };
-    let artifacts = crate::vm::artifacts::dir_for(&test);
+    let artifacts = crate::host::test::artifacts_dir(&test);
     if let Some(dir) = &artifacts {
         crate::vm::artifacts::clear(dir);
     }

@@ -129,7 +129,7 @@ pub mod dirs {
     /// Where failed tests leave their evidence: `VMTEST_ARTIFACTS_DIR`, else
     /// `TARGET_DIR/vmtest-artifacts`; `None` outside a cargo target directory.
     pub fn artifacts() -> Option<PathBuf> {
-        crate::vm::artifacts::root()
+        crate::host::test::artifacts_root()
     }
 }
 

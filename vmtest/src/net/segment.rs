@@ -106,8 +106,8 @@ impl Segment {
     /// that test's artifacts directory at teardown.
     pub async fn start(spec: SegmentSpec) -> Result<Segment> {
         // Here, on the test's own thread: the blocking pool's threads have other names.
-        let context = crate::vm::Context::guess()?;
-        let (test, artifacts) = (context.test, context.artifacts);
+        let test = crate::host::test::current();
+        let artifacts = crate::host::test::artifacts_dir(&test);
         tokio::task::spawn_blocking(move || {
             let image = match &spec.pxe {
                 Some(p) if p.boot == crate::spec::Payload::Image => {

@@ -20,34 +20,12 @@ pub(crate) struct Context {
 }
 
 impl Context {
-    /// For a VM booted by hand: libtest names each test's thread after the test, and the test
-    /// binary after the crate (`target/debug/deps/CRATE-HASH`), which together give the path
-    /// `#[vmtest]` would record (`CRATE::module::test`).
+    /// For a VM booted by hand: the test running on this thread
+    /// ([`crate::host::test::current`]).
     pub fn guess() -> Result<Context> {
-        let thread = std::thread::current()
-            .name()
-            .filter(|n| *n != "main" && !n.starts_with("tokio-") && !n.starts_with("vmtest-"))
-            .unwrap_or("unknown")
-            .to_owned();
-        let binary = std::env::current_exe()
-            .ok()
-            .and_then(|exe| {
-                let stem = exe.file_stem()?.to_string_lossy().into_owned();
-                Some(match stem.rsplit_once('-') {
-                    Some((krate, hash)) if hash.chars().all(|c| c.is_ascii_hexdigit()) => {
-                        krate.to_owned()
-                    }
-                    _ => stem,
-                })
-            })
-            .unwrap_or_default();
-        let test = if binary.is_empty() {
-            thread
-        } else {
-            format!("{binary}::{thread}")
-        };
+        let test = crate::host::test::current();
         Ok(Context {
-            artifacts: super::artifacts::dir_for(&test),
+            artifacts: crate::host::test::artifacts_dir(&test),
             test,
             keep: Keep::from_env()?,
             segment: None,
