@@ -22,6 +22,10 @@ async fn a_vm_ready_by_its_console_gets_ssh_when_the_test_awaits_it(vm: &Vm) -> 
         "{message}"
     );
 
+    // A reset needs no SSH: the guest boots again, and the console shows it.
+    vm.reset().await?;
+    vm.wait_for_console("vmtest-tiny: ready", Duration::from_secs(60))
+        .await?;
     // The key the server presents, read without logging in, is the seeded one. A wrong pin
     // is refused at once, not waited out; the scanned key, pinned explicitly, is accepted.
     let seeded = vm.host_key();
