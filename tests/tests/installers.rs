@@ -118,6 +118,17 @@ fn debian_installer(payload: PxeBoot, mac: &str) -> VmSpec {
         .boot_timeout(Duration::from_secs(120))
 }
 
+/// Boots the installer to its first dialog, saying how long that took.
+async fn boot_debian_installer(payload: PxeBoot, mac: &str) -> anyhow::Result<Vm> {
+    let vm = Vm::boot(debian_installer(payload, mac)).await?;
+    println!(
+        "{} reached d-i's first dialog in {:.1?}",
+        vm.name(),
+        vm.boot_time()
+    );
+    Ok(vm)
+}
+
 /// Answers the first dialog (the language, with its default) and sees the next one.
 async fn answer_the_first_dialog(vm: &Vm) -> anyhow::Result<()> {
     assert!(vm
@@ -151,12 +162,7 @@ async fn debian_installer_pxe_boots_through_ipxe_and_is_driven_over_the_console(
     .file("linux", format!("{d}/linux"))
     .file("initrd.gz", format!("{d}/initrd.gz"));
     let mac = "52:54:00:0d:15:02";
-    let vm = Vm::boot(debian_installer(payload, mac)).await?;
-    println!(
-        "{} reached d-i's first dialog in {:.1?}",
-        vm.name(),
-        vm.boot_time()
-    );
+    let vm = boot_debian_installer(payload, mac).await?;
     let segment = vm.segment().expect("on a segment");
     let lease = segment
         .leases()
@@ -190,12 +196,7 @@ async fn debian_installer_pxe_boots_through_pxelinux_with_a_per_mac_config() -> 
     let payload = PxeBoot::script("#!ipxe\nchain tftp://${next-server}/pxelinux.0\n")
         .dir(DEBIAN_INSTALLER)
         .dir(config.path());
-    let vm = Vm::boot(debian_installer(payload, mac)).await?;
-    println!(
-        "{} reached d-i's first dialog in {:.1?}",
-        vm.name(),
-        vm.boot_time()
-    );
+    let vm = boot_debian_installer(payload, mac).await?;
     let segment = vm.segment().expect("on a segment");
     let served: Vec<String> = (segment.requests().into_iter())
         .filter(|r| r.ok)

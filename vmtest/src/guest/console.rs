@@ -26,14 +26,7 @@ pub(crate) fn read(path: &Path) -> String {
 
 /// The console from byte `from` on (what the guest printed since then).
 pub(crate) fn read_from(path: &Path, from: u64) -> String {
-    use std::io::{Read, Seek};
-    let mut bytes = Vec::new();
-    if let Ok(mut file) = std::fs::File::open(path) {
-        if file.seek(std::io::SeekFrom::Start(from)).is_ok() {
-            let _ = file.read_to_end(&mut bytes);
-        }
-    }
-    String::from_utf8_lossy(&bytes).replace('\r', "")
+    String::from_utf8_lossy(&read_bytes(path, from)).replace('\r', "")
 }
 
 /// The console from byte `from` on with terminal escape sequences stripped (see [`strip`]):

@@ -252,17 +252,10 @@ impl QemuArgs {
     /// device's first, then the boot order's groups, a group's devices (the disks) in order.
     /// Empty under direct kernel boot, where QEMU's linuxboot ROM comes first.
     pub fn boot_indexes(&self) -> std::collections::HashMap<String, i64> {
-        let mut indexes = std::collections::HashMap::new();
-        let Boot::Firmware { order, once } = &self.boot else {
-            return indexes;
-        };
-        for (position, device) in once.iter().chain(order).enumerate() {
-            for (i, id) in self.devices_of(*device).into_iter().enumerate() {
-                // Groups ten apart: a group's devices never collide with the next group's.
-                indexes.entry(id).or_insert((position * 10 + i) as i64);
-            }
+        match &self.boot {
+            Boot::Firmware { order, once } => self.indexes(*once, order),
+            Boot::Kernel { .. } => std::collections::HashMap::new(),
         }
-        indexes
     }
 
     /// After the first boot: each `once` device's new boot index, its place in the boot order
@@ -276,14 +269,7 @@ impl QemuArgs {
         else {
             return Vec::new();
         };
-        let later = QemuArgs {
-            boot: Boot::Firmware {
-                order: order.clone(),
-                once: None,
-            },
-            ..self.clone()
-        }
-        .boot_indexes();
+        let later = self.indexes(None, order);
         self.devices_of(*once)
             .into_iter()
             .map(|id| {
@@ -291,6 +277,22 @@ impl QemuArgs {
                 (id, index)
             })
             .collect()
+    }
+
+    /// Boot indexes for booting `once` first, then `order`.
+    fn indexes(
+        &self,
+        once: Option<BootDevice>,
+        order: &[BootDevice],
+    ) -> std::collections::HashMap<String, i64> {
+        let mut indexes = std::collections::HashMap::new();
+        for (position, device) in once.iter().chain(order).enumerate() {
+            for (i, id) in self.devices_of(*device).into_iter().enumerate() {
+                // Groups ten apart: a group's devices never collide with the next group's.
+                indexes.entry(id).or_insert((position * 10 + i) as i64);
+            }
+        }
+        indexes
     }
 
     /// The ids of the devices a boot device stands for.
