@@ -128,12 +128,12 @@ impl<'a> Prepared<'a> {
 
     /// The domain: transient, TCG, direct kernel boot, overlay + seed, console to a file,
     /// QEMU's user networking with SSH forwarded from 127.0.0.1 only. libvirt 9.0 has no
-    /// `<backend type='passt'/>` (9.2 has) and `<interface type='user'>` forwards no ports, so
+    /// `<backend type='passt'/>` and `<interface type='user'>` forwards no ports, so
     /// the NIC is passed through with `<qemu:commandline>`.
     fn xml(&self, as_root: bool) -> String {
         let i = self.image;
-        // Per domain: QEMU (and passt) run as root like the test process, and libvirt chowns
-        // nothing (the cache and run directory stay as they are).
+        // Per domain: QEMU runs as root like this process (the backend: the test's uid:gid),
+        // and libvirt chowns nothing (the cache and run directory stay as they are).
         let seclabel = if as_root {
             "<seclabel type='static' model='dac' relabel='no'><label>+0:+0</label></seclabel>"
         } else {
