@@ -31,7 +31,7 @@ pub enum Status {
     Unavailable,
 }
 
-/// Every check, in order: QEMU, `qemu-img`, `/dev/kvm`, networks, UEFI firmware, the recipe, cache and run
+/// Every check, in order: QEMU, `qemu-img`, `/dev/kvm`, networks, UEFI firmware, libvirt, the recipe, cache and run
 /// directories, the default image (built if needed), the accelerator (a canary boot if KVM is
 /// there and no verdict is cached).
 pub fn checks() -> Vec<Check> {
@@ -90,6 +90,7 @@ pub fn checks() -> Vec<Check> {
             Err(e) => format!("not available: {e}"),
         },
     });
+    checks.push(libvirt());
     checks.extend([
         check("recipes", Ok(crate::dirs::recipes().display().to_string())),
         check("cache", Ok(crate::dirs::cache().display().to_string())),
@@ -128,6 +129,53 @@ pub fn accelerator() -> crate::error::Result<crate::spec::Accel> {
 /// The QEMU binary VMs are started with: `VMTEST_QEMU`, else `qemu-system-x86_64` from `PATH`.
 pub fn qemu_binary() -> std::path::PathBuf {
     crate::backend::qemu::binary()
+}
+
+/// Whether `backend = "libvirt"` can run: built in, and libvirtd answering at the URI. Only
+/// libvirt tests need it.
+fn libvirt() -> Check {
+    let uri = crate::backend::libvirt_uri();
+    let (status, detail) = libvirt_state(&uri);
+    Check {
+        name: "libvirt",
+        status,
+        detail,
+    }
+}
+
+#[cfg(feature = "libvirt")]
+fn libvirt_state(uri: &str) -> (Status, String) {
+    match crate::backend::libvirt::probe(uri) {
+        Ok(host) => (
+            Status::Ok,
+            format!(
+                "libvirtd {} at {uri} (QEMU {}), domain types: {}",
+                host.version,
+                host.hypervisor,
+                host.domain_types.join(", ")
+            ),
+        ),
+        Err(why) => (
+            Status::Unavailable,
+            format!(
+                "libvirtd unreachable at {uri}: {why}; start it (`systemctl start libvirtd`; \
+                 without systemd, as root: `virtlogd -d && libvirtd -d`), install it \
+                 (`apt-get install --no-install-recommends libvirt-daemon-system`), or choose \
+                 another connection with VMTEST_LIBVIRT_URI"
+            ),
+        ),
+    }
+}
+
+#[cfg(not(feature = "libvirt"))]
+fn libvirt_state(uri: &str) -> (Status, String) {
+    (
+        Status::Unavailable,
+        format!(
+            "not in this build (would connect to {uri}): enable vmtest's `libvirt` cargo \
+             feature, which needs libvirt's headers (apt-get install libvirt-dev)"
+        ),
+    )
 }
 
 fn kvm() -> String {

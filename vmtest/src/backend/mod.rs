@@ -6,6 +6,8 @@
 //! stays one non-generic type; an operation a backend cannot do answers
 //! [`Error::Unsupported`] instead of being left out of the API.
 
+#[cfg(feature = "libvirt")]
+pub(crate) mod libvirt;
 pub(crate) mod plan;
 pub(crate) mod qemu;
 
@@ -17,6 +19,15 @@ pub(crate) use plan::{Boot, DiskFormat, Drive, MachinePlan, Media, Nic};
 use crate::error::{Error, Result};
 use crate::spec::{Backend, Firmware};
 use crate::state::ledger::{ProcessId, Resource};
+
+/// The libvirt connection `backend = "libvirt"` uses: `VMTEST_LIBVIRT_URI`, else
+/// `qemu:///system`.
+pub(crate) fn libvirt_uri() -> String {
+    std::env::var("VMTEST_LIBVIRT_URI")
+        .ok()
+        .filter(|uri| !uri.is_empty())
+        .unwrap_or_else(|| "qemu:///system".to_owned())
+}
 
 /// A backend, before any machine exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
