@@ -134,7 +134,7 @@ pub fn qemu_binary() -> std::path::PathBuf {
 /// Whether `backend = "libvirt"` can run: built in, and libvirtd answering at the URI. Only
 /// libvirt tests need it.
 fn libvirt() -> Check {
-    let uri = crate::backend::libvirt_uri();
+    let uri = crate::host::libvirt::uri();
     let (status, detail) = libvirt_state(&uri);
     Check {
         name: "libvirt",
@@ -145,7 +145,7 @@ fn libvirt() -> Check {
 
 #[cfg(feature = "libvirt")]
 fn libvirt_state(uri: &str) -> (Status, String) {
-    match crate::backend::libvirt::probe(uri) {
+    match crate::host::libvirt::probe(uri) {
         Ok(host) => (
             Status::Ok,
             format!(

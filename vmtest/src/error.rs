@@ -278,6 +278,17 @@ pub enum Error {
         operation: &'static str,
     },
 
+    /// libvirtd could not be reached, or refused what the libvirt backend asked.
+    #[error("libvirt at {uri}: {message}\n  {hint}")]
+    Libvirt {
+        /// The connection URI (`VMTEST_LIBVIRT_URI`, default `qemu:///system`).
+        uri: String,
+        /// libvirt's own message.
+        message: String,
+        /// What to do about it.
+        hint: String,
+    },
+
     /// Setting up or using an isolated / PXE network failed.
     #[error("network: {what}: {message}")]
     Network {

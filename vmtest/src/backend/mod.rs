@@ -14,25 +14,28 @@ pub(crate) mod qemu;
 use std::path::Path;
 use std::time::Duration;
 
-pub(crate) use plan::{Boot, DiskFormat, Drive, MachinePlan, Media, Nic};
+pub(crate) use plan::{Boot, DiskFormat, Drive, MachinePlan, Media, NamedTap, Nic, Tap};
 
 use crate::error::{Error, Result};
 use crate::spec::{Backend, Firmware};
 use crate::state::ledger::{ProcessId, Resource};
 
-/// The libvirt connection `backend = "libvirt"` uses: `VMTEST_LIBVIRT_URI`, else
-/// `qemu:///system`.
-pub(crate) fn libvirt_uri() -> String {
-    std::env::var("VMTEST_LIBVIRT_URI")
-        .ok()
-        .filter(|uri| !uri.is_empty())
-        .unwrap_or_else(|| "qemu:///system".to_owned())
-}
-
 /// A backend, before any machine exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Driver {
     Qemu,
+    #[cfg(feature = "libvirt")]
+    Libvirt,
+}
+
+/// How a backend takes a segment's tap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TapForm {
+    /// An open descriptor, made in the segment's namespace ([`Tap::Fd`]).
+    Descriptor,
+    /// A persistent tap its machine opens by name in the host's namespace ([`Tap::Named`]).
+    #[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
+    Named,
 }
 
 impl Driver {
@@ -40,9 +43,15 @@ impl Driver {
     pub fn for_backend(backend: Backend) -> Result<Driver> {
         match backend {
             Backend::Qemu => Ok(Driver::Qemu),
+            #[cfg(feature = "libvirt")]
+            Backend::Libvirt => Ok(Driver::Libvirt),
+            #[cfg(not(feature = "libvirt"))]
             Backend::Libvirt => Err(Error::Invalid {
                 what: "backend",
-                message: "`libvirt` is not available in this build; use `qemu` (the default)"
+                message: "`libvirt` is not in this build: enable vmtest's `libvirt` cargo \
+                          feature (`vmtest = { path = \"...\", features = [\"libvirt\"] }`, \
+                          which needs libvirt's headers: apt-get install libvirt-dev), or use \
+                          backend = \"qemu\""
                     .into(),
             }),
         }
@@ -52,6 +61,8 @@ impl Driver {
     pub fn name(self) -> &'static str {
         match self {
             Driver::Qemu => "QEMU",
+            #[cfg(feature = "libvirt")]
+            Driver::Libvirt => "libvirt",
         }
     }
 
@@ -60,13 +71,28 @@ impl Driver {
     pub fn check(self, network_boot: bool, firmware: Firmware) -> Result<()> {
         match self {
             Driver::Qemu => qemu::check(network_boot, firmware),
+            #[cfg(feature = "libvirt")]
+            Driver::Libvirt => libvirt::check(network_boot, firmware),
         }
     }
 
-    /// What the ledger records of a machine in the VM directory `dir`, before it is launched.
-    pub fn resources(self, dir: &Path) -> Vec<Resource> {
+    /// How this backend takes a segment's tap.
+    pub fn tap_form(self) -> TapForm {
+        match self {
+            Driver::Qemu => TapForm::Descriptor,
+            #[cfg(feature = "libvirt")]
+            Driver::Libvirt => TapForm::Named,
+        }
+    }
+
+    /// What the ledger records of machine `name` in the VM directory `dir` (with a NIC on a
+    /// segment when `on_segment`), before it is launched.
+    pub fn resources(self, name: &str, dir: &Path, on_segment: bool) -> Vec<Resource> {
+        let _ = (name, on_segment);
         match self {
             Driver::Qemu => qemu::resources(dir),
+            #[cfg(feature = "libvirt")]
+            Driver::Libvirt => libvirt::resources(name, on_segment),
         }
     }
 
@@ -74,14 +100,15 @@ impl Driver {
     pub fn launch(self, plan: MachinePlan) -> Result<Machine> {
         match self {
             Driver::Qemu => qemu::launch(plan).map(Machine::Qemu),
+            #[cfg(feature = "libvirt")]
+            Driver::Libvirt => libvirt::launch(plan).map(Machine::Libvirt),
         }
     }
 
-    /// The KVM probe's test boot of `kernel` (see `host::kvm`).
+    /// The KVM probe's test boot of `kernel` (see `host::kvm`): QEMU's, for every backend
+    /// (libvirt runs the same QEMU on the same `/dev/kvm`).
     pub fn canary(self, kernel: &Path) -> Result<std::result::Result<(), String>> {
-        match self {
-            Driver::Qemu => qemu::canary(kernel),
-        }
+        qemu::canary(kernel)
     }
 }
 
@@ -92,6 +119,10 @@ pub(crate) enum MachineError {
     /// QEMU's monitor.
     #[error("QMP: {0}")]
     Qmp(#[from] qemu::QmpError),
+    /// libvirtd.
+    #[cfg(feature = "libvirt")]
+    #[error(transparent)]
+    Libvirt(#[from] libvirt::LibvirtError),
 }
 
 /// What [`Machine::power`] does.
@@ -114,6 +145,8 @@ pub(crate) enum Power {
 #[derive(Debug)]
 pub(crate) enum Machine {
     Qemu(qemu::QemuMachine),
+    #[cfg(feature = "libvirt")]
+    Libvirt(libvirt::LibvirtMachine),
 }
 
 impl Machine {
@@ -121,6 +154,8 @@ impl Machine {
     pub fn backend(&self) -> &'static str {
         match self {
             Machine::Qemu(_) => Driver::Qemu.name(),
+            #[cfg(feature = "libvirt")]
+            Machine::Libvirt(_) => "libvirt",
         }
     }
 
@@ -128,14 +163,19 @@ impl Machine {
     pub fn pid(&self) -> u32 {
         match self {
             Machine::Qemu(m) => m.pid(),
+            #[cfg(feature = "libvirt")]
+            Machine::Libvirt(m) => m.pid(),
         }
     }
 
-    /// The ledger's record of the running machine: the resource's pid file and the process
-    /// (pid + start time), to be added to the resource [`Driver::resources`] named.
-    pub fn recorded(&self) -> (&Path, Option<ProcessId>) {
+    /// The ledger's record of the running machine's process, when the resource
+    /// [`Driver::resources`] named is one: its pid file and the process (pid + start time).
+    pub fn recorded(&self) -> Option<(&Path, Option<ProcessId>)> {
         match self {
-            Machine::Qemu(m) => (m.pidfile(), ProcessId::of(m.pid())),
+            Machine::Qemu(m) => Some((m.pidfile(), ProcessId::of(m.pid()))),
+            // The domain's name is its record.
+            #[cfg(feature = "libvirt")]
+            Machine::Libvirt(_) => None,
         }
     }
 
@@ -143,6 +183,8 @@ impl Machine {
     pub fn exited(&self) -> Option<String> {
         match self {
             Machine::Qemu(m) => m.exited(),
+            #[cfg(feature = "libvirt")]
+            Machine::Libvirt(m) => m.exited(),
         }
     }
 
@@ -150,6 +192,8 @@ impl Machine {
     pub fn output(&self) -> String {
         match self {
             Machine::Qemu(m) => m.output(),
+            #[cfg(feature = "libvirt")]
+            Machine::Libvirt(m) => m.output(),
         }
     }
 
@@ -158,6 +202,8 @@ impl Machine {
     pub async fn forwarded_port(&self, guest_port: u16) -> Result<Option<u16>, MachineError> {
         match self {
             Machine::Qemu(m) => Ok(m.forwarded_port(guest_port).await?),
+            #[cfg(feature = "libvirt")]
+            Machine::Libvirt(m) => Ok(m.forwarded_port(guest_port)?),
         }
     }
 
@@ -165,6 +211,8 @@ impl Machine {
     pub async fn power_off(&self, grace: Duration) -> bool {
         match self {
             Machine::Qemu(m) => m.power_off(grace).await,
+            #[cfg(feature = "libvirt")]
+            Machine::Libvirt(m) => m.power_off(grace).await,
         }
     }
 
@@ -173,6 +221,8 @@ impl Machine {
     pub async fn first_boot_started(&self, timeout: Duration) -> Result<(), MachineError> {
         match self {
             Machine::Qemu(m) => Ok(m.first_boot_started(timeout).await?),
+            #[cfg(feature = "libvirt")]
+            Machine::Libvirt(m) => Ok(m.first_boot_started()?),
         }
     }
 
@@ -180,6 +230,8 @@ impl Machine {
     pub async fn allow_reboots(&self) -> Result<(), MachineError> {
         match self {
             Machine::Qemu(m) => Ok(m.allow_reboots().await?),
+            #[cfg(feature = "libvirt")]
+            Machine::Libvirt(m) => Ok(m.allow_reboots()?),
         }
     }
 
@@ -200,6 +252,21 @@ impl Machine {
                 }
                 Ok(())
             }
+            #[cfg(feature = "libvirt")]
+            Machine::Libvirt(m) => {
+                match action {
+                    Power::Reset => m.reset()?,
+                    Power::Pause => m.pause()?,
+                    Power::Resume => m.resume()?,
+                    Power::Start => m.start()?,
+                    Power::Off { grace } => {
+                        if !m.halt(grace).await? {
+                            tracing::warn!("guest did not power off within {grace:?}; stopped it");
+                        }
+                    }
+                }
+                Ok(())
+            }
         }
     }
 
@@ -208,6 +275,8 @@ impl Machine {
     pub async fn stop(&self, timeout: Duration) {
         match self {
             Machine::Qemu(m) => m.quit(timeout).await,
+            #[cfg(feature = "libvirt")]
+            Machine::Libvirt(m) => m.destroy(),
         }
     }
 
@@ -225,6 +294,8 @@ impl Machine {
     pub fn detach(self) {
         match self {
             Machine::Qemu(m) => m.detach(),
+            #[cfg(feature = "libvirt")]
+            Machine::Libvirt(m) => m.detach(),
         }
     }
 }

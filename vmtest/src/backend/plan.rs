@@ -5,6 +5,7 @@
 //! a running machine. Nothing in it names a backend: QEMU renders it as a command line, another
 //! backend as its own configuration.
 
+use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
@@ -64,6 +65,33 @@ impl Boot {
         }
     }
 
+    /// The boot index of each device the firmware may boot from, `boot_taps` telling which
+    /// segment NICs may: the `once` device's first, then the boot order's groups, a group's
+    /// devices (the disks) in order. Indexes start at 0, groups ten apart so that a group's
+    /// devices never collide with the next group's. Empty under direct kernel boot.
+    pub fn indexes(&self, drives: &[Drive], boot_taps: &[bool]) -> HashMap<Bootable, i64> {
+        match self {
+            Boot::Firmware { order, once } => indexes(*once, order, drives, boot_taps),
+            Boot::Kernel { .. } => HashMap::new(),
+        }
+    }
+
+    /// After the first boot: each `once` device's new boot index, its place in the boot order
+    /// or -1 (out of it).
+    pub fn after_first_boot(&self, drives: &[Drive], boot_taps: &[bool]) -> Vec<(Bootable, i64)> {
+        let Boot::Firmware {
+            order,
+            once: Some(once),
+        } = self
+        else {
+            return Vec::new();
+        };
+        let later = indexes(None, order, drives, boot_taps);
+        devices_of(*once, drives, boot_taps)
+            .map(|device| (device, later.get(&device).copied().unwrap_or(-1)))
+            .collect()
+    }
+
     /// Whether the firmware may boot from a NIC (which then needs a boot ROM).
     pub fn may_use_network(&self) -> bool {
         match self {
@@ -72,6 +100,55 @@ impl Boot {
                 order.contains(&BootDevice::Network) || *once == Some(BootDevice::Network)
             }
         }
+    }
+}
+
+/// A device the firmware may boot, by its place in the plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Bootable {
+    /// The drive at this index of [`MachinePlan::drives`].
+    Drive(usize),
+    /// The segment NIC at this index, counting segment NICs only.
+    Tap(usize),
+}
+
+/// Boot indexes for booting `once` first, then `order`.
+fn indexes(
+    once: Option<BootDevice>,
+    order: &[BootDevice],
+    drives: &[Drive],
+    boot_taps: &[bool],
+) -> HashMap<Bootable, i64> {
+    let mut indexes = HashMap::new();
+    for (position, device) in once.iter().chain(order).enumerate() {
+        for (i, bootable) in devices_of(*device, drives, boot_taps).enumerate() {
+            indexes.entry(bootable).or_insert((position * 10 + i) as i64);
+        }
+    }
+    indexes
+}
+
+/// The devices a boot device stands for.
+fn devices_of<'a>(
+    device: BootDevice,
+    drives: &'a [Drive],
+    boot_taps: &'a [bool],
+) -> Box<dyn Iterator<Item = Bootable> + 'a> {
+    let media = |media: Media| {
+        (drives.iter().enumerate())
+            .filter(move |(_, d)| d.media == media)
+            .map(|(i, _)| Bootable::Drive(i))
+    };
+    match device {
+        BootDevice::Network => Box::new(
+            (boot_taps.iter().enumerate())
+                .filter(|(_, boot)| **boot)
+                .map(|(i, _)| Bootable::Tap(i)),
+        ),
+        BootDevice::Disk => Box::new(media(Media::Disk)),
+        BootDevice::Cdrom => Box::new(media(Media::Cdrom)),
+        #[allow(unreachable_patterns)] // `BootDevice` is non-exhaustive for users only.
+        _ => Box::new(std::iter::empty()),
     }
 }
 
@@ -107,12 +184,44 @@ pub(crate) enum Nic {
         /// them through [`Machine::forwarded_port`](super::Machine::forwarded_port).
         forwards: Vec<u16>,
     },
-    /// A NIC on a segment: a tap device made inside the segment's namespace, handed over as an
-    /// open descriptor so it vanishes with the machine.
+    /// A NIC on a segment.
     Tap {
-        fd: OwnedFd,
+        tap: Tap,
         mac: String,
         /// Network-boot from this NIC.
         boot: bool,
     },
+}
+
+/// A segment's tap device, in the form the backend takes it.
+#[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
+pub(crate) enum Tap {
+    /// Made inside the segment's namespace and handed over as an open descriptor, so it
+    /// vanishes with the machine (QEMU inherits it).
+    Fd(OwnedFd),
+    /// Made persistent, by name, in the host's namespace, for a backend that opens taps by name
+    /// (libvirt); see [`NamedTap`].
+    Named(NamedTap),
+}
+
+/// A persistent tap the backend's machine opens by name in the host's namespace; once the
+/// machine holds it, [`NamedTap::join`] moves it into its segment (a tap keeps working across
+/// namespaces). Dropping the value deletes the tap wherever it is.
+pub(crate) struct NamedTap {
+    pub name: String,
+    /// Moves the tap into the segment's namespace, onto its bridge, up.
+    #[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
+    pub join: Box<dyn FnOnce() -> crate::error::Result<()> + Send + Sync>,
+    /// Deletes the tap when dropped.
+    #[cfg_attr(not(feature = "libvirt"), allow(dead_code))]
+    pub guard: Box<dyn Send + Sync>,
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Tap::Fd(fd) => f.debug_tuple("Fd").field(fd).finish(),
+            Tap::Named(named) => f.debug_tuple("Named").field(&named.name).finish(),
+        }
+    }
 }

@@ -3,6 +3,7 @@
 
 pub(crate) mod files;
 pub(crate) mod kvm;
+pub(crate) mod libvirt;
 pub(crate) mod netns;
 pub(crate) mod paths;
 pub(crate) mod process;

@@ -19,6 +19,7 @@ use super::http::HttpServer;
 use super::journal::Journal;
 use super::ns::Netns;
 use super::ra::RouterAdvertiser;
+use super::tap::HostTap;
 use super::record::{Lease, Request};
 use crate::error::{Error, IoContext, Result};
 use crate::guest::reach::Hop;
@@ -495,6 +496,29 @@ impl Segment {
                 .map_err(std::io::Error::other)?;
             Ok(std::net::TcpStream::from(fd))
         })
+    }
+
+    /// A persistent tap named after VM `vm` in the host's namespace, which joins the bridge
+    /// when [`Segment::join`] is called, and the VM's MAC on it: for a backend whose machines
+    /// open taps by name. Needs the segment's namespace to be named (root).
+    pub(crate) fn host_tap(&self, vm: &str, mac: Option<&str>) -> Result<(HostTap, String)> {
+        if !self.inner.netns.is_named() {
+            return Err(Error::Invalid {
+                what: "network",
+                message: "a libvirt VM on a segment needs root: libvirtd's QEMU opens its tap in \
+                          the host's namespace, which only root can move into the segment's; \
+                          run as root or use backend = \"qemu\""
+                    .into(),
+            });
+        }
+        let tap = HostTap::create(vm, self.inner.netns.name())?;
+        let mac = mac.map_or_else(|| super::tap::mac_for(vm), str::to_owned);
+        Ok((tap, mac))
+    }
+
+    /// Moves `tap` onto the segment's bridge, once its machine holds it.
+    pub(crate) fn join(&self, tap: &HostTap) -> Result<()> {
+        tap.join(&self.inner.netns, BRIDGE)
     }
 
     /// A tap for VM `vm` on the bridge, and the VM's MAC on it.

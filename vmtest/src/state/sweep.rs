@@ -28,7 +28,7 @@ mod processes;
 mod steps;
 
 use processes::{clock_hz, pids_of, process_pids, program, send_kill, ProcessTable};
-use steps::{kill_step, netns_step, remove_dir_step};
+use steps::{domain_step, kill_step, link_step, netns_step, remove_dir_step};
 
 /// What to sweep.
 #[derive(Debug, Clone, Default)]
@@ -442,6 +442,8 @@ fn orphans(
             }),
         }
     }
+    #[cfg(feature = "libvirt")]
+    orphan_domains(recorded, selected, options, report);
     // Temporary files of ledger writers that died mid-write.
     for entry in std::fs::read_dir(ledger::dir())
         .into_iter()
@@ -455,6 +457,56 @@ fn orphans(
         if ProcessId::of(pid).is_none() && !options.dry_run {
             let _ = std::fs::remove_file(entry.path());
         }
+    }
+}
+
+/// libvirt domains whose entry is gone: destroyed when their metadata proves them vmtest's and
+/// names an owner that is dead. Auto-destroy ends most of them with their owner already; these
+/// are the ones that could be kept.
+#[cfg(feature = "libvirt")]
+fn orphan_domains(
+    recorded: &BTreeSet<String>,
+    selected: &dyn Fn(&str) -> bool,
+    options: &Options,
+    report: &mut Report,
+) {
+    use crate::host::libvirt::{uri, Conn};
+    let uri = uri();
+    // No daemon to ask (and no domain of it alive): nothing to do, and no time spent.
+    if uri.ends_with("/system") && !Path::new("/run/libvirt/libvirt-sock").exists() {
+        return;
+    }
+    let Ok(ours) = Conn::open(&uri).and_then(|conn| conn.ours()) else {
+        return;
+    };
+    for (domain, attributes) in ours {
+        if !name::is_ours(&domain) || recorded.contains(&domain) || !selected(&domain) {
+            continue;
+        }
+        let get = |key: &str| {
+            attributes
+                .iter()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let owner = ProcessId {
+            pid: get("owner-pid").and_then(|p| p.parse().ok()).unwrap_or(0),
+            start_ticks: get("owner-start").and_then(|p| p.parse().ok()).unwrap_or(0),
+            boot_id: get("owner-boot").unwrap_or_default(),
+        };
+        if owner.pid == 0 || owner.is_alive() {
+            continue;
+        }
+        let step = domain_step(&uri, &domain, options.dry_run, &|_| true);
+        report.reaped.push(Reaped {
+            name: domain,
+            test: get("test"),
+            why: format!(
+                "libvirt domain with vmtest's metadata, no ledger entry, and owner pid {} dead",
+                owner.pid
+            ),
+            steps: step.into_iter().collect(),
+        });
     }
 }
 
@@ -489,6 +541,26 @@ fn reap_entry(
                     });
                 } else if netns::path_of(ns).exists() {
                     steps.push(netns_step(ns, dry_run));
+                }
+            }
+            Resource::Domain { uri, name: domain } => {
+                // Ours twice over: the entry names it, and its metadata names the entry's owner.
+                let owner = &entry.owner;
+                let ours = |attributes: &[(String, String)]| {
+                    let get = |key: &str| {
+                        attributes
+                            .iter()
+                            .find(|(k, _)| k == key)
+                            .map(|(_, v)| v.as_str())
+                    };
+                    get("owner-pid") == Some(owner.pid.to_string().as_str())
+                        && get("owner-start") == Some(owner.start_ticks.to_string().as_str())
+                };
+                steps.extend(domain_step(uri, domain, dry_run, &ours));
+            }
+            Resource::Link { name: link } => {
+                if name::is_ours(link) {
+                    steps.extend(link_step(link, dry_run));
                 }
             }
             Resource::Dir { path } => {

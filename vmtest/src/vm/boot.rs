@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use super::context::Context;
 use super::{Link, Owned, Vm, WorkDir};
-use crate::backend::{Boot, DiskFormat, Drive, Driver, MachinePlan, Media, Nic};
+use crate::backend::{
+    Boot, DiskFormat, Drive, Driver, MachinePlan, Media, NamedTap, Nic, Tap, TapForm,
+};
 use crate::error::{Error, IoContext, Result};
 use crate::guest::identity::{Identity, CLIENT_KEY_FILE};
 use crate::guest::reach::Reach;
@@ -53,10 +55,11 @@ pub(crate) async fn boot(spec: VmSpec, mut cx: Context) -> Result<Vm> {
     // Record before create: the entry names the directory and the machine before either exists.
     let run_dir = crate::host::paths::run_dir();
     let driver = plan.driver;
+    let on_segment = cx.segment.is_some();
     let claim = Claim::new(Kind::Vm, &cx.test, |name| {
         let dir = run_dir.join(name);
         let mut resources = vec![Resource::Dir { path: dir.clone() }];
-        resources.extend(driver.resources(&dir));
+        resources.extend(driver.resources(name, &dir, on_segment));
         resources
     })?;
     let dir = WorkDir::create(run_dir.join(claim.name()))?;
@@ -332,14 +335,32 @@ async fn provision_and_launch(
     if management {
         nics.push(Nic::User { forwards: vec![22] });
     }
-    // The VM's NIC on its segment: a tap made in the segment's namespace, handed over open.
+    // The VM's NIC on its segment, as the backend takes it: a tap made in the segment's
+    // namespace and handed over open, or one its machine opens by name and that joins the
+    // segment once opened.
     let boot = boot_of(&plan.image, spec);
     let mut mac = None;
     if let Some(segment) = &cx.segment {
-        let (fd, tap_mac) = tri!(segment.tap(&name, plan.mac.as_deref()));
+        let (tap, tap_mac) = match plan.driver.tap_form() {
+            TapForm::Descriptor => {
+                let (fd, mac) = tri!(segment.tap(&name, plan.mac.as_deref()));
+                (Tap::Fd(fd), mac)
+            }
+            TapForm::Named => {
+                let (host_tap, mac) = tri!(segment.host_tap(&name, plan.mac.as_deref()));
+                let host_tap = std::sync::Arc::new(host_tap);
+                let (joining, segment) = (host_tap.clone(), segment.clone());
+                let named = NamedTap {
+                    name: host_tap.name().to_owned(),
+                    join: Box::new(move || segment.join(&joining)),
+                    guard: Box::new(host_tap),
+                };
+                (Tap::Named(named), mac)
+            }
+        };
         mac = Some(tap_mac.clone());
         nics.push(Nic::Tap {
-            fd,
+            tap,
             mac: tap_mac,
             boot: boot.may_use_network(),
         });
@@ -362,9 +383,10 @@ async fn provision_and_launch(
         dies_with_owner: cx.keep.dies_with_owner(),
     };
     let machine = tri!(plan.driver.launch(machine_plan));
-    let (pidfile, process) = machine.recorded();
-    let pidfile = pidfile.to_owned();
-    tri!(claim.update(|e| e.record_process(&pidfile, process)));
+    if let Some((pidfile, process)) = machine.recorded() {
+        let pidfile = pidfile.to_owned();
+        tri!(claim.update(|e| e.record_process(&pidfile, process)));
+    }
     super::pause_at("boot", &name, &dir.path);
 
     let booting = super::ready::Booting {

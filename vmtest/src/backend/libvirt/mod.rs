@@ -1,6 +1,135 @@
-//! The libvirt backend (cargo feature `libvirt`): machines run by libvirtd, through the `virt`
-//! crate. So far only the connection and what the host offers; see `docs/backends.md`.
+//! The libvirt backend (cargo feature `libvirt`): each machine is a transient libvirt domain,
+//! created through the `virt` crate on a connection of its own.
+//!
+//! The domain runs the same QEMU machine the QEMU backend starts (same devices, console pipe,
+//! overlay, seed and firmware), described by [`domain`] as XML; [`machine`] is the running
+//! domain. A domain that may not outlive its test is created with auto-destroy, so libvirtd
+//! destroys it the moment its connection closes — when the test process ends, however it ends.
 
-mod host;
+mod domain;
+mod machine;
+mod xml;
 
-pub(crate) use host::probe;
+pub(crate) use machine::{LibvirtError, LibvirtMachine};
+
+use crate::backend::plan::{MachinePlan, Nic, Tap};
+use crate::error::{Error, Result};
+use crate::host::libvirt::{uri, Conn};
+use crate::spec::Firmware;
+use crate::state::ledger::Resource;
+use domain::{TapNic, Template};
+
+/// The serial console's pipe in the VM's directory, as the QEMU backend's.
+const CONSOLE_PIPE: &str = "console";
+
+/// How to start libvirtd, for every message that needs it.
+const START: &str = "install and start it with `fixtures/setup-libvirt` (as root: \
+    `apt-get install --no-install-recommends libvirt-daemon-system`, then `virtlogd -d && \
+    libvirtd -d` without systemd), or point VMTEST_LIBVIRT_URI at a running one";
+
+fn libvirt_error(message: impl Into<String>, hint: impl Into<String>) -> Error {
+    Error::Libvirt {
+        uri: uri(),
+        message: message.into(),
+        hint: hint.into(),
+    }
+}
+
+/// libvirtd answers at the URI, and the host has what the machine needs (the QEMU backend's
+/// checks: `qemu-img`, OVMF, the iPXE ROM), before anything is created.
+pub(crate) fn check(network_boot: bool, firmware: Firmware) -> Result<()> {
+    crate::host::tools::require(
+        "qemu-img",
+        "apt-get install --no-install-recommends qemu-utils",
+    )?;
+    Conn::open(&uri()).map_err(|e| libvirt_error(e, START))?;
+    crate::backend::qemu::check_devices(network_boot, firmware)
+}
+
+/// What the ledger records of a domain before it exists: its tap in the host's namespace when
+/// on a segment, then the domain itself (undone in reverse: the domain, then the tap).
+pub(crate) fn resources(name: &str, on_segment: bool) -> Vec<Resource> {
+    let mut resources = Vec::new();
+    if on_segment {
+        resources.push(Resource::Link {
+            name: name.to_owned(),
+        });
+    }
+    resources.push(Resource::Domain {
+        uri: uri(),
+        name: name.to_owned(),
+    });
+    resources
+}
+
+/// Creates the domain for `plan`; its XML is written to `domain.xml` in the plan's directory.
+pub(crate) fn launch(plan: MachinePlan) -> Result<LibvirtMachine> {
+    let mut plan = plan;
+    crate::backend::qemu::console_pipe(&plan.console, &plan.dir.join(CONSOLE_PIPE))?;
+    let (mut forwards, mut taps, mut joins, mut guards) = (None, Vec::new(), Vec::new(), Vec::new());
+    for nic in std::mem::take(&mut plan.nics) {
+        match nic {
+            Nic::User { forwards: f } => forwards = Some(f),
+            Nic::Tap {
+                tap: Tap::Named(named),
+                mac,
+                boot,
+            } => {
+                taps.push(TapNic {
+                    name: named.name,
+                    mac,
+                    boot,
+                });
+                joins.push(named.join);
+                guards.push(named.guard);
+            }
+            Nic::Tap { tap: Tap::Fd(_), .. } => {
+                unreachable!("the libvirt driver takes taps by name (Driver::tap_form)")
+            }
+        }
+    }
+    let template = Template::new(&plan, taps, forwards);
+    if let Some(uefi) = &template.uefi {
+        uefi.create_nvram()?;
+    }
+    let (dir, dies_with_owner) = (plan.dir, plan.dies_with_owner);
+    let xml = template.render(true, &[], template.reboots_while_booting);
+    std::fs::write(dir.join("domain.xml"), &xml).map_err(|source| Error::Io {
+        context: "writing domain.xml".into(),
+        source,
+    })?;
+    let conn = Conn::open(&uri()).map_err(|e| libvirt_error(e, START))?;
+    let flags = if dies_with_owner {
+        virt_sys::VIR_DOMAIN_START_AUTODESTROY
+    } else {
+        0
+    };
+    let domain = virt::domain::Domain::create_xml(conn.get(), &xml, flags).map_err(|e| {
+        libvirt_error(
+            format!("creating domain {}: {e}", template.name),
+            format!("the domain's XML is {}", dir.join("domain.xml").display()),
+        )
+    })?;
+    let boot_taps: Vec<bool> = template.taps.iter().map(|t| t.boot).collect();
+    let after_first_boot = (template.boot)
+        .after_first_boot(&template.drives, &boot_taps)
+        .into_iter()
+        .map(|(device, index)| (Template::alias(device), index))
+        .collect();
+    tracing::debug!(vm = %template.name, "libvirt domain created");
+    let machine = LibvirtMachine::new(
+        template,
+        conn,
+        domain,
+        flags,
+        &dir,
+        after_first_boot,
+        guards,
+    );
+    // QEMU holds the taps now: move them into their segments.
+    for join in joins {
+        join()?;
+    }
+    Ok(machine)
+}
+

@@ -7,8 +7,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 
 use super::firmware::Uefi;
-use crate::backend::plan::{Boot, Drive, MachinePlan, Media, Nic};
-use crate::spec::{Accel, BootDevice};
+use crate::backend::plan::{Boot, Bootable, Drive, MachinePlan, Media, Nic, Tap};
+use crate::spec::Accel;
 
 /// A user-mode (slirp) NIC with TCP ports forwarded from the host's loopback.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +73,10 @@ impl QemuArgs {
                     id: format!("net{}", user_nets.len()),
                     forwards: forwards.iter().map(|&guest| (0, guest)).collect(),
                 }),
-                Nic::Tap { fd, mac, boot } => {
+                Nic::Tap { tap, mac, boot } => {
+                    let Tap::Fd(fd) = tap else {
+                        unreachable!("the QEMU driver takes taps as descriptors (Driver::tap_form)")
+                    };
                     let theirs = FIRST_TAP_FD + taps.len() as RawFd;
                     fds.push((fd.as_raw_fd(), theirs));
                     taps.push(TapNic {
@@ -248,73 +251,33 @@ impl QemuArgs {
 }
 
 impl QemuArgs {
-    /// The boot index of each device the firmware may boot from, by device id: the `once`
-    /// device's first, then the boot order's groups, a group's devices (the disks) in order.
-    /// Empty under direct kernel boot, where QEMU's linuxboot ROM comes first.
+    /// The boot index of each device the firmware may boot from, by device id (see
+    /// [`Boot::indexes`]).
     pub fn boot_indexes(&self) -> std::collections::HashMap<String, i64> {
-        match &self.boot {
-            Boot::Firmware { order, once } => self.indexes(*once, order),
-            Boot::Kernel { .. } => std::collections::HashMap::new(),
-        }
-    }
-
-    /// After the first boot: each `once` device's new boot index, its place in the boot order
-    /// or -1 (out of it). QEMU applies the change at the next reset, when it rewrites the
-    /// firmware's `bootorder` file.
-    pub fn after_first_boot(&self) -> Vec<(String, i64)> {
-        let Boot::Firmware {
-            order,
-            once: Some(once),
-        } = &self.boot
-        else {
-            return Vec::new();
-        };
-        let later = self.indexes(None, order);
-        self.devices_of(*once)
-            .into_iter()
-            .map(|id| {
-                let index = later.get(&id).copied().unwrap_or(-1);
-                (id, index)
-            })
+        (self.boot.indexes(&self.drives, &self.boot_taps()).into_iter())
+            .map(|(device, index)| (device_id(device), index))
             .collect()
     }
 
-    /// Boot indexes for booting `once` first, then `order`.
-    fn indexes(
-        &self,
-        once: Option<BootDevice>,
-        order: &[BootDevice],
-    ) -> std::collections::HashMap<String, i64> {
-        let mut indexes = std::collections::HashMap::new();
-        for (position, device) in once.iter().chain(order).enumerate() {
-            for (i, id) in self.devices_of(*device).into_iter().enumerate() {
-                // Groups ten apart: a group's devices never collide with the next group's.
-                indexes.entry(id).or_insert((position * 10 + i) as i64);
-            }
-        }
-        indexes
+    /// After the first boot: each `once` device's new boot index, by device id (see
+    /// [`Boot::after_first_boot`]).
+    pub fn after_first_boot(&self) -> Vec<(String, i64)> {
+        (self.boot.after_first_boot(&self.drives, &self.boot_taps()).into_iter())
+            .map(|(device, index)| (device_id(device), index))
+            .collect()
     }
 
-    /// The ids of the devices a boot device stands for.
-    fn devices_of(&self, device: BootDevice) -> Vec<String> {
-        match device {
-            BootDevice::Network => (self.taps.iter().enumerate())
-                .filter(|(_, t)| t.boot)
-                .map(|(i, _)| nic_id(i))
-                .collect(),
-            BootDevice::Disk => media_ids(&self.drives, Media::Disk),
-            BootDevice::Cdrom => media_ids(&self.drives, Media::Cdrom),
-            #[allow(unreachable_patterns)] // `BootDevice` is non-exhaustive for users only.
-            _ => Vec::new(),
-        }
+    fn boot_taps(&self) -> Vec<bool> {
+        self.taps.iter().map(|t| t.boot).collect()
     }
 }
 
-fn media_ids(drives: &[Drive], media: Media) -> Vec<String> {
-    (drives.iter().enumerate())
-        .filter(|(_, d)| d.media == media)
-        .map(|(i, _)| drive_id(i))
-        .collect()
+/// The QEMU device id of a bootable device (what QMP's `qom-set` names).
+fn device_id(device: Bootable) -> String {
+    match device {
+        Bootable::Drive(i) => drive_id(i),
+        Bootable::Tap(i) => nic_id(i),
+    }
 }
 
 /// The QEMU device id of drive `i` (what QMP's `qom-set` names).
@@ -354,6 +317,7 @@ impl Args {
 mod tests {
     use super::*;
     use crate::backend::plan::DiskFormat;
+    use crate::spec::BootDevice;
 
     fn sample() -> QemuArgs {
         QemuArgs {

@@ -40,6 +40,12 @@ pub(crate) fn check(network_boot: bool, firmware: Firmware) -> Result<()> {
             hint: format!("install QEMU with `{INSTALL}`, or fix VMTEST_QEMU"),
         });
     }
+    check_devices(network_boot, firmware)
+}
+
+/// The firmware (OVMF under UEFI) and, when a NIC network-boots, the iPXE ROM are installed:
+/// what any backend running QEMU's machine needs.
+pub(crate) fn check_devices(network_boot: bool, firmware: Firmware) -> Result<()> {
     super::firmware::check(firmware)?;
     let rom = Path::new(if firmware.is_uefi() {
         super::args::IPXE_EFI_VIRTIO_ROM
@@ -103,7 +109,7 @@ pub(crate) fn launch(plan: MachinePlan) -> Result<QemuMachine> {
 /// (through a link, created empty), the input a FIFO that anyone may write keystrokes into
 /// while QEMU runs. QEMU opens the FIFO read-write itself, so it never sees end-of-file when a
 /// writer goes, and an open for writing fails at once (ENXIO) once QEMU is gone.
-pub(super) fn console_pipe(log: &Path, pipe: &Path) -> Result<()> {
+pub(crate) fn console_pipe(log: &Path, pipe: &Path) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
     std::fs::write(log, b"").context(|| format!("creating {}", log.display()))?;
     let with = |ext: &str| {

@@ -16,6 +16,14 @@ pub(crate) use canary::canary;
 pub(crate) use launch::{binary, check, launch, resources};
 pub(crate) use machine::QemuMachine;
 pub(crate) use qmp::QmpError;
+// What the libvirt backend shares with this one: the same machine, run by libvirtd.
+#[cfg(feature = "libvirt")]
+pub(crate) use {
+    args::IPXE_EFI_VIRTIO_ROM,
+    firmware::Uefi,
+    launch::{check_devices, console_pipe},
+    qmp::forwarded_port,
+};
 
 /// The serial console's pipe in the VM's directory: QEMU writes `console.out` (a link to the
 /// console log) and reads the FIFO `console.in`, which the test's keystrokes go into.

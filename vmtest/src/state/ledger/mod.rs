@@ -107,6 +107,12 @@ pub(crate) enum Resource {
     /// A network namespace (`/run/netns/NAME`) holding a segment's bridge; the taps in it
     /// vanish with the machines holding them.
     Netns { name: String },
+    /// A libvirt domain at `uri`: destroyed by the sweeper only when vmtest's metadata is in it
+    /// (see `host::libvirt`), so a domain of the same name made by anyone else is left alone.
+    Domain { uri: String, name: String },
+    /// A persistent tap in the host's namespace (a libvirt VM's on a segment, until it moves
+    /// into the segment's namespace, whose deletion takes it).
+    Link { name: String },
 }
 
 impl Entry {

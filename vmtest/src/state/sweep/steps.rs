@@ -66,3 +66,89 @@ pub(super) fn remove_dir_step(path: &Path, dry_run: bool) -> Step {
     };
     Step { what, error }
 }
+
+/// Deletes the persistent tap `name` from the host's namespace, if it is still there (once
+/// moved into a segment's namespace, the namespace's deletion takes it).
+pub(super) fn link_step(name: &str, dry_run: bool) -> Option<Step> {
+    // Only a tap: /sys/class/net/NAME/tun_flags exists for tun and tap devices alone.
+    if !Path::new("/sys/class/net").join(name).join("tun_flags").exists() {
+        return None;
+    }
+    let what = if dry_run {
+        format!("would delete tap {name}")
+    } else {
+        format!("deleted tap {name}")
+    };
+    let error = if dry_run {
+        None
+    } else {
+        netns::ip(&["link", "delete", name])
+            .err()
+            .map(|e| e.to_string())
+    };
+    Some(Step { what, error })
+}
+
+/// Destroys libvirt domain `name` at `uri` if it runs and carries vmtest's metadata, for which
+/// `ours` (given the metadata's attributes) must also hold.
+#[cfg(feature = "libvirt")]
+pub(super) fn domain_step(
+    uri: &str,
+    name: &str,
+    dry_run: bool,
+    ours: &dyn Fn(&[(String, String)]) -> bool,
+) -> Option<Step> {
+    use crate::host::libvirt::{metadata, Conn};
+    let conn = match Conn::open(uri) {
+        Ok(conn) => conn,
+        // No daemon, no domain: nothing to undo (the daemon's restart forgets transient ones).
+        Err(_) if !Path::new("/run/libvirt/libvirt-sock").exists() && uri.ends_with("/system") => {
+            return None
+        }
+        Err(e) => {
+            return Some(Step {
+                what: format!("destroy libvirt domain {name}"),
+                error: Some(format!("connecting to {uri}: {e}")),
+            })
+        }
+    };
+    let mut domain = conn.domain(name)?;
+    let step = match metadata(&domain) {
+        Some(attributes) if ours(attributes.as_slice()) => {
+            let what = if dry_run {
+                format!("would destroy libvirt domain {name}")
+            } else {
+                format!("destroyed libvirt domain {name}")
+            };
+            let error = if dry_run {
+                None
+            } else {
+                domain.destroy().err().map(|e| e.to_string())
+            };
+            Step { what, error }
+        }
+        _ => Step {
+            what: format!("left libvirt domain {name} alone"),
+            error: Some("it carries no metadata of vmtest's (or another owner's): not ours".into()),
+        },
+    };
+    let _ = domain.free();
+    Some(step)
+}
+
+/// Without the `libvirt` feature a domain cannot be reached: say how to undo it by hand.
+#[cfg(not(feature = "libvirt"))]
+pub(super) fn domain_step(
+    uri: &str,
+    name: &str,
+    _dry_run: bool,
+    _ours: &dyn Fn(&[(String, String)]) -> bool,
+) -> Option<Step> {
+    Some(Step {
+        what: format!("destroy libvirt domain {name}"),
+        error: Some(format!(
+            "this build has no libvirt (vmtest's `libvirt` feature): `virsh -c {uri} destroy \
+             {name}` if it still runs"
+        )),
+    })
+}

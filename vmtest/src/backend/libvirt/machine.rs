@@ -1,0 +1,307 @@
+//! A running libvirt domain: its connection, its state, power actions through libvirt's API,
+//! and what only QEMU's monitor answers (forwarded ports, boot indexes) through libvirt's
+//! monitor pass-through.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use virt::domain::Domain;
+
+use super::domain::Template;
+use crate::host::libvirt::Conn;
+
+/// A domain's QEMU log, written by libvirtd.
+fn log_path(name: &str) -> PathBuf {
+    PathBuf::from("/var/log/libvirt/qemu").join(format!("{name}.log"))
+}
+
+/// Why libvirt could not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("libvirt: {0}")]
+pub(crate) struct LibvirtError(pub String);
+
+impl From<virt::error::Error> for LibvirtError {
+    fn from(e: virt::error::Error) -> Self {
+        LibvirtError(e.to_string())
+    }
+}
+
+/// Forgets a tap so it outlives this value (a kept VM).
+pub(super) type TapGuard = Box<dyn Send + Sync>;
+
+/// One domain, owned: dropping it destroys the domain and deletes its taps.
+pub(crate) struct LibvirtMachine {
+    template: Template,
+    /// The connection the domain was created on; with auto-destroy, the domain dies with it.
+    conn: Conn,
+    /// `None` while powered off ([`LibvirtMachine::halt`]): a transient domain that powers off
+    /// is gone, and [`LibvirtMachine::start`] creates it again from the template.
+    domain: Mutex<Option<Domain>>,
+    flags: u32,
+    dir: PathBuf,
+    pid: AtomicU32,
+    /// `(guest, host)` ports of the user-mode NIC, once read back.
+    ports: Mutex<Vec<(u16, u16)>>,
+    /// Boot indexes to set once the first boot started (`boot_once`): device alias, index.
+    after_first_boot: Vec<(String, i64)>,
+    reboots: AtomicBool,
+    powered_off: AtomicBool,
+    taps: Vec<TapGuard>,
+    detached: bool,
+}
+
+impl std::fmt::Debug for LibvirtMachine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LibvirtMachine")
+            .field("name", &self.template.name)
+            .finish()
+    }
+}
+
+impl LibvirtMachine {
+    pub(super) fn new(
+        template: Template,
+        conn: Conn,
+        domain: Domain,
+        flags: u32,
+        dir: &Path,
+        after_first_boot: Vec<(String, i64)>,
+        taps: Vec<TapGuard>,
+    ) -> LibvirtMachine {
+        let machine = LibvirtMachine {
+            reboots: AtomicBool::new(template.reboots_while_booting),
+            template,
+            conn,
+            domain: Mutex::new(Some(domain)),
+            flags,
+            dir: dir.to_owned(),
+            pid: AtomicU32::new(0),
+            ports: Mutex::new(Vec::new()),
+            after_first_boot,
+            powered_off: AtomicBool::new(false),
+            taps,
+            detached: false,
+        };
+        machine.read_pid();
+        machine
+    }
+
+    /// libvirtd's pid file of the domain's QEMU.
+    fn read_pid(&self) {
+        let path = format!("/run/libvirt/qemu/{}.pid", self.template.name);
+        if let Some(pid) = std::fs::read_to_string(path)
+            .ok()
+            .and_then(|p| p.trim().parse().ok())
+        {
+            self.pid.store(pid, Ordering::Relaxed);
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid.load(Ordering::Relaxed)
+    }
+
+    fn with_domain<T>(
+        &self,
+        f: impl FnOnce(&Domain) -> Result<T, virt::error::Error>,
+    ) -> Result<T, LibvirtError> {
+        let domain = self.domain.lock().unwrap_or_else(|p| p.into_inner());
+        match domain.as_ref() {
+            Some(d) => Ok(f(d)?),
+            None => Err(LibvirtError("the domain is powered off".into())),
+        }
+    }
+
+    /// A QMP command (JSON) through libvirt's monitor pass-through.
+    fn qmp(&self, command: &str, arguments: serde_json::Value) -> Result<String, LibvirtError> {
+        let line = serde_json::json!({"execute": command, "arguments": arguments}).to_string();
+        self.with_domain(|d| d.qemu_monitor_command(&line, 0))
+    }
+
+    /// How the domain ended, if it has (not while powered off for [`LibvirtMachine::start`]).
+    pub fn exited(&self) -> Option<String> {
+        if self.powered_off.load(Ordering::Relaxed) {
+            return None;
+        }
+        let domain = self.domain.lock().unwrap_or_else(|p| p.into_inner());
+        let domain = domain.as_ref()?;
+        match domain.get_state() {
+            Ok((state, reason)) => match state {
+                virt_sys::VIR_DOMAIN_SHUTOFF => Some(format!(
+                    "domain shut off ({})",
+                    match reason as u32 {
+                        virt_sys::VIR_DOMAIN_SHUTOFF_SHUTDOWN => "the guest powered off or reset",
+                        virt_sys::VIR_DOMAIN_SHUTOFF_DESTROYED => "destroyed",
+                        virt_sys::VIR_DOMAIN_SHUTOFF_CRASHED => "QEMU crashed",
+                        virt_sys::VIR_DOMAIN_SHUTOFF_FAILED => "failed to start",
+                        _ => "other reason",
+                    }
+                )),
+                virt_sys::VIR_DOMAIN_CRASHED => Some("the guest panicked".into()),
+                _ => None,
+            },
+            // A transient domain that ended is no longer known to libvirtd.
+            Err(e) => Some(format!("domain gone ({e})")),
+        }
+    }
+
+    /// The end of QEMU's log, as libvirtd wrote it.
+    pub fn output(&self) -> String {
+        let log = std::fs::read_to_string(log_path(&self.template.name)).unwrap_or_default();
+        let tail: Vec<&str> = log.lines().rev().take(20).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// The host port QEMU bound on 127.0.0.1 for `guest_port` of the user-mode NIC.
+    pub fn forwarded_port(&self, guest_port: u16) -> Result<Option<u16>, LibvirtError> {
+        let known = self.ports.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, host)) = known.iter().find(|(g, _)| *g == guest_port) {
+            return Ok(Some(*host));
+        }
+        drop(known);
+        let info = self.with_domain(|d| {
+            d.qemu_monitor_command(
+                "info usernet",
+                virt_sys::VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP,
+            )
+        })?;
+        let port = crate::backend::qemu::forwarded_port(&info, guest_port);
+        if let Some(host) = port {
+            let mut known = self.ports.lock().unwrap_or_else(|p| p.into_inner());
+            known.push((guest_port, host));
+        }
+        Ok(port)
+    }
+
+    /// Moves the `boot_once` device to its place in the boot order for every later boot (see
+    /// the QEMU backend's).
+    pub fn first_boot_started(&self) -> Result<(), LibvirtError> {
+        for (alias, index) in &self.after_first_boot {
+            self.qmp(
+                "qom-set",
+                serde_json::json!({
+                    "path": format!("/machine/peripheral/{alias}"),
+                    "property": "bootindex",
+                    "value": index,
+                }),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// From now on a guest reboot resets the machine instead of ending it.
+    pub fn allow_reboots(&self) -> Result<(), LibvirtError> {
+        if !self.reboots.swap(true, Ordering::Relaxed) {
+            self.qmp("set-action", serde_json::json!({"reboot": "reset"}))?;
+        }
+        Ok(())
+    }
+
+    pub fn reset(&self) -> Result<(), LibvirtError> {
+        self.with_domain(|d| d.reset()).map(drop)
+    }
+
+    pub fn pause(&self) -> Result<(), LibvirtError> {
+        self.with_domain(|d| d.suspend()).map(drop)
+    }
+
+    pub fn resume(&self) -> Result<(), LibvirtError> {
+        self.with_domain(|d| d.resume()).map(drop)
+    }
+
+    /// ACPI power button, then up to `grace` for the domain to go; whether it went by itself.
+    /// A powered-off machine counts as gone.
+    pub async fn power_off(&self, grace: Duration) -> bool {
+        if self.powered_off.load(Ordering::Relaxed) {
+            return true;
+        }
+        if self.with_domain(|d| d.shutdown()).is_err() {
+            return self.exited().is_some();
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        while tokio::time::Instant::now() < deadline {
+            if self.exited().is_some() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        false
+    }
+
+    /// Powers the guest off (ACPI, destroyed after `grace`) and keeps what
+    /// [`LibvirtMachine::start`] needs: a transient domain that powers off is gone, so the
+    /// domain is created again from the template, on the same disk and ports. Whether the
+    /// guest powered off by itself.
+    pub async fn halt(&self, grace: Duration) -> Result<bool, LibvirtError> {
+        let by_itself = self.power_off(grace).await;
+        let domain = self
+            .domain
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(mut domain) = domain {
+            if !by_itself {
+                let _ = domain.destroy();
+            }
+            let _ = domain.free();
+        }
+        self.powered_off.store(true, Ordering::Relaxed);
+        Ok(by_itself)
+    }
+
+    /// Starts a machine [`LibvirtMachine::halt`] powered off.
+    pub fn start(&self) -> Result<(), LibvirtError> {
+        if !self.powered_off.load(Ordering::Relaxed) {
+            return Err(LibvirtError("the machine is running: power it off first".into()));
+        }
+        let ports = self.ports.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let xml = self
+            .template
+            .render(false, &ports, self.reboots.load(Ordering::Relaxed));
+        let domain = Domain::create_xml(self.conn.get(), &xml, self.flags)?;
+        *self.domain.lock().unwrap_or_else(|p| p.into_inner()) = Some(domain);
+        self.powered_off.store(false, Ordering::Relaxed);
+        self.read_pid();
+        Ok(())
+    }
+
+    /// Destroys the domain at once (not a guest shutdown).
+    pub fn destroy(&self) {
+        let _ = self.with_domain(|d| d.destroy());
+    }
+
+    /// Lets the domain run on after this value is gone (a kept VM): it was created without
+    /// auto-destroy; its connection closes, its taps stay.
+    pub fn detach(mut self) {
+        self.detached = true;
+        for tap in std::mem::take(&mut self.taps) {
+            std::mem::forget(tap);
+        }
+    }
+}
+
+impl Drop for LibvirtMachine {
+    fn drop(&mut self) {
+        let domain = self
+            .domain
+            .get_mut()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(mut domain) = domain {
+            if !self.detached {
+                let _ = domain.destroy();
+            }
+            let _ = domain.free();
+        }
+        if self.detached {
+            return;
+        }
+        // QEMU's log joins the VM's files (and a failed test's artifacts); libvirtd's copy goes.
+        let log = log_path(&self.template.name);
+        if std::fs::copy(&log, self.dir.join("qemu.log")).is_ok() {
+            let _ = std::fs::remove_file(&log);
+        }
+    }
+}

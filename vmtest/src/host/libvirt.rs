@@ -1,0 +1,253 @@
+//! libvirtd, as vmtest talks to it: which daemon (the URI), a connection that closes when
+//! dropped, what the daemon offers, and the metadata that proves a domain is vmtest's.
+//!
+//! The metadata is one element in vmtest's namespace, written into every domain vmtest creates:
+//! `<vmtest:vm owner-pid=".." owner-start=".." owner-boot=".." session=".." test=".."/>`. The
+//! sweeper destroys a domain only when a ledger entry names it *and* this element is there, or
+//! when the element names an owner that is dead: a domain of the same name made by anyone else
+//! survives every sweep.
+
+// Without the feature only the URI is used (by the doctor's report).
+#![cfg_attr(not(feature = "libvirt"), allow(dead_code))]
+
+/// The XML namespace of vmtest's domain metadata.
+pub(crate) const METADATA_NS: &str = "urn:vmtest:domain:1";
+/// The prefix vmtest writes its metadata element with.
+pub(crate) const METADATA_PREFIX: &str = "vmtest";
+
+/// The libvirt connection `backend = "libvirt"` uses: `VMTEST_LIBVIRT_URI`, else
+/// `qemu:///system`.
+pub(crate) fn uri() -> String {
+    std::env::var("VMTEST_LIBVIRT_URI")
+        .ok()
+        .filter(|uri| !uri.is_empty())
+        .unwrap_or_else(|| "qemu:///system".to_owned())
+}
+
+/// The attributes of vmtest's metadata element as libvirt hands it back (`name="value"` or
+/// `name='value'`, entities decoded). A scan, not an XML parser: the element has attributes
+/// only, and libvirt re-serialises it in exactly that form.
+pub(crate) fn metadata_attributes(element: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = element;
+    while let Some(eq) = rest.find('=') {
+        let name = rest[..eq]
+            .rsplit(|c: char| c.is_whitespace() || c == '<')
+            .next()
+            .unwrap_or_default()
+            .to_owned();
+        let after = &rest[eq + 1..];
+        let Some(quote) = after.chars().next().filter(|c| *c == '"' || *c == '\'') else {
+            break;
+        };
+        let Some(end) = after[1..].find(quote) else {
+            break;
+        };
+        out.push((name, unescape(&after[1..1 + end])));
+        rest = &after[end + 2..];
+    }
+    out
+}
+
+/// XML's predefined entities and numeric character references, decoded.
+fn unescape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let tail = &rest[amp..];
+        let Some(semi) = tail.find(';') else {
+            out.push_str(tail);
+            return out;
+        };
+        let entity = &tail[1..semi];
+        let decoded = match entity {
+            "amp" => Some('&'),
+            "lt" => Some('<'),
+            "gt" => Some('>'),
+            "quot" => Some('"'),
+            "apos" => Some('\''),
+            _ => entity
+                .strip_prefix("#x")
+                .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                .or_else(|| entity.strip_prefix('#').and_then(|d| d.parse().ok()))
+                .and_then(char::from_u32),
+        };
+        match decoded {
+            Some(c) => out.push(c),
+            None => out.push_str(&tail[..=semi]),
+        }
+        rest = &tail[semi + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(feature = "libvirt")]
+pub(crate) use connection::{metadata, probe, Conn};
+
+#[cfg(feature = "libvirt")]
+mod connection {
+    use virt::connect::Connect;
+    use virt::domain::Domain;
+
+    /// An open connection to libvirtd, closed when dropped (virt 0.4's `Connect` has no `Drop`:
+    /// an unclosed connection would live as long as the process, and with it every domain
+    /// created with auto-destroy on it).
+    pub(crate) struct Conn(Connect);
+
+    impl std::fmt::Debug for Conn {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Conn")
+        }
+    }
+
+    impl Conn {
+        /// Connects to `uri`; the error is libvirt's message.
+        pub fn open(uri: &str) -> Result<Conn, String> {
+            // libvirt prints every error to stderr by default; ours are returned instead.
+            virt::error::clear_error_callback();
+            Connect::open(Some(uri))
+                .map(Conn)
+                .map_err(|e| e.to_string())
+        }
+
+        pub fn get(&self) -> &Connect {
+            &self.0
+        }
+
+        /// The running domain `name`, if there is one.
+        pub fn domain(&self, name: &str) -> Option<Domain> {
+            Domain::lookup_by_name(&self.0, name).ok()
+        }
+
+        /// The names of the running domains that carry vmtest's metadata, with its attributes.
+        pub fn ours(&self) -> Result<Vec<(String, Vec<(String, String)>)>, String> {
+            let domains = self
+                .0
+                .list_all_domains(virt_sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE)
+                .map_err(|e| e.to_string())?;
+            let mut ours = Vec::new();
+            for mut domain in domains {
+                if let (Ok(name), Some(attributes)) = (domain.get_name(), metadata(&domain)) {
+                    ours.push((name, attributes));
+                }
+                let _ = domain.free();
+            }
+            Ok(ours)
+        }
+    }
+
+    impl Drop for Conn {
+        fn drop(&mut self) {
+            let _ = self.0.close();
+        }
+    }
+
+    /// vmtest's metadata of `domain`, if it has any.
+    pub(crate) fn metadata(domain: &Domain) -> Option<Vec<(String, String)>> {
+        domain
+            .get_metadata(
+                virt_sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
+                Some(super::METADATA_NS),
+                0,
+            )
+            .ok()
+            .map(|element| super::metadata_attributes(&element))
+    }
+
+    /// What a reachable libvirtd reported.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(crate) struct HostInfo {
+        /// libvirt's version, `major.minor.micro`.
+        pub version: String,
+        /// The hypervisor's (QEMU's) version.
+        pub hypervisor: String,
+        /// Domain types offered for x86_64 (`qemu` is TCG, `kvm`), in the order libvirt lists them.
+        pub domain_types: Vec<String>,
+    }
+
+    /// Connects to `uri` and asks what it offers; the error is libvirt's message.
+    pub(crate) fn probe(uri: &str) -> Result<HostInfo, String> {
+        let conn = Conn::open(uri)?;
+        let conn = conn.get();
+        (|| {
+            Ok(HostInfo {
+                version: dotted(conn.get_lib_version()?),
+                hypervisor: dotted(conn.get_hyp_version()?),
+                domain_types: domain_types(&conn.get_capabilities()?),
+            })
+        })()
+        .map_err(|e: virt::error::Error| e.to_string())
+    }
+
+    /// libvirt's `major * 1_000_000 + minor * 1000 + micro` as `major.minor.micro`.
+    pub(super) fn dotted(version: u32) -> String {
+        format!(
+            "{}.{}.{}",
+            version / 1_000_000,
+            version / 1000 % 1000,
+            version % 1000
+        )
+    }
+
+    /// The `<domain type='...'/>` of the capabilities' x86_64 guests, deduplicated. A scan, not an
+    /// XML parser: the capabilities document writes these elements in exactly this form.
+    pub(super) fn domain_types(capabilities: &str) -> Vec<String> {
+        let mut types = Vec::new();
+        for guest in capabilities.split("<guest>").skip(1) {
+            if !guest.contains("<arch name='x86_64'>") {
+                continue;
+            }
+            for rest in guest.split("<domain type='").skip(1) {
+                if let Some(end) = rest.find('\'') {
+                    let t = &rest[..end];
+                    if !types.iter().any(|known| known == t) {
+                        types.push(t.to_owned());
+                    }
+                }
+            }
+        }
+        types
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metadata_attributes_are_read_back_decoded() {
+        let element = "<vmtest:vm xmlns:vmtest=\"urn:vmtest:domain:1\" owner-pid=\"42\" \
+                       test='a::b &amp; &lt;c&gt; &#x41;&#66;'/>";
+        assert_eq!(
+            metadata_attributes(element),
+            [
+                ("xmlns:vmtest".to_owned(), "urn:vmtest:domain:1".to_owned()),
+                ("owner-pid".to_owned(), "42".to_owned()),
+                ("test".to_owned(), "a::b & <c> AB".to_owned()),
+            ]
+        );
+    }
+
+    #[cfg(feature = "libvirt")]
+    #[test]
+    fn versions_are_dotted() {
+        use connection::*;
+        assert_eq!(dotted(9_000_000), "9.0.0");
+        assert_eq!(dotted(7_002_022), "7.2.22");
+    }
+
+    #[cfg(feature = "libvirt")]
+    #[test]
+    fn domain_types_of_x86_64_guests() {
+        use connection::*;
+        let caps = "<capabilities><host/>\
+            <guest><os_type>hvm</os_type><arch name='i686'><domain type='xen'/></arch></guest>\
+            <guest><os_type>hvm</os_type><arch name='x86_64'><wordsize>64</wordsize>\
+            <domain type='qemu'/><domain type='kvm'/></arch></guest>\
+            <guest><os_type>hvm</os_type><arch name='x86_64'><domain type='qemu'/></arch></guest>\
+            </capabilities>";
+        assert_eq!(domain_types(caps), ["qemu", "kvm"]);
+    }
+}
