@@ -1,6 +1,6 @@
 //! `../shared/tools/leakcheck`, in Rust and scoped: what a run may have left on this host —
 //! QEMU/dnsmasq/virtiofsd processes, VM directories and ledger entries, network namespaces,
-//! network links — restricted to names starting with a prefix (a session's), so that tests
+//! network links, libvirt domains — restricted to names starting with a prefix (a session's), so that tests
 //! running side by side do not see each other's live VMs.
 
 use std::fmt;
@@ -19,6 +19,8 @@ pub struct Leaks {
     pub netns: Vec<String>,
     /// Network links (taps, bridges, veths).
     pub links: Vec<String>,
+    /// libvirt domains at `qemu:///system`.
+    pub domains: Vec<String>,
 }
 
 impl Leaks {
@@ -29,6 +31,7 @@ impl Leaks {
             && self.ledger.is_empty()
             && self.netns.is_empty()
             && self.links.is_empty()
+            && self.domains.is_empty()
     }
 }
 
@@ -48,6 +51,9 @@ impl fmt::Display for Leaks {
         }
         for l in &self.links {
             writeln!(f, "link     {l}")?;
+        }
+        for d in &self.domains {
+            writeln!(f, "domain   {d}")?;
         }
         Ok(())
     }
@@ -76,6 +82,29 @@ pub fn find(run_dir: &Path, prefix: &str) -> Leaks {
             .collect(),
         netns: names(Path::new("/run/netns")),
         links: names(Path::new("/sys/class/net")),
+        domains: domains()
+            .into_iter()
+            .filter(|n| n.starts_with(prefix))
+            .collect(),
+    }
+}
+
+/// The domains libvirtd at `qemu:///system` runs or defines (none without a running libvirtd).
+pub fn domains() -> Vec<String> {
+    if !Path::new("/run/libvirt/libvirt-sock").exists() {
+        return Vec::new();
+    }
+    let out = std::process::Command::new("virsh")
+        .args(["-c", "qemu:///system", "list", "--all", "--name"])
+        .output();
+    match out {
+        Ok(out) => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        Err(_) => Vec::new(),
     }
 }
 

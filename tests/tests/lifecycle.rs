@@ -126,6 +126,11 @@ fn paused_vm(line: &str) -> String {
 /// Kills the scenario with SIGKILL at a point of its VM's life, then checks the layers below
 /// the process: no QEMU survives even before any sweep, and one sweep leaves nothing.
 fn kill_at(label: &str, pause_at: Option<&str>, act: &str, marker: &str) {
+    kill_on(None, label, pause_at, act, marker);
+}
+
+/// [`kill_at`] with the scenario's VM run by `backend` (`VMTEST_BACKEND`).
+fn kill_on(backend: Option<&str>, label: &str, pause_at: Option<&str>, act: &str, marker: &str) {
     let session = session(label);
     let private = PrivateRun::new();
     let record = tempfile::NamedTempFile::new().unwrap();
@@ -137,6 +142,9 @@ fn kill_at(label: &str, pause_at: Option<&str>, act: &str, marker: &str) {
         .env(RECORD, record.path());
     if let Some(stage) = pause_at {
         cmd.env("VMTEST_PAUSE_AT", stage);
+    }
+    if let Some(backend) = backend {
+        cmd.env("VMTEST_BACKEND", backend);
     }
     let mut child = Running::spawn(cmd);
     let line = child.wait_for(marker, Duration::from_secs(180));
@@ -168,6 +176,13 @@ fn kill_at(label: &str, pause_at: Option<&str>, act: &str, marker: &str) {
     assert!(
         survivors.is_empty(),
         "QEMU survived SIGKILL of its test process ({label}):\n{survivors:?}\n{output}"
+    );
+    // A libvirt domain is created with auto-destroy: libvirtd destroyed it when the killed
+    // process's connection closed, before any sweep.
+    let domains: Vec<String> = leaks::domains().into_iter().filter(|d| *d == name).collect();
+    assert!(
+        domains.is_empty(),
+        "domain {name} survived SIGKILL of its test process ({label})\n{output}"
     );
     let before = leaks::find(private.path(), &name);
     assert!(
@@ -203,6 +218,11 @@ fn sigkill_during_boot_stops_qemu_at_once_and_the_sweep_finishes() {
 #[test]
 fn sigkill_during_ssh_stops_qemu_at_once_and_the_sweep_finishes() {
     kill_at("ssh", None, "ssh", "scenario: in ssh");
+}
+
+#[test]
+fn sigkill_of_a_libvirt_test_ends_its_domain_without_a_sweep() {
+    kill_on(Some("libvirt"), "libvirt", None, "ssh", "scenario: in ssh");
 }
 
 #[test]
@@ -342,6 +362,9 @@ struct Decoys {
     qemu_pid: u32,
     dirs: Vec<PathBuf>,
     netns: Option<String>,
+    /// libvirt domains someone else made: one with a name of our shape, one carrying vmtest's
+    /// metadata namespace but naming a live owner (this process).
+    domains: Vec<DecoyDomain>,
 }
 
 impl Decoys {
@@ -389,10 +412,22 @@ impl Decoys {
         if netns.is_none() {
             eprintln!("!! decoys: `ip netns add` failed here: the namespace decoy is NOT checked");
         }
+        let ours_shaped = vmtest::ledger::names::name_for("decoy-session", "decoy::domain", 1);
+        assert!(vmtest::ledger::names::is_ours(&ours_shaped));
+        let live_owner = format!(
+            "<metadata><vmtest:vm xmlns:vmtest=\"urn:vmtest:domain:1\" owner-pid=\"{}\" \
+             owner-start=\"0\" owner-boot=\"x\" session=\"s\" test=\"t\"/></metadata>",
+            std::process::id()
+        );
+        let domains = vec![
+            decoy_domain(&ours_shaped, ""),
+            decoy_domain("vtdecoy0003", &live_owner),
+        ];
         Decoys {
             qemu_pid,
             dirs,
             netns,
+            domains,
         }
     }
 
@@ -411,7 +446,34 @@ impl Decoys {
                 "{after} removed the decoy namespace {ns}"
             );
         }
+        let running = leaks::domains();
+        for DecoyDomain(d) in &self.domains {
+            assert!(running.contains(d), "{after} destroyed the decoy domain {d}");
+        }
     }
+}
+
+/// Starts a transient libvirt domain `name` that is not vmtest's (no disk: it idles in the
+/// firmware), with `metadata` as its `<metadata>` element.
+fn decoy_domain(name: &str, metadata: &str) -> DecoyDomain {
+    let xml = format!(
+        "<domain type='qemu'><name>{name}</name>{metadata}<memory unit='MiB'>32</memory>\
+         <vcpu>1</vcpu><os><type arch='x86_64' machine='q35'>hvm</type></os><devices>\
+         <controller type='usb' model='none'/><memballoon model='none'/></devices></domain>"
+    );
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), xml).unwrap();
+    let out = std::process::Command::new("virsh")
+        .args(["-c", "qemu:///system", "create"])
+        .arg(file.path())
+        .output()
+        .expect("virsh (fixtures/setup-libvirt installs libvirt)");
+    assert!(
+        out.status.success(),
+        "creating the decoy domain {name} (is libvirtd running? fixtures/setup-libvirt): {}",
+        scenario::text(&out)
+    );
+    DecoyDomain(name.to_owned())
 }
 
 impl Drop for Decoys {
@@ -426,6 +488,51 @@ impl Drop for Decoys {
                 .args(["netns", "delete", ns])
                 .status();
         }
+    }
+}
+
+/// A ledger entry whose owner is dead names a domain that carries no metadata of vmtest's (a
+/// name reused by someone else since): the sweep leaves the domain running, says why, and
+/// keeps the entry.
+#[test]
+fn a_domain_named_by_a_dead_entry_but_not_ours_survives_the_sweep() {
+    let private = PrivateRun::new();
+    let name = vmtest::ledger::names::name_for("decoy-ledger", "decoy::entry", 1);
+    let _domain = decoy_domain(&name, "");
+    let ledger = private.path().join("ledger");
+    std::fs::create_dir_all(&ledger).unwrap();
+    let entry = serde_json::json!({
+        "version": 1,
+        "name": name,
+        "kind": "vm",
+        "owner": {"pid": 999_999_999u32, "start_ticks": 1, "boot_id": "gone"},
+        "session": "decoy-ledger",
+        "test": "decoy::entry",
+        "created_unix_ms": 1,
+        "resources": [{"kind": "domain", "uri": "qemu:///system", "name": name}],
+    });
+    let path = ledger.join(format!("{name}.json"));
+    std::fs::write(&path, entry.to_string()).unwrap();
+    let out = private
+        .apply(&mut runner::command())
+        .args(["sweep"])
+        .output()
+        .unwrap();
+    let text = scenario::text(&out);
+    assert!(leaks::domains().contains(&name), "the sweep destroyed {name}:\n{text}");
+    assert!(text.contains(&format!("left libvirt domain {name} alone")), "{text}");
+    assert!(path.exists(), "the entry must stay while its domain could not be undone");
+    std::fs::remove_file(&path).unwrap();
+}
+
+/// Destroys a decoy domain when dropped.
+struct DecoyDomain(String);
+
+impl Drop for DecoyDomain {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("virsh")
+            .args(["-c", "qemu:///system", "destroy", &self.0])
+            .output();
     }
 }
 
@@ -520,4 +627,25 @@ fn a_kept_vm_answers_ssh_and_only_an_explicit_sweep_removes_it() {
     );
     let left = leaks::find(private.path(), &vm.name);
     assert!(left.is_empty(), "{left}");
+}
+
+/// A domain of vmtest's whose entry is gone (removed by hand) and whose owner is dead: its
+/// metadata proves it ours, and a sweep destroys it.
+#[test]
+fn an_orphaned_domain_whose_metadata_names_a_dead_owner_is_swept() {
+    let private = PrivateRun::new();
+    let name = vmtest::ledger::names::name_for("orphan-domain", "orphan::domain", 1);
+    let dead_owner = "<metadata><vmtest:vm xmlns:vmtest=\"urn:vmtest:domain:1\" \
+                      owner-pid=\"999999999\" owner-start=\"1\" owner-boot=\"gone\" \
+                      session=\"orphan-domain\" test=\"orphan::domain\"/></metadata>";
+    let _domain = decoy_domain(&name, dead_owner);
+    let out = private
+        .apply(&mut runner::command())
+        .args(["sweep"])
+        .output()
+        .unwrap();
+    let text = scenario::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(!leaks::domains().contains(&name), "{name} survived:\n{text}");
+    assert!(text.contains(&format!("reaped {name}")), "{text}");
 }
