@@ -533,6 +533,7 @@ impl Drop for DecoyDomain {
         let _ = std::process::Command::new("virsh")
             .args(["-c", "qemu:///system", "destroy", &self.0])
             .output();
+        let _ = std::fs::remove_file(format!("/var/log/libvirt/qemu/{}.log", self.0));
     }
 }
 

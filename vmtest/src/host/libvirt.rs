@@ -24,6 +24,11 @@ pub(crate) fn uri() -> String {
         .unwrap_or_else(|| "qemu:///system".to_owned())
 }
 
+/// libvirtd's log of domain `name`'s QEMU (`qemu:///system`'s place for it).
+pub(crate) fn log_path(name: &str) -> std::path::PathBuf {
+    std::path::Path::new("/var/log/libvirt/qemu").join(format!("{name}.log"))
+}
+
 /// The attributes of vmtest's metadata element as libvirt hands it back (`name="value"` or
 /// `name='value'`, entities decoded). A scan, not an XML parser: the element has attributes
 /// only, and libvirt re-serialises it in exactly that form.

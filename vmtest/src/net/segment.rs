@@ -503,13 +503,7 @@ impl Segment {
     /// open taps by name. Needs the segment's namespace to be named (root).
     pub(crate) fn host_tap(&self, vm: &str, mac: Option<&str>) -> Result<(HostTap, String)> {
         if !self.inner.netns.is_named() {
-            return Err(Error::Invalid {
-                what: "network",
-                message: "a libvirt VM on a segment needs root: libvirtd's QEMU opens its tap in \
-                          the host's namespace, which only root can move into the segment's; \
-                          run as root or use backend = \"qemu\""
-                    .into(),
-            });
+            check_host_taps()?;
         }
         let tap = HostTap::create(vm, self.inner.netns.name())?;
         let mac = mac.map_or_else(|| super::tap::mac_for(vm), str::to_owned);
@@ -547,6 +541,21 @@ fn userns_allowed() -> bool {
     read("/proc/sys/user/max_user_namespaces").is_some_and(|n| n > 0)
         && read("/proc/sys/kernel/unprivileged_userns_clone").is_none_or(|v| v == 1)
         && read("/proc/sys/kernel/apparmor_restrict_unprivileged_userns").is_none_or(|v| v == 0)
+}
+
+/// Whether a machine that opens its tap by name in the host's namespace can join a segment:
+/// only root can move the tap into the segment's namespace (checked before anything is made).
+pub(crate) fn check_host_taps() -> Result<()> {
+    if is_root() {
+        return Ok(());
+    }
+    Err(Error::Invalid {
+        what: "network",
+        message: "a libvirt VM on an isolated or PXE segment needs root: libvirtd's QEMU opens \
+                  its tap in the host's namespace, and only root can move it into the \
+                  segment's; run as root, or use backend = \"qemu\" (which works without root)"
+            .into(),
+    })
 }
 
 /// Root (or, without it, unprivileged user namespaces) and the tools a segment needs, checked

@@ -97,6 +97,9 @@ async fn plan(spec: VmSpec) -> Result<Plan> {
     .await?;
     let mac = check_machine(&spec)?;
     let driver = Driver::for_backend(spec.backend)?;
+    if spec.network != Network::User && driver.tap_form() == TapForm::Named {
+        crate::net::segment::check_host_taps()?;
+    }
     driver.check(
         spec.network == Network::Pxe || spec.boot_devices().any(|d| d == BootDevice::Network),
         spec.firmware,

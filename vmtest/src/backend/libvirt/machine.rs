@@ -10,12 +10,7 @@ use std::time::Duration;
 use virt::domain::Domain;
 
 use super::domain::Template;
-use crate::host::libvirt::Conn;
-
-/// A domain's QEMU log, written by libvirtd.
-fn log_path(name: &str) -> PathBuf {
-    PathBuf::from("/var/log/libvirt/qemu").join(format!("{name}.log"))
-}
+use crate::host::libvirt::{log_path, Conn};
 
 /// Why libvirt could not answer.
 #[derive(Debug, thiserror::Error)]
@@ -300,8 +295,7 @@ impl Drop for LibvirtMachine {
         }
         // QEMU's log joins the VM's files (and a failed test's artifacts); libvirtd's copy goes.
         let log = log_path(&self.template.name);
-        if std::fs::copy(&log, self.dir.join("qemu.log")).is_ok() {
-            let _ = std::fs::remove_file(&log);
-        }
+        let _ = std::fs::copy(&log, self.dir.join("qemu.log"));
+        let _ = std::fs::remove_file(&log);
     }
 }

@@ -112,7 +112,17 @@ pub(super) fn domain_step(
             })
         }
     };
-    let mut domain = conn.domain(name)?;
+    // libvirtd's log of the domain's QEMU goes with it (a live owner copies it into the VM's
+    // directory first; after a crash nobody did).
+    let remove_log = || {
+        if !dry_run {
+            let _ = std::fs::remove_file(crate::host::libvirt::log_path(name));
+        }
+    };
+    let Some(mut domain) = conn.domain(name) else {
+        remove_log();
+        return None;
+    };
     let step = match metadata(&domain) {
         Some(attributes) if ours(attributes.as_slice()) => {
             let what = if dry_run {
@@ -125,6 +135,9 @@ pub(super) fn domain_step(
             } else {
                 domain.destroy().err().map(|e| e.to_string())
             };
+            if error.is_none() {
+                remove_log();
+            }
             Step { what, error }
         }
         _ => Step {
