@@ -28,7 +28,7 @@ test: images
 	@mkdir -p target
 	@status=0; \
 	{ \
-	  $(CARGO) build --locked -p vmtest-runner || status=1; \
+	  $(CARGO) build --locked -p vmtest-runner --features libvirt || status=1; \
 	  if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	    echo "== the examples and the lifecycle tests under cargo-nextest (one process per test)"; \
 	    $(CARGO) nextest run --locked --workspace --test-threads=$(TEST_THREADS) \

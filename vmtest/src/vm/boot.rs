@@ -385,7 +385,9 @@ async fn provision_and_launch(
         console: console.clone(),
         dies_with_owner: cx.keep.dies_with_owner(),
     };
-    let machine = tri!(plan.driver.launch(machine_plan));
+    // Off the runtime's threads: creating a libvirt domain waits on libvirtd for a second.
+    let driver = plan.driver;
+    let machine = tri!(blocking(move || driver.launch(machine_plan)).await);
     if let Some((pidfile, process)) = machine.recorded() {
         let pidfile = pidfile.to_owned();
         tri!(claim.update(|e| e.record_process(&pidfile, process)));
