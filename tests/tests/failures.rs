@@ -149,6 +149,8 @@ fn a_failure_is_reported_at_the_test_not_inside_vmtest() {
         ("VMTEST_FAILURES_ACT", "err", "failing on purpose"),
         // vmtest refused the run before booting anything.
         ("VMTEST_KEEP", "sometimes", "VMTEST_KEEP"),
+        // The test names no backend, so the environment's is taken: an unknown one is refused.
+        ("VMTEST_BACKEND", "xen", "`xen` is not a backend"),
     ];
     for (var, value, message) in cases {
         let out = vmtest_tests::scenario::child("scenario_failing_body")

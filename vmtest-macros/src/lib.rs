@@ -43,7 +43,7 @@ mod parse;
 /// | `pxe_files` | none | the path of a directory whose files the PXE segment also serves, over TFTP and HTTP; only with `network = "pxe"` |
 /// | `capture` | `false` | `capture` alone or `capture = true`: record the VM's segment into a pcap file in the test's artifacts; only with `network = "isolated"` or `"pxe"` |
 /// | `management` | `true` | `management = false`: on a segment, give the VM its segment's NIC only, without the user-mode NIC its SSH handle otherwise goes through (SSH then reaches it at its leased address, inside the segment); `true` or `false`, unquoted; only with `network = "isolated"` or `"pxe"` |
-/// | `backend` | `"qemu"` | `"qemu"` or `"libvirt"` |
+/// | `backend` | `VMTEST_BACKEND`, else `[defaults]` of `vmtest.toml`, else `"qemu"` | `"qemu"` or `"libvirt"` |
 /// | `accel` | `VMTEST_ACCEL`, else `"auto"` | `"auto"`, `"kvm"` or `"tcg"` |
 /// | `requires` | nothing | `"kvm"`: where KVM does not work, the test passes without running, loudly |
 /// | `timeout` | none | the body's time limit: `"90s"`, `"5m"`, `"1h"`, or an integer of seconds; 1 s to 24 h; only for an `async fn` (the limit ends the body at an `.await`) |

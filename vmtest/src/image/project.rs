@@ -9,6 +9,7 @@
 //! cpus = 2
 //! memory = "1G"
 //! accel = "auto"                           # or "kvm", "tcg"
+//! backend = "qemu"                         # or "libvirt"
 //!
 //! [images."ubuntu:24.04"]                  # redefine any reference, or define a new name
 //! url = "http://images.corp.example/noble.img"
@@ -38,7 +39,7 @@ use toml::Spanned;
 
 use super::reference::{self, Algorithm, Digest, Reference};
 use crate::error::{Error, IoContext, Result};
-use crate::spec::{units, AccelChoice};
+use crate::spec::{units, AccelChoice, Backend};
 
 /// The project file's name.
 pub(crate) const FILE_NAME: &str = "vmtest.toml";
@@ -64,12 +65,13 @@ pub(crate) struct Override {
 }
 
 /// `[defaults]`: what a test gets when its attribute does not say. The attribute wins over the
-/// file, and `VMTEST_ACCEL` wins over `accel`.
+/// file, `VMTEST_ACCEL` wins over `accel` and `VMTEST_BACKEND` over `backend`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Defaults {
     pub cpus: Option<u32>,
     pub memory_mib: Option<u32>,
     pub accel: Option<AccelChoice>,
+    pub backend: Option<Backend>,
 }
 
 impl Config {
@@ -255,6 +257,7 @@ struct RawDefaults {
     cpus: Option<Spanned<toml::Value>>,
     memory: Option<Spanned<toml::Value>>,
     accel: Option<Spanned<String>>,
+    backend: Option<Spanned<String>>,
 }
 
 type Located<T> = std::result::Result<T, (Range<usize>, String)>;
@@ -436,10 +439,23 @@ fn defaults(raw: RawDefaults) -> Located<Defaults> {
             }
         }),
     };
+    let backend = match raw.backend {
+        None => None,
+        Some(b) => Some(Backend::from_name(b.get_ref()).ok_or_else(|| {
+            (
+                b.span(),
+                format!(
+                    "`backend = \"{}\"`: expected \"qemu\" or \"libvirt\"",
+                    b.get_ref()
+                ),
+            )
+        })?),
+    };
     Ok(Defaults {
         cpus,
         memory_mib,
         accel,
+        backend,
     })
 }
 

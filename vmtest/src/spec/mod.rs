@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 mod accel;
+mod backend;
 mod dhcp;
 mod firmware;
 mod machine;
@@ -10,6 +11,7 @@ mod network;
 pub(crate) mod units;
 
 pub use accel::{Accel, AccelChoice};
+pub use backend::Backend;
 pub use dhcp::{Dhcp, DhcpOption, Host};
 pub use firmware::Firmware;
 pub use machine::{BootDevice, Readiness};
@@ -27,17 +29,6 @@ pub enum SeedFormat {
     Iso9660,
     /// FAT, label `CIDATA`: for guest kernels built without ISO9660 support.
     Vfat,
-}
-
-/// What runs the VM.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-#[non_exhaustive]
-pub enum Backend {
-    /// `qemu-system-x86_64`, started directly.
-    #[default]
-    Qemu,
-    /// A transient libvirt domain.
-    Libvirt,
 }
 
 /// What a test asks for: image, size, and how it is seeded.
@@ -59,7 +50,8 @@ pub struct VmSpec {
     pub(crate) boot_timeout: Option<Duration>,
     pub(crate) kernel_args: Vec<String>,
     pub(crate) network: Network,
-    pub(crate) backend: Backend,
+    /// `None`: `VMTEST_BACKEND`, else the project file's `[defaults]`, else QEMU.
+    pub(crate) backend: Option<Backend>,
     /// `None`: `VMTEST_ACCEL`, else the project file's `[defaults]`, else auto.
     pub(crate) accel: Option<AccelChoice>,
     /// Cloud-config documents (YAML) merged into the generated one, with where they came from.
@@ -103,7 +95,7 @@ impl Default for VmSpec {
             boot_timeout: None,
             kernel_args: Vec::new(),
             network: Network::User,
-            backend: Backend::Qemu,
+            backend: None,
             accel: None,
             user_data: Vec::new(),
             pxe: None,
@@ -185,9 +177,20 @@ impl VmSpec {
         self
     }
 
-    /// What runs the VM (default [`Backend::Qemu`]).
+    /// What runs the VM, overriding `VMTEST_BACKEND` and the project file.
+    ///
+    /// A spec that does not call this gets, in this order: `VMTEST_BACKEND` (`qemu` or
+    /// `libvirt`; any other value fails the boot, naming the accepted ones), else
+    /// `[defaults] backend` of the project file `vmtest.toml`, else [`Backend::Qemu`]. So a
+    /// whole suite runs on libvirt with `VMTEST_BACKEND=libvirt cargo test`, and a test that
+    /// must run on one backend says so here (`#[vmtest(backend = "qemu")]`).
+    ///
+    /// ```
+    /// use vmtest::{Backend, VmSpec};
+    /// let spec = VmSpec::new().backend(Backend::Libvirt);
+    /// ```
     pub fn backend(mut self, backend: Backend) -> Self {
-        self.backend = backend;
+        self.backend = Some(backend);
         self
     }
 

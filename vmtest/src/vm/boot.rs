@@ -22,7 +22,7 @@ use crate::guest::reach::Reach;
 use crate::guest::seed::{user_data, SeedFormat, UserDocument};
 use crate::image::{Image, ImageBoot};
 use crate::net::segment::Segment;
-use crate::spec::{Accel, AccelChoice, BootDevice, Network, Readiness, VmSpec};
+use crate::spec::{Accel, AccelChoice, Backend, BootDevice, Network, Readiness, VmSpec};
 use crate::state::budget::{self, Reservation};
 use crate::state::ledger::{Claim, Kind, Resource};
 
@@ -96,7 +96,15 @@ async fn plan(spec: VmSpec) -> Result<Plan> {
     })
     .await?;
     let mac = check_machine(&spec)?;
-    let driver = Driver::for_backend(spec.backend)?;
+    let defaults = crate::image::project::Config::load()?
+        .map(|c| c.defaults().clone())
+        .unwrap_or_default();
+    // The test's own choice, else VMTEST_BACKEND, else the project file's, else QEMU.
+    let backend = match spec.backend {
+        Some(backend) => backend,
+        None => Backend::from_env(defaults.backend)?,
+    };
+    let driver = Driver::for_backend(backend)?;
     if spec.network != Network::User && driver.tap_form() == TapForm::Named {
         crate::net::segment::check_host_taps()?;
     }
@@ -114,9 +122,6 @@ async fn plan(spec: VmSpec) -> Result<Plan> {
         &image.reference,
         image.user_data_keys.as_deref(),
     )?;
-    let defaults = crate::image::project::Config::load()?
-        .map(|c| c.defaults().clone())
-        .unwrap_or_default();
     let choice = match spec.accel {
         Some(choice) => choice,
         None => AccelChoice::from_env(defaults.accel)?,

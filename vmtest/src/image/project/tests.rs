@@ -53,6 +53,7 @@ recipes = ["fixtures", "/abs/recipes", "../shared"]
 cpus = 2
 memory = "1G"
 accel = "tcg"
+backend = "libvirt"
 
 [images."ubuntu:24.04"]
 url = "http://127.0.0.1:8080/noble.img"
@@ -88,12 +89,13 @@ url = "https://images.corp.example/alpine.qcow2#sha512={h512}"
         &Defaults {
             cpus: Some(2),
             memory_mib: Some(1024),
-            accel: Some(AccelChoice::Tcg)
+            accel: Some(AccelChoice::Tcg),
+            backend: Some(Backend::Libvirt),
         }
     );
     let ubuntu = c.image_override("ubuntu:24.04").unwrap();
     // The line of the table's header.
-    assert_eq!(ubuntu.line, 10);
+    assert_eq!(ubuntu.line, 11);
     assert_eq!(ubuntu.file, Path::new("/proj/vmtest.toml"));
     assert_eq!(
         ubuntu.reference,
@@ -135,7 +137,7 @@ fn unknown_keys_list_the_valid_ones() {
 
     let e = error("[defaults]\ncpus = 1\nmemroy = \"1G\"\n", 3, 1);
     assert!(e.contains("unknown field `memroy`"), "{e}");
-    assert!(e.contains("`cpus`, `memory`, `accel`"), "{e}");
+    assert!(e.contains("`cpus`, `memory`, `accel`, `backend`"), "{e}");
 
     let e = error(
         &format!("[images.\"ubuntu:24.04\"]\nurl = \"https://h/x\"\nsha = \"{H256}\"\n"),
@@ -249,6 +251,13 @@ fn defaults_are_checked() {
     assert!(e.contains("out of range"), "{e}");
     let e = error("[defaults]\naccel = \"fast\"\n", 2, 9);
     assert!(e.contains("expected \"auto\", \"kvm\" or \"tcg\""), "{e}");
+    let e = error("[defaults]\nbackend = \"QEMU\"\n", 2, 11);
+    assert!(
+        e.contains("`backend = \"QEMU\"`: expected \"qemu\" or \"libvirt\""),
+        "{e}"
+    );
+    let e = error("[defaults]\nbackend = 1\n", 2, 11);
+    assert!(e.contains("invalid type"), "{e}");
     let e = error("cache_dir = \"\"\n", 1, 13);
     assert!(e.contains("`cache_dir` must not be empty"), "{e}");
 }
