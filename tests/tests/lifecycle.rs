@@ -165,6 +165,12 @@ fn kill_on(backend: Option<&str>, label: &str, pause_at: Option<&str>, act: &str
             .exists(),
         "the ledger entry of {name} must exist before its resources"
     );
+    if backend == Some("libvirt") {
+        assert!(
+            dir.join("domain.xml").exists(),
+            "the scenario's VM must be a libvirt domain"
+        );
+    }
     child.signal(libc::SIGKILL);
     let (status, output) = child.wait(Duration::from_secs(30));
     assert_eq!(
