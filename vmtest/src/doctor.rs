@@ -134,7 +134,7 @@ pub fn qemu_binary() -> std::path::PathBuf {
 /// Whether `backend = "libvirt"` can run: built in, and libvirtd answering at the URI. Only
 /// libvirt tests need it.
 fn libvirt() -> Check {
-    let uri = crate::host::libvirt::uri();
+    let uri = crate::backend::libvirt_uri();
     let (status, detail) = libvirt_state(&uri);
     Check {
         name: "libvirt",

@@ -20,6 +20,20 @@ use crate::error::{Error, Result};
 use crate::spec::{Backend, Firmware};
 use crate::state::ledger::{ProcessId, Resource};
 
+/// The libvirt connection `backend = "libvirt"` uses: `VMTEST_LIBVIRT_URI`, else `[libvirt]
+/// uri` of `vmtest.toml`, else `qemu:///system`.
+pub(crate) fn libvirt_uri() -> String {
+    let file = || {
+        crate::image::project::Config::load()
+            .ok()
+            .flatten()
+            .and_then(|c| c.libvirt_uri().map(str::to_owned))
+    };
+    crate::host::libvirt::env_uri()
+        .or_else(file)
+        .unwrap_or_else(|| crate::host::libvirt::DEFAULT_URI.to_owned())
+}
+
 /// A backend, before any machine exists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Driver {

@@ -15,13 +15,20 @@ pub(crate) const METADATA_NS: &str = "urn:vmtest:domain:1";
 /// The prefix vmtest writes its metadata element with.
 pub(crate) const METADATA_PREFIX: &str = "vmtest";
 
-/// The libvirt connection `backend = "libvirt"` uses: `VMTEST_LIBVIRT_URI`, else
-/// `qemu:///system`.
-pub(crate) fn uri() -> String {
+/// The libvirt connection of `VMTEST_LIBVIRT_URI`, if set.
+pub(crate) fn env_uri() -> Option<String> {
     std::env::var("VMTEST_LIBVIRT_URI")
         .ok()
         .filter(|uri| !uri.is_empty())
-        .unwrap_or_else(|| "qemu:///system".to_owned())
+}
+
+/// The connection when nothing names one.
+pub(crate) const DEFAULT_URI: &str = "qemu:///system";
+
+/// `VMTEST_LIBVIRT_URI`, else [`DEFAULT_URI`]: where the sweeper looks for domains no ledger
+/// entry names (an entry records its domain's connection).
+pub(crate) fn uri() -> String {
+    env_uri().unwrap_or_else(|| DEFAULT_URI.to_owned())
 }
 
 /// libvirtd's log of domain `name`'s QEMU (`qemu:///system`'s place for it).

@@ -11,6 +11,9 @@
 //! accel = "auto"                           # or "kvm", "tcg"
 //! backend = "qemu"                         # or "libvirt"
 //!
+//! [libvirt]
+//! uri = "qemu:///system"                   # the daemon backend = "libvirt" uses
+//!
 //! [images."ubuntu:24.04"]                  # redefine any reference, or define a new name
 //! url = "http://images.corp.example/noble.img"
 //! sha256 = "6a81c375..."
@@ -52,6 +55,8 @@ pub(crate) struct Config {
     cache_dir: Option<PathBuf>,
     recipe_dirs: Vec<PathBuf>,
     defaults: Defaults,
+    /// `[libvirt] uri`.
+    libvirt_uri: Option<String>,
 }
 
 /// What `[images."REFERENCE"]` redefines a reference as.
@@ -149,12 +154,26 @@ impl Config {
             Some(d) => defaults(d).map_err(|(span, message)| at(span, message))?,
             None => Defaults::default(),
         };
+        let libvirt_uri = match raw.libvirt.and_then(|l| l.uri) {
+            Some(uri) if !uri.get_ref().contains(":/") => {
+                return Err(at(
+                    uri.span(),
+                    format!(
+                        "`uri = {:?}` is not a libvirt connection URI: expected e.g. \
+                         \"qemu:///system\" or \"qemu+ssh://host/system\"",
+                        uri.get_ref()
+                    ),
+                ))
+            }
+            uri => uri.map(Spanned::into_inner),
+        };
         Ok(Config {
             path: path.to_owned(),
             images,
             cache_dir,
             recipe_dirs,
             defaults,
+            libvirt_uri,
         })
     }
 
@@ -183,6 +202,12 @@ impl Config {
 
     pub(crate) fn defaults(&self) -> &Defaults {
         &self.defaults
+    }
+
+    /// `[libvirt] uri`: the daemon `backend = "libvirt"` connects to. `VMTEST_LIBVIRT_URI`
+    /// wins over it.
+    pub(crate) fn libvirt_uri(&self) -> Option<&str> {
+        self.libvirt_uri.as_deref()
     }
 }
 
@@ -237,6 +262,13 @@ struct RawFile {
     #[serde(default)]
     images: BTreeMap<String, Spanned<RawImage>>,
     defaults: Option<RawDefaults>,
+    libvirt: Option<RawLibvirt>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLibvirt {
+    uri: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

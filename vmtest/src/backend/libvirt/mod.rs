@@ -14,7 +14,8 @@ pub(crate) use machine::{LibvirtError, LibvirtMachine};
 
 use crate::backend::plan::{MachinePlan, Nic, Tap};
 use crate::error::{Error, Result};
-use crate::host::libvirt::{uri, Conn};
+use crate::backend::libvirt_uri as uri;
+use crate::host::libvirt::Conn;
 use crate::spec::Firmware;
 use crate::state::ledger::Resource;
 use domain::{TapNic, Template};

@@ -260,6 +260,21 @@ fn defaults_are_checked() {
     assert!(e.contains("invalid type"), "{e}");
     let e = error("cache_dir = \"\"\n", 1, 13);
     assert!(e.contains("`cache_dir` must not be empty"), "{e}");
+    let e = error("[libvirt]\nuri = \"system\"\n", 2, 7);
+    assert!(e.contains("not a libvirt connection URI"), "{e}");
+    error("[libvirt]\nurl = \"qemu:///system\"\n", 2, 1);
+}
+
+#[test]
+fn the_libvirt_uri_is_read() {
+    let config = Config::parse(
+        "[libvirt]\nuri = \"qemu+ssh://lab/system\"\n",
+        Path::new("/p/vmtest.toml"),
+    )
+    .unwrap();
+    assert_eq!(config.libvirt_uri(), Some("qemu+ssh://lab/system"));
+    let none = Config::parse("", Path::new("/p/vmtest.toml")).unwrap();
+    assert_eq!(none.libvirt_uri(), None);
 }
 
 #[test]
