@@ -115,7 +115,7 @@ impl Driver {
         match self {
             Driver::Qemu => qemu::launch(plan).map(Machine::Qemu),
             #[cfg(feature = "libvirt")]
-            Driver::Libvirt => libvirt::launch(plan).map(Machine::Libvirt),
+            Driver::Libvirt => libvirt::launch(plan).map(|m| Machine::Libvirt(Box::new(m))),
         }
     }
 
@@ -160,7 +160,7 @@ pub(crate) enum Power {
 pub(crate) enum Machine {
     Qemu(qemu::QemuMachine),
     #[cfg(feature = "libvirt")]
-    Libvirt(libvirt::LibvirtMachine),
+    Libvirt(Box<libvirt::LibvirtMachine>),
 }
 
 impl Machine {

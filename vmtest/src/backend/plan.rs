@@ -122,7 +122,9 @@ fn indexes(
     let mut indexes = HashMap::new();
     for (position, device) in once.iter().chain(order).enumerate() {
         for (i, bootable) in devices_of(*device, drives, boot_taps).enumerate() {
-            indexes.entry(bootable).or_insert((position * 10 + i) as i64);
+            indexes
+                .entry(bootable)
+                .or_insert((position * 10 + i) as i64);
         }
     }
     indexes

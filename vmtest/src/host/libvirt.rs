@@ -36,10 +36,24 @@ pub(crate) fn log_path(name: &str) -> std::path::PathBuf {
     std::path::Path::new("/var/log/libvirt/qemu").join(format!("{name}.log"))
 }
 
+/// vmtest's metadata of a domain: the attributes of its element.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Metadata(pub Vec<(String, String)>);
+
+impl Metadata {
+    /// The value of attribute `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// The attributes of vmtest's metadata element as libvirt hands it back (`name="value"` or
 /// `name='value'`, entities decoded). A scan, not an XML parser: the element has attributes
 /// only, and libvirt re-serialises it in exactly that form.
-pub(crate) fn metadata_attributes(element: &str) -> Vec<(String, String)> {
+pub(crate) fn metadata_attributes(element: &str) -> Metadata {
     let mut out = Vec::new();
     let mut rest = element;
     while let Some(eq) = rest.find('=') {
@@ -58,7 +72,7 @@ pub(crate) fn metadata_attributes(element: &str) -> Vec<(String, String)> {
         out.push((name, unescape(&after[1..1 + end])));
         rest = &after[end + 2..];
     }
-    out
+    Metadata(out)
 }
 
 /// XML's predefined entities and numeric character references, decoded.
@@ -134,7 +148,7 @@ mod connection {
         }
 
         /// The names of the running domains that carry vmtest's metadata, with its attributes.
-        pub fn ours(&self) -> Result<Vec<(String, Vec<(String, String)>)>, String> {
+        pub fn ours(&self) -> Result<Vec<(String, super::Metadata)>, String> {
             let domains = self
                 .0
                 .list_all_domains(virt_sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE)
@@ -157,7 +171,7 @@ mod connection {
     }
 
     /// vmtest's metadata of `domain`, if it has any.
-    pub(crate) fn metadata(domain: &Domain) -> Option<Vec<(String, String)>> {
+    pub(crate) fn metadata(domain: &Domain) -> Option<super::Metadata> {
         domain
             .get_metadata(
                 virt_sys::VIR_DOMAIN_METADATA_ELEMENT as i32,
@@ -233,7 +247,7 @@ mod tests {
         let element = "<vmtest:vm xmlns:vmtest=\"urn:vmtest:domain:1\" owner-pid=\"42\" \
                        test='a::b &amp; &lt;c&gt; &#x41;&#66;'/>";
         assert_eq!(
-            metadata_attributes(element),
+            metadata_attributes(element).0,
             [
                 ("xmlns:vmtest".to_owned(), "urn:vmtest:domain:1".to_owned()),
                 ("owner-pid".to_owned(), "42".to_owned()),

@@ -479,20 +479,20 @@ fn orphan_domains(
     let Ok(ours) = Conn::open(&uri).and_then(|conn| conn.ours()) else {
         return;
     };
-    for (domain, attributes) in ours {
+    for (domain, metadata) in ours {
         if !name::is_ours(&domain) || recorded.contains(&domain) || !selected(&domain) {
             continue;
         }
-        let get = |key: &str| {
-            attributes
-                .iter()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-        };
         let owner = ProcessId {
-            pid: get("owner-pid").and_then(|p| p.parse().ok()).unwrap_or(0),
-            start_ticks: get("owner-start").and_then(|p| p.parse().ok()).unwrap_or(0),
-            boot_id: get("owner-boot").unwrap_or_default(),
+            pid: metadata
+                .get("owner-pid")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0),
+            start_ticks: metadata
+                .get("owner-start")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0),
+            boot_id: metadata.get("owner-boot").unwrap_or_default().to_owned(),
         };
         if owner.pid == 0 || owner.is_alive() {
             continue;
@@ -500,7 +500,7 @@ fn orphan_domains(
         let step = domain_step(&uri, &domain, options.dry_run, &|_| true);
         report.reaped.push(Reaped {
             name: domain,
-            test: get("test"),
+            test: metadata.get("test").map(str::to_owned),
             why: format!(
                 "libvirt domain with vmtest's metadata, no ledger entry, and owner pid {} dead",
                 owner.pid
@@ -546,15 +546,10 @@ fn reap_entry(
             Resource::Domain { uri, name: domain } => {
                 // Ours twice over: the entry names it, and its metadata names the entry's owner.
                 let owner = &entry.owner;
-                let ours = |attributes: &[(String, String)]| {
-                    let get = |key: &str| {
-                        attributes
-                            .iter()
-                            .find(|(k, _)| k == key)
-                            .map(|(_, v)| v.as_str())
-                    };
-                    get("owner-pid") == Some(owner.pid.to_string().as_str())
-                        && get("owner-start") == Some(owner.start_ticks.to_string().as_str())
+                let ours = |metadata: &crate::host::libvirt::Metadata| {
+                    metadata.get("owner-pid") == Some(owner.pid.to_string().as_str())
+                        && metadata.get("owner-start")
+                            == Some(owner.start_ticks.to_string().as_str())
                 };
                 steps.extend(domain_step(uri, domain, dry_run, &ours));
             }

@@ -115,9 +115,14 @@ impl Template {
             .child(Element::text("vcpu", self.cpus))
             .child(self.os())
             .child(self.features())
-            .child(Element::new("cpu").attr("mode", if kvm { "host-passthrough" } else { "maximum" }))
+            .child(
+                Element::new("cpu").attr("mode", if kvm { "host-passthrough" } else { "maximum" }),
+            )
             .child(Element::text("on_poweroff", "destroy"))
-            .child(Element::text("on_reboot", if reboots { "restart" } else { "destroy" }))
+            .child(Element::text(
+                "on_reboot",
+                if reboots { "restart" } else { "destroy" },
+            ))
             // A guest kernel that panics tells QEMU through pvpanic (Debian's kernels load its
             // driver by themselves); libvirt then ends the domain: the test fails with the
             // console, not a hang.
@@ -128,7 +133,10 @@ impl Template {
                     .attr("type", "static")
                     .attr("model", "dac")
                     .attr("relabel", "no")
-                    .child(Element::text("label", format!("+{}:+{}", self.uid, self.gid))),
+                    .child(Element::text(
+                        "label",
+                        format!("+{}:+{}", self.uid, self.gid),
+                    )),
             );
         if let Some(forwards) = &self.forwards {
             domain = domain.child(self.user_nic(forwards, ports));
@@ -225,7 +233,11 @@ impl Template {
                 }
                 Media::Disk | Media::Data => {
                     virtio += 1;
-                    ("disk", format!("vd{}", (b'a' + virtio - 1) as char), "virtio")
+                    (
+                        "disk",
+                        format!("vd{}", (b'a' + virtio - 1) as char),
+                        "virtio",
+                    )
                 }
             };
             let mut driver = Element::new("driver")
@@ -286,13 +298,17 @@ impl Template {
                     .child(Element::new("target").attr("port", 0)),
             )
             .child(Element::new("panic").attr("model", "isa"))
-            .child(Element::new("controller").attr("type", "usb").attr("model", "none"))
+            .child(
+                Element::new("controller")
+                    .attr("type", "usb")
+                    .attr("model", "none"),
+            )
             .child(Element::new("memballoon").attr("model", "none"))
             // Entropy early in boot: sshd and the kernel's crng otherwise wait under TCG.
             .child(
-                Element::new("rng").attr("model", "virtio").child(
-                    Element::text("backend", "/dev/urandom").attr("model", "random"),
-                ),
+                Element::new("rng")
+                    .attr("model", "virtio")
+                    .child(Element::text("backend", "/dev/urandom").attr("model", "random")),
             )
     }
 
@@ -420,6 +436,9 @@ mod tests {
         assert!(disk.contains("<boot order=\"11\"/>"), "{first}");
         let later = t.render(false, &[], true);
         let nic = &later[later.find("<interface").unwrap()..];
-        assert!(!nic[..nic.find("</interface>").unwrap()].contains("<boot "), "{later}");
+        assert!(
+            !nic[..nic.find("</interface>").unwrap()].contains("<boot "),
+            "{later}"
+        );
     }
 }

@@ -231,11 +231,7 @@ impl LibvirtMachine {
     /// guest powered off by itself.
     pub async fn halt(&self, grace: Duration) -> Result<bool, LibvirtError> {
         let by_itself = self.power_off(grace).await;
-        let domain = self
-            .domain
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
+        let domain = self.domain.lock().unwrap_or_else(|p| p.into_inner()).take();
         if let Some(mut domain) = domain {
             if !by_itself {
                 let _ = domain.destroy();
@@ -249,7 +245,9 @@ impl LibvirtMachine {
     /// Starts a machine [`LibvirtMachine::halt`] powered off.
     pub fn start(&self) -> Result<(), LibvirtError> {
         if !self.powered_off.load(Ordering::Relaxed) {
-            return Err(LibvirtError("the machine is running: power it off first".into()));
+            return Err(LibvirtError(
+                "the machine is running: power it off first".into(),
+            ));
         }
         let ports = self.ports.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let xml = self

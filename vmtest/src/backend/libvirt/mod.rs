@@ -12,9 +12,9 @@ mod xml;
 
 pub(crate) use machine::{LibvirtError, LibvirtMachine};
 
+use crate::backend::libvirt_uri as uri;
 use crate::backend::plan::{MachinePlan, Nic, Tap};
 use crate::error::{Error, Result};
-use crate::backend::libvirt_uri as uri;
 use crate::host::libvirt::Conn;
 use crate::spec::Firmware;
 use crate::state::ledger::Resource;
@@ -67,7 +67,8 @@ pub(crate) fn resources(name: &str, on_segment: bool) -> Vec<Resource> {
 pub(crate) fn launch(plan: MachinePlan) -> Result<LibvirtMachine> {
     let mut plan = plan;
     crate::backend::qemu::console_pipe(&plan.console, &plan.dir.join(CONSOLE_PIPE))?;
-    let (mut forwards, mut taps, mut joins, mut guards) = (None, Vec::new(), Vec::new(), Vec::new());
+    let (mut forwards, mut taps, mut joins, mut guards) =
+        (None, Vec::new(), Vec::new(), Vec::new());
     for nic in std::mem::take(&mut plan.nics) {
         match nic {
             Nic::User { forwards: f } => forwards = Some(f),
@@ -84,7 +85,9 @@ pub(crate) fn launch(plan: MachinePlan) -> Result<LibvirtMachine> {
                 joins.push(named.join);
                 guards.push(named.guard);
             }
-            Nic::Tap { tap: Tap::Fd(_), .. } => {
+            Nic::Tap {
+                tap: Tap::Fd(_), ..
+            } => {
                 unreachable!("the libvirt driver takes taps by name (Driver::tap_form)")
             }
         }
@@ -133,4 +136,3 @@ pub(crate) fn launch(plan: MachinePlan) -> Result<LibvirtMachine> {
     }
     Ok(machine)
 }
-

@@ -254,17 +254,23 @@ impl QemuArgs {
     /// The boot index of each device the firmware may boot from, by device id (see
     /// [`Boot::indexes`]).
     pub fn boot_indexes(&self) -> std::collections::HashMap<String, i64> {
-        (self.boot.indexes(&self.drives, &self.boot_taps()).into_iter())
-            .map(|(device, index)| (device_id(device), index))
-            .collect()
+        (self
+            .boot
+            .indexes(&self.drives, &self.boot_taps())
+            .into_iter())
+        .map(|(device, index)| (device_id(device), index))
+        .collect()
     }
 
     /// After the first boot: each `once` device's new boot index, by device id (see
     /// [`Boot::after_first_boot`]).
     pub fn after_first_boot(&self) -> Vec<(String, i64)> {
-        (self.boot.after_first_boot(&self.drives, &self.boot_taps()).into_iter())
-            .map(|(device, index)| (device_id(device), index))
-            .collect()
+        (self
+            .boot
+            .after_first_boot(&self.drives, &self.boot_taps())
+            .into_iter())
+        .map(|(device, index)| (device_id(device), index))
+        .collect()
     }
 
     fn boot_taps(&self) -> Vec<bool> {

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 
 use super::processes::{program, send_kill};
 use super::Step;
+use crate::host::libvirt::Metadata;
 use crate::host::netns;
 use crate::state::ledger::owner::Stat;
 
@@ -71,7 +72,11 @@ pub(super) fn remove_dir_step(path: &Path, dry_run: bool) -> Step {
 /// moved into a segment's namespace, the namespace's deletion takes it).
 pub(super) fn link_step(name: &str, dry_run: bool) -> Option<Step> {
     // Only a tap: /sys/class/net/NAME/tun_flags exists for tun and tap devices alone.
-    if !Path::new("/sys/class/net").join(name).join("tun_flags").exists() {
+    if !Path::new("/sys/class/net")
+        .join(name)
+        .join("tun_flags")
+        .exists()
+    {
         return None;
     }
     let what = if dry_run {
@@ -96,7 +101,7 @@ pub(super) fn domain_step(
     uri: &str,
     name: &str,
     dry_run: bool,
-    ours: &dyn Fn(&[(String, String)]) -> bool,
+    ours: &dyn Fn(&Metadata) -> bool,
 ) -> Option<Step> {
     use crate::host::libvirt::{metadata, Conn};
     let conn = match Conn::open(uri) {
@@ -124,7 +129,7 @@ pub(super) fn domain_step(
         return None;
     };
     let step = match metadata(&domain) {
-        Some(attributes) if ours(attributes.as_slice()) => {
+        Some(metadata) if ours(&metadata) => {
             let what = if dry_run {
                 format!("would destroy libvirt domain {name}")
             } else {
@@ -155,7 +160,7 @@ pub(super) fn domain_step(
     uri: &str,
     name: &str,
     _dry_run: bool,
-    _ours: &dyn Fn(&[(String, String)]) -> bool,
+    _ours: &dyn Fn(&Metadata) -> bool,
 ) -> Option<Step> {
     Some(Step {
         what: format!("destroy libvirt domain {name}"),
