@@ -185,7 +185,10 @@ fn kill_on(backend: Option<&str>, label: &str, pause_at: Option<&str>, act: &str
     );
     // A libvirt domain is created with auto-destroy: libvirtd destroyed it when the killed
     // process's connection closed, before any sweep.
-    let domains: Vec<String> = leaks::domains().into_iter().filter(|d| *d == name).collect();
+    let domains: Vec<String> = leaks::domains()
+        .into_iter()
+        .filter(|d| *d == name)
+        .collect();
     assert!(
         domains.is_empty(),
         "domain {name} survived SIGKILL of its test process ({label})\n{output}"
@@ -454,7 +457,10 @@ impl Decoys {
         }
         let running = leaks::domains();
         for DecoyDomain(d) in &self.domains {
-            assert!(running.contains(d), "{after} destroyed the decoy domain {d}");
+            assert!(
+                running.contains(d),
+                "{after} destroyed the decoy domain {d}"
+            );
         }
     }
 }
@@ -525,9 +531,18 @@ fn a_domain_named_by_a_dead_entry_but_not_ours_survives_the_sweep() {
         .output()
         .unwrap();
     let text = scenario::text(&out);
-    assert!(leaks::domains().contains(&name), "the sweep destroyed {name}:\n{text}");
-    assert!(text.contains(&format!("left libvirt domain {name} alone")), "{text}");
-    assert!(path.exists(), "the entry must stay while its domain could not be undone");
+    assert!(
+        leaks::domains().contains(&name),
+        "the sweep destroyed {name}:\n{text}"
+    );
+    assert!(
+        text.contains(&format!("left libvirt domain {name} alone")),
+        "{text}"
+    );
+    assert!(
+        path.exists(),
+        "the entry must stay while its domain could not be undone"
+    );
     std::fs::remove_file(&path).unwrap();
 }
 
@@ -653,6 +668,9 @@ fn an_orphaned_domain_whose_metadata_names_a_dead_owner_is_swept() {
         .unwrap();
     let text = scenario::text(&out);
     assert!(out.status.success(), "{text}");
-    assert!(!leaks::domains().contains(&name), "{name} survived:\n{text}");
+    assert!(
+        !leaks::domains().contains(&name),
+        "{name} survived:\n{text}"
+    );
     assert!(text.contains(&format!("reaped {name}")), "{text}");
 }
