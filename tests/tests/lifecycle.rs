@@ -10,13 +10,11 @@ use std::time::{Duration, Instant};
 
 use vmtest::{vmtest, Vm};
 use vmtest_tests::private_run::PrivateRun;
-use vmtest_tests::scenario::{self, Running};
+use vmtest_tests::scenario::{self, read_record, Running, RECORD};
 use vmtest_tests::{leaks, runner};
 
 /// What the scenario does after boot: see [`scenario_vm`].
 const ACT: &str = "VMTEST_SCENARIO_ACT";
-/// Where the scenario writes its VM's name, QEMU pid, directory and SSH port.
-const RECORD: &str = "VMTEST_SCENARIO_RECORD";
 /// A file whose existence ends the `wait-for-file` act.
 const RELEASE: &str = "VMTEST_SCENARIO_RELEASE";
 
@@ -27,16 +25,7 @@ const RELEASE: &str = "VMTEST_SCENARIO_RELEASE";
 #[vmtest(image = "recipe:tiny")]
 #[ignore = "scenario: run in a child process by the other tests of this file"]
 async fn scenario_vm(vm: &Vm) -> anyhow::Result<()> {
-    if let Some(path) = std::env::var_os(RECORD) {
-        let line = format!(
-            "{} {} {} {}\n",
-            vm.name(),
-            vm.pid(),
-            vm.dir().display(),
-            vm.ssh_addr().port()
-        );
-        std::fs::write(path, line)?;
-    }
+    scenario::record(vm)?;
     match std::env::var(ACT).as_deref() {
         Ok("body") => {
             eprintln!("scenario: in the body");
@@ -62,33 +51,9 @@ async fn scenario_vm(vm: &Vm) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The VM a scenario recorded.
-#[derive(Debug, Clone)]
-struct Recorded {
-    name: String,
-    pid: u32,
-    dir: PathBuf,
-    port: u16,
-}
-
-fn read_record(path: &Path) -> Option<Recorded> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut f = text.split_whitespace();
-    Some(Recorded {
-        name: f.next()?.to_owned(),
-        pid: f.next()?.parse().ok()?,
-        dir: f.next()?.into(),
-        port: f.next()?.parse().ok()?,
-    })
-}
-
 /// A session id no other test shares.
 fn session(label: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("lifecycle-{label}-{}-{nanos}", std::process::id())
+    scenario::session(&format!("lifecycle-{label}"))
 }
 
 fn run_dir() -> PathBuf {
