@@ -5,6 +5,7 @@ pub mod hands;
 pub mod http;
 pub mod installer;
 pub mod leaks;
+pub mod matrix;
 pub mod private_run;
 pub mod runner;
 pub mod scenario;
