@@ -1,6 +1,7 @@
 //! End-to-end tests live in `tests/`; this library holds what they share.
 
 pub mod bench;
+pub mod debian;
 pub mod hands;
 pub mod http;
 pub mod installer;
