@@ -24,22 +24,25 @@ example: setup
 	fixtures/build tiny >/dev/null
 	$(CARGO) test --locked -p vmtest-examples --test quickstart -- --nocapture --test-threads=$(TEST_THREADS)
 
+# The backend matrix (tests/tests/backends.rs, every test under `matrix::`) boots a VM or more
+# per test: once nextest ran it, the plain cargo test step skips it rather than boot them again.
 test: images
 	@mkdir -p target
-	@status=0; \
+	@status=0; skip=; \
 	{ \
 	  $(CARGO) build --locked -p vmtest-runner --features libvirt || status=1; \
 	  if $(CARGO) nextest --version >/dev/null 2>&1; then \
-	    echo "== the examples and the lifecycle tests under cargo-nextest (one process per test)"; \
+	    echo "== the examples, the backend matrix and the lifecycle tests under cargo-nextest (one process per test)"; \
 	    $(CARGO) nextest run --locked --workspace --test-threads=$(TEST_THREADS) \
-	      --no-fail-fast -E 'package(vmtest-examples) | binary(=lifecycle) | binary(=teardown) | binary(=suite) | binary(=suite_harness) | binary(=network)' \
+	      --no-fail-fast -E 'package(vmtest-examples) | binary(=backends) | binary(=lifecycle) | binary(=suite) | binary(=suite_harness) | binary(=network)' \
 	      || status=1; \
+	    skip="--skip matrix::"; \
 	  else \
 	    echo "!! cargo-nextest is not installed: the nextest run of the examples and lifecycle tests is SKIPPED"; \
 	    echo "!! (install it with: cargo install cargo-nextest --locked)"; \
 	  fi; \
 	  echo "== every test of the workspace"; \
-	  $(CARGO) test --locked --no-fail-fast --workspace --all-targets -- --test-threads=$(TEST_THREADS) || status=1; \
+	  $(CARGO) test --locked --no-fail-fast --workspace --all-targets -- --test-threads=$(TEST_THREADS) $$skip || status=1; \
 	  $(CARGO) test --locked --workspace --doc || status=1; \
 	  echo "== the sweep a CI job ends with: whatever a crashed test left behind"; \
 	  target/debug/vmtest-runner sweep || status=1; \

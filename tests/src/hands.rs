@@ -1,6 +1,7 @@
-//! Checks of the test's hands — files, commands, ports — that several tests run on VMs of
-//! different kinds (user network, a segment without a management NIC, a fixture attached from
-//! another process), so each kind is held to the same behaviour.
+//! Checks of the test's hands — files, commands, ports, the pinned host key — that several
+//! tests run on VMs of different kinds (user network, a segment without a management NIC, a
+//! fixture attached from another process, each backend), so each kind is held to the same
+//! behaviour.
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -118,6 +119,117 @@ pub async fn exercise(vm: &Vm, tag: &str) -> anyhow::Result<()> {
     assert_eq!(body, page);
     vm.command(["kill", &httpd]).succeed().await?;
     vm.command(["rm", "-rf", &guest_dir]).succeed().await?;
+    Ok(())
+}
+
+/// Commands over SSH: the exit status, stdout and stderr apart, a missing program (127).
+pub async fn runs_commands_and_reports_exit_status_and_streams(vm: &Vm) -> anyhow::Result<()> {
+    let out = vm.ssh().run(["uname", "-s"]).await?;
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout_str(), "Linux\n");
+    assert!(out.stderr.is_empty());
+
+    let out = vm
+        .ssh()
+        .run(["sh", "-c", "echo to-out; echo to-err >&2; exit 3"])
+        .await?;
+    assert_eq!(out.exit_code, Some(3));
+    assert!(!out.success());
+    assert_eq!(out.stdout_str(), "to-out\n");
+    assert_eq!(out.stderr_str(), "to-err\n");
+
+    let out = vm.ssh().run(["/no/such/program"]).await?;
+    assert_eq!(out.exit_code, Some(127), "{out:?}");
+    Ok(())
+}
+
+/// Files small and large, both ways, modes kept; the errors of missing files and directories
+/// name them, in the guest's words, and leave no partial file behind. Uses `/tmp/small` and
+/// `/tmp/big` in the guest.
+pub async fn files_small_and_large_and_their_errors(vm: &Vm) -> anyhow::Result<()> {
+    vm.write_file("/tmp/small", b"\x00\xffbytes\n".to_vec())
+        .await?;
+    assert_eq!(vm.read_file("/tmp/small").await?, b"\x00\xffbytes\n");
+    vm.write_file("/tmp/small", "text").await?;
+    assert_eq!(vm.read_to_string("/tmp/small").await?, "text");
+
+    // 16 MiB up and down, the mode kept both ways.
+    let dir = tempfile::tempdir()?;
+    let big = dir.path().join("big");
+    let data: Vec<u8> = (0..16u32 * 1024 * 1024)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    std::fs::write(&big, &data)?;
+    std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o751))?;
+    vm.upload(&big, "/tmp/big").await?;
+    assert_eq!(
+        vm.command(["stat", "-c", "%a %s", "/tmp/big"])
+            .succeed()
+            .await?
+            .stdout_str(),
+        "751 16777216\n"
+    );
+    let back = dir.path().join("back");
+    vm.download("/tmp/big", &back).await?;
+    assert!(std::fs::read(&back)? == data, "16 MiB came back identical");
+    assert_eq!(
+        std::fs::metadata(&back)?.permissions().mode() & 0o7777,
+        0o751
+    );
+    vm.command(["rm", "/tmp/big", "/tmp/small"])
+        .succeed()
+        .await?;
+
+    // Errors say what went wrong, in the guest's words, and leave no partial file behind.
+    let missing = dir.path().join("missing");
+    let err = vm.download("/no/such/file", &missing).await.unwrap_err();
+    assert!(matches!(err, vmtest::Error::Transfer { .. }), "{err:?}");
+    assert!(err.to_string().contains("/no/such/file"), "{err}");
+    assert!(err.to_string().contains("No such file"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(dir.path())?.count(),
+        2,
+        "no partial download left"
+    );
+    let err = vm
+        .upload(dir.path().join("nope"), "/tmp/x")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("nope"), "{err}");
+    let err = vm.upload(&back, "/no/such/dir/x").await.unwrap_err();
+    assert!(err.to_string().contains("/no/such/dir/x"), "{err}");
+    Ok(())
+}
+
+/// A host key other than the pinned one is refused, naming both; the pinned one still works.
+pub async fn a_wrong_host_key_is_refused(vm: &Vm) -> anyhow::Result<()> {
+    // A valid ed25519 key that is not the one injected into this guest.
+    let stranger =
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIMkNdwdRPnSW2Thi/V2uX/CtAKDzSJsGUmN5wWtz5aoS stranger";
+    let err = vm
+        .ssh()
+        .with_host_key(stranger)?
+        .run(["true"])
+        .await
+        .unwrap_err();
+    match &err {
+        vmtest::Error::HostKeyMismatch {
+            expected, offered, ..
+        } => {
+            assert!(
+                expected.contains("AAAAC3NzaC1lZDI1NTE5AAAAIMkNdwdRPnSW2Thi"),
+                "{err}"
+            );
+            assert_eq!(
+                offered.split_whitespace().nth(1),
+                vm.host_key().split_whitespace().nth(1),
+                "{err}"
+            );
+        }
+        other => panic!("expected a host key mismatch, got: {other}"),
+    }
+    // The pinned key still works afterwards.
+    assert!(vm.ssh().run(["true"]).await?.success());
     Ok(())
 }
 

@@ -159,3 +159,13 @@ pub fn pids_mentioning(dir: &Path) -> Vec<u32> {
         .filter(|&pid| alive(pid))
         .collect()
 }
+
+/// The directories of the cross-process fixtures (their brokers) still in `run_dir`.
+pub fn fixture_dirs(run_dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(run_dir.join("fixtures"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect()
+}

@@ -3,9 +3,12 @@
 //! the process is gone — and so that each child gets its own environment variables.
 
 use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use vmtest::Vm;
 
 /// A command that runs the test `name` of the current test binary alone (`--exact`), ignored
 /// or not, with its output uncaptured.
@@ -23,6 +26,70 @@ pub fn child(name: &str) -> Command {
     ])
     .env_remove("NEXTEST_RUN_ID");
     cmd
+}
+
+/// The variable naming the file where a scenario records its VM ([`record`]).
+pub const RECORD: &str = "VMTEST_SCENARIO_RECORD";
+
+/// The VM a scenario recorded.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The VM's name.
+    pub name: String,
+    /// Its QEMU's pid.
+    pub pid: u32,
+    /// Its directory (overlay, seed, sockets, keys).
+    pub dir: PathBuf,
+    /// Its SSH port on the host's loopback.
+    pub port: u16,
+}
+
+/// Records `vm` in the file `$VMTEST_SCENARIO_RECORD` names, if it is set (the parent test
+/// reads it back with [`read_record`]).
+pub fn record(vm: &Vm) -> std::io::Result<()> {
+    match std::env::var_os(RECORD) {
+        Some(path) => std::fs::write(
+            path,
+            format!(
+                "{} {} {} {}\n",
+                vm.name(),
+                vm.pid(),
+                vm.dir().display(),
+                vm.ssh_addr().port()
+            ),
+        ),
+        None => Ok(()),
+    }
+}
+
+/// What a scenario [`record`]ed in `path`, if it got that far.
+pub fn read_record(path: &Path) -> Option<Recorded> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut f = text.split_whitespace();
+    Some(Recorded {
+        name: f.next()?.to_owned(),
+        pid: f.next()?.parse().ok()?,
+        dir: f.next()?.into(),
+        port: f.next()?.parse().ok()?,
+    })
+}
+
+/// A session id no other test shares, starting with `label`.
+pub fn session(label: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    format!("{label}-{}-{nanos}", std::process::id())
+}
+
+/// Waits until `done` holds, checking every 100 ms; panics naming `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, done: impl Fn() -> bool) {
+    let start = Instant::now();
+    while !done() {
+        assert!(start.elapsed() < timeout, "{what}: not within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Stdout then stderr, as text.

@@ -1,56 +1,9 @@
 //! The debian-12 image: a partitioned, BIOS-bootable cloud image booted from disk by the
 //! firmware, with the real cloud-init, systemd and OpenSSH — the path `ubuntu:24.04`-style
-//! images take.
+//! images take. (Its plain cloud-init boot is checked on every backend, in `backends.rs`.)
 
 use vmtest::{vmtest, Vm};
-
-async fn check_cloud_init_ran(vm: &Vm) -> anyhow::Result<()> {
-    // cloud-init set the hostname from the seed.
-    let hostname = vm.ssh().run(["hostname"]).await?;
-    assert_eq!(hostname.stdout_str().trim(), vm.name());
-
-    // cloud-init created the user, with passwordless sudo.
-    let id = vm.ssh().run(["id", "-un"]).await?;
-    assert_eq!(id.stdout_str().trim(), "vmtest");
-    let sudo = vm.ssh().run(["sudo", "-n", "id", "-u"]).await?;
-    assert_eq!(sudo.stdout_str().trim(), "0", "{sudo:?}");
-
-    // cloud-init finished, without errors, for this boot.
-    let status = vm.ssh().run(["cloud-init", "status", "--wait"]).await?;
-    assert!(status.stdout_str().contains("status: done"), "{status:?}");
-    assert!(status.success(), "{status:?}");
-
-    // The SSH host key the server uses is the one vmtest generated and injected.
-    // (cloud-init 22.4 writes the public half 0600, hence sudo.)
-    let key = vm
-        .ssh()
-        .run(["sudo", "-n", "cat", "/etc/ssh/ssh_host_ed25519_key.pub"])
-        .await?;
-    assert_eq!(
-        key.stdout_str().split_whitespace().nth(1),
-        vm.host_key().split_whitespace().nth(1),
-        "{key:?}"
-    );
-
-    // Booted from its own disk by the bootloader, not by QEMU's -kernel.
-    let cmdline = vm.ssh().run(["cat", "/proc/cmdline"]).await?.stdout_str();
-    assert!(
-        cmdline.contains("BOOT_IMAGE="),
-        "not booted by GRUB: {cmdline}"
-    );
-    let root = vm
-        .ssh()
-        .run(["findmnt", "-no", "SOURCE", "/"])
-        .await?
-        .stdout_str();
-    assert_eq!(root.trim(), "/dev/vda1");
-    Ok(())
-}
-
-#[vmtest(image = "recipe:debian-12", memory = "1G", cpus = 2)]
-async fn cloud_init_seeds_the_debian_cloud_image(vm: &Vm) -> anyhow::Result<()> {
-    check_cloud_init_ran(vm).await
-}
+use vmtest_tests::debian::check_cloud_init_ran;
 
 /// Real cloud-init reads the VFAT `CIDATA` seed as well as the ISO9660 one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,8 +1,9 @@
 //! The test's hands on the tiny image (busybox + dropbear, user root, no sftp-server, no
 //! systemd), under real QEMU: commands with stdin, env, cwd, sudo, scripts, timeouts killed in
-//! the guest, streaming and the checked forms; files and trees both ways; a binary built by this
-//! crate uploaded and run, calling a server this test runs on the host loopback; waits and their
-//! errors; reboot, reset, pause, power off and start.
+//! the guest, streaming and the checked forms; a binary built by this crate uploaded and run,
+//! calling a server this test runs on the host loopback; waits and their errors; reboot, reset,
+//! pause, power off and start. (Files and trees both ways and a forward are checked on every
+//! backend, in `backends.rs`.)
 //!
 //! The tests that leave the guest as they found it share one VM (`shared`); the power test
 //! boots its own.
@@ -16,11 +17,6 @@ use vmtest_tests::hands;
 #[vmtest::fixture]
 fn shared() -> VmSpec {
     VmSpec::new().image("recipe:tiny").memory_mib(256)
-}
-
-#[vmtest(fixture = shared)]
-async fn trees_round_trip_and_a_guest_port_is_forwarded(vm: &Vm) -> anyhow::Result<()> {
-    hands::exercise(vm, "user").await
 }
 
 #[vmtest(fixture = shared)]
@@ -267,63 +263,6 @@ async fn a_binary_of_this_crate_runs_in_the_guest_and_calls_the_tests_server(
     let refused = vm.forward_to_host("10.0.2.2:80".parse()?).await;
     assert!(matches!(refused, Err(Error::Invalid { .. })), "{refused:?}");
     vm.command(["rm", "-rf", "/tmp/agent"]).succeed().await?;
-    Ok(())
-}
-
-#[vmtest(fixture = shared)]
-async fn files_small_and_large_and_their_errors(vm: &Vm) -> anyhow::Result<()> {
-    vm.write_file("/tmp/small", b"\x00\xffbytes\n".to_vec())
-        .await?;
-    assert_eq!(vm.read_file("/tmp/small").await?, b"\x00\xffbytes\n");
-    vm.write_file("/tmp/small", "text").await?;
-    assert_eq!(vm.read_to_string("/tmp/small").await?, "text");
-
-    // 16 MiB up and down, the mode kept both ways.
-    let dir = tempfile::tempdir()?;
-    let big = dir.path().join("big");
-    let data: Vec<u8> = (0..16u32 * 1024 * 1024)
-        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
-        .collect();
-    std::fs::write(&big, &data)?;
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o751))?;
-    vm.upload(&big, "/tmp/big").await?;
-    assert_eq!(
-        vm.command(["stat", "-c", "%a %s", "/tmp/big"])
-            .succeed()
-            .await?
-            .stdout_str(),
-        "751 16777216\n"
-    );
-    let back = dir.path().join("back");
-    vm.download("/tmp/big", &back).await?;
-    assert!(std::fs::read(&back)? == data, "16 MiB came back identical");
-    assert_eq!(
-        std::fs::metadata(&back)?.permissions().mode() & 0o7777,
-        0o751
-    );
-    vm.command(["rm", "/tmp/big", "/tmp/small"])
-        .succeed()
-        .await?;
-
-    // Errors say what went wrong, in the guest's words, and leave no partial file behind.
-    let missing = dir.path().join("missing");
-    let err = vm.download("/no/such/file", &missing).await.unwrap_err();
-    assert!(matches!(err, Error::Transfer { .. }), "{err:?}");
-    assert!(err.to_string().contains("/no/such/file"), "{err}");
-    assert!(err.to_string().contains("No such file"), "{err}");
-    assert_eq!(
-        std::fs::read_dir(dir.path())?.count(),
-        2,
-        "no partial download left"
-    );
-    let err = vm
-        .upload(dir.path().join("nope"), "/tmp/x")
-        .await
-        .unwrap_err();
-    assert!(err.to_string().contains("nope"), "{err}");
-    let err = vm.upload(&back, "/no/such/dir/x").await.unwrap_err();
-    assert!(err.to_string().contains("/no/such/dir/x"), "{err}");
     Ok(())
 }
 

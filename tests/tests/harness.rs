@@ -7,9 +7,11 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use vmtest_tests::leaks::fixture_dirs;
 use vmtest_tests::private_run::PrivateRun;
+use vmtest_tests::scenario::wait_until;
 use vmtest_tests::{leaks, runner, scenario};
 
 /// The newest `target/PROFILE/deps/NAME-HASH` test binary (cargo builds every test target of
@@ -203,23 +205,6 @@ fn broker_state(run_dir: &Path) -> Option<(u32, u32, String)> {
         v["vm"]["pid"].as_u64()? as u32,
         v["vm"]["reach"]["vm"].as_str()?.to_owned(),
     ))
-}
-
-fn fixture_dirs(run_dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(run_dir.join("fixtures"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .collect()
-}
-
-fn wait_until(what: &str, timeout: Duration, done: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        assert!(start.elapsed() < timeout, "{what}: not within {timeout:?}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 /// Nextest runs every test in a process of its own (and sets `NEXTEST_RUN_ID`): the five users

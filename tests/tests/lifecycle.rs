@@ -1,8 +1,9 @@
 //! Nothing leaks, whatever happens to the test process: SIGKILL at each stage of a VM's life,
-//! SIGINT/SIGTERM/SIGHUP, two test processes side by side, decoys the sweeper must not touch,
-//! and VMs kept for debugging. Each scenario is a real `#[vmtest]` test of this binary, run in a
-//! child process with its own session, and checked from outside with the `vmtest-runner` CLI
-//! and a Rust version of `leakcheck` (`vmtest_tests::leaks`).
+//! SIGINT/SIGTERM/SIGHUP, two test processes side by side, decoys the sweeper must not touch
+//! (a VM kept for debugging is in `backends.rs`, on each backend). Each scenario is a real
+//! `#[vmtest]` test of this binary, run in a child process with its own session, and checked
+//! from outside with the `vmtest-runner` CLI and a Rust version of `leakcheck`
+//! (`vmtest_tests::leaks`).
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
@@ -10,33 +11,22 @@ use std::time::{Duration, Instant};
 
 use vmtest::{vmtest, Vm};
 use vmtest_tests::private_run::PrivateRun;
-use vmtest_tests::scenario::{self, Running};
+use vmtest_tests::scenario::{self, read_record, Running, RECORD};
 use vmtest_tests::{leaks, runner};
 
 /// What the scenario does after boot: see [`scenario_vm`].
 const ACT: &str = "VMTEST_SCENARIO_ACT";
-/// Where the scenario writes its VM's name, QEMU pid, directory and SSH port.
-const RECORD: &str = "VMTEST_SCENARIO_RECORD";
 /// A file whose existence ends the `wait-for-file` act.
 const RELEASE: &str = "VMTEST_SCENARIO_RELEASE";
 
 /// Boots the default image, records the VM, then acts as `VMTEST_SCENARIO_ACT` says:
 /// `body` (say so, then sleep), `ssh` (say so, then run a long command in the guest),
-/// `fail` (return an error), `wait-for-file` (pass once `VMTEST_SCENARIO_RELEASE` exists).
+/// `wait-for-file` (pass once `VMTEST_SCENARIO_RELEASE` exists).
 /// Run by hand with none of these set, it passes.
 #[vmtest(image = "recipe:tiny")]
 #[ignore = "scenario: run in a child process by the other tests of this file"]
 async fn scenario_vm(vm: &Vm) -> anyhow::Result<()> {
-    if let Some(path) = std::env::var_os(RECORD) {
-        let line = format!(
-            "{} {} {} {}\n",
-            vm.name(),
-            vm.pid(),
-            vm.dir().display(),
-            vm.ssh_addr().port()
-        );
-        std::fs::write(path, line)?;
-    }
+    scenario::record(vm)?;
     match std::env::var(ACT).as_deref() {
         Ok("body") => {
             eprintln!("scenario: in the body");
@@ -46,7 +36,6 @@ async fn scenario_vm(vm: &Vm) -> anyhow::Result<()> {
             eprintln!("scenario: in ssh");
             vm.ssh().run(["sleep", "600"]).await?;
         }
-        Ok("fail") => anyhow::bail!("failing on purpose"),
         Ok("wait-for-file") => {
             let release = PathBuf::from(std::env::var_os(RELEASE).expect("a release file"));
             eprintln!("scenario: waiting for {}", release.display());
@@ -62,33 +51,9 @@ async fn scenario_vm(vm: &Vm) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The VM a scenario recorded.
-#[derive(Debug, Clone)]
-struct Recorded {
-    name: String,
-    pid: u32,
-    dir: PathBuf,
-    port: u16,
-}
-
-fn read_record(path: &Path) -> Option<Recorded> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut f = text.split_whitespace();
-    Some(Recorded {
-        name: f.next()?.to_owned(),
-        pid: f.next()?.parse().ok()?,
-        dir: f.next()?.into(),
-        port: f.next()?.parse().ok()?,
-    })
-}
-
 /// A session id no other test shares.
 fn session(label: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    format!("lifecycle-{label}-{}-{nanos}", std::process::id())
+    scenario::session(&format!("lifecycle-{label}"))
 }
 
 fn run_dir() -> PathBuf {
@@ -556,99 +521,6 @@ impl Drop for DecoyDomain {
             .output();
         let _ = std::fs::remove_file(format!("/var/log/libvirt/qemu/{}.log", self.0));
     }
-}
-
-/// `VMTEST_KEEP=on-failure`: the failed test's VM stays up and says how to reach it; the
-/// failure names a directory with the test's artifacts; `vmtest-runner list` shows the VM,
-/// `vmtest-runner ssh NAME -- CMD` runs in it, a plain sweep leaves it, `--include-kept`
-/// removes it.
-#[test]
-fn a_kept_vm_answers_ssh_and_only_an_explicit_sweep_removes_it() {
-    let session = session("keep");
-    let record = tempfile::NamedTempFile::new().unwrap();
-    // Its own run directory: a concurrent `sweep --include-kept` elsewhere in the suite must
-    // not remove this kept VM while it is being checked.
-    let private = PrivateRun::new();
-    let runner = |args: &[&str]| -> Output {
-        private
-            .apply(&mut runner::command())
-            .args(args)
-            .output()
-            .expect("running vmtest-runner")
-    };
-    let mut cmd = scenario::child("scenario_vm");
-    let out = private
-        .apply(&mut cmd)
-        .env("VMTEST_SESSION", &session)
-        .env("VMTEST_KEEP", "on-failure")
-        .env(ACT, "fail")
-        .env(RECORD, record.path())
-        .output()
-        .unwrap();
-    let output = scenario::text(&out);
-    assert!(!out.status.success(), "the scenario should fail:\n{output}");
-    let vm = read_record(record.path()).expect("recorded");
-    assert!(output.contains(&format!("kept VM {}", vm.name)), "{output}");
-    assert!(
-        output.contains(&format!("vmtest-runner ssh {}", vm.name)),
-        "{output}"
-    );
-    assert!(
-        leaks::alive(vm.pid),
-        "the kept VM's QEMU died with its test"
-    );
-
-    // The failure names the artifacts directory, which holds the evidence.
-    let artifacts = output
-        .lines()
-        .find_map(|l| l.split_once("artifacts (console, QEMU command line and log): "))
-        .map(|(_, dir)| PathBuf::from(dir.trim()))
-        .unwrap_or_else(|| panic!("the failure does not name its artifacts:\n{output}"));
-    for file in ["console.log", "qemu.cmdline", "qemu.log", "failure.txt"] {
-        assert!(
-            artifacts.join(file).is_file(),
-            "{file} missing in {}",
-            artifacts.display()
-        );
-    }
-    let failure = std::fs::read_to_string(artifacts.join("failure.txt")).unwrap();
-    assert!(failure.contains("failing on purpose"), "{failure}");
-    assert!(
-        std::fs::read_to_string(artifacts.join("console.log"))
-            .unwrap()
-            .contains("vmtest-tiny: ready"),
-        "the saved console shows the boot"
-    );
-
-    let list = scenario::text(&runner(&["list"]));
-    let row = list
-        .lines()
-        .find(|l| l.starts_with(&vm.name))
-        .unwrap_or_else(|| panic!("{list}"));
-    assert!(row.contains("kept"), "{row}");
-
-    let ssh = runner(&["ssh", &vm.name, "--", "true"]);
-    assert!(ssh.status.success(), "{}", scenario::text(&ssh));
-    let ssh = runner(&["ssh", &vm.name, "--", "hostname"]);
-    assert_eq!(String::from_utf8_lossy(&ssh.stdout).trim(), vm.name);
-
-    let plain = scenario::text(&runner(&["sweep", "--session", &session]));
-    assert!(
-        plain.contains(&format!("left {}: kept", vm.name)),
-        "{plain}"
-    );
-    assert!(leaks::alive(vm.pid), "a plain sweep removed a kept VM");
-
-    let explicit = runner(&["sweep", "--include-kept", "--session", &session]);
-    let text = scenario::text(&explicit);
-    assert!(explicit.status.success(), "{text}");
-    assert!(text.contains(&format!("reaped {}", vm.name)), "{text}");
-    assert!(
-        !leaks::alive(vm.pid),
-        "the kept VM's QEMU survived --include-kept"
-    );
-    let left = leaks::find(private.path(), &vm.name);
-    assert!(left.is_empty(), "{left}");
 }
 
 /// A domain of vmtest's whose entry is gone (removed by hand) and whose owner is dead: its
