@@ -14,7 +14,18 @@ pub enum Backend {
     /// `qemu-system-x86_64`, started directly.
     #[default]
     Qemu,
-    /// A transient libvirt domain.
+    /// A transient libvirt domain run by libvirtd (`VMTEST_LIBVIRT_URI`, else `[libvirt] uri`
+    /// of `vmtest.toml`, else `qemu:///system`), destroyed when the test process's connection
+    /// closes. Needs vmtest's cargo feature `libvirt`; without it, or without a reachable
+    /// libvirtd, the test fails before anything is created. See `docs/backends.md`.
+    ///
+    /// ```no_run
+    /// # async fn t() -> vmtest::Result<()> {
+    /// use vmtest::{Backend, Vm, VmSpec};
+    /// let vm = Vm::boot(VmSpec::new().image("recipe:tiny").backend(Backend::Libvirt)).await?;
+    /// vm.command(["true"]).succeed().await?;
+    /// # Ok(()) }
+    /// ```
     Libvirt,
 }
 
