@@ -21,6 +21,17 @@ pub fn mean(v: &[Duration]) -> Duration {
     v.iter().sum::<Duration>() / v.len().max(1) as u32
 }
 
+/// The median of `v` (the mean of the middle two for an even count; zero for none).
+pub fn median(v: &[Duration]) -> Duration {
+    let mut sorted = v.to_vec();
+    sorted.sort();
+    match sorted.len() {
+        0 => Duration::ZERO,
+        n if n % 2 == 1 => sorted[n / 2],
+        n => (sorted[n / 2 - 1] + sorted[n / 2]) / 2,
+    }
+}
+
 /// `MEAN s (MIN s)`.
 pub fn show(v: &[Duration]) -> String {
     format!(
