@@ -1,6 +1,6 @@
 //! The backend matrix: one test definition, one test per backend.
 //!
-//! [`matrix!`](crate::matrix) turns each item it is given into a module named after the item,
+//! [`matrix!`](crate::matrix!) turns each item it is given into a module named after the item,
 //! holding one variant per backend, named after the backend. This item
 //!
 //! ```text
