@@ -50,4 +50,15 @@ pub fn assert_vm_gone(pid: u32, dir: &Path) {
         "the VM directory {} (overlay, seed, sockets, keys) survived teardown",
         dir.display()
     );
+    // A libvirt VM's domain (named like its directory): libvirtd ends it once it sees its
+    // QEMU gone, within a moment of the teardown.
+    let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    while vmtest_tests::leaks::domains().contains(&name) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "libvirt domain {name} survived teardown"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }

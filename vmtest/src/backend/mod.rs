@@ -290,7 +290,7 @@ impl Machine {
         match self {
             Machine::Qemu(m) => m.quit(timeout).await,
             #[cfg(feature = "libvirt")]
-            Machine::Libvirt(m) => m.destroy(),
+            Machine::Libvirt(m) => m.stop(timeout).await,
         }
     }
 

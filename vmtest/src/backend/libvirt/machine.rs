@@ -212,17 +212,44 @@ impl LibvirtMachine {
         if self.powered_off.load(Ordering::Relaxed) {
             return true;
         }
+        // QEMU exits by itself when the guest powers off, as under the QEMU backend, instead of
+        // pausing for libvirtd to kill it (see `LibvirtMachine::quit`).
+        let _ = self.qmp("set-action", serde_json::json!({"shutdown": "poweroff"}));
         if self.with_domain(|d| d.shutdown()).is_err() {
             return self.exited().is_some();
         }
-        let deadline = tokio::time::Instant::now() + grace;
-        while tokio::time::Instant::now() < deadline {
-            if self.exited().is_some() {
+        self.wait_gone(grace).await
+    }
+
+    /// Whether the domain's QEMU has exited. libvirtd ends the domain a moment later (it
+    /// signals the process it saw exit and waits up to 200 ms to find it gone), by itself: a
+    /// teardown need not wait for that.
+    fn qemu_exited(&self) -> bool {
+        let pid = self.pid();
+        pid != 0 && crate::state::ledger::owner::Stat::read(pid).is_none_or(|s| s.zombie)
+    }
+
+    /// Polls until the domain's QEMU has exited, up to `timeout`; whether it did.
+    async fn wait_gone(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.qemu_exited() || self.exited().is_some() {
                 return true;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        false
+    }
+
+    /// Asks QEMU to quit over its monitor. libvirtd's own destroy sends SIGTERM and then waits
+    /// until the process is gone, which for a QEMU it daemonised means until init reaps it:
+    /// seconds on a host whose init reaps slowly. A QEMU that quits ends its monitor, and
+    /// libvirtd ends the domain at once.
+    fn quit(&self) {
+        // The monitor connection breaks as QEMU exits: the answer is an error either way.
+        let _ = self.with_domain(|d| d.qemu_monitor_command(r#"{"execute":"quit"}"#, 0));
     }
 
     /// Powers the guest off (ACPI, destroyed after `grace`) and keeps what
@@ -260,9 +287,13 @@ impl LibvirtMachine {
         Ok(())
     }
 
-    /// Destroys the domain at once (not a guest shutdown).
-    pub fn destroy(&self) {
-        let _ = self.with_domain(|d| d.destroy());
+    /// Stops the domain at once (not a guest shutdown): QEMU quits, or after `timeout` the
+    /// domain is destroyed.
+    pub async fn stop(&self, timeout: Duration) {
+        self.quit();
+        if !self.wait_gone(timeout).await {
+            let _ = self.with_domain(|d| d.destroy());
+        }
     }
 
     /// Lets the domain run on after this value is gone (a kept VM): it was created without
@@ -282,14 +313,25 @@ impl Drop for LibvirtMachine {
             .get_mut()
             .unwrap_or_else(|p| p.into_inner())
             .take();
+        if self.detached {
+            if let Some(mut domain) = domain {
+                let _ = domain.free();
+            }
+            return;
+        }
         if let Some(mut domain) = domain {
-            if !self.detached {
-                let _ = domain.destroy();
+            if !self.qemu_exited() {
+                let _ = domain.qemu_monitor_command(r#"{"execute":"quit"}"#, 0);
+                let deadline = std::time::Instant::now() + Duration::from_secs(2);
+                while !self.qemu_exited() && std::time::Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                // Whatever is left: libvirtd kills it.
+                if !self.qemu_exited() {
+                    let _ = domain.destroy();
+                }
             }
             let _ = domain.free();
-        }
-        if self.detached {
-            return;
         }
         // QEMU's log joins the VM's files (and a failed test's artifacts); libvirtd's copy goes.
         let log = log_path(&self.template.name);
