@@ -150,14 +150,14 @@ fn kill_on(backend: Option<&str>, label: &str, pause_at: Option<&str>, act: &str
     );
     // A libvirt domain is created with auto-destroy: libvirtd destroyed it when the killed
     // process's connection closed, before any sweep.
-    let domains: Vec<String> = leaks::domains()
-        .into_iter()
-        .filter(|d| *d == name)
-        .collect();
-    assert!(
-        domains.is_empty(),
-        "domain {name} survived SIGKILL of its test process ({label})\n{output}"
-    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while leaks::domains().contains(&name) {
+        assert!(
+            Instant::now() < deadline,
+            "domain {name} survived SIGKILL of its test process ({label})\n{output}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     let before = leaks::find(private.path(), &name);
     assert!(
         !before.dirs.is_empty() || !before.ledger.is_empty(),
