@@ -1,8 +1,9 @@
 //! Boot-to-SSH and teardown of the same tiny VM through each backend, in the same process.
 //!
-//! N rounds; in each, every backend boots `recipe:tiny` (256 MiB) with `Vm::boot` (timed from
-//! the call to SSH answering) and shuts it down with `Vm::shutdown` (timed from the call to the
-//! VM's files being gone). The order of the backends alternates from round to round, so that
+//! N rounds; in each, every backend boots `recipe:tiny` (256 MiB) twice with `Vm::boot` (timed
+//! from the call to SSH answering), and tears it down once with `Vm::shutdown` (ACPI power-off,
+//! timed from the call to the VM's files being gone) and once with `Vm::destroy` (what
+//! `#[vmtest]` does after the test body). The order of the backends alternates from round to round, so that
 //! neither always boots on a host still busy with the other's teardown. Prints the median
 //! (and minimum) of each, and the libvirt/qemu ratio of the medians.
 //!
@@ -21,14 +22,18 @@ use vmtest_tests::bench::{count_arg, median};
 use vmtest_tests::matrix::BACKENDS;
 
 /// What is timed, in the order of [`Measured::times`].
-const TIMED: [&str; 2] = ["boot to SSH", "shutdown"];
+const TIMED: [&str; 3] = [
+    "boot to SSH",
+    "shutdown (ACPI)",
+    "destroy (`#[vmtest]`'s teardown)",
+];
 
 /// What one backend measured, or why it stopped.
 struct Measured {
     name: &'static str,
     backend: Backend,
     /// The times of each round, for each of [`TIMED`].
-    times: [Vec<Duration>; 2],
+    times: [Vec<Duration>; 3],
     failed: Option<String>,
 }
 
@@ -65,24 +70,33 @@ fn main() -> anyhow::Result<()> {
             let spec = spec.clone().backend(m.backend);
             let outcome = rt.block_on(async {
                 let started = Instant::now();
-                let vm = Vm::boot(spec).await?;
-                let boot = started.elapsed();
+                let vm = Vm::boot(spec.clone()).await?;
+                let boots = [started.elapsed(), Duration::ZERO];
                 let accel = vm.accel();
                 let started = Instant::now();
                 vm.shutdown().await?;
-                anyhow::Ok((boot, started.elapsed(), accel))
+                let shutdown = started.elapsed();
+                let started = Instant::now();
+                let vm = Vm::boot(spec).await?;
+                let boots = [boots[0], started.elapsed()];
+                let started = Instant::now();
+                vm.destroy().await;
+                anyhow::Ok((boots, shutdown, started.elapsed(), accel))
             });
             match outcome {
-                Ok((boot, teardown, a)) => {
+                Ok((boots, shutdown, destroy, a)) => {
                     eprintln!(
-                        "round {}: {} boot {:.2} s, shutdown {:.2} s",
+                        "round {}: {} boot {:.2} s and {:.2} s, shutdown {:.2} s, destroy {:.3} s",
                         round + 1,
                         m.name,
-                        boot.as_secs_f64(),
-                        teardown.as_secs_f64()
+                        boots[0].as_secs_f64(),
+                        boots[1].as_secs_f64(),
+                        shutdown.as_secs_f64(),
+                        destroy.as_secs_f64()
                     );
-                    m.times[0].push(boot);
-                    m.times[1].push(teardown);
+                    m.times[0].extend(boots);
+                    m.times[1].push(shutdown);
+                    m.times[2].push(destroy);
                     accel = Some(a);
                 }
                 Err(e) => {
@@ -135,7 +149,7 @@ fn main() -> anyhow::Result<()> {
 fn cell(v: &[Duration]) -> String {
     match v.iter().min() {
         Some(min) => format!(
-            "{:.2} s ({:.2} s)",
+            "{:.3} s ({:.3} s)",
             median(v).as_secs_f64(),
             min.as_secs_f64()
         ),

@@ -48,6 +48,13 @@ impl Metadata {
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
     }
+
+    /// Whether it names the process `pid` that started `start_ticks` after boot as the
+    /// domain's owner.
+    pub fn names_owner(&self, pid: u32, start_ticks: u64) -> bool {
+        self.get("owner-pid") == Some(pid.to_string().as_str())
+            && self.get("owner-start") == Some(start_ticks.to_string().as_str())
+    }
 }
 
 /// The attributes of vmtest's metadata element as libvirt hands it back (`name="value"` or

@@ -547,9 +547,7 @@ fn reap_entry(
                 // Ours twice over: the entry names it, and its metadata names the entry's owner.
                 let owner = &entry.owner;
                 let ours = |metadata: &crate::host::libvirt::Metadata| {
-                    metadata.get("owner-pid") == Some(owner.pid.to_string().as_str())
-                        && metadata.get("owner-start")
-                            == Some(owner.start_ticks.to_string().as_str())
+                    metadata.names_owner(owner.pid, owner.start_ticks)
                 };
                 steps.extend(domain_step(uri, domain, dry_run, &ours));
             }

@@ -63,6 +63,44 @@ pub(crate) fn resources(name: &str, on_segment: bool) -> Vec<Resource> {
     resources
 }
 
+/// Creates domain `name` from `xml`. A VM's name is free again once its teardown is done, which
+/// does not wait for libvirtd to forget the domain (see `LibvirtMachine::stop`): a domain of the
+/// same name that this process made, so one already torn down, is waited out (for up to 2 s).
+fn create(
+    conn: &Conn,
+    name: &str,
+    xml: &str,
+    flags: u32,
+) -> std::result::Result<virt::domain::Domain, virt::error::Error> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match virt::domain::Domain::create_xml(conn.get(), xml, flags) {
+            Err(e) if std::time::Instant::now() < deadline && ending_of_ours(conn, name) => {
+                tracing::debug!(
+                    vm = name,
+                    "waiting for libvirtd to end the previous {name}: {e}"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            result => return result,
+        }
+    }
+}
+
+/// Whether domain `name` exists, carries this process's metadata, and is ending: one of this
+/// process's VMs, torn down a moment ago.
+fn ending_of_ours(conn: &Conn, name: &str) -> bool {
+    let Some(mut domain) = conn.domain(name) else {
+        // Gone since: the next attempt succeeds.
+        return true;
+    };
+    let me = crate::state::ledger::ProcessId::current();
+    let ours = crate::host::libvirt::metadata(&domain)
+        .is_some_and(|m| m.names_owner(me.pid, me.start_ticks));
+    let _ = domain.free();
+    ours
+}
+
 /// Creates the domain for `plan`; its XML is written to `domain.xml` in the plan's directory.
 pub(crate) fn launch(plan: MachinePlan) -> Result<LibvirtMachine> {
     let mut plan = plan;
@@ -108,7 +146,7 @@ pub(crate) fn launch(plan: MachinePlan) -> Result<LibvirtMachine> {
     } else {
         0
     };
-    let domain = virt::domain::Domain::create_xml(conn.get(), &xml, flags).map_err(|e| {
+    let domain = create(&conn, &template.name, &xml, flags).map_err(|e| {
         libvirt_error(
             format!("creating domain {}: {e}", template.name),
             format!("the domain's XML is {}", dir.join("domain.xml").display()),
