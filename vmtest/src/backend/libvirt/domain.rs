@@ -101,6 +101,21 @@ impl Template {
         }
     }
 
+    /// After the first boot: each `boot_once` device's alias and its new boot index (-1: out
+    /// of the boot order), for QMP's `qom-set`.
+    pub fn after_first_boot(&self) -> Vec<(String, i64)> {
+        (self
+            .boot
+            .after_first_boot(&self.drives, &self.boot_taps())
+            .into_iter())
+        .map(|(device, index)| (Template::alias(device), index))
+        .collect()
+    }
+
+    fn boot_taps(&self) -> Vec<bool> {
+        self.taps.iter().map(|t| t.boot).collect()
+    }
+
     /// The domain document. `first_boot`: the `boot_once` device boots first (else the boot
     /// order after it); `ports`: `(guest, host)` for each forward, host port 0 letting QEMU
     /// pick; `reboots`: a guest reboot resets the machine instead of ending it.
@@ -202,7 +217,7 @@ impl Template {
     }
 
     fn devices(&self, first_boot: bool) -> Element {
-        let boot_taps: Vec<bool> = self.taps.iter().map(|t| t.boot).collect();
+        let boot_taps = self.boot_taps();
         let order = if first_boot {
             self.boot.indexes(&self.drives, &boot_taps)
         } else {

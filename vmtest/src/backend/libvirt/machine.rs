@@ -23,7 +23,7 @@ impl From<virt::error::Error> for LibvirtError {
     }
 }
 
-/// Forgets a tap so it outlives this value (a kept VM).
+/// Deletes a segment's tap when dropped (forgotten instead for a kept VM).
 pub(super) type TapGuard = Box<dyn Send + Sync>;
 
 /// One domain, owned: dropping it destroys the domain and deletes its taps.
@@ -62,10 +62,10 @@ impl LibvirtMachine {
         domain: Domain,
         flags: u32,
         dir: &Path,
-        after_first_boot: Vec<(String, i64)>,
         taps: Vec<TapGuard>,
     ) -> LibvirtMachine {
         let machine = LibvirtMachine {
+            after_first_boot: template.after_first_boot(),
             reboots: AtomicBool::new(template.reboots_while_booting),
             template,
             conn,
@@ -74,7 +74,6 @@ impl LibvirtMachine {
             dir: dir.to_owned(),
             pid: AtomicU32::new(0),
             ports: Mutex::new(Vec::new()),
-            after_first_boot,
             powered_off: AtomicBool::new(false),
             taps,
             detached: false,

@@ -75,7 +75,11 @@ fn create(
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
     loop {
         match virt::domain::Domain::create_xml(conn.get(), xml, flags) {
-            Err(e) if std::time::Instant::now() < deadline && ending_of_ours(conn, name) => {
+            Err(e)
+                if e.to_string().contains("already exists")
+                    && std::time::Instant::now() < deadline
+                    && ending_of_ours(conn, name) =>
+            {
                 tracing::debug!(
                     vm = name,
                     "waiting for libvirtd to end the previous {name}: {e}"
@@ -152,22 +156,8 @@ pub(crate) fn launch(plan: MachinePlan) -> Result<LibvirtMachine> {
             format!("the domain's XML is {}", dir.join("domain.xml").display()),
         )
     })?;
-    let boot_taps: Vec<bool> = template.taps.iter().map(|t| t.boot).collect();
-    let after_first_boot = (template.boot)
-        .after_first_boot(&template.drives, &boot_taps)
-        .into_iter()
-        .map(|(device, index)| (Template::alias(device), index))
-        .collect();
     tracing::debug!(vm = %template.name, "libvirt domain created");
-    let machine = LibvirtMachine::new(
-        template,
-        conn,
-        domain,
-        flags,
-        &dir,
-        after_first_boot,
-        guards,
-    );
+    let machine = LibvirtMachine::new(template, conn, domain, flags, &dir, guards);
     // QEMU holds the taps now: move them into their segments.
     for join in joins {
         join()?;
