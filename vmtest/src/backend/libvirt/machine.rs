@@ -121,6 +121,10 @@ impl LibvirtMachine {
         }
         let domain = self.domain.lock().unwrap_or_else(|p| p.into_inner());
         let domain = domain.as_ref()?;
+        if self.qemu_exited() {
+            // Before libvirtd has noticed (see `LibvirtMachine::qemu_exited`).
+            return Some("QEMU exited".into());
+        }
         match domain.get_state() {
             Ok((state, reason)) => match state {
                 virt_sys::VIR_DOMAIN_SHUTOFF => Some(format!(
@@ -279,7 +283,7 @@ impl LibvirtMachine {
         let xml = self
             .template
             .render(false, &ports, self.reboots.load(Ordering::Relaxed));
-        let domain = Domain::create_xml(self.conn.get(), &xml, self.flags)?;
+        let domain = super::create(&self.conn, &self.template.name, &xml, self.flags)?;
         *self.domain.lock().unwrap_or_else(|p| p.into_inner()) = Some(domain);
         self.powered_off.store(false, Ordering::Relaxed);
         self.read_pid();

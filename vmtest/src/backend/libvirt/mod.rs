@@ -66,7 +66,7 @@ pub(crate) fn resources(name: &str, on_segment: bool) -> Vec<Resource> {
 /// Creates domain `name` from `xml`. A VM's name is free again once its teardown is done, which
 /// does not wait for libvirtd to forget the domain (see `LibvirtMachine::stop`): a domain of the
 /// same name that this process made, so one already torn down, is waited out (for up to 2 s).
-fn create(
+pub(super) fn create(
     conn: &Conn,
     name: &str,
     xml: &str,
