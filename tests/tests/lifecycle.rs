@@ -524,15 +524,23 @@ impl Drop for DecoyDomain {
 }
 
 /// A domain of vmtest's whose entry is gone (removed by hand) and whose owner is dead: its
-/// metadata proves it ours, and a sweep destroys it.
+/// metadata proves it ours, and a sweep of its run directory destroys it. The same domain of
+/// another run directory is that run's: it survives.
 #[test]
 fn an_orphaned_domain_whose_metadata_names_a_dead_owner_is_swept() {
     let private = PrivateRun::new();
-    let name = vmtest::ledger::names::name_for("orphan-domain", "orphan::domain", 1);
-    let dead_owner = "<metadata><vmtest:vm xmlns:vmtest=\"urn:vmtest:domain:1\" \
-                      owner-pid=\"999999999\" owner-start=\"1\" owner-boot=\"gone\" \
-                      session=\"orphan-domain\" test=\"orphan::domain\"/></metadata>";
-    let _domain = decoy_domain(&name, dead_owner);
+    let orphan = |n: u32, run_dir: &Path| {
+        let name = vmtest::ledger::names::name_for("orphan-domain", "orphan::domain", n);
+        let dead_owner = format!(
+            "<metadata><vmtest:vm xmlns:vmtest=\"urn:vmtest:domain:1\" owner-pid=\"999999999\" \
+             owner-start=\"1\" owner-boot=\"gone\" session=\"orphan-domain\" \
+             test=\"orphan::domain\" run-dir=\"{}\"/></metadata>",
+            run_dir.display()
+        );
+        decoy_domain(&name, &dead_owner)
+    };
+    let here = orphan(1, private.path());
+    let elsewhere = orphan(2, Path::new("/tmp/another-run-dir"));
     let out = private
         .apply(&mut runner::command())
         .args(["sweep"])
@@ -540,9 +548,12 @@ fn an_orphaned_domain_whose_metadata_names_a_dead_owner_is_swept() {
         .unwrap();
     let text = scenario::text(&out);
     assert!(out.status.success(), "{text}");
+    let running = leaks::domains();
+    assert!(!running.contains(&here.0), "{} survived:\n{text}", here.0);
+    assert!(text.contains(&format!("reaped {}", here.0)), "{text}");
     assert!(
-        !leaks::domains().contains(&name),
-        "{name} survived:\n{text}"
+        running.contains(&elsewhere.0),
+        "another run directory's {} was destroyed:\n{text}",
+        elsewhere.0
     );
-    assert!(text.contains(&format!("reaped {name}")), "{text}");
 }

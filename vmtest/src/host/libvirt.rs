@@ -2,10 +2,11 @@
 //! dropped, what the daemon offers, and the metadata that proves a domain is vmtest's.
 //!
 //! The metadata is one element in vmtest's namespace, written into every domain vmtest creates:
-//! `<vmtest:vm owner-pid=".." owner-start=".." owner-boot=".." session=".." test=".."/>`. The
-//! sweeper destroys a domain only when a ledger entry names it *and* this element is there, or
-//! when the element names an owner that is dead: a domain of the same name made by anyone else
-//! survives every sweep.
+//! `<vmtest:vm owner-pid=".." owner-start=".." owner-boot=".." session=".." test=".."
+//! run-dir=".."/>`. The sweeper destroys a domain only when a ledger entry names it *and* this
+//! element names the entry's owner, or, without an entry, when the element names an owner that
+//! is dead and the sweeper's own run directory (domains are host-wide, ledgers are per run
+//! directory): a domain of the same name made by anyone else survives every sweep.
 
 // Without the feature only the URI is used (by the doctor's report).
 #![cfg_attr(not(feature = "libvirt"), allow(dead_code))]

@@ -461,7 +461,7 @@ fn orphans(
 }
 
 /// libvirt domains whose entry is gone: destroyed when their metadata proves them vmtest's and
-/// names an owner that is dead. Auto-destroy ends most of them with their owner already; these
+/// names this run directory and an owner that is dead. Auto-destroy ends most of them with their owner already; these
 /// are the ones that could be kept.
 #[cfg(feature = "libvirt")]
 fn orphan_domains(
@@ -479,8 +479,16 @@ fn orphan_domains(
     let Ok(ours) = Conn::open(&uri).and_then(|conn| conn.ours()) else {
         return;
     };
+    // Domains are host-wide but ledgers are per run directory: only a domain whose metadata
+    // names this run directory can be this run's leftover (another run directory's entry may
+    // keep it, as a kept VM).
+    let run_dir = crate::host::paths::run_dir().display().to_string();
     for (domain, metadata) in ours {
-        if !name::is_ours(&domain) || recorded.contains(&domain) || !selected(&domain) {
+        if !name::is_ours(&domain)
+            || recorded.contains(&domain)
+            || !selected(&domain)
+            || metadata.get("run-dir") != Some(run_dir.as_str())
+        {
             continue;
         }
         let owner = ProcessId {

@@ -36,6 +36,8 @@ pub(super) struct Owner {
     pub boot_id: String,
     pub session: String,
     pub test: String,
+    /// The run directory whose ledger records the domain.
+    pub run_dir: String,
 }
 
 /// Everything the domain XML is made of: the plan without its open resources, kept by the
@@ -86,6 +88,7 @@ impl Template {
                 boot_id: owner.boot_id.clone(),
                 session: crate::state::ledger::Session::current().id.clone(),
                 test: crate::host::test::current(),
+                run_dir: crate::host::paths::run_dir().display().to_string(),
             },
             uid,
             gid,
@@ -167,7 +170,8 @@ impl Template {
             .attr("owner-start", o.start_ticks)
             .attr("owner-boot", &o.boot_id)
             .attr("session", &o.session)
-            .attr("test", &o.test);
+            .attr("test", &o.test)
+            .attr("run-dir", &o.run_dir);
         debug_assert!(METADATA_PREFIX == "vmtest");
         Element::new("metadata").child(vm)
     }
@@ -392,6 +396,7 @@ mod tests {
                 boot_id: "b".into(),
                 session: "s".into(),
                 test: "t::u".into(),
+                run_dir: "/run/v".into(),
             },
             uid: 0,
             gid: 0,
@@ -404,7 +409,8 @@ mod tests {
         for part in [
             "<domain type=\"qemu\"",
             "<name>vt-test</name>",
-            "owner-pid=\"7\" owner-start=\"8\" owner-boot=\"b\" session=\"s\" test=\"t::u\"",
+            "owner-pid=\"7\" owner-start=\"8\" owner-boot=\"b\" session=\"s\" test=\"t::u\" \
+             run-dir=\"/run/v\"",
             "<memory unit=\"MiB\">512</memory>",
             "<cmdline>console=ttyS0 a=&apos;b&apos;</cmdline>",
             "<cpu mode=\"maximum\"/>",
