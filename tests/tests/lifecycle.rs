@@ -177,6 +177,14 @@ fn kill_on(backend: Option<&str>, label: &str, pause_at: Option<&str>, act: &str
         left.is_empty(),
         "after one sweep ({label}):\n{left}\n{swept}"
     );
+    if backend == Some("libvirt") {
+        let log = Path::new("/var/log/libvirt/qemu").join(format!("{name}.log"));
+        assert!(
+            !log.exists(),
+            "libvirtd's log {} survived the sweep",
+            log.display()
+        );
+    }
 }
 
 #[test]

@@ -155,20 +155,20 @@ mod connection {
             Domain::lookup_by_name(&self.0, name).ok()
         }
 
-        /// The names of the running domains that carry vmtest's metadata, with its attributes.
-        pub fn ours(&self) -> Result<Vec<(String, super::Metadata)>, String> {
+        /// The names of the running domains, with vmtest's metadata where they carry it.
+        pub fn running(&self) -> Result<Vec<(String, Option<super::Metadata>)>, String> {
             let domains = self
                 .0
                 .list_all_domains(virt_sys::VIR_CONNECT_LIST_DOMAINS_ACTIVE)
                 .map_err(|e| e.to_string())?;
-            let mut ours = Vec::new();
+            let mut running = Vec::new();
             for mut domain in domains {
-                if let (Ok(name), Some(attributes)) = (domain.get_name(), metadata(&domain)) {
-                    ours.push((name, attributes));
+                if let Ok(name) = domain.get_name() {
+                    running.push((name, metadata(&domain)));
                 }
                 let _ = domain.free();
             }
-            Ok(ours)
+            Ok(running)
         }
     }
 

@@ -476,9 +476,13 @@ fn orphan_domains(
     if uri.ends_with("/system") && !Path::new("/run/libvirt/libvirt-sock").exists() {
         return;
     }
-    let Ok(ours) = Conn::open(&uri).and_then(|conn| conn.ours()) else {
+    let Ok(running) = Conn::open(&uri).and_then(|conn| conn.running()) else {
         return;
     };
+    stale_domain_logs(&running, options, report.started_unix_ms);
+    let ours = running
+        .into_iter()
+        .filter_map(|(name, metadata)| Some((name, metadata?)));
     // Domains are host-wide but ledgers are per run directory: only a domain whose metadata
     // names this run directory can be this run's leftover (another run directory's entry may
     // keep it, as a kept VM).
@@ -515,6 +519,34 @@ fn orphan_domains(
             ),
             steps: step.into_iter().collect(),
         });
+    }
+}
+
+/// libvirtd's QEMU logs of vmtest's domains that no longer run. A teardown copies the log into
+/// the VM's directory and removes it, but libvirtd writes its last line ("shutting down") a
+/// moment later, once it has noticed the QEMU gone: that line is left for the next sweep.
+#[cfg(feature = "libvirt")]
+fn stale_domain_logs(
+    running: &[(String, Option<crate::host::libvirt::Metadata>)],
+    options: &Options,
+    started_unix_ms: u64,
+) {
+    let log = crate::host::libvirt::log_path("x");
+    let Some(dir) = log.parent() else { return };
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let file = entry.file_name().to_string_lossy().into_owned();
+        let Some(name) = file.strip_suffix(".log") else {
+            continue;
+        };
+        // A log written in the last seconds may belong to a domain being created right now.
+        if !name::is_ours(name)
+            || running.iter().any(|(n, _)| n == name)
+            || modified_ms(entry.metadata()) + 10_000 > started_unix_ms
+            || options.dry_run
+        {
+            continue;
+        }
+        let _ = std::fs::remove_file(entry.path());
     }
 }
 
