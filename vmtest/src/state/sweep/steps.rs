@@ -38,34 +38,42 @@ pub(super) fn kill_step(pid: u32, dry_run: bool, send: bool) -> Step {
 }
 
 pub(super) fn netns_step(ns: &str, dry_run: bool) -> Step {
-    let what = if dry_run {
-        format!("would delete network namespace {ns}")
-    } else {
-        format!("deleted network namespace {ns}")
-    };
-    let error = if dry_run {
-        None
-    } else {
-        netns::delete(ns).err().map(|e| e.to_string())
-    };
-    Step { what, error }
+    undo(
+        dry_run,
+        format!("delete network namespace {ns}"),
+        format!("deleted network namespace {ns}"),
+        || netns::delete(ns).err().map(|e| e.to_string()),
+    )
 }
 
 pub(super) fn remove_dir_step(path: &Path, dry_run: bool) -> Step {
-    let what = if dry_run {
-        format!("would remove {}", path.display())
+    undo(
+        dry_run,
+        format!("remove {}", path.display()),
+        format!("removed {}", path.display()),
+        || {
+            std::fs::remove_dir_all(path)
+                .err()
+                .filter(|e| e.kind() != std::io::ErrorKind::NotFound)
+                .map(|e| e.to_string())
+        },
+    )
+}
+
+/// The step that undoes something with `act` (which returns why it failed), described as
+/// `done`; on a dry run nothing is done, and the step says it `would` be.
+fn undo(dry_run: bool, would: String, done: String, act: impl FnOnce() -> Option<String>) -> Step {
+    if dry_run {
+        Step {
+            what: format!("would {would}"),
+            error: None,
+        }
     } else {
-        format!("removed {}", path.display())
-    };
-    let error = if dry_run {
-        None
-    } else {
-        std::fs::remove_dir_all(path)
-            .err()
-            .filter(|e| e.kind() != std::io::ErrorKind::NotFound)
-            .map(|e| e.to_string())
-    };
-    Step { what, error }
+        Step {
+            what: done,
+            error: act(),
+        }
+    }
 }
 
 /// Deletes the persistent tap `name` from the host's namespace, if it is still there (once
@@ -79,19 +87,16 @@ pub(super) fn link_step(name: &str, dry_run: bool) -> Option<Step> {
     {
         return None;
     }
-    let what = if dry_run {
-        format!("would delete tap {name}")
-    } else {
-        format!("deleted tap {name}")
-    };
-    let error = if dry_run {
-        None
-    } else {
-        netns::ip(&["link", "delete", name])
-            .err()
-            .map(|e| e.to_string())
-    };
-    Some(Step { what, error })
+    Some(undo(
+        dry_run,
+        format!("delete tap {name}"),
+        format!("deleted tap {name}"),
+        || {
+            netns::ip(&["link", "delete", name])
+                .err()
+                .map(|e| e.to_string())
+        },
+    ))
 }
 
 /// Destroys libvirt domain `name` at `uri` if it runs and carries vmtest's metadata, for which
@@ -130,20 +135,16 @@ pub(super) fn domain_step(
     };
     let step = match metadata(&domain) {
         Some(metadata) if ours(&metadata) => {
-            let what = if dry_run {
-                format!("would destroy libvirt domain {name}")
-            } else {
-                format!("destroyed libvirt domain {name}")
-            };
-            let error = if dry_run {
-                None
-            } else {
-                domain.destroy().err().map(|e| e.to_string())
-            };
-            if error.is_none() {
+            let step = undo(
+                dry_run,
+                format!("destroy libvirt domain {name}"),
+                format!("destroyed libvirt domain {name}"),
+                || domain.destroy().err().map(|e| e.to_string()),
+            );
+            if !dry_run && step.error.is_none() {
                 remove_log();
             }
-            Step { what, error }
+            step
         }
         _ => Step {
             what: format!("left libvirt domain {name} alone"),
