@@ -15,11 +15,12 @@ pub(crate) enum Images {
         #[arg(required = true)]
         references: Vec<String>,
     },
-    /// Cached downloads: size, source, last use
+    /// Cached downloads, recipe builds and snapshots: size, source, last use
     List,
-    /// Re-hash every cached download (a corrupt one is removed)
+    /// Re-hash every cached download and snapshot (a corrupt one is removed)
     Verify,
-    /// Remove cached downloads, by age or all (DUR: 30d, 12h, 90m, 45s)
+    /// Remove cached downloads and snapshots, by age or all (DUR: 30d, 12h, 90m, 45s); a
+    /// damaged snapshot always goes
     Prune {
         /// Downloaded at least this long ago.
         #[arg(long, value_name = "DUR", value_parser = crate::parse_duration)]
@@ -101,6 +102,25 @@ fn list() -> Result {
             e.source
         );
     }
+    let snapshots = images::snapshots(&images::default_root());
+    if !snapshots.is_empty() {
+        println!(
+            "\n{:>10}  {:<12}  {:<12}  {:<8}  snapshot",
+            "size", "built", "last used", "state"
+        );
+        for s in snapshots {
+            let when = |t: Option<SystemTime>| t.map(ago).unwrap_or_else(|| "?".into());
+            println!(
+                "{:>10}  {:<12}  {:<12}  {:<8}  {} ({})",
+                human_size(s.size),
+                when(s.built),
+                when(s.last_used),
+                if s.damaged.is_some() { "damaged" } else { "ok" },
+                s.name,
+                s.image.as_deref().unwrap_or("?")
+            );
+        }
+    }
     let builds = images::recipe_builds(&images::default_root());
     if !builds.is_empty() {
         println!(
@@ -135,6 +155,15 @@ fn verify() -> Result {
             }
         }
     }
+    for s in images::snapshots(&images::default_root()) {
+        match images::verify_snapshot(&s) {
+            Ok(()) => println!("ok   snapshot {}", s.name),
+            Err(err) => {
+                bad += 1;
+                println!("BAD  {err}");
+            }
+        }
+    }
     if bad == 0 {
         Ok(())
     } else {
@@ -145,15 +174,23 @@ fn verify() -> Result {
 }
 
 fn prune(filter: Prune, dry_run: bool) -> Result {
-    let removed = cache()?.prune(filter, dry_run).map_err(|e| e.to_string())?;
+    // The cache refuses an empty filter before anything goes.
+    let removed = (cache()?.prune(filter.clone(), dry_run)).map_err(|e| e.to_string())?;
+    let snapshots = images::prune_snapshots(&images::default_root(), &filter, dry_run)
+        .map_err(|e| e.to_string())?;
     let verb = if dry_run { "would remove" } else { "removed" };
     for e in &removed {
         println!("{verb} {} ({})", e.source, human_size(e.size));
     }
+    for s in &snapshots {
+        println!("{verb} snapshot {} ({})", s.name, human_size(s.size));
+    }
     println!(
         "{verb} {} entries, {}",
-        removed.len(),
-        human_size(removed.iter().map(|e| e.size).sum())
+        removed.len() + snapshots.len(),
+        human_size(
+            (removed.iter().map(|e| e.size)).sum::<u64>() + snapshots.iter().map(|s| s.size).sum::<u64>()
+        )
     );
     Ok(())
 }

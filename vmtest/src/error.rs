@@ -278,6 +278,17 @@ pub enum Error {
         operation: &'static str,
     },
 
+    /// A snapshot (see [`VmSpec::snapshot`](crate::VmSpec::snapshot)) could not be built, or a
+    /// freshly built one did not restore. A damaged or stale snapshot found in the cache is
+    /// rebuilt without this error; it is returned only when that rebuild did not help.
+    #[error("snapshot {}: {message}", dir.display())]
+    Snapshot {
+        /// The snapshot's directory in the image cache (`vmtest-runner images list`).
+        dir: PathBuf,
+        /// What failed, and what to do about it.
+        message: String,
+    },
+
     /// libvirtd could not be reached, or refused what the libvirt backend asked.
     #[error("libvirt at {uri}: {message}\n  {hint}")]
     Libvirt {

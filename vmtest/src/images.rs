@@ -110,3 +110,106 @@ pub fn recipe_builds(root: &std::path::Path) -> Vec<RecipeBuild> {
     builds.sort_by(|a, b| (&a.name, b.built).cmp(&(&b.name, a.built)));
     builds
 }
+
+/// One saved machine in the cache's `snapshots/` directory (see
+/// [`VmSpec::snapshot`](crate::VmSpec::snapshot)).
+#[derive(Debug, Clone)]
+pub struct SnapshotEntry {
+    /// `IMAGE-HASH`: the image reference made a file name, and a hash of what the snapshot is
+    /// valid for.
+    pub name: String,
+    /// The snapshot's directory.
+    pub dir: PathBuf,
+    /// The image reference it was booted from; `None` when unreadable.
+    pub image: Option<String>,
+    /// Bytes on disk: the saved memory and device state and the frozen disk layers.
+    pub size: u64,
+    /// When it was built.
+    pub built: Option<std::time::SystemTime>,
+    /// When a VM was last restored from it (else when it was built).
+    pub last_used: Option<std::time::SystemTime>,
+    /// Why it cannot be restored (its files are not as saved, or its base image is gone):
+    /// the next VM that needs it rebuilds it.
+    pub damaged: Option<String>,
+}
+
+/// The snapshots in the cache under `root` (see [`default_root`]), by name.
+pub fn snapshots(root: &std::path::Path) -> Vec<SnapshotEntry> {
+    use crate::image::snapshot;
+    (snapshot::Store::open(root).dirs().into_iter())
+        .map(|dir| {
+            let read = snapshot::read(&dir);
+            let meta = read.as_ref().ok().map(|s| &s.meta);
+            SnapshotEntry {
+                name: dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into()),
+                image: meta.map(|m| m.image.clone()),
+                size: dir_size(&dir),
+                built: meta.map(|m| {
+                    std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(m.created_unix)
+                }),
+                last_used: snapshot::last_used(&dir),
+                damaged: read.err(),
+                dir,
+            }
+        })
+        .collect()
+}
+
+/// Re-hashes every file of the snapshot `entry` against what was saved; a snapshot that fails
+/// is removed (the next VM that needs it rebuilds it), and the error says why.
+pub fn verify_snapshot(entry: &SnapshotEntry) -> crate::error::Result<()> {
+    match crate::image::snapshot::verify(&entry.dir) {
+        Ok(()) => Ok(()),
+        Err(message) => {
+            crate::image::snapshot::remove_locked(&entry.dir)?;
+            Err(crate::error::Error::Snapshot {
+                dir: entry.dir.clone(),
+                message: format!("{message}: removed"),
+            })
+        }
+    }
+}
+
+/// Removes the snapshot `entry` (waiting for VMs being restored from it to have started).
+pub fn remove_snapshot(entry: &SnapshotEntry) -> crate::error::Result<()> {
+    crate::image::snapshot::remove_locked(&entry.dir)
+}
+
+/// The snapshots under `root` that `filter` selects, as [`Cache::prune`] selects downloads
+/// (built at least `older_than` ago and not restored for `unused_since`, the criteria given all
+/// holding; or all), and every damaged one; removed unless `dry_run`.
+pub fn prune_snapshots(
+    root: &std::path::Path,
+    filter: &Prune,
+    dry_run: bool,
+) -> crate::error::Result<Vec<SnapshotEntry>> {
+    let now = std::time::SystemTime::now();
+    // A criterion not given holds.
+    let at_least = |t: Option<std::time::SystemTime>, age: Option<std::time::Duration>| {
+        age.is_none_or(|age| t.is_some_and(|t| now.duration_since(t).unwrap_or_default() >= age))
+    };
+    let some_criterion = filter.older_than.is_some() || filter.unused_since.is_some();
+    let chosen: Vec<SnapshotEntry> = (snapshots(root).into_iter())
+        .filter(|s| {
+            filter.all
+                || s.damaged.is_some()
+                || (some_criterion
+                    && at_least(s.built, filter.older_than)
+                    && at_least(s.last_used, filter.unused_since))
+        })
+        .collect();
+    if !dry_run {
+        for s in &chosen {
+            remove_snapshot(s)?;
+        }
+    }
+    Ok(chosen)
+}
+
+fn dir_size(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    (std::fs::read_dir(dir).into_iter().flatten().flatten())
+        .filter_map(|f| f.metadata().ok())
+        .map(|m| m.blocks() * 512)
+        .sum()
+}

@@ -119,6 +119,21 @@ impl Driver {
         }
     }
 
+    /// What a saved machine state of this backend is valid for besides the machine itself:
+    /// the backend and its QEMU's version. `Err` when this backend does not restore snapshots.
+    pub fn snapshot_key(self) -> Result<String> {
+        match self {
+            Driver::Qemu => Ok(format!("qemu {}", qemu::version()?)),
+            #[cfg(feature = "libvirt")]
+            Driver::Libvirt => Err(Error::Invalid {
+                what: "snapshot",
+                message: "snapshot restore runs on the QEMU backend only: use backend = \"qemu\" \
+                          for this test (libvirt's save/restore is not wired in)"
+                    .into(),
+            }),
+        }
+    }
+
     /// The KVM probe's test boot of `kernel` (see `host::kvm`): QEMU's, for every backend
     /// (libvirt runs the same QEMU on the same `/dev/kvm`).
     pub fn canary(self, kernel: &Path) -> Result<std::result::Result<(), String>> {
@@ -294,14 +309,35 @@ impl Machine {
         }
     }
 
-    /// Saves the running machine's state to `path`: no backend of this build can yet.
-    #[allow(dead_code)] // The seam snapshot restore lands on.
-    pub async fn save_state(&self, path: &Path) -> Result<()> {
-        let _ = path;
-        Err(Error::Unsupported {
-            backend: self.backend(),
-            operation: "saving a machine's state",
-        })
+    /// Saves the running machine's memory and device state into the file `path`, within
+    /// `timeout`, leaving the machine paused with its disks released (see
+    /// [`MachinePlan::incoming`]).
+    pub async fn save_state(&self, path: &Path, timeout: Duration) -> Result<()> {
+        let failed = |message: String| Error::Io {
+            context: format!("saving the machine's state into {}", path.display()),
+            source: std::io::Error::other(message),
+        };
+        match self {
+            Machine::Qemu(m) => m
+                .save_state(path, timeout)
+                .await
+                .map_err(|e| failed(e.to_string())),
+            #[cfg(feature = "libvirt")]
+            Machine::Libvirt(_) => Err(Error::Unsupported {
+                backend: self.backend(),
+                operation: "saving a machine's state",
+            }),
+        }
+    }
+
+    /// A machine started from a saved state ([`MachinePlan::incoming`]): waits until the
+    /// state is loaded, within `timeout`, and runs it. `Err` says why it did not load.
+    pub async fn finish_restore(&self, timeout: Duration) -> std::result::Result<(), String> {
+        match self {
+            Machine::Qemu(m) => m.finish_restore(timeout).await,
+            #[cfg(feature = "libvirt")]
+            Machine::Libvirt(_) => Err("the libvirt backend does not restore snapshots".into()),
+        }
     }
 
     /// Lets the machine run on after this value is gone (a kept VM).

@@ -38,6 +38,15 @@ pub(crate) struct MachinePlan {
     /// Whether a guest reboot before readiness resets the machine (an installer's) instead of
     /// ending it (a boot loop).
     pub reboots_while_booting: bool,
+    /// A saved machine state to start from instead of booting (a snapshot restore): the
+    /// machine loads it, paused, and runs once [`Machine::finish_restore`] says so. The plan
+    /// must describe the machine that was saved, device for device.
+    ///
+    /// [`Machine::finish_restore`]: super::Machine::finish_restore
+    pub incoming: Option<PathBuf>,
+    /// A VM generation ID device, which changes at every restore of a saved machine so that
+    /// the guest's kernel reseeds its randomness (and knows it was restored).
+    pub generation_id: bool,
 }
 
 /// How the guest is started.

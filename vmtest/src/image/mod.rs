@@ -20,6 +20,7 @@ pub(crate) mod overlay;
 pub(crate) mod project;
 mod recipe;
 pub(crate) mod reference;
+pub(crate) mod snapshot;
 mod source;
 mod well_known;
 

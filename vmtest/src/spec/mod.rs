@@ -82,6 +82,8 @@ pub struct VmSpec {
     pub(crate) dhcp: Dhcp,
     /// The firmware the VM boots with.
     pub(crate) firmware: Firmware,
+    /// Restore a private copy of a saved machine instead of booting (see [`VmSpec::snapshot`]).
+    pub(crate) snapshot: bool,
 }
 
 impl Default for VmSpec {
@@ -111,6 +113,7 @@ impl Default for VmSpec {
             boot_once: None,
             dhcp: Dhcp::new(),
             firmware: Firmware::Bios,
+            snapshot: false,
         }
     }
 }
@@ -359,6 +362,33 @@ impl VmSpec {
     /// ```
     pub fn firmware(mut self, firmware: Firmware) -> Self {
         self.firmware = firmware;
+        self
+    }
+
+    /// Restore the VM from a snapshot instead of booting it: the first VM of this spec on the
+    /// host boots as usual (and waits for cloud-init to finish), is saved — its memory and
+    /// devices, and its disk frozen as a read-only layer — into the image cache, and every VM
+    /// of the spec from then on, in any process, is a private copy restored from that save in
+    /// seconds: a qcow2 overlay of its own over the frozen disk, so no copy sees another's
+    /// writes.
+    ///
+    /// The snapshot is kept beside the images (`vmtest-runner images list`), keyed by
+    /// everything that shapes the saved machine: the image, memory, vCPUs, disk size, seed
+    /// format, kernel arguments, user-data, accelerator, backend and QEMU's version. Change
+    /// any of them and the next VM builds a new one. After a restore vmtest sets the guest's
+    /// clock to the host's, mixes fresh randomness into its pool and sets its hostname to the
+    /// VM's name, before the test gets it.
+    ///
+    /// A restored VM is on the user-mode network, ready when SSH answers, booted by the QEMU
+    /// backend with BIOS; the boot refuses, saying why, a snapshot spec with a segment
+    /// network, another readiness, no seed, a CD-ROM, a boot order, UEFI or libvirt. See
+    /// `docs/snapshots.md`.
+    ///
+    /// ```
+    /// let spec = vmtest::VmSpec::new().image("recipe:debian-12").snapshot(true);
+    /// ```
+    pub fn snapshot(mut self, on: bool) -> Self {
+        self.snapshot = on;
         self
     }
 

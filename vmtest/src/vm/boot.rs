@@ -2,6 +2,10 @@
 //!
 //! plan → segment → budget → claim → work dir → identity → overlay → seed → launch → ready.
 //!
+//! A VM restored from a snapshot (`super::snapshot`) takes the same path from a saved machine:
+//! its identity, disk layers and seed come from the snapshot, and its machine loads the saved
+//! state instead of booting.
+//!
 //! [`plan`] checks and resolves everything the test gave before anything exists. From the
 //! claim on, the ledger entry names every resource before the first is created, and each
 //! resource is owned by a value made before its step runs, so an error at any point drops what
@@ -20,6 +24,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::guest::identity::{Identity, CLIENT_KEY_FILE};
 use crate::guest::reach::Reach;
 use crate::guest::seed::{user_data, SeedFormat, UserDocument};
+use crate::image::snapshot::Snapshot;
 use crate::image::{Image, ImageBoot};
 use crate::net::segment::Segment;
 use crate::spec::{Accel, AccelChoice, Backend, BootDevice, Network, Readiness, VmSpec};
@@ -27,24 +32,41 @@ use crate::state::budget::{self, Reservation};
 use crate::state::ledger::{Claim, Kind, Resource};
 
 /// Everything checked and resolved before anything is created.
-struct Plan {
-    spec: VmSpec,
-    driver: Driver,
-    image: Image,
-    accel: Accel,
-    cpus: u32,
-    memory_mib: u32,
+pub(super) struct Plan {
+    pub spec: VmSpec,
+    pub driver: Driver,
+    pub image: Image,
+    pub accel: Accel,
+    pub cpus: u32,
+    pub memory_mib: u32,
     /// The test's cloud-config documents, checked against vmtest's keys and the image's.
     user_documents: Vec<UserDocument>,
     /// The MAC of the VM's NIC on its segment, checked (`None`: derived from its name).
     mac: Option<String>,
 }
 
-/// Boots `spec` for the test `cx` names.
-pub(crate) async fn boot(spec: VmSpec, mut cx: Context) -> Result<Vm> {
+/// Boots `spec` for the test `cx` names (or restores it from its snapshot).
+pub(crate) async fn boot(spec: VmSpec, cx: Context) -> Result<Vm> {
     let started = Instant::now();
     crate::log::init();
     let plan = plan(spec).await?;
+    let vm = match plan.spec.snapshot {
+        true => super::snapshot::restore(&plan, cx, started).await?,
+        false => start(&plan, cx, None, started).await?,
+    };
+    // Dropped on error like any VM: stopped, its files and entry removed.
+    vm.open_forwards(&plan.spec.forwards)?;
+    Ok(vm)
+}
+
+/// Stages segment → budget → claim → work dir, then the machine: booted, or restored `from` a
+/// snapshot.
+pub(super) async fn start(
+    plan: &Plan,
+    mut cx: Context,
+    from: Option<&Snapshot>,
+    started: Instant,
+) -> Result<Vm> {
     // An isolated/PXE VM without a segment given gets one of its own (torn down with it).
     if cx.segment.is_none() {
         cx.segment = segment_for(&plan.spec, &plan.image, &cx.test, cx.artifacts.clone()).await?;
@@ -63,9 +85,8 @@ pub(crate) async fn boot(spec: VmSpec, mut cx: Context) -> Result<Vm> {
         resources
     })?;
     let dir = WorkDir::create(run_dir.join(claim.name()))?;
-    match provision_and_launch(&plan, &cx, claim, dir, budget, started).await {
-        // Dropped on error like any VM: stopped, its files and entry removed.
-        Ok(vm) => vm.open_forwards(&plan.spec.forwards).map(|()| vm),
+    match provision_and_launch(plan, &cx, from, claim, dir, budget, started).await {
+        Ok(vm) => Ok(vm),
         Err(Unbooted { error, dir, claim }) => {
             // The machine is stopped by now: its logs are complete.
             if let Some(dest) = &cx.artifacts {
@@ -105,6 +126,9 @@ async fn plan(spec: VmSpec) -> Result<Plan> {
         None => Backend::from_env(defaults.backend)?,
     };
     let driver = Driver::for_backend(backend)?;
+    if spec.snapshot {
+        super::snapshot::check(&spec, driver)?;
+    }
     if spec.network != Network::User && driver.tap_form() == TapForm::Named {
         crate::net::segment::check_host_taps()?;
     }
@@ -261,6 +285,7 @@ struct Unbooted {
 async fn provision_and_launch(
     plan: &Plan,
     cx: &Context,
+    from: Option<&Snapshot>,
     mut claim: Claim,
     dir: WorkDir,
     budget: Option<Reservation>,
@@ -277,19 +302,37 @@ async fn provision_and_launch(
     }
     let name = claim.name().to_owned();
     let spec = &plan.spec;
-    let identity = tri!(Identity::new(&name));
+    // A restored guest is the saved one: its identity, and its disks as they were saved.
+    let identity = tri!(match from {
+        Some(snapshot) => Identity::load(&snapshot.dir),
+        None => Identity::new(&name),
+    });
     tri!(identity.save(&dir.path));
+    // A disk of the VM, `file` in its directory: an overlay over the snapshot's frozen layer
+    // of the same name when restored, else as `fresh` makes it.
+    let layer = |file: &str, fresh: &dyn Fn(&Path) -> Result<()>| {
+        let path = dir.path.join(file);
+        match from {
+            Some(snapshot) => crate::image::overlay::create(
+                &snapshot.path(file),
+                DiskFormat::Qcow2,
+                &path,
+                None,
+            ),
+            None => fresh(&path),
+        }
+        .map(|()| path)
+    };
     let pxe = spec.network == Network::Pxe;
     let mut drives: Vec<Drive> = Vec::new();
     // A PXE VM is diskless: its system comes over the network; only the seed is attached.
     if let (Some(base), false) = (&plan.image.disk, pxe) {
-        let overlay = dir.path.join("overlay.qcow2");
-        tri!(crate::image::overlay::create(
+        let overlay = tri!(layer(OVERLAY_FILE, &|path| crate::image::overlay::create(
             base,
             plan.image.disk_format,
-            &overlay,
+            path,
             spec.disk_mib
-        ));
+        )));
         drives.push(Drive {
             path: overlay,
             format: DiskFormat::Qcow2,
@@ -299,8 +342,9 @@ async fn provision_and_launch(
         });
     }
     for (i, &mib) in spec.blank_disks.iter().enumerate() {
-        let path = dir.path.join(format!("disk{i}.qcow2"));
-        tri!(crate::image::overlay::blank(&path, mib));
+        let path = tri!(layer(&blank_disk_file(i), &|path| {
+            crate::image::overlay::blank(path, mib)
+        }));
         drives.push(Drive {
             path,
             format: DiskFormat::Qcow2,
@@ -320,14 +364,18 @@ async fn provision_and_launch(
     }
     super::pause_at("overlay", &name, &dir.path);
     if spec.seed {
-        let seed_path = dir.path.join(match spec.seed_format {
-            SeedFormat::Iso9660 => "seed.iso",
-            SeedFormat::Vfat => "seed.img",
-        });
-        tri!(identity
-            .seed(plan.user_documents.clone())
-            .write(&seed_path, spec.seed_format)
-            .context(|| format!("writing the cloud-init seed {}", seed_path.display())));
+        let seed_file = seed_file(spec.seed_format);
+        let seed_path = match from {
+            // Read-only, and read by the guest only at its first boot: the saved one serves.
+            Some(snapshot) => snapshot.path(seed_file),
+            None => dir.path.join(seed_file),
+        };
+        if from.is_none() {
+            tri!(identity
+                .seed(plan.user_documents.clone())
+                .write(&seed_path, spec.seed_format)
+                .context(|| format!("writing the cloud-init seed {}", seed_path.display())));
+        }
         drives.push(Drive {
             path: seed_path,
             format: DiskFormat::Raw,
@@ -389,6 +437,8 @@ async fn provision_and_launch(
         nics,
         console: console.clone(),
         dies_with_owner: cx.keep.dies_with_owner(),
+        incoming: from.map(|s| s.path(STATE_FILE)),
+        generation_id: spec.snapshot,
     };
     // Off the runtime's threads: creating a libvirt domain waits on libvirtd for a second.
     let driver = plan.driver;
@@ -413,6 +463,15 @@ async fn provision_and_launch(
     let timeout =
         spec.boot_timeout.unwrap_or(Duration::from_secs(60)) * plan.accel.timeout_factor();
     let ready = async {
+        if let Some(snapshot) = from {
+            machine
+                .finish_restore(timeout)
+                .await
+                .map_err(|reason| Error::Snapshot {
+                    dir: snapshot.dir.clone(),
+                    message: format!("the saved machine did not load: {reason}"),
+                })?;
+        }
         machine
             .first_boot_started(Duration::from_secs(10) * plan.accel.timeout_factor())
             .await
@@ -498,6 +557,24 @@ async fn provision_and_launch(
         console_mark: std::fs::metadata(&console).map_or(0, |m| m.len()),
         console_cursor: std::sync::Mutex::new(ready.console_cursor),
     })
+}
+
+/// The saved machine state's file in a snapshot.
+pub(super) const STATE_FILE: &str = "state";
+/// The overlay over the image, in the VM's directory (and frozen in a snapshot).
+pub(super) const OVERLAY_FILE: &str = "overlay.qcow2";
+
+/// Blank disk `i`, in the VM's directory (and frozen in a snapshot).
+pub(super) fn blank_disk_file(i: usize) -> String {
+    format!("disk{i}.qcow2")
+}
+
+/// The seed's file name in the VM's directory (and in a snapshot).
+pub(super) fn seed_file(format: SeedFormat) -> &'static str {
+    match format {
+        SeedFormat::Iso9660 => "seed.iso",
+        SeedFormat::Vfat => "seed.img",
+    }
 }
 
 /// How the machine starts: from the network (PXE), from its disk, or by direct kernel boot

@@ -17,6 +17,7 @@ pub(crate) mod keep;
 mod link;
 mod power;
 mod ready;
+mod snapshot;
 mod ssh;
 mod wait;
 

@@ -55,10 +55,16 @@ pub(crate) struct QemuArgs {
     pub reboots_while_booting: bool,
     pub qmp_socket: PathBuf,
     pub pidfile: PathBuf,
+    /// The descriptor QEMU loads a saved machine state from (a snapshot restore).
+    pub incoming: Option<RawFd>,
+    /// A VM generation ID device (`guid=auto`: a new one at every start, restores included).
+    pub generation_id: bool,
 }
 
 /// The descriptor number under which QEMU finds the first tap; the next ones follow.
 const FIRST_TAP_FD: RawFd = 100;
+/// The descriptor number under which QEMU finds the machine state it restores.
+pub(crate) const INCOMING_FD: RawFd = 99;
 
 impl QemuArgs {
     /// The invocation for `plan`, with its QMP socket and pid file in the plan's directory, and
@@ -102,6 +108,8 @@ impl QemuArgs {
             reboots_while_booting: plan.reboots_while_booting,
             qmp_socket: plan.dir.join(super::QMP_SOCKET),
             pidfile: plan.dir.join(super::PIDFILE),
+            incoming: plan.incoming.as_ref().map(|_| INCOMING_FD),
+            generation_id: plan.generation_id,
         };
         (args, fds)
     }
@@ -236,6 +244,9 @@ impl QemuArgs {
         }
         // Entropy early in boot: sshd and the kernel's crng otherwise wait under TCG.
         a.push("-device").push("virtio-rng-pci");
+        if self.generation_id {
+            a.push("-device").push("vmgenid,guid=auto");
+        }
         let mut console = OsString::from("pipe,id=console,path=");
         console.push(escape_commas(&self.console));
         a.push("-chardev").push(console);
@@ -246,6 +257,11 @@ impl QemuArgs {
         a.push("-qmp").push(qmp);
         a.push("-pidfile")
             .push(self.pidfile.clone().into_os_string());
+        // A restore: the saved state comes from an inherited descriptor (no path to quote),
+        // and the machine waits, paused, for `cont` once it is loaded.
+        if let Some(fd) = self.incoming {
+            a.push("-incoming").push(format!("fd:{fd}"));
+        }
         a.0
     }
 }
@@ -362,6 +378,8 @@ mod tests {
             reboots_while_booting: false,
             qmp_socket: "/vm/qmp.sock".into(),
             pidfile: "/vm/qemu.pid".into(),
+            incoming: None,
+            generation_id: false,
         }
     }
 

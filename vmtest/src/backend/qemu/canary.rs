@@ -38,6 +38,8 @@ pub(crate) fn canary(kernel: &Path) -> Result<std::result::Result<(), String>> {
         console: console.clone(),
         dies_with_owner: true,
         reboots_while_booting: false,
+        incoming: None,
+        generation_id: false,
     };
     let (args, _) = QemuArgs::for_plan(&plan);
     super::launch::console_pipe(&console, &args.console)?;

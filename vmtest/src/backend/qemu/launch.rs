@@ -24,6 +24,30 @@ pub(crate) fn binary() -> PathBuf {
         .unwrap_or_else(|| "qemu-system-x86_64".into())
 }
 
+/// QEMU's version line (`QEMU emulator version 7.2.22 (…)`), asked once per process: a saved
+/// machine state is only valid for the QEMU that saved it.
+pub(crate) fn version() -> Result<String> {
+    static VERSION: std::sync::OnceLock<std::result::Result<String, String>> =
+        std::sync::OnceLock::new();
+    VERSION
+        .get_or_init(|| {
+            let out = std::process::Command::new(binary())
+                .arg("--version")
+                .output()
+                .map_err(|e| format!("running {} --version: {e}", binary().display()))?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            (text.lines().next())
+                .filter(|l| out.status.success() && !l.is_empty())
+                .map(str::to_owned)
+                .ok_or_else(|| format!("{} --version printed no version", binary().display()))
+        })
+        .clone()
+        .map_err(|message| Error::MissingTool {
+            program: binary().display().to_string(),
+            hint: format!("{message}; install QEMU with `{INSTALL}`, or fix VMTEST_QEMU"),
+        })
+}
+
 /// QEMU and `qemu-img` are installed (checked before the boot budget: a missing QEMU must fail
 /// at once, not after a queue); the iPXE ROM too when a NIC network-boots, and OVMF under UEFI.
 pub(crate) fn check(network_boot: bool, firmware: Firmware) -> Result<()> {
@@ -93,7 +117,20 @@ pub(crate) fn launch(plan: MachinePlan) -> Result<QemuMachine> {
     for (ours, theirs) in fds {
         spawn = spawn.fd(ours, theirs);
     }
+    // Open until QEMU inherited it.
+    let incoming = match &plan.incoming {
+        Some(state) => Some(
+            std::fs::File::open(state)
+                .context(|| format!("opening the saved machine state {}", state.display()))?,
+        ),
+        None => None,
+    };
+    if let Some(state) = &incoming {
+        use std::os::fd::AsRawFd;
+        spawn = spawn.fd(state.as_raw_fd(), super::args::INCOMING_FD);
+    }
     let process = spawn.start()?;
+    drop(incoming);
     // QEMU holds the taps now: dropping our descriptors lets them vanish when QEMU exits.
     drop(plan.nics);
     tracing::debug!(vm = %plan.name, pid = process.pid(), network_boot, "QEMU started");

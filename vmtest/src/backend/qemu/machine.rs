@@ -164,6 +164,74 @@ impl QemuMachine {
         qmp.execute("cont", None).await.map(drop)
     }
 
+    /// Saves the machine's memory and device state into the file `path`: the vCPUs stop
+    /// first, so the state is one moment, and QEMU stays paused afterwards with its disks
+    /// flushed and released (a migration's end), so the caller may take the disks away.
+    pub async fn save_state(&self, path: &Path, timeout: Duration) -> Result<(), QmpError> {
+        let path = path.to_str().ok_or_else(|| {
+            QmpError::Protocol(format!("{} is not UTF-8", path.display()))
+        })?;
+        let mut qmp = Qmp::connect(&self.qmp_socket).await?;
+        qmp.execute("stop", None).await?;
+        // QEMU throttles a migration to 128 MiB/s by default: a file takes what it can.
+        qmp.execute(
+            "migrate-set-parameters",
+            Some(json!({"max-bandwidth": 8u64 << 30})),
+        )
+        .await?;
+        // `exec:` runs through `sh -c`: the path goes in single quotes.
+        let uri = format!("exec:cat > '{}'", path.replace('\'', "'\\''"));
+        qmp.execute("migrate", Some(json!({ "uri": uri }))).await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let status = qmp.execute("query-migrate", None).await?;
+            match status["status"].as_str() {
+                Some("completed") => return Ok(()),
+                Some("failed" | "cancelled") => return Err(QmpError::Refused(status)),
+                _ if tokio::time::Instant::now() >= deadline => return Err(QmpError::NoAnswer),
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+
+    /// Waits until QEMU has loaded the state it restores (`-incoming`), within `timeout`, then
+    /// runs the vCPUs. `Err` says why the state did not load: QEMU ended (a damaged or
+    /// incompatible state), or never finished.
+    pub async fn finish_restore(&self, timeout: Duration) -> Result<(), String> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let ended = |this: &Self| {
+            this.exited().map(|status| {
+                let output = this.output();
+                format!("QEMU {status} while loading it: {}", output.trim())
+            })
+        };
+        loop {
+            if let Some(ended) = ended(self) {
+                return Err(ended);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(format!("QEMU did not load it within {timeout:?}"));
+            }
+            let status = match self.qmp("query-status", None).await {
+                Ok(status) => status,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                    continue;
+                }
+            };
+            match status["status"].as_str() {
+                Some("inmigrate") => tokio::time::sleep(Duration::from_millis(20)).await,
+                Some("running") => return Ok(()),
+                _ => {
+                    return match self.qmp("cont", None).await {
+                        Ok(_) => Ok(()),
+                        Err(e) => Err(ended(self).unwrap_or_else(|| e.to_string())),
+                    }
+                }
+            }
+        }
+    }
+
     async fn qmp(&self, command: &str, arguments: Option<Value>) -> Result<Value, QmpError> {
         Qmp::connect(&self.qmp_socket)
             .await?

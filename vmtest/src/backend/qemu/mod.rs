@@ -13,7 +13,7 @@ mod qmp;
 
 pub(crate) use args::IPXE_VIRTIO_ROM;
 pub(crate) use canary::canary;
-pub(crate) use launch::{binary, check, launch, resources};
+pub(crate) use launch::{binary, check, launch, resources, version};
 pub(crate) use machine::QemuMachine;
 pub(crate) use qmp::QmpError;
 // What the libvirt backend shares with this one: the same machine, run by libvirtd.

@@ -46,6 +46,8 @@ pub(crate) enum Kind {
     Segment,
     /// The directory through which test processes share a fixture's VM.
     Fixture,
+    /// A snapshot being built in the image cache.
+    Snapshot,
 }
 
 impl Kind {
@@ -54,6 +56,7 @@ impl Kind {
             Kind::Vm => "vm",
             Kind::Segment => "segment",
             Kind::Fixture => "fixture",
+            Kind::Snapshot => "snapshot",
         }
     }
 }
