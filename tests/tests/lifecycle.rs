@@ -212,6 +212,123 @@ fn sigkill_during_teardown_stops_qemu_at_once_and_the_sweep_finishes() {
     kill_at("teardown", Some("teardown"), "", "paused at `teardown`");
 }
 
+/// Boots a tiny VM from a snapshot of its own (the nonce `VMTEST_SCENARIO_NONCE` on its kernel
+/// command line makes its spec one no other test uses).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "scenario: run in a child process by the other tests of this file"]
+async fn scenario_snapshot_vm() -> anyhow::Result<()> {
+    let nonce = std::env::var("VMTEST_SCENARIO_NONCE").unwrap_or_default();
+    let spec = vmtest::VmSpec::new()
+        .image("recipe:tiny")
+        .memory_mib(256)
+        .kernel_arg(format!("vmtest.nonce={nonce}"))
+        .snapshot(true);
+    let vm = Vm::boot(spec).await?;
+    scenario::record(&vm)?;
+    Ok(())
+}
+
+/// The snapshot directories being built that the ledger of `run_dir` names.
+fn snapshots_being_built(run_dir: &Path) -> Vec<PathBuf> {
+    fn strings(v: &serde_json::Value, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::String(s) => out.push(s.clone()),
+            serde_json::Value::Array(a) => a.iter().for_each(|v| strings(v, out)),
+            serde_json::Value::Object(o) => o.values().for_each(|v| strings(v, out)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(run_dir.join("ledger")).into_iter().flatten().flatten() {
+        let Ok(text) = std::fs::read(entry.path()) else { continue };
+        let Ok(json) = serde_json::from_slice::<serde_json::Value>(&text) else { continue };
+        strings(&json, &mut found);
+    }
+    found.retain(|s| s.contains("/snapshots/.building-"));
+    found.into_iter().map(PathBuf::from).collect()
+}
+
+/// SIGKILL of a test process paused at `stage` of a snapshot VM's life (`snapshot`: saved, not
+/// yet sealed; `restore`: QEMU loading the saved state): one sweep leaves nothing, and no
+/// half-built snapshot is left where a later run would take it.
+fn kill_snapshot_at(stage: &str) {
+    let session = session(&format!("snapshot-{stage}"));
+    let private = PrivateRun::new();
+    let nonce = format!("{}-{stage}-{:?}", std::process::id(), Instant::now());
+    let mut cmd = scenario::child("scenario_snapshot_vm");
+    private
+        .apply(&mut cmd)
+        .env("VMTEST_SESSION", &session)
+        .env("VMTEST_PAUSE_AT", stage)
+        .env("VMTEST_SCENARIO_NONCE", &nonce);
+    let mut child = Running::spawn(cmd);
+    let line = child.wait_for(&format!("paused at `{stage}`"), Duration::from_secs(300));
+    let name = paused_vm(&line);
+    // Every entry of this test in this session: the builder's, the restored VM's, the build's.
+    let prefix = name[..8].to_owned();
+    let building = snapshots_being_built(private.path());
+    // Where the snapshot is (or would be): `.building-SLOT-ENTRY` is sealed as `SLOT`.
+    let slot = match stage {
+        "snapshot" => {
+            assert_eq!(building.len(), 1, "one snapshot being built: {building:?}");
+            assert!(building[0].join("state").is_file(), "saved before the pause");
+            let file = building[0].file_name().unwrap().to_string_lossy().into_owned();
+            let slot = file.trim_start_matches(".building-").rsplit_once('-').unwrap().0.to_owned();
+            building[0].with_file_name(slot)
+        }
+        _ => {
+            assert!(building.is_empty(), "built before the restore: {building:?}");
+            let info = std::process::Command::new("qemu-img")
+                .args(["info", "--output=json", "-U"])
+                .arg(private.path().join(&name).join("overlay.qcow2"))
+                .output()
+                .unwrap();
+            let info: serde_json::Value = serde_json::from_slice(&info.stdout).unwrap();
+            let frozen = PathBuf::from(info["backing-filename"].as_str().unwrap());
+            frozen.parent().unwrap().to_owned()
+        }
+    };
+    child.signal(libc::SIGKILL);
+    let (_, output) = child.wait(Duration::from_secs(30));
+    let survivors = no_qemu_survives(&private.path().to_string_lossy());
+    assert!(survivors.is_empty(), "{survivors:?}\n{output}");
+
+    let sweep = private
+        .apply(&mut runner::command())
+        .args(["sweep", "--session", &session])
+        .output()
+        .unwrap();
+    let swept = scenario::text(&sweep);
+    assert!(sweep.status.success(), "{swept}");
+    let left = leaks::find(private.path(), &prefix);
+    assert!(left.is_empty(), "after one sweep ({stage}):\n{left}\n{swept}");
+    for dir in &building {
+        assert!(!dir.exists(), "{} survived the sweep\n{swept}", dir.display());
+    }
+    match stage {
+        // Never sealed: the next VM of the spec builds it anew.
+        "snapshot" => assert!(!slot.exists(), "{} was sealed", slot.display()),
+        // A restore killed mid-way leaves the snapshot as it was.
+        _ => {
+            let entry = (vmtest::images::snapshots(&vmtest::images::default_root()).into_iter())
+                .find(|s| s.dir == slot)
+                .unwrap_or_else(|| panic!("{} is gone", slot.display()));
+            assert_eq!(entry.damaged, None);
+            vmtest::images::remove_snapshot(&entry).unwrap();
+        }
+    }
+}
+
+#[test]
+fn sigkill_while_a_snapshot_is_saved_leaves_nothing_and_no_snapshot() {
+    kill_snapshot_at("snapshot");
+}
+
+#[test]
+fn sigkill_during_a_restore_leaves_nothing_and_the_snapshot_intact() {
+    kill_snapshot_at("restore");
+}
+
 /// SIGINT, SIGTERM, SIGHUP in the middle of a test body: the process tears its VM down itself
 /// (no sweep), then dies of the signal, so cargo, nextest or the shell sees "interrupted".
 #[test]

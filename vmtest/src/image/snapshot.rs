@@ -18,14 +18,13 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{IoContext, Result};
-use crate::state::ledger::{Claim, Kind, Resource};
+use crate::state::ledger::{self, Claim, Kind, Resource};
 
 /// The format of a snapshot directory; a snapshot of another format is rebuilt.
 const FORMAT: u32 = 1;
 const META: &str = "meta.json";
 /// Touched by every restore: when the snapshot was last used.
 const USED: &str = "used";
-const BUILDING: &str = ".building-";
 
 /// The snapshots under a cache root.
 pub(crate) struct Store {
@@ -115,7 +114,7 @@ impl Store {
             .flatten()
             .map(|e| e.path())
             .filter(|p| p.is_dir())
-            .filter(|p| !file_name(p).starts_with(BUILDING))
+            .filter(|p| !file_name(p).starts_with(ledger::SNAPSHOT_BUILD_PREFIX))
             .collect();
         dirs.sort();
         dirs
@@ -159,13 +158,12 @@ impl Slot {
     pub fn stage(&self, test: &str) -> Result<Staging> {
         let parent = self.dir.parent().unwrap_or(Path::new("/"));
         std::fs::create_dir_all(parent).context(|| format!("creating {}", parent.display()))?;
-        let building = |entry: &str| parent.join(format!("{BUILDING}{}-{entry}", self.name));
         let claim = Claim::new(Kind::Snapshot, test, |entry| {
             vec![Resource::Dir {
-                path: building(entry),
+                path: ledger::snapshot_build_dir(parent, &self.name, entry),
             }]
         })?;
-        let dir = building(claim.name());
+        let dir = ledger::snapshot_build_dir(parent, &self.name, claim.name());
         std::fs::create_dir(&dir).context(|| format!("creating {}", dir.display()))?;
         Ok(Staging {
             dir,

@@ -604,7 +604,9 @@ fn reap_entry(
                 {
                     continue;
                 }
-                if !is_run_dir_child(path, &run_dir) {
+                if !is_run_dir_child(path, &run_dir)
+                    && !ledger::is_snapshot_build_dir(path, &entry.name)
+                {
                     steps.push(Step {
                         what: format!("left {} alone", path.display()),
                         error: Some(format!(

@@ -447,7 +447,7 @@ async fn provision_and_launch(
         let pidfile = pidfile.to_owned();
         tri!(claim.update(|e| e.record_process(&pidfile, process)));
     }
-    super::pause_at("boot", &name, &dir.path);
+    super::pause_at(if from.is_some() { "restore" } else { "boot" }, &name, &dir.path);
 
     let booting = super::ready::Booting {
         name: &name,
@@ -553,6 +553,7 @@ async fn provision_and_launch(
         name,
         accel: plan.accel,
         boot_time: started.elapsed(),
+        restored_from: from.map(|s| s.dir.clone()),
         boot_timeout: spec.boot_timeout.unwrap_or(Duration::from_secs(60)),
         console_mark: std::fs::metadata(&console).map_or(0, |m| m.len()),
         console_cursor: std::sync::Mutex::new(ready.console_cursor),

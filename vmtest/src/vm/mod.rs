@@ -65,6 +65,8 @@ pub struct Vm {
     pid: u32,
     dir_path: PathBuf,
     boot_time: Duration,
+    /// The snapshot the VM was restored from, if it was.
+    restored_from: Option<PathBuf>,
     /// The spec's boot deadline (unscaled), which reboots and starts are held to as well.
     boot_timeout: Duration,
     /// How long the console was when the VM became ready: a crash printed after that ends the
@@ -193,9 +195,25 @@ impl Vm {
         self.accel
     }
 
-    /// How long boot took, from `Vm::boot` to the first SSH round-trip.
+    /// How long boot took, from `Vm::boot` to the first SSH round-trip (for a VM restored
+    /// from a snapshot: to the first round-trip after the restore).
     pub fn boot_time(&self) -> Duration {
         self.boot_time
+    }
+
+    /// The directory of the snapshot this VM was restored from (in the image cache's
+    /// `snapshots/`), or `None` for a VM that booted (see
+    /// [`VmSpec::snapshot`](crate::VmSpec::snapshot)).
+    ///
+    /// ```no_run
+    /// # async fn t(vm: &vmtest::Vm) {
+    /// if let Some(snapshot) = vm.restored_from() {
+    ///     println!("{} is a copy of {}", vm.name(), snapshot.display());
+    /// }
+    /// # }
+    /// ```
+    pub fn restored_from(&self) -> Option<&Path> {
+        self.restored_from.as_deref()
     }
 
     /// The SSH endpoint: on the host's loopback through the management NIC, else the guest's
@@ -431,6 +449,7 @@ impl Vm {
             pid: facts.pid,
             dir_path: facts.dir.clone(),
             boot_time: Duration::from_millis(facts.boot_ms),
+            restored_from: facts.restored_from.clone(),
             boot_timeout: Duration::from_millis(facts.boot_timeout_ms),
             console_mark: facts.console_mark,
             console_cursor: std::sync::Mutex::new(0),
@@ -449,6 +468,7 @@ impl Vm {
             boot_ms: self.boot_time.as_millis() as u64,
             boot_timeout_ms: self.boot_timeout.as_millis() as u64,
             console_mark: self.console_mark,
+            restored_from: self.restored_from.clone(),
             forwards: (self.link.forwards.lock())
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
@@ -473,6 +493,8 @@ pub(crate) struct Attached {
     pub forwards: Vec<u16>,
     #[serde(default)]
     pub console_mark: u64,
+    #[serde(default)]
+    pub restored_from: Option<PathBuf>,
 }
 
 fn default_boot_timeout_ms() -> u64 {

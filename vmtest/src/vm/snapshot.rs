@@ -207,6 +207,7 @@ async fn build(plan: &Plan, cx: &Context, slot: &Slot) -> Result<()> {
         ))
     })?;
     save(&vm, &plan.spec, &staging.dir).await?;
+    super::pause_at("snapshot", &vm.name, &vm.dir_path);
     let boot_time = vm.boot_time;
     drop(vm);
     let requires = image_files(plan);

@@ -50,6 +50,23 @@ pub(crate) enum Kind {
     Snapshot,
 }
 
+/// The directory in the image cache's `snapshots_dir` in which the ledger entry `entry` builds
+/// the snapshot `slot`: its name ends with the entry's, which is how the sweeper knows it is
+/// the entry's to remove.
+pub(crate) fn snapshot_build_dir(snapshots_dir: &Path, slot: &str, entry: &str) -> PathBuf {
+    snapshots_dir.join(format!("{SNAPSHOT_BUILD_PREFIX}{slot}-{entry}"))
+}
+
+/// How the name of a snapshot being built starts (see [`snapshot_build_dir`]).
+pub(crate) const SNAPSHOT_BUILD_PREFIX: &str = ".building-";
+
+/// Whether `path` is a directory [`snapshot_build_dir`] names for `entry`.
+pub(crate) fn is_snapshot_build_dir(path: &Path, entry: &str) -> bool {
+    (path.file_name().map(|n| n.to_string_lossy()))
+        .is_some_and(|n| n.starts_with(SNAPSHOT_BUILD_PREFIX) && n.ends_with(&format!("-{entry}")))
+        && path.parent().is_some_and(|p| p.ends_with("snapshots"))
+}
+
 impl Kind {
     pub fn name(self) -> &'static str {
         match self {
@@ -92,8 +109,9 @@ pub(crate) struct Entry {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub(crate) enum Resource {
     /// A directory under the run directory: a VM's (overlay, seed, sockets, keys, logs), a
-    /// segment's, or a shared fixture's. While any live owner's entry names the same directory,
-    /// no sweep removes it.
+    /// segment's, or a shared fixture's; or a snapshot being built in the image cache (named
+    /// [`snapshot_build_dir`]). While any live owner's entry names the same directory, no
+    /// sweep removes it.
     Dir { path: PathBuf },
     /// A process (a VM's machine, a segment's dnsmasq), recognised by the pid file on its
     /// command line, which is unique to it; its identity is added once it has started.
