@@ -4,7 +4,10 @@
 //!    threads as tests, so that the boot budget (one vCPU per host core by default), not the
 //!    thread count, is what limits how many VMs run at once;
 //! 2. one shared fixture VM (`#[vmtest(fixture = ...)]`) leased by all the tests, same threads;
-//! 3. per-test VMs, serial (`--test-threads 1`): the baseline the ratios are taken against.
+//! 3. per-test VMs, serial (`--test-threads 1`): the baseline the ratios are taken against;
+//! 4. a fresh VM per test restored from a snapshot (`#[vmtest(snapshot)]`), same threads as 1:
+//!    the snapshot is built before any clock runs (as the image is), so the mode shows what
+//!    every run after the first pays.
 //!
 //! Each test runs `uname -s` over SSH and checks it says Linux. The suites are this very binary,
 //! re-executed as vmtest harness children (`VMTEST_SUITE_BENCH_CHILD=1`), one per mode and
@@ -87,6 +90,17 @@ macro_rules! suite {
                 }
             )*
         }
+
+        mod restored {
+            use super::*;
+            $(
+                #[vmtest(snapshot)]
+                async fn $name(vm: &Vm) -> anyhow::Result<()> {
+                    anyhow::ensure!(vm.restored_from().is_some(), "not restored");
+                    check(concat!("restored::", stringify!($name)), vm).await
+                }
+            )*
+        }
     };
 }
 
@@ -144,6 +158,18 @@ fn main() -> anyhow::Result<()> {
         VmSpec::DEFAULT_IMAGE,
         image.display()
     );
+    // The snapshot the `restored` tests use (`#[vmtest(snapshot)]`: this spec), built or found
+    // here, in the shared image cache, before any clock runs.
+    let started = Instant::now();
+    let snapshot = tokio::runtime::Runtime::new()?.block_on(async {
+        let vm = Vm::boot(VmSpec::new().snapshot(true)).await?;
+        anyhow::Ok(vm.restored_from().map(ToOwned::to_owned))
+    })?;
+    eprintln!(
+        "suite bench: snapshot {:?} ready in {:.1} s",
+        snapshot,
+        started.elapsed().as_secs_f64()
+    );
 
     // Short (unix socket paths are limited to 107 bytes) and ours alone. Kept by hand, not by
     // `TempDir`'s drop: the guard below must kill what runs in it before it is removed.
@@ -172,6 +198,13 @@ fn main() -> anyhow::Result<()> {
             label: "per-test VMs, serial (`--test-threads 1`)".to_owned(),
             module: "own",
             threads: 1,
+        },
+        Mode {
+            label: format!(
+                "per-test VMs restored from a snapshot (`--test-threads {threads}`, boot budget)"
+            ),
+            module: "restored",
+            threads,
         },
     ];
     // Rounds interleave the modes, so that a host getting slower or faster over the run (this
@@ -217,6 +250,12 @@ fn main() -> anyhow::Result<()> {
             wall.as_secs_f64() / serial.as_secs_f64()
         );
     }
+    let shared = mean(results[1].iter().map(|m| m.wall));
+    let restored = mean(results[3].iter().map(|m| m.wall));
+    println!(
+        "\nrestored per test / shared fixture: {:.2}",
+        restored.as_secs_f64() / shared.as_secs_f64()
+    );
     Ok(())
 }
 
