@@ -271,9 +271,10 @@ fn specs(args: &Args) -> TokenStream {
     });
     let forwards = args.forwards.iter().map(|port| quote!(.forward(#port)));
     let machine = machine(args);
+    let snapshot = args.snapshot.map(|on| quote!(.snapshot(#on)));
     let spec = quote!(
         ::vmtest::VmSpec::new() #image #memory #cpus #disk #network #pxe #capture #management
-            #backend #accel #firmware #user_data #(#forwards)* #machine
+            #backend #accel #firmware #user_data #(#forwards)* #machine #snapshot
     );
     match &args.vms {
         Vms::One | Vms::Invalid => quote!(::std::vec![#spec]),
@@ -536,6 +537,60 @@ mod tests {
             ". network (:: vmtest :: Network :: Pxe) . management (true) . backend (:: vmtest :: \
              Backend :: Qemu)]"
         ));
+    }
+
+    #[test]
+    fn snapshot_restores_every_vm_of_the_spec() {
+        let spec = |args: TokenStream| {
+            let out = expand_str(
+                args,
+                quote!(
+                    async fn t(vm: &Vm) {}
+                ),
+            );
+            let start = out.find(":: std :: vec ! [").expect("the specs");
+            let end = start + out[start..].find(']').expect("the end of the specs");
+            out[start..=end].to_owned()
+        };
+        // Alone, it means `snapshot = true`.
+        assert_eq!(
+            spec(quote!(snapshot)),
+            ":: std :: vec ! [:: vmtest :: VmSpec :: new () . snapshot (true)]"
+        );
+        assert_eq!(
+            spec(quote!(snapshot = true)),
+            ":: std :: vec ! [:: vmtest :: VmSpec :: new () . snapshot (true)]"
+        );
+        // `false` is said as written, like `capture = false`.
+        assert_eq!(
+            spec(quote!(snapshot = false)),
+            ":: std :: vec ! [:: vmtest :: VmSpec :: new () . snapshot (false)]"
+        );
+        // Last in the chain, after the machine's keys; every VM of `vms = N` is a copy.
+        let out = expand_str(
+            quote!(
+                image = "recipe:debian-12",
+                memory = "1G",
+                network = "user",
+                ready = "ssh",
+                seed = true,
+                snapshot,
+                vms = 2
+            ),
+            quote!(
+                async fn t(all: &[Vm]) {}
+            ),
+        );
+        assert!(
+            out.contains(
+                ":: std :: vec ! [:: vmtest :: VmSpec :: new () . image (\"recipe:debian-12\") \
+                 . memory_mib (1024u32) . network (:: vmtest :: Network :: User) . readiness \
+                 (:: vmtest :: Readiness :: Ssh) . seed (true) . snapshot (true) ; 2]"
+            ),
+            "{out}"
+        );
+        // Not given: the runtime's default (a fresh boot), nothing in the chain.
+        assert!(!spec(quote!(image = "recipe:tiny")).contains("snapshot"));
     }
 
     #[test]

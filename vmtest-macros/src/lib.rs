@@ -43,6 +43,7 @@ mod parse;
 /// | `pxe_files` | none | the path of a directory whose files the PXE segment also serves, over TFTP and HTTP; only with `network = "pxe"` |
 /// | `capture` | `false` | `capture` alone or `capture = true`: record the VM's segment into a pcap file in the test's artifacts; only with `network = "isolated"` or `"pxe"` |
 /// | `management` | `true` | `management = false`: on a segment, give the VM its segment's NIC only, without the user-mode NIC its SSH handle otherwise goes through (SSH then reaches it at its leased address, inside the segment); `true` or `false`, unquoted; only with `network = "isolated"` or `"pxe"` |
+/// | `snapshot` | `false` | `snapshot` alone or `snapshot = true`: the VM is a private copy restored from a saved machine of the same spec instead of a fresh boot (the first use boots and saves it; see docs/snapshots.md); only with the user-mode network and ssh readiness |
 /// | `backend` | `VMTEST_BACKEND`, else `[defaults]` of `vmtest.toml`, else `"qemu"` | `"qemu"` or `"libvirt"` |
 /// | `accel` | `VMTEST_ACCEL`, else `"auto"` | `"auto"`, `"kvm"` or `"tcg"` |
 /// | `requires` | nothing | `"kvm"`: where KVM does not work, the test passes without running, loudly |

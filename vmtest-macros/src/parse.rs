@@ -55,10 +55,11 @@ enum Key {
     Seed,
     Boot,
     BootOnce,
+    Snapshot,
 }
 
 impl Key {
-    const ALL: [Key; 31] = [
+    const ALL: [Key; 32] = [
         Key::Image,
         Key::Memory,
         Key::Cpus,
@@ -90,6 +91,7 @@ impl Key {
         Key::Seed,
         Key::Boot,
         Key::BootOnce,
+        Key::Snapshot,
     ];
 
     fn name(self) -> &'static str {
@@ -125,6 +127,7 @@ impl Key {
             Key::Seed => "seed",
             Key::Boot => "boot",
             Key::BootOnce => "boot_once",
+            Key::Snapshot => "snapshot",
         }
     }
 
@@ -169,6 +172,7 @@ impl Key {
             "cloud_init_seed" | "nocloud" | "cidata" => Some(Key::Seed),
             "boot_order" | "bootorder" => Some(Key::Boot),
             "boot_first" | "first_boot" | "once" => Some(Key::BootOnce),
+            "snapshots" | "from_snapshot" | "restore" | "savevm" | "loadvm" => Some(Key::Snapshot),
             _ => None,
         }
     }
@@ -194,6 +198,7 @@ impl Key {
                 | Key::Firmware
                 | Key::UserData
                 | Key::Forwards
+                | Key::Snapshot
         )
     }
 
@@ -314,6 +319,10 @@ pub(crate) struct Args {
     pub(crate) boot: Vec<&'static str>,
     /// A variant of `vmtest::BootDevice`.
     pub(crate) boot_once: Option<&'static str>,
+    /// `snapshot`: a private copy restored from a saved machine of the spec instead of a fresh
+    /// boot; only with the user-mode network, SSH readiness, the seed, BIOS and QEMU, and
+    /// without a CD-ROM or a boot order.
+    pub(crate) snapshot: Option<bool>,
     /// The keys accepted so far, as written: for duplicates and for keys that exclude each
     /// other. A rejected value does not count as given.
     given: Vec<(Key, Ident)>,
@@ -421,7 +430,7 @@ enum Value {
     Expr(Expr),
     /// `key(A, B)`, the parentheses' span and what is inside: only `vms` takes a list.
     List(Span, TokenStream),
-    /// `key` alone: only `keep` and `capture` stand alone.
+    /// `key` alone: only `keep`, `capture` and `snapshot` stand alone.
     Bare,
 }
 
@@ -514,6 +523,11 @@ fn apply(args: &mut Args, key: &Ident, value: &Value) -> syn::Result<()> {
             args.given.push((parsed, key.clone()));
             return Ok(());
         }
+        (Key::Snapshot, Value::Bare) => {
+            args.snapshot = Some(true);
+            args.given.push((parsed, key.clone()));
+            return Ok(());
+        }
         (Key::Vms, _) => {
             return Err(syn::Error::new(
                 key.span(),
@@ -536,6 +550,13 @@ fn apply(args: &mut Args, key: &Ident, value: &Value) -> syn::Result<()> {
                 key.span(),
                 "expected `capture` (record the VM's network segment into a pcap file) or \
                  `capture = true` / `capture = false`",
+            ))
+        }
+        (Key::Snapshot, Value::List(..)) => {
+            return Err(syn::Error::new(
+                key.span(),
+                "expected `snapshot` (restore the VM from a saved machine of its spec instead \
+                 of booting it) or `snapshot = true` / `snapshot = false`",
             ))
         }
         (_, _) => return Err(not_key_value(key)),
@@ -578,6 +599,7 @@ fn apply(args: &mut Args, key: &Ident, value: &Value) -> syn::Result<()> {
         Key::Seed => args.seed = Some(keys::boolean(&name, value)?),
         Key::Boot => args.boot = keys::boot_order(value)?,
         Key::BootOnce => args.boot_once = Some(keys::choice(&keys::BOOT_DEVICE, value)?),
+        Key::Snapshot => args.snapshot = Some(keys::boolean(&name, value)?),
     }
     args.given.push((parsed, key.clone()));
     Ok(())

@@ -1,7 +1,8 @@
 //! The keys of `#[vmtest(...)]` that are valid alone but not together, and what a network needs
 //! of the others: each error on the key that has to go.
 
-use super::{Args, Errors, Key, Vms};
+use super::keys::{self, Choices};
+use super::{Args, Errors, Key, Ready, Vms};
 
 /// Errors of keys that are valid alone but not together; on the key that has to go.
 pub(super) fn check_combinations(args: &mut Args, errors: &mut Errors) {
@@ -44,9 +45,104 @@ pub(super) fn check_combinations(args: &mut Args, errors: &mut Errors) {
              must be allowed to use it; remove one of them",
         ));
     }
-    // With `fixture`, the errors above already say that the network keys go.
+    // With `fixture`, the errors above already say that the network keys and `snapshot` go.
     if given(Key::Fixture).is_none() {
         check_network(args, errors);
+        check_snapshot(args, errors);
+    }
+}
+
+/// What `snapshot` needs of the other keys: a restored VM is on the user-mode network, ready when
+/// SSH answers, set up by cloud-init from its seed, and booted by the QEMU backend with BIOS
+/// from its image's disk. One error per key in the way, on `snapshot`, naming that key.
+fn check_snapshot(args: &Args, errors: &mut Errors) {
+    let Some((_, snapshot)) = args.given.iter().find(|(key, _)| *key == Key::Snapshot) else {
+        return;
+    };
+    if args.snapshot != Some(true) {
+        return;
+    }
+    // The value of a choice as the attribute spells it ("Pxe" is `"pxe"`).
+    let written = |choices: &Choices, expanded: &str| {
+        choices
+            .values
+            .iter()
+            .find(|(_, variant)| *variant == expanded)
+            .map_or_else(
+                || expanded.to_ascii_lowercase(),
+                |(spelled, _)| (*spelled).to_owned(),
+            )
+    };
+    for (key, ident) in &args.given {
+        let (needs, why) = match key {
+            Key::Network => match args.network {
+                Some(network @ ("Isolated" | "Pxe")) => (
+                    format!(
+                        "needs the user-mode network (the default), not `{ident} = \"{}\"`",
+                        written(&keys::NETWORK, network)
+                    ),
+                    "a VM restored from a snapshot is on the user-mode network, as the machine \
+                     it was saved from was",
+                ),
+                _ => continue,
+            },
+            Key::Ready => {
+                let ready = match &args.ready {
+                    Some(Ready::Plain("Ssh")) | None => continue,
+                    Some(Ready::Plain(other)) => other.to_ascii_lowercase(),
+                    Some(Ready::Console(pattern)) => format!("console:{pattern}"),
+                };
+                (
+                    format!(
+                        "needs SSH readiness (the default), not `{ident} = \"{}\"`",
+                        ready.escape_debug()
+                    ),
+                    "a snapshot is saved once the VM answers on SSH, and a VM restored from it \
+                     is ready when SSH answers",
+                )
+            }
+            Key::Seed => match args.seed {
+                Some(false) => (
+                    format!("needs the cloud-init seed, not `{ident} = false`"),
+                    "a snapshot is saved from a VM that cloud-init set up from its seed, and is \
+                     ready when SSH answers",
+                ),
+                _ => continue,
+            },
+            Key::Cdrom | Key::Boot | Key::BootOnce => (
+                format!("cannot be used with `{ident}`"),
+                "a VM restored from a snapshot does not boot: it resumes the saved machine, \
+                 which has no CD-ROM and no boot order",
+            ),
+            Key::Firmware => match args.firmware {
+                Some(firmware @ ("Uefi" | "UefiSecureBoot")) => (
+                    format!(
+                        "needs BIOS firmware (the default), not `{ident} = \"{}\"`",
+                        written(&keys::FIRMWARE, firmware)
+                    ),
+                    "snapshots are saved and restored with BIOS only",
+                ),
+                _ => continue,
+            },
+            Key::Backend => match args.backend {
+                Some(backend @ "Libvirt") => (
+                    format!(
+                        "needs the QEMU backend, not `{ident} = \"{}\"`",
+                        written(&keys::BACKEND, backend)
+                    ),
+                    "snapshots are saved and restored by the QEMU backend only",
+                ),
+                _ => continue,
+            },
+            _ => continue,
+        };
+        errors.push(syn::Error::new(
+            snapshot.span(),
+            format!(
+                "`{snapshot}` {needs}: {why}; remove `{ident}`, or `{snapshot}` to boot the VM \
+                 afresh"
+            ),
+        ));
     }
 }
 

@@ -283,7 +283,7 @@ pub(super) fn timeout(value: &Expr) -> syn::Result<u64> {
     }
 }
 
-/// `scale_timeout`, `capture` and `management`: `true` or `false`, unquoted.
+/// `scale_timeout`, `capture`, `management`, `seed` and `snapshot`: `true` or `false`, unquoted.
 pub(super) fn boolean(key: &str, value: &Expr) -> syn::Result<bool> {
     match literal(value) {
         Some(Lit::Bool(lit)) => Ok(lit.value),

@@ -134,6 +134,159 @@ fn args_management() {
     assert_eq!(args.management, None);
 }
 
+#[test]
+fn args_snapshot() {
+    // Alone, like `capture`: `snapshot = true`.
+    assert_eq!(parse_ok(quote!(snapshot)).snapshot, Some(true));
+    assert_eq!(parse_ok(quote!(snapshot = true)).snapshot, Some(true));
+    assert_eq!(parse_ok(quote!(snapshot = false)).snapshot, Some(false));
+    // Not given: the runtime's default (a fresh boot).
+    assert_eq!(parse_ok(quote!(image = "recipe:tiny")).snapshot, None);
+    // What a restored VM is anyway, said explicitly; several copies.
+    let args = parse_ok(quote!(
+        image = "recipe:debian-12",
+        network = "user",
+        ready = "ssh",
+        seed = true,
+        firmware = "bios",
+        backend = "qemu",
+        accel = "kvm",
+        user_data = "tests/ui/user-data.yaml",
+        forwards = [80],
+        snapshot,
+        vms = 2,
+    ));
+    assert_eq!(args.snapshot, Some(true));
+    assert_eq!(args.vms, Vms::Count(2));
+    // `snapshot = false` asks for a fresh boot: nothing is in its way.
+    let args = parse_ok(quote!(
+        network = "pxe",
+        ready = "lease",
+        seed = false,
+        cdrom = "tests/ui/user-data.yaml",
+        boot = ["network", "disk"],
+        boot_once = "network",
+        firmware = "uefi",
+        backend = "libvirt",
+        snapshot = false
+    ));
+    assert_eq!(args.snapshot, Some(false));
+}
+
+#[test]
+fn snapshot_refuses_what_a_restored_vm_cannot_be() {
+    let remove = |key: &str| format!("; remove `{key}`, or `snapshot` to boot the VM afresh");
+    for (tokens, says) in [
+        (
+            quote!(network = "pxe", snapshot),
+            format!(
+                "`snapshot` needs the user-mode network (the default), not `network = \"pxe\"`: a \
+                 VM restored from a snapshot is on the user-mode network, as the machine it was \
+                 saved from was{}",
+                remove("network")
+            ),
+        ),
+        (
+            quote!(snapshot = true, network = "isolated"),
+            "`snapshot` needs the user-mode network (the default), not `network = \"isolated\"`"
+                .to_owned(),
+        ),
+        (
+            quote!(snapshot, ready = "lease"),
+            format!(
+                "`snapshot` needs SSH readiness (the default), not `ready = \"lease\"`: a \
+                 snapshot is saved once the VM answers on SSH, and a VM restored from it is \
+                 ready when SSH answers{}",
+                remove("ready")
+            ),
+        ),
+        (
+            quote!(snapshot, ready = "booted"),
+            "not `ready = \"booted\"`".to_owned(),
+        ),
+        (
+            quote!(snapshot, ready = "console:login: $"),
+            "not `ready = \"console:login: $\"`".to_owned(),
+        ),
+        (
+            quote!(snapshot, seed = false),
+            format!(
+                "`snapshot` needs the cloud-init seed, not `seed = false`: a snapshot is saved \
+                 from a VM that cloud-init set up from its seed, and is ready when SSH answers{}",
+                remove("seed")
+            ),
+        ),
+        (
+            quote!(snapshot, cdrom = "tests/ui/user-data.yaml"),
+            format!(
+                "`snapshot` cannot be used with `cdrom`: a VM restored from a snapshot does not \
+                 boot: it resumes the saved machine, which has no CD-ROM and no boot order{}",
+                remove("cdrom")
+            ),
+        ),
+        (
+            quote!(snapshot, boot = ["disk", "network"]),
+            "`snapshot` cannot be used with `boot`: a VM restored from a snapshot does not \
+             boot"
+                .to_owned(),
+        ),
+        (
+            quote!(snapshot, boot_once = "network"),
+            "`snapshot` cannot be used with `boot_once`: a VM restored".to_owned(),
+        ),
+        (
+            quote!(snapshot, firmware = "uefi"),
+            format!(
+                "`snapshot` needs BIOS firmware (the default), not `firmware = \"uefi\"`: \
+                 snapshots are saved and restored with BIOS only{}",
+                remove("firmware")
+            ),
+        ),
+        (
+            quote!(snapshot, firmware = "uefi-secure"),
+            "not `firmware = \"uefi-secure\"`".to_owned(),
+        ),
+        (
+            quote!(backend = "libvirt", snapshot),
+            format!(
+                "`snapshot` needs the QEMU backend, not `backend = \"libvirt\"`: snapshots are \
+                 saved and restored by the QEMU backend only{}",
+                remove("backend")
+            ),
+        ),
+    ] {
+        let errors = messages(tokens.clone());
+        assert_eq!(errors.len(), 1, "{tokens}: {errors:?}");
+        assert!(errors[0].contains(&says), "{tokens}: {errors:?}");
+    }
+    // One error per key in the way, all on `snapshot`, in the order the keys were written.
+    let (_, result) = parse_args(quote!(
+        firmware = "uefi",
+        snapshot,
+        seed = false,
+        ready = "booted",
+        memory = "1G"
+    ));
+    let errors: Vec<syn::Error> = result.unwrap_err().into_iter().collect();
+    let said: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    assert_eq!(errors.len(), 3, "{said:?}");
+    assert!(said[0].contains("not `firmware = \"uefi\"`"), "{said:?}");
+    assert!(said[1].contains("not `seed = false`"), "{said:?}");
+    assert!(said[2].contains("not `ready = \"booted\"`"), "{said:?}");
+    // With `network = "pxe"` the `pxe_*` keys are fine; only `snapshot` is in the way.
+    let errors = messages(quote!(
+        network = "pxe",
+        pxe_cmdline = "quiet",
+        capture,
+        snapshot
+    ));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("`snapshot` needs the user-mode network"),
+        "{errors:?}"
+    );
+}
+
 fn messages(tokens: TokenStream) -> Vec<String> {
     parse_args(tokens)
         .1
@@ -344,6 +497,25 @@ fn args_syntax_errors() {
         (quote!(management_nic = false), "did you mean `management`?"),
         (quote!(second_nic = false), "did you mean `management`?"),
         (quote!(tcpdump = true), "did you mean `capture`?"),
+        (
+            quote!(snapshot = "true"),
+            "`snapshot` expects `true` or `false`, not a string: write `snapshot = true`",
+        ),
+        (quote!(snapshot = 1), "`snapshot` expects `true` or `false`"),
+        (
+            quote!(snapshot(true)),
+            "expected `snapshot` (restore the VM from a saved machine of its spec instead of \
+             booting it) or `snapshot = true` / `snapshot = false`",
+        ),
+        (
+            quote!(snapshot, snapshot = false),
+            "duplicate key `snapshot`: each key may be given once",
+        ),
+        (quote!(snapshots), "did you mean `snapshot`?"),
+        (quote!(from_snapshot = true), "did you mean `snapshot`?"),
+        (quote!(restore), "did you mean `snapshot`?"),
+        (quote!(savevm = true), "did you mean `snapshot`?"),
+        (quote!(loadvm), "did you mean `snapshot`?"),
         (quote!(disk = "recipe:tiny"), "invalid disk size"),
     ] {
         let errors = messages(tokens.clone());
@@ -377,6 +549,14 @@ fn args_that_exclude_each_other() {
     );
     let errors = messages(quote!(requires = "kvm", accel = "tcg"));
     assert!(errors[0].contains("contradicts"), "{errors:?}");
+    // `snapshot` is the fixture's to say, like the other keys of its spec; what would be in
+    // its way is not reported beside that.
+    let errors = messages(quote!(fixture = shared, snapshot, ready = "lease"));
+    assert_eq!(
+        errors,
+        ["`snapshot` cannot be used with `fixture`: the fixture decides the VM; set this in the \
+          fixture's spec (`.snapshot(..)`)"]
+    );
     let errors = messages(quote!(cloud_init = "Cargo.toml", user_data = "Cargo.toml"));
     assert_eq!(
         errors,
