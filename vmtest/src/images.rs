@@ -202,6 +202,7 @@ pub fn prune_snapshots(
         for s in &chosen {
             remove_snapshot(s)?;
         }
+        crate::image::snapshot::remove_stale_locks(root);
     }
     Ok(chosen)
 }

@@ -303,21 +303,51 @@ fn remove_dir(dir: &Path) -> Result<()> {
 }
 
 fn lock(path: &Path, exclusive: bool) -> Result<File> {
+    use std::os::unix::fs::MetadataExt;
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).context(|| format!("creating {}", parent.display()))?;
     }
-    let file = File::options()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(path)
-        .context(|| format!("opening {}", path.display()))?;
-    let locked = match exclusive {
-        true => file.lock(),
-        false => file.lock_shared(),
-    };
-    locked.context(|| format!("locking {}", path.display()))?;
-    Ok(file)
+    loop {
+        let file = File::options()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .context(|| format!("opening {}", path.display()))?;
+        let locked = match exclusive {
+            true => file.lock(),
+            false => file.lock_shared(),
+        };
+        locked.context(|| format!("locking {}", path.display()))?;
+        // A removal deletes the lock file under the lock: one taken on the deleted file while
+        // waiting protects nothing, so it is taken again on the file there now.
+        let held = file.metadata().context(|| format!("reading {}", path.display()))?;
+        match std::fs::metadata(path) {
+            Ok(now) if (now.dev(), now.ino()) == (held.dev(), held.ino()) => return Ok(file),
+            _ => continue,
+        }
+    }
+}
+
+/// Removes the lock files of snapshots that no longer exist (each under its own lock).
+pub(crate) fn remove_stale_locks(root: &Path) {
+    let dir = Store::open(root).dir;
+    for entry in (std::fs::read_dir(&dir).into_iter().flatten()).flatten() {
+        let path = entry.path();
+        let Some(slot) = file_name(&path).strip_suffix(".lock").map(|s| dir.join(s)) else {
+            continue;
+        };
+        if slot.exists() {
+            continue;
+        }
+        let Ok(file) = File::options().write(true).open(&path) else {
+            continue;
+        };
+        // Busy: someone is building or restoring it now.
+        if file.try_lock().is_ok() && !slot.exists() {
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 fn hash(path: &Path) -> Result<(u64, String)> {

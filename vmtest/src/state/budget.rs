@@ -16,6 +16,8 @@
 //! Requests are served first come, first served: a request waits while an earlier one waits,
 //! even if it would fit, so a large VM is not starved by a stream of small ones. A request
 //! larger than the whole budget is granted once nothing else holds any: that VM runs, alone.
+//! The VMs of one test (`vms = N`) never wait for one another: a request is granted when only
+//! the same test of the same process holds budget, since it needs them all at once.
 //! Waiting is polling (a jittered 100–250 ms sleep between looks), which is plenty next to
 //! boots that take seconds to minutes.
 //!
@@ -314,7 +316,7 @@ impl Budget {
                     );
                 }
                 let look = if state.waiting[0].ticket == ticket
-                    && state.fits(&self.limits, memory_mib, cpus)
+                    && state.fits(&self.limits, memory_mib, cpus, me, vm)
                 {
                     let mut claim = state.waiting.remove(0);
                     claim.since_unix_ms = now_unix_ms();
@@ -381,7 +383,8 @@ impl Budget {
     #[cfg(test)]
     fn try_acquire(&self, vm: &str, memory_mib: u64, cpus: u32) -> Result<Option<Reservation>> {
         let ticket = self.store.locked(|state| {
-            if !state.waiting.is_empty() || !state.fits(&self.limits, memory_mib, cpus) {
+            let me = ProcessId::current();
+            if !state.waiting.is_empty() || !state.fits(&self.limits, memory_mib, cpus, me, vm) {
                 return None;
             }
             let ticket = state.next_ticket;
@@ -503,10 +506,13 @@ impl State {
         })
     }
 
-    /// Whether a request fits next to what is held (anything fits when nothing is).
-    fn fits(&self, limits: &Limits, memory_mib: u64, cpus: u32) -> bool {
+    /// Whether a request of the VM labelled `vm` of process `owner` fits next to what is held.
+    /// Anything fits when nothing is held, or when only the same test holds any: the VMs of one
+    /// test (`vms = N`) run together, so one of them waiting for its siblings would wait for
+    /// ever.
+    fn fits(&self, limits: &Limits, memory_mib: u64, cpus: u32, owner: &ProcessId, vm: &str) -> bool {
         let (memory, vcpus) = self.used();
-        self.holders.is_empty()
+        self.holders.iter().all(|h| &h.owner == owner && h.vm == vm)
             || (memory.saturating_add(memory_mib) <= limits.memory_mib
                 && vcpus.saturating_add(cpus) <= limits.cpus)
     }

@@ -52,6 +52,21 @@ fn requests_are_granted_while_they_fit() {
 }
 
 #[test]
+fn the_vms_of_one_test_never_wait_for_each_other() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = budget(&dir, LIMITS);
+    // `vms(a, b)` of 2 vCPUs each on a budget of 2: both run, or the test never would.
+    let a = b.try_acquire("t::two_vms", 512, 2).unwrap().expect("fits");
+    let started = Instant::now();
+    let second = b.acquire("t::two_vms", 512, 2).unwrap();
+    assert!(started.elapsed() < Duration::from_secs(1), "granted at once");
+    // Another test still waits for the budget.
+    assert!(b.try_acquire("t::other", 1, 0).unwrap().is_none());
+    drop((a, second));
+    assert!(b.try_acquire("t::other", 1, 0).unwrap().is_some());
+}
+
+#[test]
 fn a_request_larger_than_the_budget_runs_alone() {
     let dir = tempfile::tempdir().unwrap();
     let b = budget(&dir, LIMITS);
