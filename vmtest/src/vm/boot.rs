@@ -116,6 +116,10 @@ async fn plan(spec: VmSpec) -> Result<Plan> {
         Ok(())
     })
     .await?;
+    // A snapshot's own refusals first: they say what to change for the spec to be one.
+    if spec.snapshot {
+        super::snapshot::check(&spec)?;
+    }
     let mac = check_machine(&spec)?;
     let defaults = crate::image::project::Config::load()?
         .map(|c| c.defaults().clone())
@@ -127,7 +131,7 @@ async fn plan(spec: VmSpec) -> Result<Plan> {
     };
     let driver = Driver::for_backend(backend)?;
     if spec.snapshot {
-        super::snapshot::check(&spec, driver)?;
+        driver.snapshot_key()?;
     }
     if spec.network != Network::User && driver.tap_form() == TapForm::Named {
         crate::net::segment::check_host_taps()?;

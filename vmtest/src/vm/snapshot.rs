@@ -19,7 +19,6 @@ use serde::Serialize;
 use super::boot::{self, blocking, Plan, STATE_FILE};
 use super::keep::Keep;
 use super::{Context, Vm};
-use crate::backend::Driver;
 use crate::error::{Error, Result};
 use crate::guest::identity::Identity;
 use crate::image::snapshot::{Slot, Snapshot, Store};
@@ -30,8 +29,9 @@ use crate::spec::{Firmware, Network, Readiness, VmSpec};
 /// load into.
 const MACHINE_FORMAT: u32 = 1;
 
-/// Refuses, before anything exists, what a snapshot cannot be: `spec` on `driver`.
-pub(super) fn check(spec: &VmSpec, driver: Driver) -> Result<()> {
+/// Refuses, before anything exists, what a snapshot cannot be (the backend is checked once
+/// chosen, by [`Driver::snapshot_key`]).
+pub(super) fn check(spec: &VmSpec) -> Result<()> {
     let refuse = |message: &str| {
         Err(Error::Invalid {
             what: "snapshot",
@@ -59,7 +59,7 @@ pub(super) fn check(spec: &VmSpec, driver: Driver) -> Result<()> {
     if spec.firmware != Firmware::Bios {
         return refuse("UEFI's NVRAM is not saved in a snapshot: use firmware = \"bios\"");
     }
-    driver.snapshot_key().map(drop)
+    Ok(())
 }
 
 /// The VM `plan` describes, restored from its snapshot (built first if there is none usable).
