@@ -73,14 +73,18 @@ mod shared {
     }
 }
 
+/// A VM of its own per test. None of these tests is about booting, so each VM is a private
+/// copy restored from a snapshot of the default spec (booted once per host), except where a
+/// test says otherwise.
 mod own {
     use super::*;
 
     macro_rules! uname_tests {
         ($($name:ident),*) => {$(
-            #[vmtest]
+            #[vmtest(snapshot)]
             async fn $name(vm: &Vm) -> anyhow::Result<()> {
                 record(concat!("own::", stringify!($name)), vm);
+                assert!(vm.restored_from().is_some(), "a restored copy");
                 assert_eq!(uname(vm).await?, "Linux");
                 Ok(())
             }
@@ -97,14 +101,14 @@ mod own {
         Ok(())
     }
 
-    #[vmtest(timeout = "2m")]
+    #[vmtest(timeout = "2m", snapshot)]
     async fn within_its_timeout(vm: &Vm) -> anyhow::Result<()> {
         record("own::within_its_timeout", vm);
         tokio::time::sleep(Duration::from_millis(100)).await;
         Ok(())
     }
 
-    #[vmtest]
+    #[vmtest(snapshot)]
     fn a_synchronous_body(vm: &Vm) -> anyhow::Result<()> {
         record("own::a_synchronous_body", vm);
         let out = vm.ssh().run_blocking(["echo", "sync"])?;
@@ -112,7 +116,7 @@ mod own {
         Ok(())
     }
 
-    #[vmtest(vms(client, server))]
+    #[vmtest(vms(client, server), snapshot)]
     async fn two_named_vms(client: &Vm, server: &Vm) -> anyhow::Result<()> {
         record("own::two_named_vms", client);
         assert_ne!(client.name(), server.name());
@@ -120,7 +124,7 @@ mod own {
         Ok(())
     }
 
-    #[vmtest]
+    #[vmtest(snapshot)]
     #[should_panic(expected = "panicking on purpose")]
     async fn should_panic_passes_through(vm: &Vm) {
         record("own::should_panic_passes_through", vm);

@@ -143,6 +143,8 @@ async fn a_damaged_snapshot_is_detected_removed_and_rebuilt() -> anyhow::Result<
     assert_eq!(&std::fs::read(&state)?[..4], b"QEVM", "rebuilt");
     assert_ne!(meta(&dir)["files"], rebuilt["files"], "a new save");
     assert_eq!(stdout(&third, "hostname").await?, third.name());
+    drop(third);
+    vmtest::images::remove_snapshot(&entry(&dir))?;
     Ok(())
 }
 
