@@ -239,9 +239,17 @@ fn snapshots_being_built(run_dir: &Path) -> Vec<PathBuf> {
         }
     }
     let mut found = Vec::new();
-    for entry in std::fs::read_dir(run_dir.join("ledger")).into_iter().flatten().flatten() {
-        let Ok(text) = std::fs::read(entry.path()) else { continue };
-        let Ok(json) = serde_json::from_slice::<serde_json::Value>(&text) else { continue };
+    for entry in std::fs::read_dir(run_dir.join("ledger"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let Ok(text) = std::fs::read(entry.path()) else {
+            continue;
+        };
+        let Ok(json) = serde_json::from_slice::<serde_json::Value>(&text) else {
+            continue;
+        };
         strings(&json, &mut found);
     }
     found.retain(|s| s.contains("/snapshots/.building-"));
@@ -271,13 +279,28 @@ fn kill_snapshot_at(stage: &str) {
     let slot = match stage {
         "snapshot" => {
             assert_eq!(building.len(), 1, "one snapshot being built: {building:?}");
-            assert!(building[0].join("state").is_file(), "saved before the pause");
-            let file = building[0].file_name().unwrap().to_string_lossy().into_owned();
-            let slot = file.trim_start_matches(".building-").rsplit_once('-').unwrap().0.to_owned();
+            assert!(
+                building[0].join("state").is_file(),
+                "saved before the pause"
+            );
+            let file = building[0]
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let slot = file
+                .trim_start_matches(".building-")
+                .rsplit_once('-')
+                .unwrap()
+                .0
+                .to_owned();
             building[0].with_file_name(slot)
         }
         _ => {
-            assert!(building.is_empty(), "built before the restore: {building:?}");
+            assert!(
+                building.is_empty(),
+                "built before the restore: {building:?}"
+            );
             let info = std::process::Command::new("qemu-img")
                 .args(["info", "--output=json", "-U"])
                 .arg(private.path().join(&name).join("overlay.qcow2"))
@@ -301,9 +324,16 @@ fn kill_snapshot_at(stage: &str) {
     let swept = scenario::text(&sweep);
     assert!(sweep.status.success(), "{swept}");
     let left = leaks::find(private.path(), &prefix);
-    assert!(left.is_empty(), "after one sweep ({stage}):\n{left}\n{swept}");
+    assert!(
+        left.is_empty(),
+        "after one sweep ({stage}):\n{left}\n{swept}"
+    );
     for dir in &building {
-        assert!(!dir.exists(), "{} survived the sweep\n{swept}", dir.display());
+        assert!(
+            !dir.exists(),
+            "{} survived the sweep\n{swept}",
+            dir.display()
+        );
     }
     match stage {
         // Never sealed: the next VM of the spec builds it anew.

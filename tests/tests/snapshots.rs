@@ -12,11 +12,17 @@ use vmtest::{vmtest, Network, Vm, VmSpec};
 
 /// A spec of the tiny image whose snapshot no other test shares.
 fn fresh_tiny() -> VmSpec {
-    let t = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap();
+    let t = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap();
     VmSpec::new()
         .image("recipe:tiny")
         .memory_mib(256)
-        .kernel_arg(format!("vmtest.nonce={}-{}", std::process::id(), t.as_nanos()))
+        .kernel_arg(format!(
+            "vmtest.nonce={}-{}",
+            std::process::id(),
+            t.as_nanos()
+        ))
         .snapshot(true)
 }
 
@@ -28,7 +34,13 @@ fn now_unix() -> i64 {
 }
 
 async fn stdout(vm: &Vm, script: &str) -> anyhow::Result<String> {
-    Ok(vm.sh(script).succeed().await?.stdout_str().trim().to_owned())
+    Ok(vm
+        .sh(script)
+        .succeed()
+        .await?
+        .stdout_str()
+        .trim()
+        .to_owned())
 }
 
 /// `meta.json` of the snapshot in `dir`, as saved.
@@ -127,7 +139,11 @@ async fn a_damaged_snapshot_is_detected_removed_and_rebuilt() -> anyhow::Result<
         let state = files.into_iter().find(|f| f["name"] == "state").unwrap();
         state["len"].as_u64().unwrap()
     };
-    assert_eq!(std::fs::metadata(&state)?.len(), recorded(&meta(&dir)), "rebuilt whole");
+    assert_eq!(
+        std::fs::metadata(&state)?.len(),
+        recorded(&meta(&dir)),
+        "rebuilt whole"
+    );
     assert_ne!(meta(&dir)["files"], saved["files"], "a new save");
     assert_eq!(stdout(&second, "hostname").await?, second.name());
     drop(second);

@@ -189,7 +189,8 @@ fn prune(filter: Prune, dry_run: bool) -> Result {
         "{verb} {} entries, {}",
         removed.len() + snapshots.len(),
         human_size(
-            (removed.iter().map(|e| e.size)).sum::<u64>() + snapshots.iter().map(|s| s.size).sum::<u64>()
+            (removed.iter().map(|e| e.size)).sum::<u64>()
+                + snapshots.iter().map(|s| s.size).sum::<u64>()
         )
     );
     Ok(())

@@ -141,11 +141,14 @@ pub fn snapshots(root: &std::path::Path) -> Vec<SnapshotEntry> {
             let read = snapshot::read(&dir);
             let meta = read.as_ref().ok().map(|s| &s.meta);
             SnapshotEntry {
-                name: dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into()),
+                name: dir
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into()),
                 image: meta.map(|m| m.image.clone()),
                 size: dir_size(&dir),
                 built: meta.map(|m| {
-                    std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(m.created_unix)
+                    std::time::SystemTime::UNIX_EPOCH
+                        + std::time::Duration::from_secs(m.created_unix)
                 }),
                 last_used: snapshot::last_used(&dir),
                 damaged: read.err(),

@@ -73,7 +73,6 @@ impl Identity {
     }
 
     /// The identity saved in `dir`.
-    #[allow(dead_code)] // Read back by a restore; attaching reads only the client key.
     pub fn load(dir: &Path) -> Result<Identity> {
         let read = |file: &str| {
             let path = dir.join(file);

@@ -93,10 +93,12 @@ impl Store {
         use sha2::Digest;
         let digest = sha2::Sha256::digest(key.to_string().as_bytes());
         let label: String = (image.chars())
-            .map(|c| match c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                true => c,
-                false => '-',
-            })
+            .map(
+                |c| match c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    true => c,
+                    false => '-',
+                },
+            )
             .collect();
         let name = format!("{label}-{}", &super::digest::hex(&digest)[..16]);
         Slot {
@@ -180,8 +182,12 @@ impl Staging {
     /// hashed into `meta.json`, then the directory is renamed into place.
     pub fn commit(mut self, requires: Vec<PathBuf>, boot: Duration) -> Result<Snapshot> {
         let mut files = Vec::new();
-        for entry in std::fs::read_dir(&self.dir).context(|| format!("reading {}", self.dir.display()))? {
-            let path = entry.context(|| format!("reading {}", self.dir.display()))?.path();
+        for entry in
+            std::fs::read_dir(&self.dir).context(|| format!("reading {}", self.dir.display()))?
+        {
+            let path = entry
+                .context(|| format!("reading {}", self.dir.display()))?
+                .path();
             let (len, sha256) = hash(&path)?;
             files.push(FileRecord {
                 name: file_name(&path),
@@ -205,7 +211,11 @@ impl Staging {
         // A leftover of the same name (damaged, and not removed) gives way.
         remove_dir(&self.slot_dir)?;
         std::fs::rename(&self.dir, &self.slot_dir).context(|| {
-            format!("renaming {} to {}", self.dir.display(), self.slot_dir.display())
+            format!(
+                "renaming {} to {}",
+                self.dir.display(),
+                self.slot_dir.display()
+            )
         })?;
         self.claim.take();
         Ok(Snapshot {
@@ -241,7 +251,10 @@ pub(crate) fn read(dir: &Path) -> std::result::Result<Snapshot, String> {
     let text = std::fs::read_to_string(dir.join(META)).map_err(|e| format!("{META}: {e}"))?;
     let meta: Meta = serde_json::from_str(&text).map_err(|e| format!("{META}: {e}"))?;
     if meta.format != FORMAT {
-        return Err(format!("format {} is not this vmtest's {FORMAT}", meta.format));
+        return Err(format!(
+            "format {} is not this vmtest's {FORMAT}",
+            meta.format
+        ));
     }
     for file in &meta.files {
         let len = std::fs::metadata(dir.join(&file.name)).map(|m| m.len());
@@ -321,7 +334,9 @@ fn lock(path: &Path, exclusive: bool) -> Result<File> {
         locked.context(|| format!("locking {}", path.display()))?;
         // A removal deletes the lock file under the lock: one taken on the deleted file while
         // waiting protects nothing, so it is taken again on the file there now.
-        let held = file.metadata().context(|| format!("reading {}", path.display()))?;
+        let held = file
+            .metadata()
+            .context(|| format!("reading {}", path.display()))?;
         match std::fs::metadata(path) {
             Ok(now) if (now.dev(), now.ino()) == (held.dev(), held.ino()) => return Ok(file),
             _ => continue,

@@ -510,7 +510,14 @@ impl State {
     /// Anything fits when nothing is held, or when only the same test holds any: the VMs of one
     /// test (`vms = N`) run together, so one of them waiting for its siblings would wait for
     /// ever.
-    fn fits(&self, limits: &Limits, memory_mib: u64, cpus: u32, owner: &ProcessId, vm: &str) -> bool {
+    fn fits(
+        &self,
+        limits: &Limits,
+        memory_mib: u64,
+        cpus: u32,
+        owner: &ProcessId,
+        vm: &str,
+    ) -> bool {
         let (memory, vcpus) = self.used();
         self.holders.iter().all(|h| &h.owner == owner && h.vm == vm)
             || (memory.saturating_add(memory_mib) <= limits.memory_mib

@@ -45,20 +45,6 @@ pub(super) struct Plan {
     mac: Option<String>,
 }
 
-/// Boots `spec` for the test `cx` names (or restores it from its snapshot).
-pub(crate) async fn boot(spec: VmSpec, cx: Context) -> Result<Vm> {
-    let started = Instant::now();
-    crate::log::init();
-    let plan = plan(spec).await?;
-    let vm = match plan.spec.snapshot {
-        true => super::snapshot::restore(&plan, cx, started).await?,
-        false => start(&plan, cx, None, started).await?,
-    };
-    // Dropped on error like any VM: stopped, its files and entry removed.
-    vm.open_forwards(&plan.spec.forwards)?;
-    Ok(vm)
-}
-
 /// Stages segment → budget → claim → work dir, then the machine: booted, or restored `from` a
 /// snapshot.
 pub(super) async fn start(
@@ -101,7 +87,7 @@ pub(super) async fn start(
 }
 
 /// Stage 1: the host has what the spec needs, the image and the accelerator are resolved.
-async fn plan(spec: VmSpec) -> Result<Plan> {
+pub(super) async fn plan(spec: VmSpec) -> Result<Plan> {
     // What the host and the test must provide for a segment, before anything else.
     if spec.network != Network::User {
         crate::net::segment::check_host()?;
@@ -116,10 +102,6 @@ async fn plan(spec: VmSpec) -> Result<Plan> {
         Ok(())
     })
     .await?;
-    // A snapshot's own refusals first: they say what to change for the spec to be one.
-    if spec.snapshot {
-        super::snapshot::check(&spec)?;
-    }
     let mac = check_machine(&spec)?;
     let defaults = crate::image::project::Config::load()?
         .map(|c| c.defaults().clone())
@@ -317,12 +299,9 @@ async fn provision_and_launch(
     let layer = |file: &str, fresh: &dyn Fn(&Path) -> Result<()>| {
         let path = dir.path.join(file);
         match from {
-            Some(snapshot) => crate::image::overlay::create(
-                &snapshot.path(file),
-                DiskFormat::Qcow2,
-                &path,
-                None,
-            ),
+            Some(snapshot) => {
+                crate::image::overlay::create(&snapshot.path(file), DiskFormat::Qcow2, &path, None)
+            }
             None => fresh(&path),
         }
         .map(|()| path)
@@ -451,7 +430,11 @@ async fn provision_and_launch(
         let pidfile = pidfile.to_owned();
         tri!(claim.update(|e| e.record_process(&pidfile, process)));
     }
-    super::pause_at(if from.is_some() { "restore" } else { "boot" }, &name, &dir.path);
+    super::pause_at(
+        if from.is_some() { "restore" } else { "boot" },
+        &name,
+        &dir.path,
+    );
 
     let booting = super::ready::Booting {
         name: &name,

@@ -107,7 +107,26 @@ impl Drop for WorkDir {
     }
 }
 
-/// `VMTEST_PAUSE_AT=overlay|boot|teardown`: stop at that stage until killed, e.g. to look at
+/// The VM `spec` describes, for the test `cx` names: booted ([`boot`]), or restored from its
+/// snapshot ([`snapshot`]).
+async fn obtain(spec: VmSpec, cx: Context) -> Result<Vm> {
+    let started = std::time::Instant::now();
+    crate::log::init();
+    // A snapshot's own refusals first: they say what to change for the spec to be one.
+    if spec.snapshot {
+        snapshot::check(&spec)?;
+    }
+    let plan = boot::plan(spec).await?;
+    let vm = match plan.spec.snapshot {
+        true => snapshot::restore(&plan, cx, started).await?,
+        false => boot::start(&plan, cx, None, started).await?,
+    };
+    // Dropped on error like any VM: stopped, its files and entry removed.
+    vm.open_forwards(&plan.spec.forwards)?;
+    Ok(vm)
+}
+
+/// `VMTEST_PAUSE_AT=overlay|boot|restore|snapshot|teardown`: stop at that stage until killed, e.g. to look at
 /// the files before the machine starts, or to check what a crash at that moment leaves behind.
 pub(crate) fn pause_at(stage: &str, name: &str, dir: &Path) {
     if std::env::var("VMTEST_PAUSE_AT").is_ok_and(|v| v == stage) {
@@ -127,7 +146,7 @@ impl Vm {
     ///
     /// `#[vmtest]` calls this for you; call it directly for VMs a test manages itself.
     pub async fn boot(spec: VmSpec) -> Result<Vm> {
-        boot::boot(spec, Context::guess()?).await
+        obtain(spec, Context::guess()?).await
     }
 
     /// Boots a VM on `segment`, which other VMs may share: several VMs on one isolated LAN, or
@@ -136,11 +155,11 @@ impl Vm {
         let mut cx = Context::guess()?;
         cx.segment = Some(segment.clone());
         let spec = spec.network(segment.kind());
-        boot::boot(spec, cx).await
+        obtain(spec, cx).await
     }
 
     pub(crate) async fn boot_in(spec: VmSpec, cx: Context) -> Result<Vm> {
-        boot::boot(spec, cx).await
+        obtain(spec, cx).await
     }
 
     /// A command to run in the guest: each element of `argv` is one argument, quoted for the

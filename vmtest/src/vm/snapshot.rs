@@ -135,7 +135,11 @@ fn key(plan: &Plan) -> Result<serde_json::Value> {
         disk_mib: spec.disk_mib,
         blank_disks: &spec.blank_disks,
         seed_format: format!("{:?}", spec.seed_format),
-        user_data: spec.user_data.iter().map(|(_, yaml)| yaml.as_str()).collect(),
+        user_data: spec
+            .user_data
+            .iter()
+            .map(|(_, yaml)| yaml.as_str())
+            .collect(),
     };
     Ok(serde_json::to_value(key).expect("the key serialises"))
 }
@@ -227,7 +231,12 @@ echo 3 > /proc/sys/vm/drop_caches"#;
 
 async fn settle(vm: &Vm) -> Result<()> {
     let timeout = vm.boot_timeout * vm.accel.timeout_factor();
-    vm.sh(SETTLE).sudo().timeout(timeout).succeed().await.map(drop)
+    vm.sh(SETTLE)
+        .sudo()
+        .timeout(timeout)
+        .succeed()
+        .await
+        .map(drop)
 }
 
 /// Saves the running `vm` into the staging directory `dest`: its machine state, then its disks,
@@ -238,7 +247,10 @@ async fn save(vm: &Vm, spec: &VmSpec, dest: &std::path::Path) -> Result<()> {
     vm.link.close().await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let timeout = Duration::from_secs(60) * vm.accel.timeout_factor();
-    owned.machine.save_state(&dest.join(STATE_FILE), timeout).await?;
+    owned
+        .machine
+        .save_state(&dest.join(STATE_FILE), timeout)
+        .await?;
     owned.machine.stop(Duration::from_secs(10)).await;
     Identity::load(&vm.dir_path)?.save(dest)?;
     let src = &vm.dir_path;

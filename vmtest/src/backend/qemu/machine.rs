@@ -168,9 +168,9 @@ impl QemuMachine {
     /// first, so the state is one moment, and QEMU stays paused afterwards with its disks
     /// flushed and released (a migration's end), so the caller may take the disks away.
     pub async fn save_state(&self, path: &Path, timeout: Duration) -> Result<(), QmpError> {
-        let path = path.to_str().ok_or_else(|| {
-            QmpError::Protocol(format!("{} is not UTF-8", path.display()))
-        })?;
+        let path = path
+            .to_str()
+            .ok_or_else(|| QmpError::Protocol(format!("{} is not UTF-8", path.display())))?;
         let mut qmp = Qmp::connect(&self.qmp_socket).await?;
         qmp.execute("stop", None).await?;
         // QEMU throttles a migration to 128 MiB/s by default: a file takes what it can.

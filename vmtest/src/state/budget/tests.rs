@@ -59,7 +59,10 @@ fn the_vms_of_one_test_never_wait_for_each_other() {
     let a = b.try_acquire("t::two_vms", 512, 2).unwrap().expect("fits");
     let started = Instant::now();
     let second = b.acquire("t::two_vms", 512, 2).unwrap();
-    assert!(started.elapsed() < Duration::from_secs(1), "granted at once");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "granted at once"
+    );
     // Another test still waits for the budget.
     assert!(b.try_acquire("t::other", 1, 0).unwrap().is_none());
     drop((a, second));
