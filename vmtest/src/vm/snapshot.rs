@@ -218,16 +218,15 @@ async fn build(plan: &Plan, cx: &Context, slot: &Slot) -> Result<()> {
     blocking(move || staging.commit(requires, boot_time).map(drop)).await
 }
 
-/// As root: waits for cloud-init to finish (on images that run it), flushes the guest's writes
-/// to its disk, and drops its clean page cache, so that the saved memory — which every restore
-/// loads — holds what the guest uses, not what it happened to read while booting.
+/// As root: waits for cloud-init to finish (on images that run it), then flushes the guest's
+/// writes to its disk. (Dropping the page cache would not shrink the save: freed pages keep
+/// their contents, and QEMU saves every page that is not zero.)
 const SETTLE: &str = r#"if command -v cloud-init >/dev/null 2>&1; then
   cloud-init status --wait >/dev/null; status=$?
   # 2: done, with recoverable errors (newer cloud-init).
   [ "$status" = 0 ] || [ "$status" = 2 ] || { cloud-init status --long; exit 1; }
 fi
-sync
-echo 3 > /proc/sys/vm/drop_caches"#;
+sync"#;
 
 async fn settle(vm: &Vm) -> Result<()> {
     let timeout = vm.boot_timeout * vm.accel.timeout_factor();
