@@ -472,11 +472,18 @@ async fn provision_and_launch(
         Ok(ready) => ready,
         Err(boot_error) => {
             drop(machine);
-            return Err(Unbooted {
-                error: reverify(&plan.image, boot_error),
-                dir,
-                claim,
-            });
+            let error = match from {
+                // The spec became ready when it was saved: a copy that does not is the
+                // snapshot's fault (damaged in a way QEMU loads), and it is rebuilt.
+                Some(snapshot) if !matches!(boot_error, Error::Snapshot { .. }) => {
+                    Error::Snapshot {
+                        dir: snapshot.dir.clone(),
+                        message: format!("the restored machine did not become ready: {boot_error}"),
+                    }
+                }
+                _ => reverify(&plan.image, boot_error),
+            };
+            return Err(Unbooted { error, dir, claim });
         }
     };
     if let Err(e) = machine.allow_reboots().await {
