@@ -10,6 +10,10 @@
 //!
 //! The log formats parsed here are those of dnsmasq 2.90, observed running it for real (the
 //! fixtures in the tests are copied from such a run).
+//!
+//! Kept in one file above 600 lines on purpose: the arguments given to dnsmasq decide which
+//! lines its log will hold, and the parsers of those lines are checked against the arguments
+//! beside them.
 
 use std::ffi::OsString;
 use std::net::{IpAddr, Ipv4Addr};

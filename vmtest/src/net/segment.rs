@@ -7,6 +7,10 @@
 //! reader of its log → packet capture. Taps are added per VM and die with their QEMU. Nothing is
 //! routed out of the namespace: the bridge has no uplink, and dnsmasq hands out no default
 //! route and no DNS server but the gateway itself, and only when asked to.
+//!
+//! Kept in one file above 600 lines on purpose: the order of creation above and the order of
+//! teardown in `Inner`'s drop are one contract, read together; the host checks at the end are
+//! what that order needs from the host.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::os::fd::{AsRawFd, OwnedFd};

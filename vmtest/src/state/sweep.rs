@@ -11,6 +11,10 @@
 //! Anything created after the sweep began is left alone, so a sweep can run while tests run.
 //! Sweeps are serialised by a lock file; the automatic sweep at the start of a run skips when
 //! another sweep holds it.
+//!
+//! Kept in one file above 600 lines on purpose: what the sweeper may reap is the proof of
+//! ownership (ledger entry, owner liveness, proven name) and the undo of each resource together;
+//! read apart, a reader could not check that nothing is ever reaped without its proof.
 
 use std::collections::BTreeSet;
 use std::fs::File;

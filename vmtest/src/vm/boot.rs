@@ -6,7 +6,7 @@
 //! its identity, disk layers and seed come from the snapshot, and its machine loads the saved
 //! state instead of booting.
 //!
-//! [`plan`] checks and resolves everything the test gave before anything exists. From the
+//! [`super::plan`] checks and resolves everything the test gave before anything exists. From the
 //! claim on, the ledger entry names every resource before the first is created, and each
 //! resource is owned by a value made before its step runs, so an error at any point drops what
 //! exists so far in reverse order: the machine is stopped, then the working directory (overlay,
@@ -16,34 +16,19 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use super::context::Context;
+use super::plan::{blocking, image_and_user_data, Plan};
 use super::{Link, Owned, Vm, WorkDir};
-use crate::backend::{
-    Boot, DiskFormat, Drive, Driver, MachinePlan, Media, NamedTap, Nic, Tap, TapForm,
-};
+use crate::backend::{Boot, DiskFormat, Drive, MachinePlan, Media, NamedTap, Nic, Tap, TapForm};
 use crate::error::{Error, IoContext, Result};
 use crate::guest::identity::{Identity, CLIENT_KEY_FILE};
 use crate::guest::reach::Reach;
-use crate::guest::seed::{user_data, SeedFormat, UserDocument};
+use crate::guest::seed::SeedFormat;
 use crate::image::snapshot::Snapshot;
 use crate::image::{Image, ImageBoot};
 use crate::net::segment::Segment;
-use crate::spec::{Accel, AccelChoice, Backend, BootDevice, Network, Readiness, VmSpec};
+use crate::spec::{BootDevice, Network, Readiness, VmSpec};
 use crate::state::budget::{self, Reservation};
 use crate::state::ledger::{Claim, Kind, Resource};
-
-/// Everything checked and resolved before anything is created.
-pub(super) struct Plan {
-    pub spec: VmSpec,
-    pub driver: Driver,
-    pub image: Image,
-    pub accel: Accel,
-    pub cpus: u32,
-    pub memory_mib: u32,
-    /// The test's cloud-config documents, checked against vmtest's keys and the image's.
-    user_documents: Vec<UserDocument>,
-    /// The MAC of the VM's NIC on its segment, checked (`None`: derived from its name).
-    mac: Option<String>,
-}
 
 /// Stages segment → budget → claim → work dir, then the machine: booted, or restored `from` a
 /// snapshot.
@@ -84,168 +69,6 @@ pub(super) async fn start(
             Err(error)
         }
     }
-}
-
-/// Stage 1: the host has what the spec needs, the image and the accelerator are resolved.
-pub(super) async fn plan(spec: VmSpec) -> Result<Plan> {
-    // What the host and the test must provide for a segment, before anything else.
-    if spec.network != Network::User {
-        crate::net::segment::check_host()?;
-        if let Some(pxe) = &spec.pxe {
-            pxe.check()?;
-        }
-    }
-    // Teardown layer 3 for this process, and layer 6 for whoever ran before it.
-    crate::state::signals::install();
-    blocking(|| {
-        crate::state::sweep::auto();
-        Ok(())
-    })
-    .await?;
-    let mac = check_machine(&spec)?;
-    let defaults = crate::image::project::Config::load()?
-        .map(|c| c.defaults().clone())
-        .unwrap_or_default();
-    // The test's own choice, else VMTEST_BACKEND, else the project file's, else QEMU.
-    let backend = match spec.backend {
-        Some(backend) => backend,
-        None => Backend::from_env(defaults.backend)?,
-    };
-    let driver = Driver::for_backend(backend)?;
-    if spec.snapshot {
-        driver.snapshot_key()?;
-    }
-    if spec.network != Network::User && driver.tap_form() == TapForm::Named {
-        crate::net::segment::check_host_taps()?;
-    }
-    driver.check(
-        spec.network == Network::Pxe || spec.boot_devices().any(|d| d == BootDevice::Network),
-        spec.firmware,
-    )?;
-    let user_documents = user_data::check(&spec.user_data)?;
-    let reference = spec.image.clone();
-    let image = blocking(move || crate::image::resolve(&reference)).await?;
-    // An image without cloud-init would ignore what it does not implement: refuse it here,
-    // before the VM exists, rather than let the test fail later for a reason it cannot see.
-    user_data::check_honoured(
-        &user_documents,
-        &image.reference,
-        image.user_data_keys.as_deref(),
-    )?;
-    let choice = match spec.accel {
-        Some(choice) => choice,
-        None => AccelChoice::from_env(defaults.accel)?,
-    };
-    let accel = blocking(move || resolve_accel(choice, driver)).await?;
-    let cpus = spec.cpus.or(defaults.cpus).unwrap_or(1);
-    let memory_mib = spec
-        .memory_mib
-        .or(defaults.memory_mib)
-        .unwrap_or(512)
-        .max(image.min_memory_mib);
-    Ok(Plan {
-        spec,
-        driver,
-        image,
-        accel,
-        cpus,
-        memory_mib,
-        user_documents,
-        mac,
-    })
-}
-
-/// The spec's devices, readiness and boot order make a machine that can work: checked before
-/// anything exists. Returns the MAC, normalised.
-fn check_machine(spec: &VmSpec) -> Result<Option<String>> {
-    let invalid = |what: &'static str, message: String| Error::Invalid { what, message };
-    let on_segment = spec.network != Network::User;
-    let mac = match &spec.mac {
-        None => None,
-        Some(mac) => Some(vmtest_units::parse_mac(mac).ok_or_else(|| {
-            invalid(
-                "mac",
-                format!("{mac:?} is not a MAC address: {}", vmtest_units::MAC_RULE),
-            )
-        })?),
-    };
-    if mac.is_some() && !on_segment {
-        return Err(invalid(
-            "mac",
-            "a fixed MAC is for the VM's NIC on a segment: add network = \"isolated\" or \"pxe\""
-                .into(),
-        ));
-    }
-    match &spec.readiness {
-        Readiness::Lease if !on_segment => {
-            return Err(invalid(
-                "readiness",
-                "ready = \"lease\" needs a NIC on a segment: add network = \"isolated\" or \"pxe\""
-                    .into(),
-            ))
-        }
-        Readiness::Ssh if !spec.seed => {
-            return Err(invalid(
-                "readiness",
-                "without the seed (seed = false) nothing gives the guest vmtest's SSH keys, so \
-                 ready = \"ssh\" would wait forever: choose ready = \"console:REGEX\", \
-                 \"lease\" or \"booted\", and call vm.wait_for_ssh() once the guest has keys"
-                    .into(),
-            ))
-        }
-        Readiness::Console(pattern) => {
-            super::ready::compile(pattern)?;
-        }
-        _ => {}
-    }
-    for &mib in &spec.blank_disks {
-        vmtest_units::check_size(&vmtest_units::DISK, mib).map_err(|_| {
-            invalid(
-                "blank disk",
-                format!("{mib} MiB is out of range: {}", vmtest_units::DISK.range),
-            )
-        })?;
-    }
-    if let Some(iso) = &spec.cdrom {
-        if !iso.is_file() {
-            return Err(invalid(
-                "cdrom",
-                format!(
-                    "{} is not a file (relative paths start at the current directory, a \
-                     test's crate root)",
-                    iso.display()
-                ),
-            ));
-        }
-    }
-    for device in spec.boot_devices() {
-        let missing = match device {
-            BootDevice::Network if !on_segment => {
-                "booting from the network needs network = \"isolated\" or \"pxe\""
-            }
-            BootDevice::Cdrom if spec.cdrom.is_none() => "booting from a CD-ROM needs cdrom = PATH",
-            _ => continue,
-        };
-        return Err(invalid("boot order", missing.into()));
-    }
-    Ok(mac)
-}
-
-/// The accelerator for `choice`; a canary boot of the default image's kernel, through
-/// `driver`, proves KVM when no verdict is cached.
-pub(crate) fn resolve_accel(choice: AccelChoice, driver: Driver) -> Result<Accel> {
-    crate::host::kvm::resolve(choice, &|| {
-        let kernel = match crate::image::resolve(VmSpec::DEFAULT_IMAGE)?.boot {
-            ImageBoot::Kernel { kernel, .. } => kernel,
-            ImageBoot::Disk => {
-                return Err(Error::Invalid {
-                    what: "canary image",
-                    message: "the default image has no kernel".into(),
-                })
-            }
-        };
-        driver.canary(&kernel)
-    })
 }
 
 /// This VM's share of the host's boot budget (`None` with the budget off).
@@ -629,17 +452,6 @@ fn reverify(image: &Image, boot_error: Error) -> Error {
     }
 }
 
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T> + Send + 'static,
-) -> Result<T> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(Error::Io {
-            context: "a blocking boot step".into(),
-            source: std::io::Error::other(e.to_string()),
-        })
-    })
-}
-
 /// Starts the segment `spec` asks for (none for the user-mode network), for the VMs of `test`.
 pub(crate) async fn segment_for(
     spec: &VmSpec,
@@ -674,16 +486,7 @@ pub(crate) async fn shared_segment(
     if spec.segment_spec().is_none() {
         return Ok(None);
     }
-    let user_documents = user_data::check(&spec.user_data)?;
-    let reference = spec.image.clone();
-    let image = blocking(move || crate::image::resolve(&reference)).await?;
-    // An image without cloud-init would ignore what it does not implement: refuse it here,
-    // before the VM exists, rather than let the test fail later for a reason it cannot see.
-    user_data::check_honoured(
-        &user_documents,
-        &image.reference,
-        image.user_data_keys.as_deref(),
-    )?;
+    let (image, _) = image_and_user_data(spec).await?;
     segment_for(spec, &image, test, artifacts).await
 }
 

@@ -15,8 +15,10 @@ mod files;
 mod forward;
 pub(crate) mod keep;
 mod link;
+mod plan;
 mod power;
 mod ready;
+mod running;
 mod snapshot;
 mod ssh;
 mod wait;
@@ -25,10 +27,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-pub(crate) use boot::{resolve_accel, shared_segment};
-pub use command::{Command, Line, Running, Stream};
+pub(crate) use boot::shared_segment;
+pub use command::Command;
 pub use console::{Console, ConsoleMatch, Key};
 pub(crate) use context::Context;
+pub(crate) use plan::resolve_accel;
+pub use running::{Line, Running, Stream};
 pub use ssh::Ssh;
 
 use crate::backend::Machine;
@@ -116,7 +120,7 @@ async fn obtain(spec: VmSpec, cx: Context) -> Result<Vm> {
     if spec.snapshot {
         snapshot::check(&spec)?;
     }
-    let plan = boot::plan(spec).await?;
+    let plan = plan::plan(spec).await?;
     let vm = match plan.spec.snapshot {
         true => snapshot::restore(&plan, cx, started).await?,
         false => boot::start(&plan, cx, None, started).await?,

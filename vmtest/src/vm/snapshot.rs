@@ -16,8 +16,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use serde::Serialize;
 
-use super::boot::{self, blocking, Plan, STATE_FILE};
+use super::boot::{self, STATE_FILE};
 use super::keep::Keep;
+use super::plan::{blocking, Plan};
 use super::{Context, Vm};
 use crate::error::{Error, Result};
 use crate::guest::identity::Identity;
@@ -30,7 +31,7 @@ use crate::spec::{Firmware, Network, Readiness, VmSpec};
 const MACHINE_FORMAT: u32 = 1;
 
 /// Refuses, before anything exists, what a snapshot cannot be (the backend is checked once
-/// chosen, by [`Driver::snapshot_key`]).
+/// chosen, by [`crate::backend::Driver::snapshot_key`]).
 pub(super) fn check(spec: &VmSpec) -> Result<()> {
     let refuse = |message: &str| {
         Err(Error::Invalid {
