@@ -376,6 +376,19 @@ fn signals_tear_down_then_end_the_process_with_the_signal() {
             .env("VMTEST_SESSION", session(signame))
             .env(ACT, "body")
             .env(RECORD, record.path());
+        // A run started in the background (`nohup`, or `&` in a shell without job control)
+        // ignores SIGINT and SIGHUP, and its children inherit that; vmtest leaves an ignored
+        // signal alone, as it should. The scenario starts with the defaults a terminal gives.
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            cmd.pre_exec(|| {
+                for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+                    libc::signal(sig, libc::SIG_DFL);
+                }
+                Ok(())
+            });
+        }
         let mut child = Running::spawn(cmd);
         child.wait_for("scenario: in the body", Duration::from_secs(180));
         let vm = read_record(record.path()).expect("the scenario recorded its VM");

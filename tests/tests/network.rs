@@ -636,3 +636,51 @@ async fn without_a_management_nic_ssh_goes_through_the_segment() -> anyhow::Resu
     vm.destroy().await;
     Ok(())
 }
+
+/// A router between two LANs: a VM with a NIC on each of two segments (its own MAC and lease
+/// on each) forwards between them, and a client on each LAN reaches the other only through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vm_on_two_segments_routes_between_them() -> anyhow::Result<()> {
+    let (lan1, lan2) = tokio::try_join!(
+        Segment::start(SegmentSpec::isolated()),
+        Segment::start(SegmentSpec::isolated())
+    )?;
+    let (router, a, b) = tokio::try_join!(
+        Vm::boot_on_segments(VmSpec::new(), &[&lan1, &lan2]),
+        Vm::boot_on(VmSpec::new(), &lan1),
+        Vm::boot_on(VmSpec::new(), &lan2),
+    )?;
+    let segments: Vec<&str> = router.segments().map(Segment::name).collect();
+    assert_eq!(segments, [lan1.name(), lan2.name()]);
+    assert_ne!(router.mac_on(&lan1), router.mac_on(&lan2));
+    assert_eq!(a.mac_on(&lan2), None);
+    let (r1, r2) = (router.ip_on(&lan1).await?, router.ip_on(&lan2).await?);
+    let addresses = guest_addresses(&router).await?;
+    assert!(
+        addresses.contains(&format!("inet {r1}/")) && addresses.contains(&format!("inet {r2}/")),
+        "the router has an address on each LAN: {addresses}"
+    );
+    let (ip_a, ip_b) = (a.segment_ip().await?, b.segment_ip().await?);
+    let ping = |to: std::net::Ipv4Addr| format!("ping -c 2 -W 5 {to}");
+
+    // Each client's route to the other LAN goes through the router; until the router
+    // forwards, nothing gets across.
+    let cidr = |s: &Segment| format!("{}/{}", s.subnet().0, s.subnet().1);
+    a.sh(format!("ip route add {} via {r1}", cidr(&lan2)))
+        .succeed()
+        .await?;
+    b.sh(format!("ip route add {} via {r2}", cidr(&lan1)))
+        .succeed()
+        .await?;
+    a.sh(ping(ip_b)).fail().await?;
+    router
+        .sh("echo 1 > /proc/sys/net/ipv4/ip_forward")
+        .succeed()
+        .await?;
+    a.sh(ping(ip_b)).succeed().await?;
+    b.sh(ping(ip_a)).succeed().await?;
+    // A client on the user-mode network only has no NIC on a segment to ask about.
+    let err = a.ip_on(&lan2).await.unwrap_err().to_string();
+    assert!(err.contains("has no NIC on segment"), "{err}");
+    Ok(())
+}

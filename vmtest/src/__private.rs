@@ -320,6 +320,7 @@ async fn boot_all(
             artifacts: artifacts(i),
             keep,
             segment: segment.clone(),
+            more_segments: Vec::new(),
         };
         let spec = spec.clone();
         tasks.spawn(async move { (i, Vm::boot_in(spec, cx).await) });

@@ -128,7 +128,8 @@ pub(crate) fn parse_public(line: &str) -> Result<PublicKey> {
     })
 }
 
-fn write_private(path: &Path, contents: &str) -> Result<()> {
+/// Writes a new file readable by its owner only (a private key).
+pub(crate) fn write_private(path: &Path, contents: &str) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()

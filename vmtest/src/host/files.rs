@@ -75,6 +75,13 @@ pub(crate) fn replace_json(path: &Path, value: &impl Serialize, what: &str) -> R
     replace(path, &to_json(value)).context(|| format!("writing {what} {}", path.display()))
 }
 
+/// Makes `dir` readable by its owner only.
+pub(crate) fn restrict(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .context(|| format!("chmod 700 {}", dir.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

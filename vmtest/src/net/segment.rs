@@ -113,6 +113,15 @@ impl Segment {
         // Here, on the test's own thread: the blocking pool's threads have other names.
         let test = crate::host::test::current();
         let artifacts = crate::host::test::artifacts_dir(&test);
+        Segment::start_for(spec, test, artifacts).await
+    }
+
+    /// [`Segment::start`] for the test named `test`, its evidence going to `artifacts`.
+    pub(crate) async fn start_for(
+        spec: SegmentSpec,
+        test: String,
+        artifacts: Option<PathBuf>,
+    ) -> Result<Segment> {
         tokio::task::spawn_blocking(move || {
             let image = match &spec.pxe {
                 Some(p) if p.boot == crate::spec::Payload::Image => {

@@ -38,6 +38,9 @@ pub(super) async fn start(
     from: Option<&Snapshot>,
     started: Instant,
 ) -> Result<Vm> {
+    if !cx.more_segments.is_empty() {
+        check_more_segments(plan, &cx)?;
+    }
     // An isolated/PXE VM without a segment given gets one of its own (torn down with it).
     if cx.segment.is_none() {
         cx.segment = segment_for(&plan.spec, &plan.image, &cx.test, cx.artifacts.clone()).await?;
@@ -80,6 +83,38 @@ async fn reserve(test: &str, memory_mib: u32, cpus: u32) -> Result<Option<Reserv
     blocking(move || budget::acquire(&label, u64::from(memory_mib), cpus))
         .await
         .map(Some)
+}
+
+/// NICs on further segments: taps handed over open (a libvirt machine opens taps by name, one
+/// per VM in the host's namespace), each segment once, beside a first one.
+fn check_more_segments(plan: &Plan, cx: &Context) -> Result<()> {
+    let refuse = |message: String| {
+        Err(Error::Invalid {
+            what: "networks",
+            message,
+        })
+    };
+    let Some(first) = &cx.segment else {
+        return refuse("further segments need a first one: boot the VM on a segment".into());
+    };
+    if plan.driver.tap_form() != TapForm::Descriptor {
+        return refuse(format!(
+            "a VM with NICs on several segments needs the QEMU backend, not {}: boot it with \
+             backend = \"qemu\"",
+            plan.driver.name()
+        ));
+    }
+    let mut seen = vec![first.name()];
+    for segment in &cx.more_segments {
+        if seen.contains(&segment.name()) {
+            return refuse(format!(
+                "segment {} is named twice: a VM has one NIC per segment",
+                segment.name()
+            ));
+        }
+        seen.push(segment.name());
+    }
+    Ok(())
 }
 
 /// A boot that failed after its ledger entry and directory were made: both are handed back,
@@ -227,6 +262,19 @@ async fn provision_and_launch(
             boot: boot.may_use_network(),
         });
     }
+    // Further NICs (a router between segments): each segment is a namespace of its own, so
+    // the tap's name may repeat; the MAC may not, or the guest could not tell its NICs apart.
+    let mut more = Vec::new();
+    for (i, segment) in cx.more_segments.iter().enumerate() {
+        let tap_mac = crate::net::tap::mac_for(&format!("{name}/{}", i + 1));
+        let (fd, tap_mac) = tri!(segment.tap(&name, Some(&tap_mac)));
+        nics.push(Nic::Tap {
+            tap: Tap::Fd(fd),
+            mac: tap_mac.clone(),
+            boot: false,
+        });
+        more.push((segment.clone(), tap_mac));
+    }
     let console = dir.path.join("console.log");
     let machine_plan = MachinePlan {
         name: name.clone(),
@@ -364,6 +412,7 @@ async fn provision_and_launch(
             claim: std::sync::Mutex::new(claim),
             segment: cx.segment.clone(),
             mac,
+            more,
             management,
             _budget: budget,
         }),
@@ -496,13 +545,7 @@ impl WorkDir {
         std::fs::create_dir(&path)
             .context(|| format!("creating the VM directory {}", path.display()))?;
         let dir = WorkDir { path, kept: false };
-        restrict(&dir.path)?;
+        crate::host::files::restrict(&dir.path)?;
         Ok(dir)
     }
-}
-
-fn restrict(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .context(|| format!("chmod 700 {}", dir.display()))
 }

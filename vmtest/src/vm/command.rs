@@ -348,7 +348,7 @@ pub(super) fn failed(vm: &str, command: &str, out: &Output) -> Error {
 }
 
 /// The last 20 lines of `text`.
-pub(super) fn tail(text: &str) -> String {
+pub(crate) fn tail(text: &str) -> String {
     let lines: Vec<&str> = text.lines().collect();
     let from = lines.len().saturating_sub(20);
     let tail = lines[from..].join("\n");

@@ -17,6 +17,8 @@ pub(crate) struct Context {
     /// The segment the VM joins (isolated/PXE networks); `None` with such a network: the VM
     /// gets a segment of its own.
     pub segment: Option<Segment>,
+    /// Segments the VM has further NICs on, after `segment` (an environment's router).
+    pub more_segments: Vec<Segment>,
 }
 
 impl Context {
@@ -29,6 +31,7 @@ impl Context {
             test,
             keep: Keep::from_env()?,
             segment: None,
+            more_segments: Vec::new(),
         })
     }
 }

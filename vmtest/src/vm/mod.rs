@@ -91,6 +91,8 @@ struct Owned {
     segment: Option<Segment>,
     /// The MAC of the VM's NIC on its segment.
     mac: Option<String>,
+    /// Further segments the VM has a NIC on, with that NIC's MAC.
+    more: Vec<(Segment, String)>,
     /// Whether SSH goes through the user-mode management NIC (else through the segment).
     management: bool,
     /// This VM's share of the host's boot budget, given back once the machine is gone.
@@ -160,6 +162,47 @@ impl Vm {
         cx.segment = Some(segment.clone());
         let spec = spec.network(segment.kind());
         obtain(spec, cx).await
+    }
+
+    /// Boots a VM with a NIC on each of `segments`, in that order (after the user-mode
+    /// management NIC, unless the spec turns it off): a router between two isolated LANs, a
+    /// server on a PXE segment and a LAN. The first segment is the VM's own as for
+    /// [`Vm::boot_on`] (its DHCP lease is what `ready = "lease"` waits for, and SSH goes
+    /// through it without a management NIC); the spec's network is ignored. Each NIC gets a
+    /// MAC of its own ([`Vm::mac_on`]), and the guest configures them as its image does (the
+    /// built-in images ask DHCP on every NIC). QEMU backend only.
+    ///
+    /// ```no_run
+    /// # async fn t() -> vmtest::Result<()> {
+    /// use vmtest::{Segment, SegmentSpec, Vm, VmSpec};
+    /// let lan1 = Segment::start(SegmentSpec::isolated()).await?;
+    /// let lan2 = Segment::start(SegmentSpec::isolated()).await?;
+    /// let router = Vm::boot_on_segments(VmSpec::new(), &[&lan1, &lan2]).await?;
+    /// println!("router at {} and {}", router.ip_on(&lan1).await?, router.ip_on(&lan2).await?);
+    /// # Ok(()) }
+    /// ```
+    pub fn boot_on_segments(
+        spec: VmSpec,
+        segments: &[&Segment],
+    ) -> impl std::future::Future<Output = Result<Vm>> + Send + 'static {
+        // Owned before the future: it borrows nothing, so `[&lan1, &lan2]` may be a temporary.
+        let segments: Vec<Segment> = segments.iter().map(|s| (*s).clone()).collect();
+        async move {
+            let mut segments = segments.into_iter();
+            let Some(first) = segments.next() else {
+                return Err(Error::Invalid {
+                    what: "networks",
+                    message: "boot_on_segments needs at least one segment; use Vm::boot for a \
+                              VM on the user-mode network only"
+                        .into(),
+                });
+            };
+            let mut cx = Context::guess()?;
+            let spec = spec.network(first.kind());
+            cx.segment = Some(first);
+            cx.more_segments = segments.collect();
+            obtain(spec, cx).await
+        }
     }
 
     pub(crate) async fn boot_in(spec: VmSpec, cx: Context) -> Result<Vm> {
@@ -276,10 +319,58 @@ impl Vm {
         self.owned.as_ref()?.mac.as_deref()
     }
 
+    /// The segments the VM has a NIC on, its own first.
+    pub fn segments(&self) -> impl Iterator<Item = &Segment> {
+        let owned = self.owned.as_ref();
+        let first = owned.and_then(|o| o.segment.as_ref());
+        let more = owned
+            .into_iter()
+            .flat_map(|o| o.more.iter().map(|(s, _)| s));
+        first.into_iter().chain(more)
+    }
+
+    /// The MAC address of the VM's NIC on `segment` (`None`: it has none there).
+    pub fn mac_on(&self, segment: &Segment) -> Option<&str> {
+        let owned = self.owned.as_ref()?;
+        if owned
+            .segment
+            .as_ref()
+            .is_some_and(|s| s.name() == segment.name())
+        {
+            return owned.mac.as_deref();
+        }
+        owned
+            .more
+            .iter()
+            .find(|(s, _)| s.name() == segment.name())
+            .map(|(_, mac)| mac.as_str())
+    }
+
+    /// The VM's address on `segment`, from the DHCP lease that segment's dnsmasq gave the VM's
+    /// NIC there; waits for the lease (bounded: 30 s, scaled under TCG).
+    pub async fn ip_on(&self, segment: &Segment) -> Result<std::net::Ipv4Addr> {
+        let Some(mac) = self.mac_on(segment) else {
+            return Err(Error::Invalid {
+                what: "ip_on",
+                message: format!(
+                    "VM {} has no NIC on segment {}; its segments: {}",
+                    self.name,
+                    segment.name(),
+                    self.segments()
+                        .map(Segment::name)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            });
+        };
+        let timeout = Duration::from_secs(30) * self.link.factor();
+        Ok(segment.wait_for_lease(mac, timeout).await?.ip)
+    }
+
     /// The VM's address on its segment, from the DHCP lease dnsmasq gave it; waits for the lease
     /// (bounded: 30 s, scaled under TCG).
     pub async fn segment_ip(&self) -> Result<std::net::Ipv4Addr> {
-        let (Some(segment), Some(mac)) = (self.segment(), self.mac()) else {
+        let Some(segment) = self.segment() else {
             return Err(Error::Invalid {
                 what: "segment_ip",
                 message: format!(
@@ -288,8 +379,7 @@ impl Vm {
                 ),
             });
         };
-        let timeout = Duration::from_secs(30) * self.link.factor();
-        Ok(segment.wait_for_lease(mac, timeout).await?.ip)
+        self.ip_on(segment).await
     }
 
     /// The process id of the machine: the QEMU process on the QEMU backend.

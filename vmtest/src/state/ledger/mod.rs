@@ -48,6 +48,8 @@ pub(crate) enum Kind {
     Fixture,
     /// A snapshot being built in the image cache.
     Snapshot,
+    /// An environment's directory (its keys); its networks and VMs have entries of their own.
+    Env,
 }
 
 /// The directory in the image cache's `snapshots_dir` in which the ledger entry `entry` builds
@@ -74,6 +76,7 @@ impl Kind {
             Kind::Segment => "segment",
             Kind::Fixture => "fixture",
             Kind::Snapshot => "snapshot",
+            Kind::Env => "env",
         }
     }
 }
