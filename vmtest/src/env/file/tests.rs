@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use super::*;
 use crate::env::graph::{phases, Node};
+use crate::env::template::Ref;
 
 /// A project directory with the files the examples copy.
 struct Project {
@@ -150,7 +151,7 @@ fn the_router_lab() {
     assert_eq!(router.disks, [1024]);
     assert_eq!(
         router.nics,
-        [("lan1".into(), at(17, 9)), ("lan2".into(), at(17, 17))]
+        [(String::from("lan1"), at(17, 9)), (String::from("lan2"), at(17, 17))]
     );
     assert!(router.management);
     assert_eq!(router.ready, Readiness::Ssh);
@@ -158,7 +159,7 @@ fn the_router_lab() {
     assert_eq!(router.forwards, [80]);
     let user_data = router.user_data.as_ref().unwrap();
     let refs: Vec<(String, &Pos)> = user_data.refs().map(|(r, p)| (r.to_string(), p)).collect();
-    assert_eq!(refs, [("keys.deploy.public".into(), &at(23, 5))]);
+    assert_eq!(refs, [(String::from("keys.deploy.public"), &at(23, 5))]);
     assert_eq!(
         names_of(&router.kernel_args, Text::source),
         ["console=ttyS0"]
