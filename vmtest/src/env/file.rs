@@ -251,12 +251,8 @@ pub(crate) fn parse(text: &str, path: &Path, name: &str) -> Result<EnvDecl> {
                     path.display()
                 ))
             })?;
-            let src = Source {
-                path: target,
-                text,
-            };
-            let body: RawBody =
-                toml::from_str(&src.text).map_err(|e| toml_error(&src, e, 0..0))?;
+            let src = Source { path: target, text };
+            let body: RawBody = toml::from_str(&src.text).map_err(|e| toml_error(&src, e, 0..0))?;
             let dir = src.path.parent().unwrap_or(Path::new("")).to_owned();
             build(name, pos, body, &src, dir)
         }
@@ -279,7 +275,10 @@ struct Declared<'a> {
 
 fn declared<'a>(text: &'a str, top: &Source) -> Result<Declared<'a>> {
     let root = DeTable::parse(text).map_err(|e| toml_error(top, e, 0..0))?;
-    let Some((key, env)) = root.into_inner().into_iter().find(|(k, _)| k.get_ref() == "env")
+    let Some((key, env)) = root
+        .into_inner()
+        .into_iter()
+        .find(|(k, _)| k.get_ref() == "env")
     else {
         return Ok(Declared {
             span: 0..0,
@@ -289,9 +288,9 @@ fn declared<'a>(text: &'a str, top: &Source) -> Result<Declared<'a>> {
     let span = key.span();
     let env_span = env.span();
     let DeValue::Table(table) = env.into_inner() else {
-        return Err(top.pos(env_span.start).error(
-            "`env` is a table of environments, each written `[env.NAME]`".to_owned(),
-        ));
+        return Err(top
+            .pos(env_span.start)
+            .error("`env` is a table of environments, each written `[env.NAME]`".to_owned()));
     };
     let mut entries = Vec::new();
     for (key, value) in table {
@@ -471,7 +470,10 @@ fn key(cx: &Cx, name: Spanned<String>, raw: RawKey) -> Result<KeyDecl> {
 // valid ones; `Spanned` keeps where each value was, for the errors found after parsing.
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an environment: a table of `keys`, `networks` and `vms`, or `file`"
+)]
 struct RawEnv {
     file: Option<Spanned<String>>,
     keys: Option<Entries<RawKey>>,
@@ -481,7 +483,10 @@ struct RawEnv {
 
 /// An environment's body, in `[env.NAME]` or at the top of the file `file` names.
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "an environment: tables `keys`, `networks` and `vms`"
+)]
 struct RawBody {
     keys: Option<Entries<RawKey>>,
     networks: Option<Entries<network::RawNetwork>>,
@@ -501,7 +506,10 @@ impl RawBody {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a key: a table, with an optional `type`"
+)]
 struct RawKey {
     #[serde(rename = "type")]
     kind: Option<Spanned<String>>,

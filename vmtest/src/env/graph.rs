@@ -65,7 +65,10 @@ pub(crate) fn phases(env: &EnvDecl) -> Result<Vec<Vec<Node>>> {
         nodes.push((Node::Key(key.name.clone()), Vec::new()));
     }
     for network in &env.networks {
-        nodes.push((Node::Network(network.name.clone()), edges(network.texts(), [])));
+        nodes.push((
+            Node::Network(network.name.clone()),
+            edges(network.texts(), []),
+        ));
     }
     for vm in &env.vms {
         let nics = vm.nics.iter().map(|(n, pos)| Edge {

@@ -88,18 +88,19 @@ pub(crate) const FORMS: &str = "keys.K.public, keys.K.private, networks.N.cidr, 
 
 impl Ref {
     /// Parses what is between `{{` and `}}`, spaces trimmed. `Err` says why it is not a
-    /// reference.
+    /// reference, and what is.
     pub(crate) fn parse(text: &str) -> std::result::Result<Ref, String> {
         if text.is_empty() {
-            return Err("it names nothing".to_owned());
+            return Err(format!("it names nothing; expected one of {FORMS}"));
         }
         let parts: Vec<&str> = text.split('.').collect();
         if let Some(empty) = parts.iter().position(|p| p.is_empty()) {
-            return Err(if empty == 0 || empty + 1 == parts.len() {
-                "it starts or ends with `.`".to_owned()
+            let why = if empty == 0 || empty + 1 == parts.len() {
+                "it starts or ends with `.`"
             } else {
-                "it has an empty name between two `.`".to_owned()
-            });
+                "it has an empty name between two `.`"
+            };
+            return Err(format!("{why}; expected one of {FORMS}"));
         }
         let s = |i: usize| parts[i].to_owned();
         Ok(match parts.as_slice() {
@@ -128,9 +129,10 @@ impl Ref {
                 return Err(format!("`{kind}` references are written {shapes}"));
             }
             _ => {
-                return Err(
-                    "it does not start with `keys.`, `networks.`, `vms.` or `env.`".to_owned(),
-                )
+                return Err(format!(
+                    "it does not start with `keys.`, `networks.`, `vms.` or `env.`; expected one \
+                     of {FORMS}"
+                ))
             }
         })
     }
@@ -211,10 +213,7 @@ impl Text {
                 }
             } else {
                 let r = Ref::parse(inner).map_err(|why| {
-                    pos.error(format!(
-                        "`{}` is not a reference: {why}; expected one of {FORMS}",
-                        &text[open..end]
-                    ))
+                    pos.error(format!("`{}` is not a reference: {why}", &text[open..end]))
                 })?;
                 if !literal.is_empty() {
                     pieces.push(Piece::Literal(std::mem::take(&mut literal)));

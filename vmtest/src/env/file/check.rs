@@ -63,14 +63,7 @@ fn reference(env: &EnvDecl, r: &Ref, pos: &Pos) -> Result<()> {
         Ref::KeyPublic(k) | Ref::KeyPrivate(k) => key(k),
         Ref::NetworkCidr(n) | Ref::NetworkGateway(n) | Ref::NetworkPrefix(n) => network(n),
         Ref::VmHostname(v) => vm(v).map(drop),
-        Ref::VmIp {
-            vm: v,
-            network: n,
-        }
-        | Ref::VmMac {
-            vm: v,
-            network: n,
-        } => {
+        Ref::VmIp { vm: v, network: n } | Ref::VmMac { vm: v, network: n } => {
             let decl = vm(v)?;
             network(n)?;
             if decl.has_nic(n) {

@@ -1,7 +1,7 @@
 //! `[env.E.networks.NAME]`: a network's declaration, and what a PXE network serves.
 
-use toml::Spanned;
 use serde::Deserialize;
+use toml::Spanned;
 
 use super::{Cx, NetworkDecl, PxeDecl};
 use crate::error::Result;
@@ -95,7 +95,10 @@ fn pxe(cx: &Cx, raw: &RawNetwork) -> Result<PxeDecl> {
         ));
     }
     let path = |key, value: &Option<Spanned<String>>, dir| {
-        value.as_ref().map(|v| cx.path(key, v, Some(dir))).transpose()
+        value
+            .as_ref()
+            .map(|v| cx.path(key, v, Some(dir)))
+            .transpose()
     };
     Ok(PxeDecl {
         kernel: path("pxe_kernel", &raw.pxe_kernel, false)?,
@@ -109,7 +112,7 @@ fn pxe(cx: &Cx, raw: &RawNetwork) -> Result<PxeDecl> {
 // The file as written (see the note in the parent module).
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a network: a table")]
 pub(super) struct RawNetwork {
     kind: Option<Spanned<String>>,
     dhcp_router: Option<Spanned<bool>>,

@@ -135,22 +135,24 @@ pub(super) fn vm(
             ));
         };
         if forwards.contains(&p) {
-            return Err(cx.error(port.span(), format!("port {p} is listed twice in `forwards`")));
+            return Err(cx.error(
+                port.span(),
+                format!("port {p} is listed twice in `forwards`"),
+            ));
         }
         forwards.push(p);
     }
-    let user_data = match (&raw.user_data, &raw.user_data_file) {
-        (Some(_), Some(file)) => {
-            return Err(cx.error(
+    let user_data =
+        match (&raw.user_data, &raw.user_data_file) {
+            (Some(_), Some(file)) => return Err(cx.error(
                 file.span(),
                 "`user_data_file` cannot be used with `user_data`: give the cloud-config in one \
                  of them",
-            ))
-        }
-        (Some(text), None) => Some(cx.text(text)?),
-        (None, Some(file)) => Some(user_data_file(cx, file)?),
-        (None, None) => None,
-    };
+            )),
+            (Some(text), None) => Some(cx.text(text)?),
+            (None, Some(file)) => Some(user_data_file(cx, file)?),
+            (None, None) => None,
+        };
     let kernel_args = raw
         .kernel_args
         .iter()
@@ -208,8 +210,20 @@ fn cpus(cx: &Cx, value: &Spanned<toml::Value>) -> Result<u32> {
         toml::Value::Integer(n @ 1..=MAX_CPUS) => Ok(u32::try_from(*n).expect("bounded")),
         other => Err(cx.error(
             value.span(),
-            format!("`cpus` expects an integer from 1 to {MAX_CPUS}, e.g. `cpus = 2` (found: {other})"),
+            format!(
+                "`cpus` expects an integer from 1 to {MAX_CPUS}, e.g. `cpus = 2` (found: {})",
+                written(other)
+            ),
         )),
+    }
+}
+
+/// A number or string as written; the type of anything else.
+fn written(value: &toml::Value) -> String {
+    match value {
+        toml::Value::Integer(n) => n.to_string(),
+        toml::Value::String(s) => format!("{s:?}"),
+        other => other.type_str().to_owned(),
     }
 }
 
@@ -217,7 +231,11 @@ fn timeout(cx: &Cx, value: &Spanned<toml::Value>) -> Result<Duration> {
     let out_of_range = || {
         cx.error(
             value.span(),
-            format!("`boot_timeout = {}` is out of range: expected 1 second to 24 hours (\"1s\" to \"24h\")", value.get_ref()),
+            format!(
+                "`boot_timeout = {}` is out of range: expected 1 second to 24 hours (\"1s\" to \
+                 \"24h\")",
+                written(value.get_ref())
+            ),
         )
     };
     let secs = match value.get_ref() {
@@ -244,7 +262,10 @@ fn timeout(cx: &Cx, value: &Spanned<toml::Value>) -> Result<Duration> {
         other => {
             return Err(cx.error(
                 value.span(),
-                format!("`boot_timeout` expects {TIMEOUT_FORMS} (found: {})", other.type_str()),
+                format!(
+                    "`boot_timeout` expects {TIMEOUT_FORMS} (found: {})",
+                    other.type_str()
+                ),
             ))
         }
     };
@@ -407,7 +428,7 @@ fn step(cx: &Cx, raw: Spanned<RawStep>) -> Result<Step> {
 // The file as written (see the note in the parent module).
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a VM: a table")]
 pub(super) struct RawVm {
     image: Option<Spanned<String>>,
     // Values, not typed fields, so that a wrong type gets this crate's message rather than
@@ -432,7 +453,10 @@ pub(super) struct RawVm {
 }
 
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a provision step: a table with `run` or `copy`"
+)]
 pub(super) struct RawStep {
     run: Option<Spanned<String>>,
     copy: Option<Spanned<String>>,

@@ -36,7 +36,8 @@ fn message(e: Error) -> (usize, usize, String) {
 
 #[test]
 fn render_is_byte_exact_but_for_references_and_the_escape() {
-    let text = "#cloud-config\r\n\tkey: {{keys.deploy.public}}\n  route: {{   vms.router.ip.lan1 }} \
+    let text =
+        "#cloud-config\r\n\tkey: {{keys.deploy.public}}\n  route: {{   vms.router.ip.lan1 }} \
                 via x }} {{ '{{' }} jinja }}\n{{ env.name }}{{ networks.lan2.cidr }}  \n";
     let t = whole(text).unwrap();
     assert_eq!(
@@ -57,7 +58,10 @@ fn render_is_byte_exact_but_for_references_and_the_escape() {
     );
     let positions: Vec<(usize, usize)> = t.refs().map(|(_, p)| (p.line, p.column)).collect();
     assert_eq!(positions, [(2, 7), (3, 10), (4, 1), (4, 15)]);
-    assert_eq!(t.refs().next().unwrap().1.to_string(), "/proj/user-data:2:7");
+    assert_eq!(
+        t.refs().next().unwrap().1.to_string(),
+        "/proj/user-data:2:7"
+    );
 }
 
 #[test]
@@ -83,7 +87,8 @@ fn an_unknown_value_fails_the_render_at_its_reference() {
 
 #[test]
 fn unclosed_braces_are_refused_where_they_open() {
-    let (line, column, message) = message(whole("ok {{ env.name }}\nx {{ keys.a.public").unwrap_err());
+    let (line, column, message) =
+        message(whole("ok {{ env.name }}\nx {{ keys.a.public").unwrap_err());
     assert_eq!((line, column), (2, 3));
     assert!(message.contains("`{{` is not closed"), "{message}");
     assert!(message.contains("keys.K.public"), "{message}");
@@ -137,7 +142,10 @@ fn references_round_trip() {
 #[test]
 fn a_quoted_literal_may_hold_closing_braces() {
     assert_eq!(
-        whole("{{ '}}' }} {{'{{'}}").unwrap().render(&values).unwrap(),
+        whole("{{ '}}' }} {{'{{'}}")
+            .unwrap()
+            .render(&values)
+            .unwrap(),
         "}} {{"
     );
 }
@@ -145,7 +153,8 @@ fn a_quoted_literal_may_hold_closing_braces() {
 #[test]
 fn positions_are_found_in_the_string_as_written() {
     // A multi-line basic string: the value starts after the newline that follows `"""`.
-    let file = "a = 1\nuser_data = \"\"\"\n#cloud-config\nx: {{ env.name }} {{ env.name }}\n\"\"\"\n";
+    let file =
+        "a = 1\nuser_data = \"\"\"\n#cloud-config\nx: {{ env.name }} {{ env.name }}\n\"\"\"\n";
     let src = Source {
         path: "/proj/vmtest.toml".into(),
         text: file.to_owned(),
@@ -155,7 +164,10 @@ fn positions_are_found_in_the_string_as_written() {
     let value = "#cloud-config\nx: {{ env.name }} {{ env.name }}\n";
     let t = Text::parse(value, &src, start..end).unwrap();
     let positions: Vec<String> = t.refs().map(|(_, p)| p.to_string()).collect();
-    assert_eq!(positions, ["/proj/vmtest.toml:4:4", "/proj/vmtest.toml:4:19"]);
+    assert_eq!(
+        positions,
+        ["/proj/vmtest.toml:4:4", "/proj/vmtest.toml:4:19"]
+    );
     assert_eq!(t.pos().to_string(), "/proj/vmtest.toml:2:13");
 
     // An escape makes the written form differ: the string's own position.
@@ -165,5 +177,8 @@ fn positions_are_found_in_the_string_as_written() {
         text: file.to_owned(),
     };
     let t = Text::parse("{{ env.name }}", &src, 4..file.len()).unwrap();
-    assert_eq!(t.refs().next().unwrap().1.to_string(), "/proj/vmtest.toml:1:5");
+    assert_eq!(
+        t.refs().next().unwrap().1.to_string(),
+        "/proj/vmtest.toml:1:5"
+    );
 }
