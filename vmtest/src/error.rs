@@ -346,6 +346,23 @@ pub enum Error {
         message: String,
     },
 
+    /// An environment (an `[env.NAME]` table of `vmtest.toml`, or the file it names) is
+    /// malformed, or refers to something it does not declare.
+    #[error(
+        "{}:{line}:{column}: {message}\n  fix the environment (docs/environments.md)",
+        file.display()
+    )]
+    Environment {
+        /// The file the mistake is in: the project file, or a file it names.
+        file: PathBuf,
+        /// The line of the offending key, value or reference, from 1.
+        line: usize,
+        /// Its column, from 1.
+        column: usize,
+        /// What is wrong and what is accepted.
+        message: String,
+    },
+
     /// A host I/O operation failed.
     #[error("{context}: {source}")]
     Io {

@@ -32,6 +32,10 @@ pub use vmtest_macros::vmtest;
 // The layers, bottom up: each imports only from those above it in this list (see
 // docs/architecture.md).
 mod backend;
+// Environments are declared and checked here before anything boots them; until the runtime
+// that boots them lands, only the tests use the declarations.
+#[allow(dead_code)]
+mod env;
 mod error;
 mod fixture;
 mod guest;

@@ -23,6 +23,9 @@
 //!
 //! [images."corp:base"]
 //! recipe = "debian-12"
+//!
+//! [env.router-lab]                         # environments: docs/environments.md, read by
+//! # ...                                    # crate::env::file, ignored here
 //! ```
 //!
 //! The file is found by walking up from the crate under test (`CARGO_MANIFEST_DIR`, which cargo
@@ -178,7 +181,6 @@ impl Config {
     }
 
     /// The file this was read from.
-    #[cfg(test)]
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
@@ -263,6 +265,10 @@ struct RawFile {
     images: BTreeMap<String, Spanned<RawImage>>,
     defaults: Option<RawDefaults>,
     libvirt: Option<RawLibvirt>,
+    /// `[env.NAME]`: environments, read by `crate::env::file` only when one is asked for, so
+    /// that a mistake in one does not stop the tests that use none.
+    #[serde(default, rename = "env")]
+    _env: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Deserialize)]
@@ -509,7 +515,7 @@ fn parse_memory(text: &str) -> std::result::Result<u32, String> {
 }
 
 /// Line and column (from 1, in characters) of byte `offset` of `text`.
-fn position(text: &str, offset: usize) -> (usize, usize) {
+pub(crate) fn position(text: &str, offset: usize) -> (usize, usize) {
     let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
