@@ -34,7 +34,6 @@ pub use vmtest_macros::vmtest;
 mod backend;
 // Environments are declared and checked here before anything boots them; until the runtime
 // that boots them lands, only the tests use the declarations.
-#[allow(dead_code)]
 mod env;
 mod error;
 mod fixture;
@@ -50,6 +49,7 @@ mod vm;
 pub mod doctor;
 pub mod images;
 
+pub use env::lab::{Env, KeyPair};
 pub use error::{Error, Result, SshError};
 pub use fixture::Fixture;
 pub use guest::output::Output;

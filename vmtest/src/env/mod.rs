@@ -4,3 +4,4 @@
 pub(crate) mod file;
 pub(crate) mod graph;
 pub(crate) mod template;
+pub(crate) mod lab;

@@ -234,6 +234,7 @@ impl Text {
     }
 
     /// A text with no references, as is (`{{` included).
+    #[cfg(test)]
     pub(crate) fn literal(text: impl Into<String>) -> Text {
         let text = text.into();
         Text {
@@ -281,6 +282,7 @@ impl Text {
     }
 
     /// The text as written, references and escapes unreplaced.
+    #[cfg(test)]
     pub(crate) fn source(&self) -> &str {
         &self.source
     }

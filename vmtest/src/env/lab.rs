@@ -1,0 +1,693 @@
+//! A running environment: its keys, networks and VMs, brought up phase by phase from its
+//! declaration, and taken down in reverse.
+//!
+//! Every network and VM is an ordinary [`Segment`] and [`Vm`], each with its own ledger entry
+//! written before it exists; the environment adds one entry of its own for its directory (the
+//! keys' files). So whatever ends the owner — `Env::down`, a drop, a panic, `kill -9` — the
+//! teardown or the next sweep removes each of them, the same way as for any test's VMs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use super::file::{EnvDecl, KeyKind, NetworkDecl, Step, VmDecl};
+use super::graph::Node;
+use super::template::{Pos, Ref, Text, Values};
+use crate::error::{Error, IoContext, Result};
+use crate::net::segment::Segment;
+use crate::spec::{Dhcp, Network, PxeBoot, SegmentSpec, VmSpec};
+use crate::state::ledger::{Claim, Kind, Resource};
+use crate::vm::keep::Keep;
+use crate::vm::{Context, Vm};
+
+/// A key pair an environment generated (`[env.NAME.keys.KEY]`).
+#[derive(Debug, Clone)]
+pub struct KeyPair {
+    name: String,
+    public: String,
+    private: String,
+    path: PathBuf,
+}
+
+impl KeyPair {
+    /// The key's name in the environment file.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The public key as one `authorized_keys` line (`{{ keys.NAME.public }}`).
+    pub fn public(&self) -> &str {
+        &self.public
+    }
+
+    /// The private key in OpenSSH format (`{{ keys.NAME.private }}`).
+    pub fn private(&self) -> &str {
+        &self.private
+    }
+
+    /// The private key's file on the host (mode 0600; `PATH.pub` beside it), for `ssh -i`.
+    /// Removed with the environment.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// A running environment, declared in `vmtest.toml` as `[env.NAME]` (see
+/// `docs/environments.md`): keys, networks and VMs, brought up in the order their references
+/// and network memberships require, independent ones at once.
+///
+/// ```no_run
+/// # async fn t() -> vmtest::Result<()> {
+/// let env = vmtest::Env::up("router-lab").await?;
+/// let router = env.vm("router")?;
+/// let lan1 = env.network("lan1")?;
+/// println!("router at {} on {}", router.ip_on(lan1).await?, lan1.name());
+/// env.down().await;
+/// # Ok(()) }
+/// ```
+///
+/// Dropping it tears everything down, VMs first, in the reverse of the order they came up.
+pub struct Env {
+    name: String,
+    decl: Arc<EnvDecl>,
+    test: String,
+    artifacts: Option<PathBuf>,
+    keep: Keep,
+    keys: BTreeMap<String, KeyPair>,
+    /// Segments of isolated and PXE networks; user-mode networks have none.
+    networks: BTreeMap<String, Segment>,
+    /// In the order they came up; dropped in reverse.
+    vms: Mutex<Vec<(String, Arc<Vm>)>>,
+    /// The environment's directory (keys): removed last, with its ledger entry.
+    _dir: EnvDir,
+}
+
+impl std::fmt::Debug for Env {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env")
+            .field("name", &self.name)
+            .field("networks", &self.networks.keys().collect::<Vec<_>>())
+            .field("vms", &self.vm_names())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The environment's directory and the ledger entry naming it. Field order is drop order.
+struct EnvDir {
+    path: PathBuf,
+    _claim: Claim,
+}
+
+impl Drop for EnvDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+impl Env {
+    /// Brings up the environment `name` of the project file (`vmtest.toml`, found as for
+    /// images): checks the whole declaration first (nothing is created if any part is wrong),
+    /// then keys, networks and VMs phase by phase, each VM provisioned once ready. On any
+    /// error, what was created so far is torn down (unless `VMTEST_KEEP` keeps it) and the
+    /// error names the resource or provisioning step that failed.
+    pub async fn up(name: &str) -> Result<Env> {
+        let decl = super::file::load(name)?;
+        Env::up_from(decl, Context::guess()?).await
+    }
+
+    /// [`Env::up`] for the environment `name` declared in the file at `path` (a project file
+    /// of another directory, or one written by a test), whatever the project file is.
+    pub async fn up_from_file(path: impl AsRef<Path>, name: &str) -> Result<Env> {
+        let decl = super::file::read(path.as_ref(), name)?;
+        Env::up_from(decl, Context::guess()?).await
+    }
+
+    pub(crate) async fn up_from(decl: EnvDecl, cx: Context) -> Result<Env> {
+        let phases = super::graph::phases(&decl)?;
+        let decl = Arc::new(decl);
+        let artifacts = cx.artifacts.map(|a| a.join(format!("env-{}", decl.name)));
+        let dir = EnvDir::create(&decl.name, &cx.test)?;
+        let mut env = Env {
+            name: decl.name.clone(),
+            decl: decl.clone(),
+            test: cx.test,
+            artifacts,
+            keep: cx.keep,
+            keys: BTreeMap::new(),
+            networks: BTreeMap::new(),
+            vms: Mutex::new(Vec::new()),
+            _dir: dir,
+        };
+        for phase in phases {
+            env.start_phase(&phase).await?;
+        }
+        Ok(env)
+    }
+
+    /// Starts the nodes of one phase at once: none depends on another.
+    async fn start_phase(&mut self, phase: &[Node]) -> Result<()> {
+        let mut segments = tokio::task::JoinSet::new();
+        let mut vms = tokio::task::JoinSet::new();
+        for node in phase {
+            match node {
+                Node::Key(name) => {
+                    let decl = find(&self.decl.keys, name, |k| &k.name)?;
+                    let key = make_key(&self._dir.path, name, decl.kind).await?;
+                    self.keys.insert(name.clone(), key);
+                }
+                Node::Network(name) => {
+                    let decl = find(&self.decl.networks, name, |n| &n.name)?;
+                    let Some(spec) = self.segment_spec(decl)? else {
+                        continue;
+                    };
+                    let (test, artifacts) = (self.test.clone(), self.artifacts.clone());
+                    let name = name.clone();
+                    segments.spawn(async move {
+                        (name, Segment::start_for(spec, test, artifacts).await)
+                    });
+                }
+                Node::Vm(name) => {
+                    let decl = find(&self.decl.vms, name, |v| &v.name)?.clone();
+                    let boot = self.prepare_vm(&decl).await?;
+                    vms.spawn(async move {
+                        let vm = boot.run().await;
+                        (decl, vm)
+                    });
+                }
+            }
+        }
+        let mut first_error = None;
+        while let Some(joined) = segments.join_next().await {
+            match joined.map_err(runtime_error).and_then(|(n, s)| Ok((n, s?))) {
+                Ok((name, segment)) => {
+                    self.networks.insert(name, segment);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        while let Some(joined) = vms.join_next().await {
+            match joined.map_err(runtime_error) {
+                Ok((decl, Ok(vm))) => {
+                    let vm = Arc::new(vm);
+                    self.vms.lock().unwrap().push((decl.name.clone(), vm));
+                }
+                Ok((decl, Err(e))) => {
+                    first_error.get_or_insert(in_vm(&decl, e));
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        // Provisioning after the whole phase is up: a later phase may refer to what it set up.
+        let started: Vec<(String, Arc<Vm>)> = self.vms.lock().unwrap().clone();
+        for node in phase {
+            if let Node::Vm(name) = node {
+                let decl = find(&self.decl.vms, name, |v| &v.name)?;
+                let vm = started
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, vm)| vm.clone())
+                    .expect("a VM of this phase came up");
+                self.provision(decl, &vm).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// What a network's segment is made of (`None`: the user-mode network, which is each
+    /// VM's own).
+    fn segment_spec(&self, decl: &NetworkDecl) -> Result<Option<SegmentSpec>> {
+        let mut spec = match decl.kind {
+            Network::User => return Ok(None),
+            Network::Isolated => SegmentSpec::isolated(),
+            Network::Pxe => {
+                let pxe = decl.pxe.as_ref();
+                let mut payload = match pxe.map(|p| (&p.kernel, &p.initrd, &p.script)) {
+                    Some((Some(kernel), Some(initrd), _)) => PxeBoot::kernel(kernel, initrd),
+                    Some((Some(kernel), None, _)) => PxeBoot::kernel_only(kernel),
+                    Some((None, _, Some(script))) => {
+                        let text = std::fs::read_to_string(script)
+                            .context(|| format!("reading the iPXE script {}", script.display()))?;
+                        PxeBoot::script(text)
+                    }
+                    _ => PxeBoot::image(),
+                };
+                if let Some(files) = pxe.and_then(|p| p.files.as_ref()) {
+                    payload = payload.dir(files);
+                }
+                if let Some(cmdline) = pxe.and_then(|p| p.cmdline.as_ref()) {
+                    for arg in self.render(cmdline)?.split_whitespace() {
+                        payload = payload.cmdline(arg);
+                    }
+                }
+                SegmentSpec::pxe(payload)
+            }
+        };
+        spec = spec
+            .capture(decl.capture)
+            .dhcp(Dhcp::new().router(decl.dhcp_router).dns(decl.dhcp_dns));
+        Ok(Some(spec))
+    }
+
+    /// The VM's spec and context, its texts rendered with what is known now.
+    async fn prepare_vm(&self, decl: &VmDecl) -> Result<PendingVm> {
+        let mut spec = VmSpec::new()
+            .image(decl.image.clone())
+            .management(decl.management)
+            .readiness(decl.ready.clone());
+        if let Some(mib) = decl.memory_mib {
+            spec = spec.memory_mib(mib);
+        }
+        if let Some(cpus) = decl.cpus {
+            spec = spec.cpus(cpus);
+        }
+        if let Some(mib) = decl.disk_mib {
+            spec = spec.disk_mib(mib);
+        }
+        for &mib in &decl.disks {
+            spec = spec.blank_disk(mib);
+        }
+        if let Some(timeout) = decl.boot_timeout {
+            spec = spec.boot_timeout(timeout);
+        }
+        for &port in &decl.forwards {
+            spec = spec.forward(port);
+        }
+        if let Some(user_data) = &decl.user_data {
+            let values = self.values_for(user_data).await?;
+            spec = spec.user_data(user_data.pos().to_string(), user_data.render(&values)?);
+        }
+        for arg in &decl.kernel_args {
+            let values = self.values_for(arg).await?;
+            spec = spec.kernel_arg(arg.render(&values)?);
+        }
+        let mut segments = Vec::new();
+        for (network, pos) in &decl.nics {
+            match self.networks.get(network) {
+                Some(segment) => segments.push(segment.clone()),
+                None => {
+                    return Err(at(
+                        pos,
+                        format!("network {network} of VM {} is not up", decl.name),
+                    ))
+                }
+            }
+        }
+        let mut segments = segments.into_iter();
+        let segment = segments.next();
+        if let Some(first) = &segment {
+            spec = spec.network(first.kind());
+        }
+        let cx = Context {
+            test: self.test.clone(),
+            artifacts: self.artifacts.as_ref().map(|a| a.join(&decl.name)),
+            keep: self.keep,
+            segment,
+            more_segments: segments.collect(),
+        };
+        Ok(PendingVm { spec, cx })
+    }
+
+    /// Runs the VM's provisioning steps in order, each step's output into the artifacts.
+    async fn provision(&self, decl: &VmDecl, vm: &Vm) -> Result<()> {
+        for (i, step) in decl.provision.iter().enumerate() {
+            let n = i + 1;
+            let log = self
+                .artifacts
+                .as_ref()
+                .map(|a| a.join(&decl.name).join(format!("provision-{n}.log")));
+            let result = match step {
+                Step::Run { script, sudo, .. } => {
+                    let script = self.render_for(script).await?;
+                    let mut command = vm.sh(script);
+                    if *sudo {
+                        command = command.sudo();
+                    }
+                    match command.output().await {
+                        Ok(out) => {
+                            if let Some(log) = &log {
+                                write_log(log, &out.stdout, &out.stderr);
+                            }
+                            if out.success() {
+                                Ok(())
+                            } else {
+                                Err(format!(
+                                    "exited with {}: {}",
+                                    out.exit_code
+                                        .map_or_else(|| "a signal".into(), |c| c.to_string()),
+                                    crate::vm::tail(&out.stderr_str())
+                                ))
+                            }
+                        }
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                Step::Copy { from, to, sudo, .. } => {
+                    let to = self.render_for(to).await?;
+                    let copied = if *sudo {
+                        vm.upload_as_root(from, &to).await
+                    } else {
+                        vm.upload(from, &to).await
+                    };
+                    copied.map_err(|e| e.to_string())
+                }
+            };
+            if let Err(why) = result {
+                let pos = step.pos();
+                let output = log.map_or_else(String::new, |l| {
+                    format!("; its output is in {}", l.display())
+                });
+                return Err(at(
+                    pos,
+                    format!(
+                        "provisioning step {n} of VM {} failed: {why}{output}",
+                        decl.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    async fn render_for(&self, text: &Text) -> Result<String> {
+        let values = self.values_for(text).await?;
+        text.render(&values)
+    }
+
+    /// The values `text` refers to, looked up now: a VM's address is its DHCP lease, waited
+    /// for (that VM is up: the graph put it in an earlier phase).
+    async fn values_for(&self, text: &Text) -> Result<Known> {
+        let mut known = Known::default();
+        for (reference, pos) in text.refs() {
+            let value = match reference {
+                Ref::VmIp { vm, network } => {
+                    let (vm, segment) = self.vm_on(vm, network, pos)?;
+                    Some(vm.ip_on(&segment).await?.to_string())
+                }
+                other => self.value(other),
+            };
+            if let Some(value) = value {
+                known.0.push((reference.clone(), value));
+            }
+        }
+        Ok(known)
+    }
+
+    fn render(&self, text: &Text) -> Result<String> {
+        let mut known = Known::default();
+        for (reference, _) in text.refs() {
+            if let Some(value) = self.value(reference) {
+                known.0.push((reference.clone(), value));
+            }
+        }
+        text.render(&known)
+    }
+
+    /// A reference's value from what is up, without waiting (`None`: not known yet).
+    fn value(&self, reference: &Ref) -> Option<String> {
+        let segment = |n: &str| self.networks.get(n);
+        Some(match reference {
+            Ref::KeyPublic(k) => self.keys.get(k)?.public.clone(),
+            Ref::KeyPrivate(k) => self.keys.get(k)?.private.clone(),
+            Ref::NetworkCidr(n) => {
+                let (net, prefix) = segment(n)?.subnet();
+                format!("{net}/{prefix}")
+            }
+            Ref::NetworkGateway(n) => segment(n)?.gateway().to_string(),
+            Ref::NetworkPrefix(n) => segment(n)?.subnet().1.to_string(),
+            Ref::VmMac { vm, network } => {
+                let vm = self.find_vm(vm)?;
+                vm.mac_on(segment(network)?)?.to_owned()
+            }
+            Ref::VmHostname(vm) => self.find_vm(vm)?.name().to_owned(),
+            Ref::EnvName => self.name.clone(),
+            Ref::VmIp { .. } => return None,
+        })
+    }
+
+    fn vm_on(&self, vm: &str, network: &str, pos: &Pos) -> Result<(Arc<Vm>, Segment)> {
+        let found = self.find_vm(vm).zip(self.networks.get(network).cloned());
+        found.ok_or_else(|| {
+            at(
+                pos,
+                format!("vms.{vm}.ip.{network} is not known yet: VM {vm} is not up"),
+            )
+        })
+    }
+
+    fn find_vm(&self, name: &str) -> Option<Arc<Vm>> {
+        let vms = self.vms.lock().unwrap();
+        vms.iter().find(|(n, _)| n == name).map(|(_, vm)| vm.clone())
+    }
+
+    fn vm_names(&self) -> Vec<String> {
+        let vms = self.vms.lock().unwrap();
+        vms.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// The environment's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The VM declared (or added) as `name`: the same [`Vm`] handle as everywhere.
+    pub fn vm(&self, name: &str) -> Result<Arc<Vm>> {
+        self.find_vm(name).ok_or_else(|| Error::Invalid {
+            what: "vm",
+            message: format!(
+                "environment {} has no VM {name}; its VMs: {}",
+                self.name,
+                self.vm_names().join(", ")
+            ),
+        })
+    }
+
+    /// The VMs, in the order they came up, by their names in the environment.
+    pub fn vms(&self) -> Vec<(String, Arc<Vm>)> {
+        self.vms.lock().unwrap().clone()
+    }
+
+    /// The segment of the isolated or PXE network `name`: leases, requests, capture.
+    pub fn network(&self, name: &str) -> Result<&Segment> {
+        self.networks.get(name).ok_or_else(|| Error::Invalid {
+            what: "network",
+            message: format!(
+                "environment {} has no isolated or PXE network {name}; its segments: {}",
+                self.name,
+                self.networks.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        })
+    }
+
+    /// The key pair `name`.
+    pub fn key(&self, name: &str) -> Result<&KeyPair> {
+        self.keys.get(name).ok_or_else(|| Error::Invalid {
+            what: "key",
+            message: format!(
+                "environment {} has no key {name}; its keys: {}",
+                self.name,
+                self.keys.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        })
+    }
+
+    /// Boots one more VM into the running environment, with a NIC on each of `networks` (names
+    /// of its isolated or PXE networks, in order). It joins the environment's teardown.
+    ///
+    /// ```no_run
+    /// # async fn t(env: &vmtest::Env) -> vmtest::Result<()> {
+    /// let extra = env.add_vm("extra", vmtest::VmSpec::new(), &["lan1"]).await?;
+    /// extra.sh("ip -4 addr").succeed().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn add_vm(&self, name: &str, spec: VmSpec, networks: &[&str]) -> Result<Arc<Vm>> {
+        if self.find_vm(name).is_some() {
+            return Err(Error::Invalid {
+                what: "vm",
+                message: format!("environment {} has a VM {name} already", self.name),
+            });
+        }
+        let mut segments = Vec::new();
+        for network in networks {
+            segments.push(self.network(network)?.clone());
+        }
+        let mut segments = segments.into_iter();
+        let segment = segments.next();
+        let spec = match &segment {
+            Some(first) => spec.network(first.kind()),
+            None => spec.network(Network::User),
+        };
+        let cx = Context {
+            test: self.test.clone(),
+            artifacts: self.artifacts.as_ref().map(|a| a.join(name)),
+            keep: self.keep,
+            segment,
+            more_segments: segments.collect(),
+        };
+        let vm = Arc::new(Vm::boot_in(spec, cx).await?);
+        self.vms
+            .lock()
+            .unwrap()
+            .push((name.to_owned(), vm.clone()));
+        Ok(vm)
+    }
+
+    /// Tears the environment down: VMs in the reverse of the order they came up, then the
+    /// networks, then its keys. Dropping it does the same.
+    pub async fn down(self) {
+        let vms = std::mem::take(&mut *self.vms.lock().unwrap());
+        for (_, vm) in vms.into_iter().rev() {
+            if let Ok(vm) = Arc::try_unwrap(vm) {
+                vm.destroy().await;
+            }
+        }
+    }
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        let vms = std::mem::take(&mut *self.vms.lock().unwrap());
+        for vm in vms.into_iter().rev() {
+            drop(vm);
+        }
+        // Networks after the VMs whose taps they hold; the directory last (field order).
+        std::mem::take(&mut self.networks);
+    }
+}
+
+/// A VM about to boot.
+struct PendingVm {
+    spec: VmSpec,
+    cx: Context,
+}
+
+impl PendingVm {
+    async fn run(self) -> Result<Vm> {
+        Vm::boot_in(self.spec, self.cx).await
+    }
+}
+
+/// Values looked up for one text.
+#[derive(Default)]
+struct Known(Vec<(Ref, String)>);
+
+impl Values for Known {
+    fn value(&self, r: &Ref) -> Option<String> {
+        self.0.iter().find(|(k, _)| k == r).map(|(_, v)| v.clone())
+    }
+}
+
+impl EnvDir {
+    fn create(env: &str, test: &str) -> Result<EnvDir> {
+        let run_dir = crate::host::paths::run_dir();
+        let claim = Claim::new(Kind::Env, test, |name| {
+            vec![Resource::Dir {
+                path: run_dir.join(name),
+            }]
+        })?;
+        let path = run_dir.join(claim.name());
+        std::fs::create_dir(&path)
+            .context(|| format!("creating the directory of environment {env}"))?;
+        crate::host::files::restrict(&path)?;
+        Ok(EnvDir {
+            path,
+            _claim: claim,
+        })
+    }
+}
+
+/// A fresh key pair in `dir`: ed25519 made here, RSA and ECDSA by `ssh-keygen`.
+async fn make_key(dir: &Path, name: &str, kind: KeyKind) -> Result<KeyPair> {
+    let path = dir.join(format!("key-{name}"));
+    let comment = format!("vmtest-{name}");
+    let (private, public) = match kind {
+        KeyKind::Ed25519 => {
+            let key = crate::guest::identity::generate(&comment)?;
+            let private = crate::guest::identity::private_openssh(&key);
+            let public = crate::guest::identity::public_openssh(&key);
+            crate::guest::identity::write_private(&path, &private)?;
+            let pub_path = path.with_extension("pub");
+            std::fs::write(&pub_path, format!("{public}\n"))
+                .context(|| format!("writing {}", pub_path.display()))?;
+            (private, public)
+        }
+        KeyKind::Rsa | KeyKind::Ecdsa => {
+            crate::host::tools::require("ssh-keygen", "apt-get install openssh-client")?;
+            let (algorithm, bits) = match kind {
+                KeyKind::Rsa => ("rsa", "3072"),
+                _ => ("ecdsa", "256"),
+            };
+            let out = tokio::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", algorithm, "-b", bits, "-N", "", "-C", &comment, "-f"])
+                .arg(&path)
+                .output()
+                .await
+                .context(|| "running ssh-keygen".into())?;
+            if !out.status.success() {
+                return Err(Error::Invalid {
+                    what: "key",
+                    message: format!(
+                        "ssh-keygen could not make the {} key {name}: {}",
+                        kind.name(),
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ),
+                });
+            }
+            let read = |p: &Path| {
+                std::fs::read_to_string(p).context(|| format!("reading {}", p.display()))
+            };
+            (read(&path)?, read(&path.with_extension("pub"))?.trim().to_owned())
+        }
+    };
+    Ok(KeyPair {
+        name: name.to_owned(),
+        public,
+        private,
+        path,
+    })
+}
+
+fn write_log(path: &Path, stdout: &[u8], stderr: &[u8]) {
+    if let Some(dir) = path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let mut text = b"== stdout\n".to_vec();
+    text.extend_from_slice(stdout);
+    text.extend_from_slice(b"\n== stderr\n");
+    text.extend_from_slice(stderr);
+    let _ = std::fs::write(path, text);
+}
+
+fn find<'a, T>(items: &'a [T], name: &str, key: impl Fn(&T) -> &String) -> Result<&'a T> {
+    items.iter().find(|t| key(t) == name).ok_or_else(|| Error::Invalid {
+        what: "environment",
+        message: format!("{name} is not declared"),
+    })
+}
+
+fn at(pos: &Pos, message: String) -> Error {
+    Error::Environment {
+        file: pos.file.clone(),
+        line: pos.line,
+        column: pos.column,
+        message,
+    }
+}
+
+fn in_vm(decl: &VmDecl, e: Error) -> Error {
+    tracing::error!(vm = %decl.name, "VM {} of the environment did not come up: {e}", decl.name);
+    e
+}
+
+fn runtime_error(e: tokio::task::JoinError) -> Error {
+    Error::Io {
+        context: "a task of the environment's start".into(),
+        source: std::io::Error::other(e.to_string()),
+    }
+}
