@@ -725,3 +725,59 @@ fn an_orphaned_domain_whose_metadata_names_a_dead_owner_is_swept() {
         elsewhere.0
     );
 }
+
+/// Brings up the environment `lab` of the file `VMTEST_SCENARIO_ENV_FILE`, says so, and
+/// waits to be killed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "scenario: run in a child process by the other tests of this file"]
+async fn scenario_env() -> anyhow::Result<()> {
+    let file = std::env::var("VMTEST_SCENARIO_ENV_FILE")?;
+    let env = vmtest::Env::up_from_file(&file, "lab").await?;
+    eprintln!("scenario: env up with {} VM(s)", env.vms().len());
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    Ok(())
+}
+
+/// SIGKILL of the process that owns an environment (a key, a LAN, a VM on it and one on the
+/// LAN and a second network): its QEMUs and dnsmasqs die with it, and one sweep removes every
+/// entry, namespace and directory it had, the environment's own included.
+#[test]
+fn sigkill_of_an_environments_owner_leaves_nothing_after_one_sweep() {
+    let session = session("env");
+    let private = PrivateRun::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vmtest.toml");
+    std::fs::write(
+        &file,
+        "[env.lab.keys.deploy]\n[env.lab.networks.lan]\n[env.lab.networks.wan]\n\
+         [env.lab.vms.a]\nnics = [\"lan\", \"wan\"]\n\
+         [env.lab.vms.b]\nnics = [\"lan\"]\n\
+         [[env.lab.vms.b.provision]]\nrun = \"echo '{{ keys.deploy.public }}' > /tmp/k\"\n",
+    )
+    .unwrap();
+    let mut cmd = scenario::child("scenario_env");
+    private
+        .apply(&mut cmd)
+        .env("VMTEST_SESSION", &session)
+        .env("VMTEST_SCENARIO_ENV_FILE", &file);
+    let mut child = Running::spawn(cmd);
+    child.wait_for("scenario: env up with 2 VM(s)", Duration::from_secs(300));
+    let prefix = vmtest::ledger::names::session_prefix(&session);
+    let before = leaks::find(private.path(), &prefix);
+    // Two VMs, two segments and the environment's directory, each with its entry.
+    assert_eq!(before.ledger.len(), 5, "{before}");
+
+    child.signal(libc::SIGKILL);
+    let (_, output) = child.wait(Duration::from_secs(30));
+    let survivors = no_qemu_survives(&private.path().to_string_lossy());
+    assert!(survivors.is_empty(), "{survivors:?}\n{output}");
+    let sweep = private
+        .apply(&mut runner::command())
+        .args(["sweep", "--session", &session])
+        .output()
+        .unwrap();
+    let swept = scenario::text(&sweep);
+    assert!(sweep.status.success(), "{swept}");
+    let left = leaks::find(private.path(), &prefix);
+    assert!(left.is_empty(), "after one sweep:\n{left}\n{swept}");
+}

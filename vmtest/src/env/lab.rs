@@ -443,7 +443,9 @@ impl Env {
 
     fn find_vm(&self, name: &str) -> Option<Arc<Vm>> {
         let vms = self.vms.lock().unwrap();
-        vms.iter().find(|(n, _)| n == name).map(|(_, vm)| vm.clone())
+        vms.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, vm)| vm.clone())
     }
 
     fn vm_names(&self) -> Vec<String> {
@@ -531,10 +533,7 @@ impl Env {
             more_segments: segments.collect(),
         };
         let vm = Arc::new(Vm::boot_in(spec, cx).await?);
-        self.vms
-            .lock()
-            .unwrap()
-            .push((name.to_owned(), vm.clone()));
+        self.vms.lock().unwrap().push((name.to_owned(), vm.clone()));
         Ok(vm)
     }
 
@@ -624,7 +623,9 @@ async fn make_key(dir: &Path, name: &str, kind: KeyKind) -> Result<KeyPair> {
                 _ => ("ecdsa", "256"),
             };
             let out = tokio::process::Command::new("ssh-keygen")
-                .args(["-q", "-t", algorithm, "-b", bits, "-N", "", "-C", &comment, "-f"])
+                .args([
+                    "-q", "-t", algorithm, "-b", bits, "-N", "", "-C", &comment, "-f",
+                ])
                 .arg(&path)
                 .output()
                 .await
@@ -642,7 +643,10 @@ async fn make_key(dir: &Path, name: &str, kind: KeyKind) -> Result<KeyPair> {
             let read = |p: &Path| {
                 std::fs::read_to_string(p).context(|| format!("reading {}", p.display()))
             };
-            (read(&path)?, read(&path.with_extension("pub"))?.trim().to_owned())
+            (
+                read(&path)?,
+                read(&path.with_extension("pub"))?.trim().to_owned(),
+            )
         }
     };
     Ok(KeyPair {
@@ -665,10 +669,13 @@ fn write_log(path: &Path, stdout: &[u8], stderr: &[u8]) {
 }
 
 fn find<'a, T>(items: &'a [T], name: &str, key: impl Fn(&T) -> &String) -> Result<&'a T> {
-    items.iter().find(|t| key(t) == name).ok_or_else(|| Error::Invalid {
-        what: "environment",
-        message: format!("{name} is not declared"),
-    })
+    items
+        .iter()
+        .find(|t| key(t) == name)
+        .ok_or_else(|| Error::Invalid {
+            what: "environment",
+            message: format!("{name} is not declared"),
+        })
 }
 
 fn at(pos: &Pos, message: String) -> Error {

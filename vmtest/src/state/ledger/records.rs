@@ -14,8 +14,9 @@ pub struct Record {
     /// Its name (a VM's is also its hostname and directory name; a segment's, as root, its
     /// network namespace's).
     pub name: String,
-    /// `vm`, `segment` (the network of an isolated/PXE test) or `fixture` (the directory
-    /// through which test processes share a fixture's VM).
+    /// `vm`, `segment` (the network of an isolated/PXE test), `fixture` (the directory
+    /// through which test processes share a fixture's VM), `snapshot` (a snapshot being built)
+    /// or `env` (an environment's directory of keys; its VMs and segments have their own).
     pub kind: &'static str,
     /// The test that made it.
     pub test: String,
