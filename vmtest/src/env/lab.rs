@@ -412,15 +412,29 @@ impl Env {
     /// A reference's value from what is up, without waiting (`None`: not known yet).
     fn value(&self, reference: &Ref) -> Option<String> {
         let segment = |n: &str| self.networks.get(n);
+        // A user-mode network is each VM's own, and the same everywhere: QEMU's defaults.
+        let user = |n: &str| {
+            self.decl
+                .network(n)
+                .is_some_and(|d| d.kind == Network::User)
+                .then_some(((std::net::Ipv4Addr::new(10, 0, 2, 0), 24), "10.0.2.2"))
+        };
+        let subnet = |n: &str| match segment(n) {
+            Some(s) => Some(s.subnet()),
+            None => user(n).map(|(subnet, _)| subnet),
+        };
         Some(match reference {
             Ref::KeyPublic(k) => self.keys.get(k)?.public.clone(),
             Ref::KeyPrivate(k) => self.keys.get(k)?.private.clone(),
             Ref::NetworkCidr(n) => {
-                let (net, prefix) = segment(n)?.subnet();
+                let (net, prefix) = subnet(n)?;
                 format!("{net}/{prefix}")
             }
-            Ref::NetworkGateway(n) => segment(n)?.gateway().to_string(),
-            Ref::NetworkPrefix(n) => segment(n)?.subnet().1.to_string(),
+            Ref::NetworkGateway(n) => match segment(n) {
+                Some(s) => s.gateway().to_string(),
+                None => user(n)?.1.to_owned(),
+            },
+            Ref::NetworkPrefix(n) => subnet(n)?.1.to_string(),
             Ref::VmMac { vm, network } => {
                 let vm = self.find_vm(vm)?;
                 vm.mac_on(segment(network)?)?.to_owned()
