@@ -149,7 +149,7 @@ fn random_u32() -> Result<u32> {
 }
 
 /// Fills `buf` from the kernel's CSPRNG.
-fn fill_random(buf: &mut [u8]) -> Result<()> {
+pub(crate) fn fill_random(buf: &mut [u8]) -> Result<()> {
     // SAFETY: writes at most `buf.len()` bytes into `buf`.
     let n = unsafe { libc::getrandom(buf.as_mut_ptr().cast(), buf.len(), 0) };
     if n != buf.len() as isize {

@@ -275,7 +275,7 @@ async fn fix_up(vm: &Vm, saved_as: &str) -> Result<()> {
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap_or_default();
     let mut noise = [0u8; 32];
-    getrandom(&mut noise)?;
+    crate::guest::identity::fill_random(&mut noise)?;
     let noise: String = noise.iter().map(|b| format!("{b:02x}")).collect();
     let name = &vm.name;
     // One command as root: each `sudo` costs the guest a few hundred milliseconds under TCG.
@@ -290,14 +290,4 @@ if [ -f /etc/hosts ]; then sed -i 's/{saved_as}/{name}/g' /etc/hosts; fi"#,
         nanos = now.subsec_nanos(),
     );
     vm.sh(script).sudo().succeed().await.map(drop)
-}
-
-fn getrandom(buf: &mut [u8]) -> Result<()> {
-    use std::io::Read;
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(buf))
-        .map_err(|e| Error::Io {
-            context: "reading /dev/urandom".into(),
-            source: e,
-        })
 }
