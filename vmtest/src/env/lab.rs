@@ -443,7 +443,9 @@ impl Env {
 
     fn find_vm(&self, name: &str) -> Option<Arc<Vm>> {
         let vms = self.vms.lock().unwrap();
-        vms.iter().find(|(n, _)| n == name).map(|(_, vm)| vm.clone())
+        vms.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, vm)| vm.clone())
     }
 
     fn vm_names(&self) -> Vec<String> {
@@ -471,6 +473,17 @@ impl Env {
     /// The VMs, in the order they came up, by their names in the environment.
     pub fn vms(&self) -> Vec<(String, Arc<Vm>)> {
         self.vms.lock().unwrap().clone()
+    }
+
+    /// Takes the VMs out of the environment, in the order they came up: its teardown no longer
+    /// touches them (`#[vmtest(env)]` keeps them this way).
+    pub(crate) fn take_vms(&self) -> Vec<(String, Arc<Vm>)> {
+        std::mem::take(&mut *self.vms.lock().unwrap())
+    }
+
+    /// Where its evidence goes: `env-NAME` in the test's artifacts, a directory a VM.
+    pub(crate) fn artifacts_dir(&self) -> Option<&Path> {
+        self.artifacts.as_deref()
     }
 
     /// The segment of the isolated or PXE network `name`: leases, requests, capture.
@@ -531,18 +544,14 @@ impl Env {
             more_segments: segments.collect(),
         };
         let vm = Arc::new(Vm::boot_in(spec, cx).await?);
-        self.vms
-            .lock()
-            .unwrap()
-            .push((name.to_owned(), vm.clone()));
+        self.vms.lock().unwrap().push((name.to_owned(), vm.clone()));
         Ok(vm)
     }
 
     /// Tears the environment down: VMs in the reverse of the order they came up, then the
     /// networks, then its keys. Dropping it does the same.
     pub async fn down(self) {
-        let vms = std::mem::take(&mut *self.vms.lock().unwrap());
-        for (_, vm) in vms.into_iter().rev() {
+        for (_, vm) in self.take_vms().into_iter().rev() {
             if let Ok(vm) = Arc::try_unwrap(vm) {
                 vm.destroy().await;
             }
@@ -552,8 +561,7 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let vms = std::mem::take(&mut *self.vms.lock().unwrap());
-        for vm in vms.into_iter().rev() {
+        for vm in self.take_vms().into_iter().rev() {
             drop(vm);
         }
         // Networks after the VMs whose taps they hold; the directory last (field order).
@@ -624,7 +632,9 @@ async fn make_key(dir: &Path, name: &str, kind: KeyKind) -> Result<KeyPair> {
                 _ => ("ecdsa", "256"),
             };
             let out = tokio::process::Command::new("ssh-keygen")
-                .args(["-q", "-t", algorithm, "-b", bits, "-N", "", "-C", &comment, "-f"])
+                .args([
+                    "-q", "-t", algorithm, "-b", bits, "-N", "", "-C", &comment, "-f",
+                ])
                 .arg(&path)
                 .output()
                 .await
@@ -642,7 +652,10 @@ async fn make_key(dir: &Path, name: &str, kind: KeyKind) -> Result<KeyPair> {
             let read = |p: &Path| {
                 std::fs::read_to_string(p).context(|| format!("reading {}", p.display()))
             };
-            (read(&path)?, read(&path.with_extension("pub"))?.trim().to_owned())
+            (
+                read(&path)?,
+                read(&path.with_extension("pub"))?.trim().to_owned(),
+            )
         }
     };
     Ok(KeyPair {
@@ -665,10 +678,13 @@ fn write_log(path: &Path, stdout: &[u8], stderr: &[u8]) {
 }
 
 fn find<'a, T>(items: &'a [T], name: &str, key: impl Fn(&T) -> &String) -> Result<&'a T> {
-    items.iter().find(|t| key(t) == name).ok_or_else(|| Error::Invalid {
-        what: "environment",
-        message: format!("{name} is not declared"),
-    })
+    items
+        .iter()
+        .find(|t| key(t) == name)
+        .ok_or_else(|| Error::Invalid {
+            what: "environment",
+            message: format!("{name} is not declared"),
+        })
 }
 
 fn at(pos: &Pos, message: String) -> Error {

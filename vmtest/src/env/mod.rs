@@ -3,5 +3,5 @@
 
 pub(crate) mod file;
 pub(crate) mod graph;
-pub(crate) mod template;
 pub(crate) mod lab;
+pub(crate) mod template;

@@ -28,9 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub(crate) use boot::shared_segment;
+pub(crate) use command::tail;
 pub use command::Command;
 pub use console::{Console, ConsoleMatch, Key};
-pub(crate) use command::tail;
 pub(crate) use context::Context;
 pub(crate) use plan::resolve_accel;
 pub use running::{Line, Running, Stream};
