@@ -688,6 +688,49 @@ mod tests {
     }
 
     #[test]
+    fn an_env_test_runs_against_its_environment() {
+        let out = expand_str(
+            quote!(env = "router-lab", timeout = "20m", keep),
+            quote!(
+                async fn t(env: &Env) -> anyhow::Result<()> {
+                    Ok(())
+                }
+            ),
+        );
+        assert!(
+            out.contains(
+                ":: vmtest :: __private :: run_env (:: vmtest :: __private :: TestId { \
+                 module_path : :: core :: module_path ! () , name : \"t\" } , :: vmtest :: \
+                 __private :: TestOptions { timeout : :: core :: option :: Option :: Some (:: \
+                 core :: time :: Duration :: from_secs (1200u64)) , keep : :: core :: option :: \
+                 Option :: Some (\"on-failure\") , .. :: core :: default :: Default :: default \
+                 () } , \"router-lab\" , | env | :: std :: boxed :: Box :: pin (t (env)) ,)"
+            ),
+            "{out}"
+        );
+        // No VM to plan: the environment's file declares them.
+        assert!(
+            out.contains("specs : || :: std :: vec :: Vec :: new () ,"),
+            "{out}"
+        );
+        assert!(!out.contains("VmSpec"), "{out}");
+
+        let out = expand_str(
+            quote!(env = "lab"),
+            quote!(
+                fn t(env: &vmtest::Env) {}
+            ),
+        );
+        assert!(
+            out.contains(
+                "| env | :: std :: boxed :: Box :: pin (async move { :: vmtest :: __private :: \
+                 blocking (|| t (env)) })"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
     fn a_sync_body_runs_where_it_may_block() {
         let out = expand_str(
             quote!(),

@@ -437,6 +437,108 @@ mod tests {
         fn_errors_with(tokens, &Vms::One)
     }
 
+    fn env_fn_errors(tokens: TokenStream) -> Vec<String> {
+        let (args, parsed) = crate::parse::parse_args(quote!(env = "lab"));
+        parsed.unwrap();
+        let func: ItemFn = syn::parse2(tokens).unwrap();
+        match check_fn(&func, &args) {
+            Ok(()) => Vec::new(),
+            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn an_env_test_takes_the_environment() {
+        for tokens in [
+            quote!(
+                async fn a(env: &Env) {}
+            ),
+            quote!(
+                async fn a(_: &'_ vmtest::Env) -> anyhow::Result<()> {
+                    Ok(())
+                }
+            ),
+            quote!(
+                fn a(lab: &::vmtest::Env) {}
+            ),
+        ] {
+            assert_eq!(
+                env_fn_errors(tokens.clone()),
+                Vec::<String>::new(),
+                "{tokens}"
+            );
+        }
+        for (tokens, says) in [
+            (
+                quote!(
+                    async fn a(vm: &Vm) {}
+                ),
+                "with `env`, the parameter of a `#[vmtest]` function must be `&Env` \
+                 (`vmtest::Env`, also written `&vmtest::Env` or `&::vmtest::Env`): `async fn \
+                 NAME(env: &Env)`; the environment's VMs are `env.vm(\"NAME\")`",
+            ),
+            (
+                quote!(
+                    async fn a(vms: &[Vm]) {}
+                ),
+                "the environment's VMs are",
+            ),
+            (
+                quote!(
+                    async fn a(env: Env) {}
+                ),
+                "must be `&Env`",
+            ),
+            (
+                quote!(
+                    async fn a(env: &mut Env) {}
+                ),
+                "the environment is shared, not `&mut`",
+            ),
+            (
+                quote!(
+                    async fn a(env: &'static Env) {}
+                ),
+                "write no lifetime",
+            ),
+            (
+                quote!(
+                    async fn a(env: &other::Env) {}
+                ),
+                "must be `&Env`",
+            ),
+            (
+                quote!(
+                    async fn a() {}
+                ),
+                "with `env`, a `#[vmtest]` function takes exactly one parameter, the \
+                 environment: `async fn NAME(env: &Env)`",
+            ),
+            (
+                quote!(
+                    async fn a(env: &Env, vm: &Vm) {}
+                ),
+                "remove this one",
+            ),
+        ] {
+            let errors = env_fn_errors(tokens.clone());
+            assert!(
+                errors.iter().any(|e| e.contains(says)),
+                "{tokens}: {errors:?}"
+            );
+        }
+        // Without `env`, an `&Env` asks for it.
+        let errors = fn_errors(quote!(
+            async fn a(env: &vmtest::Env) {}
+        ));
+        assert!(
+            errors[0].starts_with(
+                "a parameter `&Env` is an environment: add `env = \"NAME\"` to `#[vmtest]`"
+            ),
+            "{errors:?}"
+        );
+    }
+
     fn fn_errors_with(tokens: TokenStream, vms: &Vms) -> Vec<String> {
         let func: ItemFn = syn::parse2(tokens).unwrap();
         let args = Args {
