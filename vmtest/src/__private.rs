@@ -152,7 +152,7 @@ pub fn kvm_missing() -> Option<String> {
 ///
 /// `#[track_caller]`: the generated test calls this with the span of the user's function, so a
 /// failure's `panicked at` names the test's own file and line, not this one. It holds only for
-/// the `panic!`s in [`drive`]'s own body (a closure or an async block has a location of its
+/// the `panic!`s in `drive`'s own body (a closure or an async block has a location of its
 /// own), which is why every failure is carried out of the runtime and panics there.
 #[track_caller]
 pub fn run<F, R>(id: TestId, options: TestOptions, specs: Vec<VmSpec>, body: F)

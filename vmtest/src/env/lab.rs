@@ -67,6 +67,9 @@ impl KeyPair {
 /// ```
 ///
 /// Dropping it tears everything down, VMs first, in the reverse of the order they came up.
+///
+/// A test can have one brought up and taken down around its body:
+/// `#[vmtest(env = "router-lab")] async fn t(env: &Env)` (see `docs/environments.md`).
 pub struct Env {
     name: String,
     decl: Arc<EnvDecl>,
