@@ -440,11 +440,7 @@ mod tests {
     fn env_fn_errors(tokens: TokenStream) -> Vec<String> {
         let (args, parsed) = crate::parse::parse_args(quote!(env = "lab"));
         parsed.unwrap();
-        let func: ItemFn = syn::parse2(tokens).unwrap();
-        match check_fn(&func, &args) {
-            Ok(()) => Vec::new(),
-            Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
-        }
+        errors_with(tokens, &args)
     }
 
     #[test]
@@ -540,12 +536,16 @@ mod tests {
     }
 
     fn fn_errors_with(tokens: TokenStream, vms: &Vms) -> Vec<String> {
-        let func: ItemFn = syn::parse2(tokens).unwrap();
         let args = Args {
             vms: vms.clone(),
             ..Args::default()
         };
-        match check_fn(&func, &args) {
+        errors_with(tokens, &args)
+    }
+
+    fn errors_with(tokens: TokenStream, args: &Args) -> Vec<String> {
+        let func: ItemFn = syn::parse2(tokens).unwrap();
+        match check_fn(&func, args) {
             Ok(()) => Vec::new(),
             Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
         }
