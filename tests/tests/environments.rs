@@ -5,17 +5,14 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use vmtest::{Env, VmSpec};
+use vmtest::{vmtest, Env, VmSpec};
 
 /// The router lab: each client reaches the other's LAN only through the router, whose
 /// addresses reached client1 through its user-data and client2 through its provisioning.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_router_lab_routes_between_its_lans_through_the_router() -> anyhow::Result<()> {
-    let env = Env::up("router-lab").await?;
-    router_lab(&env).await
-}
-
-async fn router_lab(env: &Env) -> anyhow::Result<()> {
+#[vmtest(env = "router-lab", timeout = "20m")]
+async fn the_router_lab_routes_between_its_lans_through_the_router(
+    env: &Env,
+) -> anyhow::Result<()> {
     let (lan1, lan2) = (env.network("lan1")?, env.network("lan2")?);
     let (router, client1, client2) = (env.vm("router")?, env.vm("client1")?, env.vm("client2")?);
     let order: Vec<String> = env.vms().into_iter().map(|(name, _)| name).collect();
@@ -76,13 +73,8 @@ async fn router_lab(env: &Env) -> anyhow::Result<()> {
 }
 
 /// The PXE lab: the diskless VM booted over the environment's PXE network.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_pxe_lab_boots_its_diskless_vm_over_its_network() -> anyhow::Result<()> {
-    let env = Env::up("pxe-lab").await?;
-    pxe_lab(&env).await
-}
-
-async fn pxe_lab(env: &Env) -> anyhow::Result<()> {
+#[vmtest(env = "pxe-lab", timeout = "10m")]
+async fn the_pxe_lab_boots_its_diskless_vm_over_its_network(env: &Env) -> anyhow::Result<()> {
     let boot = env.network("boot")?;
     let vm = env.vm("diskless")?;
     let mac = vm.mac_on(boot).expect("a NIC on the PXE network");

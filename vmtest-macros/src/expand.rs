@@ -19,6 +19,10 @@
 //!     specs: || vec![..], options: || TestOptions { .. } } }
 //! ```
 //!
+//! With `env = "NAME"`, `run` is `run_env(TestId { .. }, TestOptions { .. }, "NAME", |env|
+//! Box::pin(NAME(env)))` and the registration's `specs` are empty: the environment's file
+//! declares its VMs, read when the test runs.
+//!
 //! A plain `#[test] fn` is what both libtest and nextest (one process per test) list and run.
 //! The custom harness (`harness = false`) sees no `#[test]` items, they are compiled out there,
 //! so it runs the registered `__vmtest_run_NAME`, which therefore holds the body. Keeping the
@@ -76,22 +80,27 @@ pub(crate) fn expand(args: &Args, func: ItemFn) -> TokenStream {
     };
 
     // Mixed-site hygiene: the closure's parameter cannot capture the name `NAME` even when the
-    // user's function is itself called `vm`.
-    let vm = Ident::new("vm", Span::mixed_site());
-    let vm_at = |i: usize| Ident::new("vm", Span::mixed_site().located_at(param_span(i)));
+    // user's function is itself called `vm` (or `env`).
+    let param_name = if args.env.is_some() { "env" } else { "vm" };
+    let param = Ident::new(param_name, Span::mixed_site());
+    let param_at = |i: usize| Ident::new(param_name, Span::mixed_site().located_at(param_span(i)));
     let call_args: Vec<TokenStream> = match &args.vms {
+        _ if args.env.is_some() => {
+            let env = param_at(0);
+            vec![quote!(#env)]
+        }
         Vms::Count(_) => {
-            let vms = vm_at(0);
+            let vms = param_at(0);
             vec![quote!(#vms)]
         }
         Vms::Named(names) => (0..names.len())
             .map(|i| {
-                let (vm, index) = (vm_at(i), Literal::usize_unsuffixed(i));
+                let (vm, index) = (param_at(i), Literal::usize_unsuffixed(i));
                 quote!(&#vm[#index])
             })
             .collect(),
         Vms::One | Vms::Invalid => {
-            let vm = vm_at(0);
+            let vm = param_at(0);
             vec![quote!(&#vm[0])]
         }
     };
@@ -108,12 +117,18 @@ pub(crate) fn expand(args: &Args, func: ItemFn) -> TokenStream {
     };
     let specs = specs(args);
     let options = options(args);
+    // What the test runs against: the VMs of its specs, or the environment it names.
+    let (runner, subject) = match &args.env {
+        Some(env) => ("run_env", quote!(#env)),
+        None => ("run", specs.clone()),
+    };
+    let runner = Ident::new(runner, outcome_span);
     let run = quote_spanned! {outcome_span=>
-        ::vmtest::__private::run(
+        ::vmtest::__private::#runner(
             #id,
             #options,
-            #specs,
-            |#vm| ::std::boxed::Box::pin(#future),
+            #subject,
+            |#param| ::std::boxed::Box::pin(#future),
         )
     };
 
@@ -232,9 +247,10 @@ fn should_panic(attr: &Attribute) -> TokenStream {
     }
 }
 
-/// The `Vec<VmSpec>` of the test: one spec per VM, none for a fixture test (the fixture has it).
+/// The `Vec<VmSpec>` of the test: one spec per VM, none for a fixture test (the fixture has it)
+/// or an environment test (its file declares the VMs).
 fn specs(args: &Args) -> TokenStream {
-    if args.fixture.is_some() {
+    if args.fixture.is_some() || args.env.is_some() {
         return quote!(::std::vec::Vec::new());
     }
     let image = args.image.as_deref().map(|image| quote!(.image(#image)));
@@ -666,6 +682,49 @@ mod tests {
             out.contains(
                 "fixture : { let fixture : & 'static :: vmtest :: Fixture = & super :: shared ; \
                  :: core :: option :: Option :: Some (fixture) }"
+            ),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn an_env_test_runs_against_its_environment() {
+        let out = expand_str(
+            quote!(env = "router-lab", timeout = "20m", keep),
+            quote!(
+                async fn t(env: &Env) -> anyhow::Result<()> {
+                    Ok(())
+                }
+            ),
+        );
+        assert!(
+            out.contains(
+                ":: vmtest :: __private :: run_env (:: vmtest :: __private :: TestId { \
+                 module_path : :: core :: module_path ! () , name : \"t\" } , :: vmtest :: \
+                 __private :: TestOptions { timeout : :: core :: option :: Option :: Some (:: \
+                 core :: time :: Duration :: from_secs (1200u64)) , keep : :: core :: option :: \
+                 Option :: Some (\"on-failure\") , .. :: core :: default :: Default :: default \
+                 () } , \"router-lab\" , | env | :: std :: boxed :: Box :: pin (t (env)) ,)"
+            ),
+            "{out}"
+        );
+        // No VM to plan: the environment's file declares them.
+        assert!(
+            out.contains("specs : || :: std :: vec :: Vec :: new () ,"),
+            "{out}"
+        );
+        assert!(!out.contains("VmSpec"), "{out}");
+
+        let out = expand_str(
+            quote!(env = "lab"),
+            quote!(
+                fn t(env: &vmtest::Env) {}
+            ),
+        );
+        assert!(
+            out.contains(
+                "| env | :: std :: boxed :: Box :: pin (async move { :: vmtest :: __private :: \
+                 blocking (|| t (env)) })"
             ),
             "{out}"
         );

@@ -53,6 +53,7 @@ mod parse;
 /// | `forwards` | none | a list of guest TCP ports, `forwards = [80, 8080]` (integer literals from 1 to 65535, each once): forwarded to ports on the host's 127.0.0.1 before the body runs; `vm.forward(80)` returns the address |
 /// | `vms` | one VM | `vms = N` (2 to 16; the function takes `vms: &[Vm]`) or `vms(a, b, ..)` (named; the function takes `a: &Vm, b: &Vm, ..`) |
 /// | `fixture` | none | the path of a [`macro@fixture`]: the test leases its shared VM; excludes the keys that describe a VM |
+/// | `env` | none | the name of an environment declared as `[env.NAME]` in `vmtest.toml` (`[a-z][a-z0-9-]{0,30}`): the test brings it up instead of booting VMs, and takes `env: &Env`; only `timeout`, `scale_timeout`, `requires` and `keep` may stand beside it |
 /// | `keep` | `VMTEST_KEEP` | `keep` alone (`"on-failure"`), or `keep = "on-failure"`, `"always"` or `"never"` |
 ///
 /// The image reference is checked for shape only at compile time: an empty string, whitespace,
@@ -81,7 +82,8 @@ mod parse;
 ///   not a method. A plain `fn` runs where it may block (`Ssh::run_blocking`).
 /// - It takes its VMs as `vms` says: one `&Vm` (written `&Vm`, `&vmtest::Vm` or
 ///   `&::vmtest::Vm`; the pattern is free); with `vms = N` one `&[Vm]`; with `vms(a, b)` the
-///   parameters `a: &Vm, b: &Vm`, same names (or `_a`), same order.
+///   parameters `a: &Vm, b: &Vm`, same names (or `_a`), same order; with `env`, one `&Env`
+///   (`&vmtest::Env`, `&::vmtest::Env`).
 /// - It returns `()` or a `Result<(), E>` with `E: Debug` (`anyhow::Result<()>`,
 ///   `std::io::Result<()>`, ...). An `Err` fails the test with its `Debug` text, like a panic
 ///   would; either way the VMs are torn down first.

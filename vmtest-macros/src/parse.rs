@@ -59,10 +59,11 @@ enum Key {
     Boot,
     BootOnce,
     Snapshot,
+    Env,
 }
 
 impl Key {
-    const ALL: [Key; 32] = [
+    const ALL: [Key; 33] = [
         Key::Image,
         Key::Memory,
         Key::Cpus,
@@ -95,6 +96,7 @@ impl Key {
         Key::Boot,
         Key::BootOnce,
         Key::Snapshot,
+        Key::Env,
     ];
 
     fn name(self) -> &'static str {
@@ -131,6 +133,7 @@ impl Key {
             Key::Boot => "boot",
             Key::BootOnce => "boot_once",
             Key::Snapshot => "snapshot",
+            Key::Env => "env",
         }
     }
 
@@ -176,6 +179,7 @@ impl Key {
             "boot_order" | "bootorder" => Some(Key::Boot),
             "boot_first" | "first_boot" | "once" => Some(Key::BootOnce),
             "snapshots" | "from_snapshot" | "restore" | "savevm" | "loadvm" => Some(Key::Snapshot),
+            "environment" | "lab" => Some(Key::Env),
             _ => None,
         }
     }
@@ -202,6 +206,16 @@ impl Key {
                 | Key::UserData
                 | Key::Forwards
                 | Key::Snapshot
+        )
+    }
+
+    /// Keys an environment test may have: they say how long its body may run, what it needs of
+    /// the host and what is kept of it, nothing of its VMs (the environment's file declares
+    /// them).
+    fn fits_an_env_test(self) -> bool {
+        matches!(
+            self,
+            Key::Env | Key::Timeout | Key::ScaleTimeout | Key::Keep | Key::Requires
         )
     }
 
@@ -326,6 +340,11 @@ pub(crate) struct Args {
     /// boot; only with the user-mode network, SSH readiness, the seed, BIOS and QEMU, and
     /// without a CD-ROM or a boot order.
     pub(crate) snapshot: Option<bool>,
+    /// `env = "NAME"`: the environment the test runs against, a valid environment name.
+    pub(crate) env: Option<String>,
+    /// Whether `env` was written, accepted or not: the function then takes `env: &Env`, and
+    /// the keys that describe VMs are refused.
+    pub(crate) env_written: bool,
     /// The keys accepted so far, as written: for duplicates and for keys that exclude each
     /// other. A rejected value does not count as given.
     given: Vec<(Key, Ident)>,
@@ -503,6 +522,9 @@ fn apply(args: &mut Args, key: &Ident, value: &Value) -> syn::Result<()> {
         };
         return Err(syn::Error::new(key.span(), message));
     }
+    if parsed == Key::Env {
+        args.env_written = true;
+    }
     if parsed == Key::Vms {
         // Until it is accepted below: a rejected `vms` must not make the parameters be checked
         // against one `&Vm`.
@@ -562,6 +584,12 @@ fn apply(args: &mut Args, key: &Ident, value: &Value) -> syn::Result<()> {
                  of booting it) or `snapshot = true` / `snapshot = false`",
             ))
         }
+        (Key::Env, _) => {
+            return Err(syn::Error::new(
+                key.span(),
+                format!("expected `env = \"NAME\"`: {}", keys::ENV_NAME),
+            ))
+        }
         (_, _) => return Err(not_key_value(key)),
     };
     match parsed {
@@ -603,6 +631,7 @@ fn apply(args: &mut Args, key: &Ident, value: &Value) -> syn::Result<()> {
         Key::Boot => args.boot = keys::boot_order(value)?,
         Key::BootOnce => args.boot_once = Some(keys::choice(&keys::BOOT_DEVICE, value)?),
         Key::Snapshot => args.snapshot = Some(keys::boolean(&name, value)?),
+        Key::Env => args.env = Some(keys::env(value)?),
     }
     args.given.push((parsed, key.clone()));
     Ok(())

@@ -7,12 +7,14 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
-use crate::spec::VmSpec;
+use crate::spec::{Accel, VmSpec};
 use crate::vm::keep::Keep;
 use crate::vm::Context as VmContext;
 use crate::vm::Vm;
+use crate::Env;
 
 /// Identifies the test a VM belongs to (names, logs, artifacts).
 #[derive(Debug, Clone, Copy)]
@@ -135,7 +137,7 @@ pub fn blocking<R>(body: impl FnOnce() -> R) -> R {
 /// Why a test that needs KVM cannot have it here, if it cannot.
 pub fn kvm_missing() -> Option<String> {
     match crate::vm::resolve_accel(crate::spec::AccelChoice::Auto, crate::backend::Driver::Qemu) {
-        Ok(crate::spec::Accel::Kvm) => None,
+        Ok(Accel::Kvm) => None,
         Ok(accel) => Some(format!("this host runs VMs under {accel}")),
         Err(e) => Some(e.to_string()),
     }
@@ -150,12 +152,39 @@ pub fn kvm_missing() -> Option<String> {
 ///
 /// `#[track_caller]`: the generated test calls this with the span of the user's function, so a
 /// failure's `panicked at` names the test's own file and line, not this one. It holds only for
-/// the `panic!`s in this function's own body (a closure or an async block has a location of its
-/// own), which is why every failure is carried out of the runtime and panics here.
+/// the `panic!`s in `drive`'s own body (a closure or an async block has a location of its
+/// own), which is why every failure is carried out of the runtime and panics there.
 #[track_caller]
 pub fn run<F, R>(id: TestId, options: TestOptions, specs: Vec<VmSpec>, body: F)
 where
     F: for<'vm> FnOnce(&'vm [Vm]) -> Body<'vm, R>,
+    R: TestOutcome,
+{
+    drive::<TestVms, _, _>(id, &options, specs, move |vms| body(vms.vms.as_slice()));
+}
+
+/// [`run`] for `#[vmtest(env = "NAME")]`: brings up the environment `env` of the project file
+/// instead of booting VMs, runs the body against it, and takes it down (or keeps its VMs, as
+/// `keep` says) whatever the body did. Its VMs' evidence goes into `env-NAME/VM` of the test's
+/// artifacts.
+#[track_caller]
+pub fn run_env<F, R>(id: TestId, options: TestOptions, env: &'static str, body: F)
+where
+    F: for<'e> FnOnce(&'e Env) -> Body<'e, R>,
+    R: TestOutcome,
+{
+    drive::<Env, _, _>(id, &options, env, body);
+}
+
+/// The run of every `#[vmtest]` test, whatever it runs against: the skip without KVM, the keep
+/// policy, a clean artifacts directory, a runtime, the subject obtained, the body under its
+/// time limit with panics caught, the evidence of a failure saved, the subject kept or torn
+/// down, and the outcome reported as libtest expects.
+#[track_caller]
+fn drive<S, F, R>(id: TestId, options: &TestOptions, decl: S::Decl, body: F)
+where
+    S: Subject,
+    F: for<'s> FnOnce(&'s S) -> Body<'s, R>,
     R: TestOutcome,
 {
     let test = id.path();
@@ -188,16 +217,12 @@ where
     if let Some(dir) = &artifacts {
         crate::vm::artifacts::clear(dir);
     }
-    let label = |i: usize| -> Option<String> {
-        match (options.labels.get(i), specs.len()) {
-            (Some(l), _) => Some((*l).to_owned()),
-            (None, 1) => None,
-            (None, _) => Some(i.to_string()),
-        }
-    };
-    let vm_artifacts = |i: usize| match label(i) {
-        Some(l) => artifacts.as_ref().map(|a| a.join(l)),
-        None => artifacts.clone(),
+    let run = Run {
+        id,
+        test,
+        options,
+        keep,
+        artifacts,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -205,37 +230,25 @@ where
         .enable_all()
         .build()
         .expect("vmtest: cannot start a tokio runtime");
-    let see_artifacts = |dir: &Option<PathBuf>| match dir {
-        Some(dir) => format!(
-            "\n  artifacts (console, QEMU command line and log): {}",
-            dir.display()
-        ),
-        None => String::new(),
-    };
     let outcome = runtime.block_on(async {
-        let vms = match options.fixture {
-            Some(fixture) => fixture.lease(id.libtest_name()).await.map(Vms::Leased),
-            None => boot_all(&test, keep, &specs, &vm_artifacts, artifacts.clone())
-                .await
-                .map(Vms::Own),
-        };
-        let vms = match vms {
-            Ok(vms) => vms,
+        let test = &run.test;
+        let subject = match S::obtain(decl, &run).await {
+            Ok(subject) => subject,
             Err(e) => {
                 return Err(Failure::Message(format!(
-                    "{test}: VM did not boot: {e}{}",
-                    see_artifacts(&artifacts)
+                    "{test}: {e}{}",
+                    run.see_artifacts()
                 )))
             }
         };
         let limit = options.timeout.map(|t| {
-            let factor = match (options.scale_timeout, vms.as_slice().first()) {
-                (true, Some(vm)) => vm.accel().timeout_factor(),
+            let factor = match (options.scale_timeout, subject.accel()) {
+                (true, Some(accel)) => accel.timeout_factor(),
                 _ => 1,
             };
             t * factor
         });
-        let body = CatchUnwind(AssertUnwindSafe(body(vms.as_slice())));
+        let body = CatchUnwind(AssertUnwindSafe(body(&subject)));
         let result = match limit {
             None => settle(body.await),
             Some(limit) => match tokio::time::timeout(limit, body).await {
@@ -253,47 +266,205 @@ where
         };
         let failed = result.is_err();
         let mut notes = String::new();
-        if let (true, Some(_)) = (failed, &artifacts) {
+        if let (true, Some(_)) = (failed, &run.artifacts) {
             let failure = match &result {
                 Err(Failure::Message(m)) => m.clone(),
                 Err(Failure::Panic(p)) => format!("panicked: {}", panic_message(p.as_ref())),
                 Ok(()) => String::new(),
             };
-            for (i, vm) in vms.as_slice().iter().enumerate() {
-                if let Some(dir) = vm_artifacts(i) {
-                    if let Err(e) = vm.save_artifacts_with(&dir, Some(&failure)).await {
-                        tracing::warn!("{e}");
-                    }
-                }
-            }
-            notes.push_str(&see_artifacts(&artifacts));
+            subject.save_artifacts(&failure).await;
+            notes.push_str(&run.see_artifacts());
         }
-        // Reverse order of creation; a fixture's VM is only given back.
-        let Vms::Own(vms) = vms else {
-            return result.map_err(|f| f.with_notes(&test, &notes));
-        };
-        for vm in vms.into_iter().rev() {
-            if keep.keeps(failed) {
-                let reason = format!(
-                    "{}, test {}",
-                    keep.describe(options.keep.is_some()),
-                    if failed { "failed" } else { "passed" }
-                );
-                match vm.keep(&test, &reason) {
-                    Ok(how) => tracing::warn!("{how}"),
-                    Err(e) => tracing::warn!("could not keep the VM: {e}"),
-                }
-            } else {
-                vm.destroy().await;
-            }
-        }
-        result.map_err(|f| f.with_notes(&test, &notes))
+        subject.release(&run, failed).await;
+        result.map_err(|f| f.with_notes(test, &notes))
     });
     drop(runtime);
     match outcome {
         Ok(()) => {}
         Err(Failure::Message(m)) => panic!("{m}"),
         Err(Failure::Panic(p)) => std::panic::resume_unwind(p),
+    }
+}
+
+/// One test's run, as [`drive`] sets it up for its subject.
+struct Run<'a> {
+    id: TestId,
+    /// [`TestId::path`].
+    test: String,
+    options: &'a TestOptions,
+    keep: Keep,
+    /// The test's artifacts directory, emptied.
+    artifacts: Option<PathBuf>,
+}
+
+impl Run<'_> {
+    /// Where a failure's evidence is, for its message.
+    fn see_artifacts(&self) -> String {
+        match &self.artifacts {
+            Some(dir) => format!(
+                "\n  artifacts (console, QEMU command line and log): {}",
+                dir.display()
+            ),
+            None => String::new(),
+        }
+    }
+
+    /// Leaves `vm` running past the test, saying how to reach and remove it.
+    fn keep(&self, vm: Vm, failed: bool) {
+        let reason = format!(
+            "{}, test {}",
+            self.keep.describe(self.options.keep.is_some()),
+            if failed { "failed" } else { "passed" }
+        );
+        match vm.keep(&self.test, &reason) {
+            Ok(how) => tracing::warn!("{how}"),
+            Err(e) => tracing::warn!("could not keep the VM: {e}"),
+        }
+    }
+}
+
+/// What a test runs against: VMs of its own (or a fixture's), or an environment.
+trait Subject: Sized {
+    /// What the attribute says it is: the VMs' specs, the environment's name.
+    type Decl;
+
+    /// Boots it, or brings it up; the error says what did not come up, and why.
+    async fn obtain(decl: Self::Decl, run: &Run<'_>) -> Result<Self, String>;
+
+    /// The accelerator its VMs run under, which scales the body's time limit.
+    fn accel(&self) -> Option<Accel>;
+
+    /// Saves each VM's evidence of the failure into the test's artifacts.
+    async fn save_artifacts(&self, failure: &str);
+
+    /// After the body: keeps what the keep policy keeps, tears the rest down.
+    async fn release(self, run: &Run<'_>, failed: bool);
+}
+
+/// A test's VMs, and where each one's evidence goes.
+struct TestVms {
+    vms: Vms,
+    artifacts: Vec<Option<PathBuf>>,
+}
+
+impl Subject for TestVms {
+    type Decl = Vec<VmSpec>;
+
+    async fn obtain(specs: Vec<VmSpec>, run: &Run<'_>) -> Result<TestVms, String> {
+        let label = |i: usize| -> Option<String> {
+            match (run.options.labels.get(i), specs.len()) {
+                (Some(l), _) => Some((*l).to_owned()),
+                (None, 1) => None,
+                (None, _) => Some(i.to_string()),
+            }
+        };
+        let vm_artifacts = |i: usize| match label(i) {
+            Some(l) => run.artifacts.as_ref().map(|a| a.join(l)),
+            None => run.artifacts.clone(),
+        };
+        let vms = match run.options.fixture {
+            Some(fixture) => fixture.lease(run.id.libtest_name()).await.map(Vms::Leased),
+            None => boot_all(
+                &run.test,
+                run.keep,
+                &specs,
+                &vm_artifacts,
+                run.artifacts.clone(),
+            )
+            .await
+            .map(Vms::Own),
+        };
+        let vms = vms.map_err(|e| format!("VM did not boot: {e}"))?;
+        let artifacts = (0..vms.as_slice().len()).map(vm_artifacts).collect();
+        Ok(TestVms { vms, artifacts })
+    }
+
+    fn accel(&self) -> Option<Accel> {
+        self.vms.as_slice().first().map(Vm::accel)
+    }
+
+    async fn save_artifacts(&self, failure: &str) {
+        for (vm, dir) in self.vms.as_slice().iter().zip(&self.artifacts) {
+            if let Some(dir) = dir {
+                if let Err(e) = vm.save_artifacts_with(dir, Some(failure)).await {
+                    tracing::warn!("{e}");
+                }
+            }
+        }
+    }
+
+    async fn release(self, run: &Run<'_>, failed: bool) {
+        // A fixture's VM is only given back.
+        let Vms::Own(vms) = self.vms else {
+            return;
+        };
+        // Reverse order of creation.
+        for vm in vms.into_iter().rev() {
+            if run.keep.keeps(failed) {
+                run.keep(vm, failed);
+            } else {
+                vm.destroy().await;
+            }
+        }
+    }
+}
+
+impl Subject for Env {
+    type Decl = &'static str;
+
+    async fn obtain(name: &'static str, run: &Run<'_>) -> Result<Env, String> {
+        let up = async {
+            let decl = crate::env::file::load(name)?;
+            let cx = VmContext {
+                test: run.test.clone(),
+                artifacts: run.artifacts.clone(),
+                keep: run.keep,
+                segment: None,
+                more_segments: Vec::new(),
+            };
+            Env::up_from(decl, cx).await
+        };
+        up.await
+            .map_err(|e| format!("environment {name} did not come up: {e}"))
+    }
+
+    fn accel(&self) -> Option<Accel> {
+        match self.vms().first() {
+            Some((_, vm)) => Some(vm.accel()),
+            // No VM to ask: the one the environment's VMs would get.
+            None => crate::doctor::accelerator().ok(),
+        }
+    }
+
+    async fn save_artifacts(&self, failure: &str) {
+        let Some(dir) = self.artifacts_dir() else {
+            return;
+        };
+        for (name, vm) in self.vms() {
+            if let Err(e) = vm
+                .save_artifacts_with(&dir.join(&name), Some(failure))
+                .await
+            {
+                tracing::warn!("{e}");
+            }
+        }
+    }
+
+    async fn release(self, run: &Run<'_>, failed: bool) {
+        if run.keep.keeps(failed) {
+            for (name, vm) in self.take_vms().into_iter().rev() {
+                match Arc::try_unwrap(vm) {
+                    Ok(vm) => run.keep(vm, failed),
+                    Err(_) => tracing::warn!(
+                        "could not keep VM {name} of environment {}: a handle on it outlived \
+                         the test's body",
+                        self.name()
+                    ),
+                }
+            }
+        }
+        // What is left: every VM unless kept, then the networks and keys.
+        self.down().await;
     }
 }
 

@@ -7,7 +7,11 @@ use super::{Args, Errors, Key, Ready, Vms};
 /// Errors of keys that are valid alone but not together; on the key that has to go.
 pub(super) fn check_combinations(args: &mut Args, errors: &mut Errors) {
     let given = |key: Key| args.given.iter().find(|(given, _)| *given == key);
-    if given(Key::Fixture).is_some() {
+    if args.env_written {
+        check_env(&args.given, errors);
+        // The function takes the environment, whatever `vms` said.
+        args.vms = Vms::Invalid;
+    } else if given(Key::Fixture).is_some() {
         for (key, ident) in &args.given {
             let message = if *key == Key::Vms {
                 format!(
@@ -36,6 +40,10 @@ pub(super) fn check_combinations(args: &mut Args, errors: &mut Errors) {
              under TCG; add e.g. `timeout = \"5m\"`, or remove `scale_timeout`",
         ));
     }
+    // With `env`, every key the rest is about is refused already: they would only repeat that.
+    if args.env_written {
+        return;
+    }
     if let (Some(_), Some((_, accel)), Some("Tcg")) =
         (given(Key::Requires), given(Key::Accel), args.accel)
     {
@@ -49,6 +57,30 @@ pub(super) fn check_combinations(args: &mut Args, errors: &mut Errors) {
     if given(Key::Fixture).is_none() {
         check_network(args, errors);
         check_snapshot(args, errors);
+    }
+}
+
+/// With `env`, the environment's file declares the VMs: one error on each key that describes a
+/// VM or how it is obtained.
+fn check_env(given: &[(Key, syn::Ident)], errors: &mut Errors) {
+    for (key, ident) in given {
+        if key.fits_an_env_test() {
+            continue;
+        }
+        let what = match key {
+            Key::Vms => "says how many VMs the test boots",
+            Key::Fixture => "leases a shared VM instead of booting one",
+            Key::Backend | Key::Accel => "says how a VM is run",
+            Key::Snapshot => "says how a VM is obtained",
+            _ => "describes a VM",
+        };
+        errors.push(syn::Error::new(
+            ident.span(),
+            format!(
+                "`{ident}` {what}; with `env`, the environment's file declares its VMs \
+                 (docs/environments.md): remove `{ident}`"
+            ),
+        ));
     }
 }
 

@@ -454,6 +454,51 @@ pub(super) fn fixture(value: &Expr) -> syn::Result<syn::Path> {
     }
 }
 
+/// What `env` names, for messages.
+pub(super) const ENV_NAME: &str = "the name of an environment declared as `[env.NAME]` in \
+    vmtest.toml (docs/environments.md), e.g. `env = \"router-lab\"`";
+
+/// `env = "NAME"`: an environment's name, by the rule of the environment file. Whether the
+/// project file declares it is known when the test runs.
+pub(super) fn env(value: &Expr) -> syn::Result<String> {
+    let Some(Lit::Str(lit)) = literal(value) else {
+        // `env = router_lab`: the name without quotes.
+        let hint = match lone_ident(value).map(|ident| ident.unraw().to_string()) {
+            Some(name) => match env_name_like(&name) {
+                Some(meant) => format!("; write `env = \"{meant}\"`"),
+                None => String::new(),
+            },
+            None => String::new(),
+        };
+        return Err(syn::Error::new_spanned(
+            value,
+            format!("`env` expects a string literal: {ENV_NAME}{hint}"),
+        ));
+    };
+    let name = lit.value();
+    if vmtest_units::is_env_name(&name) {
+        return Ok(name);
+    }
+    let hint = match env_name_like(&name) {
+        Some(meant) => format!("; did you mean \"{meant}\"?"),
+        None => String::new(),
+    };
+    Err(syn::Error::new(
+        lit.span(),
+        format!(
+            "\"{}\" is not an environment name: {}{hint}",
+            name.escape_debug(),
+            vmtest_units::ENV_NAME_RULE
+        ),
+    ))
+}
+
+/// `name` lower-cased with `-` for `_`, if that is an environment name.
+fn env_name_like(name: &str) -> Option<String> {
+    let meant = name.to_ascii_lowercase().replace('_', "-");
+    vmtest_units::is_env_name(&meant).then_some(meant)
+}
+
 /// `forwards = [80, 8080]`: guest TCP ports, each from 1 to 65535, each once.
 pub(super) fn forwards(value: &Expr) -> syn::Result<Vec<u16>> {
     const EXPECTED: &str =

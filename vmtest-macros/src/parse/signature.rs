@@ -1,5 +1,6 @@
-//! Checks on the function under `#[vmtest]`: `async fn` or `fn`, taking its VMs as `vms` says,
-//! returning `()` or a `Result`, with no second test attribute.
+//! Checks on the function under `#[vmtest]`: `async fn` or `fn`, taking its VMs as `vms` says
+//! (or its environment, with `env`), returning `()` or a `Result`, with no second test
+//! attribute.
 
 use syn::ext::IdentExt;
 use syn::{Attribute, FnArg, ItemFn, Pat, PatType, ReturnType, Type, TypePath};
@@ -19,7 +20,7 @@ const SHAPE: &str = "`async fn NAME(vm: &Vm)` or `fn NAME(vm: &Vm)`, returning `
     `Result<(), E>`";
 
 /// Checks that `func` is `[async] fn NAME(PARAMS) -> ()` or `-> Result<..>`, with PARAMS as
-/// `args.vms` says: no qualifiers other than `async`, no generics, and no second test attribute.
+/// `args.vms` (or `args.env`) says: no qualifiers other than `async`, no generics, and no second test attribute.
 pub(crate) fn check_fn(func: &ItemFn, args: &Args) -> syn::Result<()> {
     let mut errors = Errors::default();
     for attr in func.attrs.iter().filter(|attr| is_test_attribute(attr)) {
@@ -42,7 +43,7 @@ pub(crate) fn check_fn(func: &ItemFn, args: &Args) -> syn::Result<()> {
 
     let sig = &func.sig;
     check_qualifiers(sig, "a `#[vmtest]` function", SHAPE, &mut errors);
-    if let Err(error) = check_params(func, &args.vms) {
+    if let Err(error) = check_params(func, args) {
         errors.push(error);
     }
     // The time limit ends the body's future at an `.await`; a plain `fn` body has none, so the
@@ -109,7 +110,7 @@ pub(crate) fn check_qualifiers(sig: &syn::Signature, what: &str, shape: &str, er
     }
 }
 
-fn check_params(func: &ItemFn, vms: &Vms) -> syn::Result<()> {
+fn check_params(func: &ItemFn, args: &Args) -> syn::Result<()> {
     let mut errors = Errors::default();
     // A method gets one error, for `self`, whatever the other parameters are.
     let mut typed = Vec::new();
@@ -122,7 +123,8 @@ fn check_params(func: &ItemFn, vms: &Vms) -> syn::Result<()> {
             FnArg::Typed(param) => typed.push(param),
         }
     }
-    let checked = match vms {
+    let checked = match &args.vms {
+        _ if args.env_written => check_env_param(func, &typed),
         Vms::One => check_one(func, &typed),
         Vms::Count(n) => check_slice(func, *n, &typed),
         Vms::Named(names) => check_named(func, names, &typed),
@@ -136,28 +138,74 @@ fn check_params(func: &ItemFn, vms: &Vms) -> syn::Result<()> {
 
 /// One VM: `vm: &Vm`.
 fn check_one(func: &ItemFn, params: &[&PatType]) -> syn::Result<()> {
+    const EXPECTED: &str = "a `#[vmtest]` function takes exactly one parameter, the VM: `vm: &Vm`";
+    one_param(
+        func,
+        params,
+        EXPECTED,
+        &format!(
+            "{EXPECTED}; remove this one (for several VMs, add `vms = N` or `vms(a, b)` to \
+             `#[vmtest]`)"
+        ),
+        |first| check_vm_ref(&first.ty, "; for several VMs, add `vms = N` to `#[vmtest]`"),
+    )
+}
+
+/// One parameter, checked by `check`: without one, an error that says `expected`; on each
+/// further one, `extra`.
+fn one_param(
+    func: &ItemFn,
+    params: &[&PatType],
+    expected: &str,
+    extra: &str,
+    check: impl FnOnce(&PatType) -> syn::Result<()>,
+) -> syn::Result<()> {
     let Some((first, rest)) = params.split_first() else {
         if !func.sig.inputs.is_empty() {
             return Ok(()); // only `self`, reported already
         }
-        return Err(syn::Error::new(
-            func.sig.paren_token.span.join(),
-            "a `#[vmtest]` function takes exactly one parameter, the VM: `vm: &Vm`",
-        ));
+        return Err(syn::Error::new(func.sig.paren_token.span.join(), expected));
     };
     let mut errors = Errors::default();
-    let hint = "; for several VMs, add `vms = N` to `#[vmtest]`";
-    if let Err(error) = check_vm_ref(&first.ty, hint) {
+    if let Err(error) = check(first) {
         errors.push(error);
     }
-    for extra in rest {
-        errors.push(syn::Error::new_spanned(
-            extra,
-            "a `#[vmtest]` function takes exactly one parameter, the VM: `vm: &Vm`; \
-             remove this one (for several VMs, add `vms = N` or `vms(a, b)` to `#[vmtest]`)",
-        ));
+    for param in rest {
+        errors.push(syn::Error::new_spanned(param, extra));
     }
     errors.finish(())
+}
+
+/// `env = "NAME"`: `env: &Env`.
+fn check_env_param(func: &ItemFn, params: &[&PatType]) -> syn::Result<()> {
+    const EXPECTED: &str = "with `env`, a `#[vmtest]` function takes exactly one parameter, the \
+        environment: `async fn NAME(env: &Env)`";
+    one_param(
+        func,
+        params,
+        EXPECTED,
+        &format!("{EXPECTED}; remove this one (the environment's VMs are `env.vm(\"NAME\")`)"),
+        check_env_ref,
+    )
+}
+
+/// Accepts `env: &Env`, `&vmtest::Env`, `&::vmtest::Env` (and `&'_` forms), the pattern free;
+/// a type that is no `&Env` is an error on the whole parameter.
+fn check_env_ref(param: &PatType) -> syn::Result<()> {
+    const EXPECTED: &str = "with `env`, the parameter of a `#[vmtest]` function must be `&Env` \
+        (`vmtest::Env`, also written `&vmtest::Env` or `&::vmtest::Env`): \
+        `async fn NAME(env: &Env)`";
+    let vms_hint = format!("{EXPECTED}; the environment's VMs are `env.vm(\"NAME\")`");
+    match shared_ref(&param.ty, EXPECTED, "the environment is")? {
+        Type::Path(path) if is_vmtest_type(path, "Env") => Ok(()),
+        Type::Path(path) if is_vmtest_type(path, "Vm") => {
+            Err(syn::Error::new_spanned(param, vms_hint))
+        }
+        Type::Slice(slice) if matches!(ungroup(&slice.elem), Type::Path(path) if is_vmtest_type(path, "Vm")) => {
+            Err(syn::Error::new_spanned(param, vms_hint))
+        }
+        _ => Err(syn::Error::new_spanned(param, EXPECTED)),
+    }
 }
 
 /// `vms = N`: `vms: &[Vm]`.
@@ -166,12 +214,6 @@ fn check_slice(func: &ItemFn, count: u32, params: &[&PatType]) -> syn::Result<()
         "with `vms = {count}`, a `#[vmtest]` function takes exactly one parameter, the VMs: \
          `vms: &[Vm]`"
     );
-    let Some((first, rest)) = params.split_first() else {
-        if !func.sig.inputs.is_empty() {
-            return Ok(());
-        }
-        return Err(syn::Error::new(func.sig.paren_token.span.join(), expected));
-    };
     // One `&Vm` per VM: the user meant named VMs; one error for the lot says so.
     if params.len() > 1 && params.iter().all(|p| check_vm_ref(&p.ty, "").is_ok()) {
         return Err(syn::Error::new_spanned(
@@ -183,17 +225,13 @@ fn check_slice(func: &ItemFn, count: u32, params: &[&PatType]) -> syn::Result<()
             ),
         ));
     }
-    let mut errors = Errors::default();
-    if let Err(error) = check_vms_slice(&first.ty, count) {
-        errors.push(error);
-    }
-    for extra in rest {
-        errors.push(syn::Error::new_spanned(
-            extra,
-            format!("{expected}; remove this one"),
-        ));
-    }
-    errors.finish(())
+    one_param(
+        func,
+        params,
+        &expected,
+        &format!("{expected}; remove this one"),
+        |first| check_vms_slice(&first.ty, count),
+    )
 }
 
 /// `vms(a, b)`: `a: &Vm, b: &Vm`, the same names in the same order.
@@ -284,24 +322,7 @@ fn check_vms_slice(ty: &Type, count: u32) -> syn::Result<()> {
         "with `vms = {count}`, the parameter of a `#[vmtest]` function must be `&[Vm]` \
          (`vmtest::Vm`, also written `&[vmtest::Vm]` or `&[::vmtest::Vm]`)"
     );
-    let Type::Reference(reference) = ungroup(ty) else {
-        return Err(syn::Error::new_spanned(ty, expected));
-    };
-    if let Some(mutability) = &reference.mutability {
-        return Err(syn::Error::new(
-            mutability.span,
-            format!("{expected}; the VMs are shared, not `&mut`"),
-        ));
-    }
-    if let Some(lifetime) = reference.lifetime.as_ref().filter(|l| l.ident != "_") {
-        return Err(syn::Error::new_spanned(
-            lifetime,
-            format!(
-                "{expected}; the borrow's lifetime is chosen by the harness, write no lifetime"
-            ),
-        ));
-    }
-    match ungroup(&reference.elem) {
+    match shared_ref(ty, &expected, "the VMs are")? {
         Type::Slice(slice) if matches!(ungroup(&slice.elem), Type::Path(path) if is_vm_path(path)) => {
             Ok(())
         }
@@ -318,25 +339,14 @@ fn check_vms_slice(ty: &Type, count: u32) -> syn::Result<()> {
 fn check_vm_ref(ty: &Type, slice_hint: &str) -> syn::Result<()> {
     const EXPECTED: &str = "the parameter of a `#[vmtest]` function must be `&Vm` \
         (`vmtest::Vm`, also written `&vmtest::Vm` or `&::vmtest::Vm`)";
-    let Type::Reference(reference) = ungroup(ty) else {
-        return Err(syn::Error::new_spanned(ty, EXPECTED));
-    };
-    if let Some(mutability) = &reference.mutability {
-        return Err(syn::Error::new(
-            mutability.span,
-            format!("{EXPECTED}; the VM is shared, not `&mut`"),
-        ));
-    }
-    if let Some(lifetime) = reference.lifetime.as_ref().filter(|l| l.ident != "_") {
-        return Err(syn::Error::new_spanned(
-            lifetime,
-            format!(
-                "{EXPECTED}; the borrow's lifetime is chosen by the harness, write no lifetime"
-            ),
-        ));
-    }
-    match ungroup(&reference.elem) {
+    match shared_ref(ty, EXPECTED, "the VM is")? {
         Type::Path(path) if is_vm_path(path) => Ok(()),
+        Type::Path(path) if is_vmtest_type(path, "Env") => Err(syn::Error::new_spanned(
+            ty,
+            "a parameter `&Env` is an environment: add `env = \"NAME\"` to `#[vmtest]`, with \
+             NAME an environment declared as `[env.NAME]` in vmtest.toml \
+             (docs/environments.md); or take one VM of the test's own: `vm: &Vm`",
+        )),
         Type::Slice(_) => Err(syn::Error::new_spanned(
             ty,
             format!("{EXPECTED}{slice_hint}"),
@@ -345,7 +355,35 @@ fn check_vm_ref(ty: &Type, slice_hint: &str) -> syn::Result<()> {
     }
 }
 
+/// The type `ty` borrows, when it is `&T` or `&'_ T`; else an error that says `expected` and
+/// what is wrong (`held` says what the parameter holds: "the VM is", "the VMs are").
+fn shared_ref<'t>(ty: &'t Type, expected: &str, held: &str) -> syn::Result<&'t Type> {
+    let Type::Reference(reference) = ungroup(ty) else {
+        return Err(syn::Error::new_spanned(ty, expected));
+    };
+    if let Some(mutability) = &reference.mutability {
+        return Err(syn::Error::new(
+            mutability.span,
+            format!("{expected}; {held} shared, not `&mut`"),
+        ));
+    }
+    if let Some(lifetime) = reference.lifetime.as_ref().filter(|l| l.ident != "_") {
+        return Err(syn::Error::new_spanned(
+            lifetime,
+            format!(
+                "{expected}; the borrow's lifetime is chosen by the harness, write no lifetime"
+            ),
+        ));
+    }
+    Ok(ungroup(&reference.elem))
+}
+
 fn is_vm_path(ty: &TypePath) -> bool {
+    is_vmtest_type(ty, "Vm")
+}
+
+/// Whether `ty` is vmtest's type `name`: `NAME`, `vmtest::NAME` or `::vmtest::NAME`.
+fn is_vmtest_type(ty: &TypePath, name: &str) -> bool {
     let segments: Vec<String> = ty
         .path
         .segments
@@ -357,8 +395,8 @@ fn is_vm_path(ty: &TypePath) -> bool {
     ty.qself.is_none()
         && plain
         && match segments.as_slice() {
-            [vm] => !leading && vm == "Vm",
-            [krate, vm] => krate == "vmtest" && vm == "Vm",
+            [last] => !leading && last == name,
+            [krate, last] => krate == "vmtest" && last == name,
             _ => false,
         }
 }
@@ -399,13 +437,115 @@ mod tests {
         fn_errors_with(tokens, &Vms::One)
     }
 
+    fn env_fn_errors(tokens: TokenStream) -> Vec<String> {
+        let (args, parsed) = crate::parse::parse_args(quote!(env = "lab"));
+        parsed.unwrap();
+        errors_with(tokens, &args)
+    }
+
+    #[test]
+    fn an_env_test_takes_the_environment() {
+        for tokens in [
+            quote!(
+                async fn a(env: &Env) {}
+            ),
+            quote!(
+                async fn a(_: &'_ vmtest::Env) -> anyhow::Result<()> {
+                    Ok(())
+                }
+            ),
+            quote!(
+                fn a(lab: &::vmtest::Env) {}
+            ),
+        ] {
+            assert_eq!(
+                env_fn_errors(tokens.clone()),
+                Vec::<String>::new(),
+                "{tokens}"
+            );
+        }
+        for (tokens, says) in [
+            (
+                quote!(
+                    async fn a(vm: &Vm) {}
+                ),
+                "with `env`, the parameter of a `#[vmtest]` function must be `&Env` \
+                 (`vmtest::Env`, also written `&vmtest::Env` or `&::vmtest::Env`): `async fn \
+                 NAME(env: &Env)`; the environment's VMs are `env.vm(\"NAME\")`",
+            ),
+            (
+                quote!(
+                    async fn a(vms: &[Vm]) {}
+                ),
+                "the environment's VMs are",
+            ),
+            (
+                quote!(
+                    async fn a(env: Env) {}
+                ),
+                "must be `&Env`",
+            ),
+            (
+                quote!(
+                    async fn a(env: &mut Env) {}
+                ),
+                "the environment is shared, not `&mut`",
+            ),
+            (
+                quote!(
+                    async fn a(env: &'static Env) {}
+                ),
+                "write no lifetime",
+            ),
+            (
+                quote!(
+                    async fn a(env: &other::Env) {}
+                ),
+                "must be `&Env`",
+            ),
+            (
+                quote!(
+                    async fn a() {}
+                ),
+                "with `env`, a `#[vmtest]` function takes exactly one parameter, the \
+                 environment: `async fn NAME(env: &Env)`",
+            ),
+            (
+                quote!(
+                    async fn a(env: &Env, vm: &Vm) {}
+                ),
+                "remove this one",
+            ),
+        ] {
+            let errors = env_fn_errors(tokens.clone());
+            assert!(
+                errors.iter().any(|e| e.contains(says)),
+                "{tokens}: {errors:?}"
+            );
+        }
+        // Without `env`, an `&Env` asks for it.
+        let errors = fn_errors(quote!(
+            async fn a(env: &vmtest::Env) {}
+        ));
+        assert!(
+            errors[0].starts_with(
+                "a parameter `&Env` is an environment: add `env = \"NAME\"` to `#[vmtest]`"
+            ),
+            "{errors:?}"
+        );
+    }
+
     fn fn_errors_with(tokens: TokenStream, vms: &Vms) -> Vec<String> {
-        let func: ItemFn = syn::parse2(tokens).unwrap();
         let args = Args {
             vms: vms.clone(),
             ..Args::default()
         };
-        match check_fn(&func, &args) {
+        errors_with(tokens, &args)
+    }
+
+    fn errors_with(tokens: TokenStream, args: &Args) -> Vec<String> {
+        let func: ItemFn = syn::parse2(tokens).unwrap();
+        match check_fn(&func, args) {
             Ok(()) => Vec::new(),
             Err(error) => error.into_iter().map(|e| e.to_string()).collect(),
         }

@@ -723,3 +723,97 @@ fn rejected_vms_leaves_the_parameters_unchecked() {
     assert!(result.is_err());
     assert_eq!(args.vms.count(), 2);
 }
+
+#[test]
+fn env_names_an_environment() {
+    let args = parse_ok(quote!(
+        env = "router-lab",
+        timeout = "20m",
+        scale_timeout = false,
+        keep,
+        requires = "kvm"
+    ));
+    assert_eq!(args.env.as_deref(), Some("router-lab"));
+    assert!(args.env_written && args.requires_kvm);
+    assert_eq!(args.timeout_secs, Some(1200));
+
+    for (tokens, says) in [
+        (
+            quote!(env = "Router_Lab"),
+            "\"Router_Lab\" is not an environment name: a name starts with a-z and goes on with \
+             up to 30 of a-z, 0-9 and `-`; did you mean \"router-lab\"?",
+        ),
+        (quote!(env = "1lab"), "is not an environment name"),
+        (
+            quote!(env = router_lab),
+            "`env` expects a string literal: the name of an environment declared as `[env.NAME]` \
+             in vmtest.toml (docs/environments.md), e.g. `env = \"router-lab\"`; write `env = \
+             \"router-lab\"`",
+        ),
+        (quote!(env), "expected `env = \"NAME\"`"),
+        (quote!(environment = "lab"), "did you mean `env`?"),
+        (quote!(lab = "lab"), "did you mean `env`?"),
+    ] {
+        let errors = messages(tokens.clone());
+        assert!(errors[0].contains(says), "{tokens}: {errors:?}");
+    }
+}
+
+#[test]
+fn env_refuses_what_describes_a_vm() {
+    let errors = messages(quote!(
+        env = "lab",
+        memory = "1G",
+        vms = 2,
+        fixture = shared,
+        network = "pxe",
+        capture,
+        accel = "tcg",
+        snapshot,
+        boot_timeout = "2m",
+        timeout = "1m",
+        keep,
+        requires = "kvm"
+    ));
+    assert_eq!(
+        errors,
+        [
+            "`memory` describes a VM; with `env`, the environment's file declares its VMs \
+             (docs/environments.md): remove `memory`",
+            "`vms` says how many VMs the test boots; with `env`, the environment's file declares \
+             its VMs (docs/environments.md): remove `vms`",
+            "`fixture` leases a shared VM instead of booting one; with `env`, the environment's \
+             file declares its VMs (docs/environments.md): remove `fixture`",
+            "`network` describes a VM; with `env`, the environment's file declares its VMs \
+             (docs/environments.md): remove `network`",
+            "`capture` describes a VM; with `env`, the environment's file declares its VMs \
+             (docs/environments.md): remove `capture`",
+            "`accel` says how a VM is run; with `env`, the environment's file declares its VMs \
+             (docs/environments.md): remove `accel`",
+            "`snapshot` says how a VM is obtained; with `env`, the environment's file declares \
+             its VMs (docs/environments.md): remove `snapshot`",
+            "`boot_timeout` describes a VM; with `env`, the environment's file declares its VMs \
+             (docs/environments.md): remove `boot_timeout`",
+        ]
+    );
+    // A rejected name still makes it an environment test: the other keys are refused too.
+    let errors = messages(quote!(env = "Lab", cpus = 2, scale_timeout = false));
+    assert_eq!(errors.len(), 3, "{errors:?}");
+    assert!(errors[1].starts_with("`cpus` describes a VM"), "{errors:?}");
+    assert!(
+        errors[2].starts_with("`scale_timeout` needs a `timeout`"),
+        "{errors:?}"
+    );
+    // Every key but those of the run.
+    for key in Key::ALL {
+        assert_eq!(
+            key.fits_an_env_test(),
+            matches!(
+                key.name(),
+                "env" | "timeout" | "scale_timeout" | "keep" | "requires"
+            ),
+            "{}",
+            key.name()
+        );
+    }
+}

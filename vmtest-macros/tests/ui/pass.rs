@@ -5,7 +5,7 @@
 // Only the compiled-out tests use some of these.
 #![allow(unused_imports)]
 
-use vmtest::{fixture, vmtest, Vm, VmSpec};
+use vmtest::{fixture, vmtest, Env, Vm, VmSpec};
 
 #[vmtest]
 async fn returns_unit(vm: &Vm) {
@@ -259,6 +259,27 @@ async fn r#async(_vm: &Vm) {}
 )]
 async fn every_key(left: &Vm, right: &Vm) {
     let _ = (left, right);
+}
+
+// An environment of the project file, with every key it may have.
+#[vmtest(
+    env = "router-lab",
+    timeout = "20m",
+    scale_timeout = false,
+    requires = "kvm",
+    keep
+)]
+async fn against_an_environment(env: &Env) -> anyhow::Result<()> {
+    let _ = env.vm("router")?;
+    Ok(())
+}
+
+#[vmtest(env = "lab")]
+fn against_an_environment_sync(_env: &'_ ::vmtest::Env) {}
+
+#[vmtest(env = "a")]
+async fn an_environment_by_path(_: &vmtest::Env) -> Result<(), String> {
+    Ok(())
 }
 
 fn main() {

@@ -1,7 +1,7 @@
-//! The grammars of the values people write for vmtest — sizes, durations, recipe names —
-//! written once and used by both sides: `#[vmtest(...)]` checks them at compile time
-//! (`vmtest-macros`, a proc-macro crate, which cannot depend on `vmtest`), and the library reads
-//! the same grammar from `vmtest.toml` and environment variables at run time.
+//! The grammars of the values people write for vmtest — sizes, durations, recipe and
+//! environment names — written once and used by both sides: `#[vmtest(...)]` checks them at
+//! compile time (`vmtest-macros`, a proc-macro crate, which cannot depend on `vmtest`), and the
+//! library reads the same grammar from `vmtest.toml` and environment variables at run time.
 //!
 //! Every function here is pure: text in, a value or a [`UnitError`] out. Callers turn the error
 //! into their own message, because only they know which key, file or variable was wrong.
@@ -131,6 +131,20 @@ pub fn is_recipe_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
 }
 
+/// What a name of an environment, or of its keys, networks and VMs, looks like, for messages:
+/// the rule of [`is_env_name`].
+pub const ENV_NAME_RULE: &str =
+    "a name starts with a-z and goes on with up to 30 of a-z, 0-9 and `-`";
+
+/// `[a-z][a-z0-9-]{0,30}`: the names of `[env.NAME]` in `vmtest.toml` and of what it declares,
+/// short enough for an interface or host name built from one.
+pub fn is_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars.next().is_some_and(|c| c.is_ascii_lowercase())
+        && name.len() <= 31
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -169,6 +183,24 @@ mod tests {
             parse_seconds("s", DURATION_UNITS),
             Err(UnitError::Malformed)
         );
+    }
+
+    #[test]
+    fn env_names() {
+        for good in ["a", "a-", "router-lab", "abcdefghij-abcdefghij-abcdefghi"] {
+            assert!(is_env_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "1lab",
+            "-lab",
+            "Lab",
+            "web_1",
+            "a.b",
+            "abcdefghij-abcdefghij-abcdefghij",
+        ] {
+            assert!(!is_env_name(bad), "{bad}");
+        }
     }
 
     #[test]

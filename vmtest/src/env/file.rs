@@ -23,6 +23,7 @@ use super::template::{Pos, Source, Text};
 use crate::error::{Error, IoContext, Result};
 use crate::image::project::{crate_dir, Config, FILE_NAME};
 use crate::spec::{Network, Readiness};
+use vmtest_units::{is_env_name, ENV_NAME_RULE};
 
 pub(crate) use vm::Step;
 
@@ -159,18 +160,6 @@ impl VmDecl {
     }
 }
 
-/// What a name of an environment, key, network or VM looks like, for messages.
-pub(crate) const NAME_RULE: &str =
-    "a name starts with a-z and goes on with up to 30 of a-z, 0-9 and `-`";
-
-/// `[a-z][a-z0-9-]{0,30}`: short enough for an interface or host name built from it.
-pub(crate) fn is_name(name: &str) -> bool {
-    let mut chars = name.chars();
-    chars.next().is_some_and(|c| c.is_ascii_lowercase())
-        && name.len() <= 31
-        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
-}
-
 /// The environment `name` of the project file, found as [`Config::load`] finds it.
 pub(crate) fn load(name: &str) -> Result<EnvDecl> {
     match Config::load()? {
@@ -295,9 +284,9 @@ fn declared<'a>(text: &'a str, top: &Source) -> Result<Declared<'a>> {
     };
     let mut entries = Vec::new();
     for (key, value) in table {
-        if !is_name(key.get_ref()) {
+        if !is_env_name(key.get_ref()) {
             return Err(top.pos(key.span().start).error(format!(
-                "`{}` is not an environment name: {NAME_RULE}",
+                "`{}` is not an environment name: {ENV_NAME_RULE}",
                 key.get_ref()
             )));
         }
@@ -378,12 +367,12 @@ impl Cx<'_> {
     }
 
     fn name(&self, kind: &str, name: &Spanned<String>) -> Result<String> {
-        if is_name(name.get_ref()) {
+        if is_env_name(name.get_ref()) {
             Ok(name.get_ref().clone())
         } else {
             Err(self.error(
                 name.span(),
-                format!("`{}` is not a {kind} name: {NAME_RULE}", name.get_ref()),
+                format!("`{}` is not a {kind} name: {ENV_NAME_RULE}", name.get_ref()),
             ))
         }
     }

@@ -67,6 +67,9 @@ impl KeyPair {
 /// ```
 ///
 /// Dropping it tears everything down, VMs first, in the reverse of the order they came up.
+///
+/// A test can have one brought up and taken down around its body:
+/// `#[vmtest(env = "router-lab")] async fn t(env: &Env)` (see `docs/environments.md`).
 pub struct Env {
     name: String,
     decl: Arc<EnvDecl>,
@@ -489,6 +492,17 @@ impl Env {
         self.vms.lock().unwrap().clone()
     }
 
+    /// Takes the VMs out of the environment, in the order they came up: its teardown no longer
+    /// touches them (`#[vmtest(env)]` keeps them this way).
+    pub(crate) fn take_vms(&self) -> Vec<(String, Arc<Vm>)> {
+        std::mem::take(&mut *self.vms.lock().unwrap())
+    }
+
+    /// Where its evidence goes: `env-NAME` in the test's artifacts, a directory a VM.
+    pub(crate) fn artifacts_dir(&self) -> Option<&Path> {
+        self.artifacts.as_deref()
+    }
+
     /// The segment of the isolated or PXE network `name`: leases, requests, capture.
     pub fn network(&self, name: &str) -> Result<&Segment> {
         self.networks.get(name).ok_or_else(|| Error::Invalid {
@@ -554,8 +568,7 @@ impl Env {
     /// Tears the environment down: VMs in the reverse of the order they came up, then the
     /// networks, then its keys. Dropping it does the same.
     pub async fn down(self) {
-        let vms = std::mem::take(&mut *self.vms.lock().unwrap());
-        for (_, vm) in vms.into_iter().rev() {
+        for (_, vm) in self.take_vms().into_iter().rev() {
             if let Ok(vm) = Arc::try_unwrap(vm) {
                 vm.destroy().await;
             }
@@ -565,8 +578,7 @@ impl Env {
 
 impl Drop for Env {
     fn drop(&mut self) {
-        let vms = std::mem::take(&mut *self.vms.lock().unwrap());
-        for vm in vms.into_iter().rev() {
+        for vm in self.take_vms().into_iter().rev() {
             drop(vm);
         }
         // Networks after the VMs whose taps they hold; the directory last (field order).

@@ -276,12 +276,12 @@ fn names_follow_one_rule() {
         ),
     ] {
         let message = p.error(text, None, line, column);
-        assert!(message.contains(NAME_RULE), "{message}");
+        assert!(message.contains(ENV_NAME_RULE), "{message}");
     }
-    assert!(is_name("a"));
-    assert!(is_name("abcdefghij-abcdefghij-abcdefghi"));
-    assert!(!is_name("abcdefghij-abcdefghij-abcdefghij"));
-    assert!(is_name("a-"));
+    assert!(is_env_name("a"));
+    assert!(is_env_name("abcdefghij-abcdefghij-abcdefghi"));
+    assert!(!is_env_name("abcdefghij-abcdefghij-abcdefghij"));
+    assert!(is_env_name("a-"));
 }
 
 #[test]
