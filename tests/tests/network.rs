@@ -682,5 +682,17 @@ async fn a_vm_on_two_segments_routes_between_them() -> anyhow::Result<()> {
     // A client on the user-mode network only has no NIC on a segment to ask about.
     let err = a.ip_on(&lan2).await.unwrap_err().to_string();
     assert!(err.contains("has no NIC on segment"), "{err}");
+    // The libvirt backend cannot: refused before anything of the VM exists.
+    let started = Instant::now();
+    let libvirt = VmSpec::new().backend(vmtest::Backend::Libvirt);
+    let err = Vm::boot_on_segments(libvirt, &[&lan1, &lan2])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("needs the QEMU backend"), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "refused at once"
+    );
     Ok(())
 }
