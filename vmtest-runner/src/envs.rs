@@ -787,7 +787,11 @@ async fn own(file: &Path, name: &str, log: &Path) -> ExitCode {
         _ = int.recv() => "SIGINT",
         _ = hup.recv() => "SIGHUP",
     };
-    eprintln!("owner: {signame}: taking {name} down");
+    let order: Vec<String> = env.vms().into_iter().rev().map(|(n, _)| n).collect();
+    eprintln!(
+        "owner: {signame}: taking {name} down: VMs {}, then its networks, then its directory",
+        order.join(", ")
+    );
     env.down().await;
     eprintln!("owner: {name} is down");
     ExitCode::SUCCESS
