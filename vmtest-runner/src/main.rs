@@ -2,11 +2,14 @@
 //!
 //! Run `vmtest-runner --help` for the commands; every command maps to one library call:
 //! `doctor` → [`vmtest::doctor`], `images` → [`vmtest::images`], `sweep` → [`vmtest::sweep`],
-//! `list` and `ssh` → [`vmtest::ledger`].
+//! `list` and `ssh` → [`vmtest::ledger`]; `up`, `status`, `exec`, `down` and `init` →
+//! [`vmtest::Env`] (docs/environments.md, "From a terminal").
 
+mod envs;
 mod images;
 mod vms;
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -38,13 +41,75 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// A shell (or a command) in a VM, e.g. one kept by VMTEST_KEEP=on-failure
+    /// A shell (or a command) in a VM: one of the ledger (e.g. kept by VMTEST_KEEP=on-failure)
+    /// or of the current project's running environment
     Ssh {
-        /// The VM's name (see `vmtest-runner list`).
+        /// The VM's ledger name (see `vmtest-runner list`) or its name in the environment.
         name: String,
+        /// The environment whose VM NAME is (default: the project's running one).
+        #[arg(long, value_name = "ENV")]
+        env: Option<String>,
+        /// The project file (default: vmtest.toml here or in a directory above).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
         /// The command to run instead of a shell, after `--`.
         #[arg(last = true)]
         command: Vec<String>,
+    },
+    /// Bring an environment of the project file up and leave it running
+    Up {
+        /// The environment (default: the file's only one, else the one named after the
+        /// project's directory).
+        env: Option<String>,
+        /// The project file (default: vmtest.toml here or in a directory above).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// The environments `up` started (of every project): owner, state, VMs and addresses
+    Status {
+        /// Print them as JSON (docs/environments.md).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a command in a VM of a running environment; exits with the command's status
+    Exec {
+        /// The VM's name in the environment (or its ledger name).
+        vm: String,
+        /// The environment (default: the project's running one).
+        #[arg(long, value_name = "ENV")]
+        env: Option<String>,
+        /// The project file (default: vmtest.toml here or in a directory above).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+        /// The command, after `--`.
+        #[arg(last = true, required = true)]
+        command: Vec<String>,
+    },
+    /// Take a running environment down and wait until everything of it is gone
+    Down {
+        /// The environment (default: the project's running one).
+        env: Option<String>,
+        /// The project file (default: vmtest.toml here or in a directory above).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// Append an example environment to the project file (created here if there is none)
+    Init {
+        /// Its name (default: the project directory's name).
+        env: Option<String>,
+        /// The project file (default: vmtest.toml here or in a directory above).
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
+    },
+    /// The process that owns an environment `up` started
+    #[command(name = "__owner", hide = true)]
+    Owner {
+        #[arg(long)]
+        file: PathBuf,
+        #[arg(long)]
+        env: String,
+        #[arg(long)]
+        log: PathBuf,
     },
 }
 
@@ -58,7 +123,23 @@ fn main() -> ExitCode {
         Command::Images(command) => images::run(command),
         Command::Sweep(args) => return exit(vms::sweep(&args)),
         Command::List { json } => return exit(vms::list(json)),
-        Command::Ssh { name, command } => return exit(vms::ssh(&name, &command)),
+        Command::Ssh {
+            name,
+            env,
+            file,
+            command,
+        } => return exit(vms::ssh(&name, env, file, &command)),
+        Command::Up { env, file } => return exit(envs::up(env, file)),
+        Command::Status { json } => return exit(envs::status(json)),
+        Command::Exec {
+            vm,
+            env,
+            file,
+            command,
+        } => return exit(envs::exec(&vm, env, file, &command)),
+        Command::Down { env, file } => return exit(envs::down(env, file)),
+        Command::Init { env, file } => return exit(envs::init(env, file)),
+        Command::Owner { file, env, log } => return envs::owner(&file, &env, &log),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -133,18 +133,33 @@ pub(crate) fn list(json: bool) -> Result<ExitCode> {
 
 /// OpenSSH into a VM with its key and pinned host key, entering its segment's namespace first
 /// when it has no management NIC.
-pub(crate) fn ssh(name: &str, command: &[String]) -> Result<ExitCode> {
+/// A name that is not in the ledger is looked up in the running environment (`env`, else the
+/// current project's).
+pub(crate) fn ssh(
+    name: &str,
+    env: Option<String>,
+    file: Option<std::path::PathBuf>,
+    command: &[String],
+) -> Result<ExitCode> {
     let records = vmtest::ledger::records();
-    let Some(record) = records.iter().find(|r| r.name == name) else {
-        let known: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
-        return Err(format!(
-            "no VM named `{name}` in the ledger; known: {}",
-            if known.is_empty() {
-                "none".into()
-            } else {
-                known.join(", ")
+    let in_ledger = env.is_none() && file.is_none();
+    let Some(record) = records.iter().find(|r| in_ledger && r.name == name) else {
+        let vm = match crate::envs::find_vm(name, env, file.as_deref()) {
+            Ok(vm) => vm,
+            Err(why) if in_ledger => {
+                let known: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();
+                return Err(format!(
+                    "no VM named `{name}` in the ledger (known: {}), nor in an environment: {why}",
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
+                ));
             }
-        ));
+            Err(why) => return Err(why),
+        };
+        return exec_ssh(&vm.reach, command);
     };
     let Some(reach) = &record.reach else {
         return Err(format!(
@@ -157,6 +172,11 @@ pub(crate) fn ssh(name: &str, command: &[String]) -> Result<ExitCode> {
                 .unwrap_or_else(|| "its directory".into())
         ));
     };
+    exec_ssh(reach, command)
+}
+
+/// Replaces this process with OpenSSH into `reach`.
+fn exec_ssh(reach: &vmtest::Reach, command: &[String]) -> Result<ExitCode> {
     let command: Vec<&str> = command.iter().map(String::as_str).collect();
     let mut cmd = reach.ssh_command(&command);
     let program = cmd.get_program().to_string_lossy().into_owned();

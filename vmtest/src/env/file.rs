@@ -183,7 +183,6 @@ pub(crate) fn read(path: &Path, name: &str) -> Result<EnvDecl> {
 }
 
 /// The environments the project file at `path` declares, in file order.
-#[cfg(test)]
 pub(crate) fn names(path: &Path) -> Result<Vec<String>> {
     let (path, text) = read_file(path)?;
     let top = Source { path, text };

@@ -125,6 +125,48 @@ impl Env {
         Env::up_from(decl, Context::guess()?).await
     }
 
+    /// [`Env::up_from_file`], recording `label` as the test of every ledger entry of the
+    /// environment (its VMs, segments and directory) instead of the test running on this
+    /// thread: a process that owns an environment outside any test (`vmtest-runner up`) names
+    /// it so that `vmtest-runner list` and a sweep's report say whose it is. The label is also
+    /// the name of its artifacts directory.
+    ///
+    /// ```no_run
+    /// # async fn t() -> vmtest::Result<()> {
+    /// let env = vmtest::Env::up_from_file_as(
+    ///     "/src/project/vmtest.toml",
+    ///     "lab",
+    ///     "env lab of /src/project/vmtest.toml",
+    /// )
+    /// .await?;
+    /// let names: Vec<String> = env.vms().iter().map(|(_, vm)| vm.name().to_owned()).collect();
+    /// println!("ledger names: {names:?}");
+    /// env.down().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn up_from_file_as(path: impl AsRef<Path>, name: &str, label: &str) -> Result<Env> {
+        let decl = super::file::read(path.as_ref(), name)?;
+        let mut cx = Context::guess()?;
+        cx.test = label.to_owned();
+        cx.artifacts = crate::host::test::artifacts_dir(label);
+        Env::up_from(decl, cx).await
+    }
+
+    /// The environments the project file at `path` declares (its `[env.NAME]` tables), in the
+    /// order they are written. Only the names are read: a mistake inside an environment's body
+    /// is reported when that environment comes up.
+    ///
+    /// ```no_run
+    /// # fn t() -> vmtest::Result<()> {
+    /// for name in vmtest::Env::declared("vmtest.toml")? {
+    ///     println!("{name}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn declared(path: impl AsRef<Path>) -> Result<Vec<String>> {
+        super::file::names(path.as_ref())
+    }
+
     pub(crate) async fn up_from(decl: EnvDecl, cx: Context) -> Result<Env> {
         let phases = super::graph::phases(&decl)?;
         let decl = Arc::new(decl);
@@ -513,6 +555,40 @@ impl Env {
                 self.networks.keys().cloned().collect::<Vec<_>>().join(", ")
             ),
         })
+    }
+
+    /// The isolated and PXE networks by name, each with its segment, in name order
+    /// (`kind = "user"` networks have none: each VM's user-mode network is its own).
+    ///
+    /// ```no_run
+    /// # async fn t(env: &vmtest::Env) -> vmtest::Result<()> {
+    /// for (vm_name, vm) in env.vms() {
+    ///     for (network, segment) in env.networks() {
+    ///         if vm.mac_on(segment).is_some() {
+    ///             println!("{vm_name} on {network}: {}", vm.ip_on(segment).await?);
+    ///         }
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn networks(&self) -> Vec<(&str, &Segment)> {
+        self.networks.iter().map(|(n, s)| (n.as_str(), s)).collect()
+    }
+
+    /// The environment's own directory on the host (mode 0700, in the run directory
+    /// [`crate::dirs::run`]): its generated keys live here. It is a resource of the
+    /// environment's ledger entry, so it is removed with the environment — by
+    /// [`Env::down`], a drop, or the sweep after its owner died — which makes it the place for
+    /// whatever else should last exactly as long as the environment (`vmtest-runner up` writes
+    /// its `state.json` here).
+    ///
+    /// ```no_run
+    /// # fn t(env: &vmtest::Env) -> std::io::Result<()> {
+    /// std::fs::write(env.dir().join("notes.txt"), "up\n")?;
+    /// # Ok(()) }
+    /// ```
+    pub fn dir(&self) -> &Path {
+        &self._dir.path
     }
 
     /// The key pair `name`.
