@@ -20,6 +20,12 @@ use vmtest::ledger::{Record, State as Owner};
 
 use crate::Result;
 
+mod init;
+mod owner;
+
+pub(crate) use init::init;
+pub(crate) use owner::owner;
+
 /// The project file's name.
 const PROJECT_FILE: &str = "vmtest.toml";
 /// The owner's state file, in the environment's directory.
@@ -606,202 +612,6 @@ pub(crate) fn exec(
     })
 }
 
-/// The example `init` appends.
-fn example(env: &str) -> String {
-    format!(
-        r#"
-# Environment {env}: two VMs on a LAN of their own. `vmtest-runner up {env}` brings it up and
-# leaves it running, `vmtest-runner status` shows it, `vmtest-runner exec VM -- CMD` and
-# `vmtest-runner ssh VM` get into its VMs, `vmtest-runner down {env}` removes it.
-# See docs/environments.md for every key.
-
-# An isolated LAN with DHCP; only the environment's VMs are on it.
-[env.{env}.networks.lan]
-kind = "isolated"
-
-[env.{env}.vms.server]
-image = "recipe:tiny"            # any image reference (docs/images.md)
-memory = "256M"
-nics = ["lan"]                   # a NIC on the LAN, besides the management NIC SSH uses
-
-[env.{env}.vms.client]
-image = "recipe:tiny"
-memory = "256M"
-nics = ["lan"]
-
-# Provisioning: shell steps run over SSH once the VM is ready. `{{{{ vms.server.ip.lan }}}}`
-# is a template reference: the server's address on the LAN, so the client comes up after it.
-[[env.{env}.vms.client.provision]]
-run = "echo '{{{{ vms.server.ip.lan }}}} server' > /tmp/server-address"
-"#
-    )
-}
-
-/// `vmtest-runner init`.
-pub(crate) fn init(env: Option<String>, file: Option<PathBuf>) -> Result<ExitCode> {
-    let path = match project_file(file.as_deref()) {
-        Ok(path) => path,
-        Err(_) if file.is_some() => file.clone().unwrap_or_default(),
-        Err(_) => std::env::current_dir()
-            .map_err(|e| format!("the current directory: {e}"))?
-            .join(PROJECT_FILE),
-    };
-    let dir = std::fs::canonicalize(path.parent().unwrap_or(Path::new(".")))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    let env = env.unwrap_or_else(|| name_from_dir(&dir));
-    if !is_name(&env) {
-        return Err(format!(
-            "`{env}` is not an environment name: it starts with a-z and goes on with up to 30 \
-             of a-z, 0-9 and `-`"
-        ));
-    }
-    if path.is_file() {
-        let declared = vmtest::Env::declared(&path).map_err(|e| e.to_string())?;
-        if declared.contains(&env) {
-            return Err(format!(
-                "{} declares [env.{env}] already; name another: vmtest-runner init NAME",
-                path.display()
-            ));
-        }
-    }
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&path)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    file.write_all(example(&env).as_bytes())
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    println!(
-        "appended environment {env} to {}; `vmtest-runner up {env}` brings it up",
-        path.display()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-/// The owner process (`vmtest-runner __owner`): brings the environment up, publishes its state,
-/// and takes it down on SIGTERM, SIGINT or SIGHUP. Its output is its log.
-pub(crate) fn owner(file: &Path, env: &str, log: &Path) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: starting the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let code = runtime.block_on(own(file, env, log));
-    // Whatever is still running in the runtime's tasks ends with it.
-    runtime.shutdown_timeout(Duration::from_secs(30));
-    code
-}
-
-async fn own(file: &Path, name: &str, log: &Path) -> ExitCode {
-    use tokio::signal::unix::{signal, SignalKind};
-    let started_unix_ms = now_ms();
-    // Handlers first: vmtest then leaves these signals to this process, which answers them
-    // with an orderly `Env::down` (VMs in the reverse of the order they came up, then the
-    // networks, then the directory).
-    let (mut term, mut int, mut hup) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) {
-        (Ok(t), Ok(i), Ok(h)) => (t, i, h),
-        _ => {
-            eprintln!("error: cannot handle SIGTERM, SIGINT and SIGHUP");
-            return ExitCode::FAILURE;
-        }
-    };
-    let label = label(name, file);
-    eprintln!(
-        "owner {}: starting {name} of {}",
-        std::process::id(),
-        file.display()
-    );
-    let up = vmtest::Env::up_from_file_as(file, name, &label);
-    let env = tokio::select! {
-        env = up => match env {
-            Ok(env) => env,
-            Err(e) => {
-                eprintln!("error: {e}");
-                return ExitCode::FAILURE;
-            }
-        },
-        _ = term.recv() => return stopped("SIGTERM"),
-        _ = int.recv() => return stopped("SIGINT"),
-        _ = hup.recv() => return stopped("SIGHUP"),
-    };
-    let mut vms = Vec::new();
-    for (vm_name, vm) in env.vms() {
-        let mut ips = BTreeMap::new();
-        for (network, segment) in env.networks() {
-            if vm.mac_on(segment).is_none() {
-                continue;
-            }
-            let ip = tokio::time::timeout(Duration::from_secs(60), vm.ip_on(segment)).await;
-            match ip {
-                Ok(Ok(ip)) => {
-                    ips.insert(network.to_owned(), ip.to_string());
-                }
-                _ => eprintln!("{vm_name}: no address on {network} yet"),
-            }
-        }
-        let reach = vm.reach();
-        vms.push(VmState {
-            name: vm_name,
-            ledger_name: vm.name().to_owned(),
-            ssh: reach.addr.to_string(),
-            reach,
-            ips,
-        });
-    }
-    let state = EnvState {
-        env: name.to_owned(),
-        project: file.to_owned(),
-        label,
-        owner_pid: std::process::id(),
-        started_unix_ms,
-        ready_unix_ms: now_ms(),
-        log: log.to_owned(),
-        dir: env.dir().to_owned(),
-        vms,
-    };
-    let path = env.dir().join(STATE_FILE);
-    let temporary = env.dir().join(format!(".{STATE_FILE}"));
-    let written = std::fs::write(
-        &temporary,
-        serde_json::to_vec_pretty(&state).expect("the state serialises"),
-    )
-    .and_then(|()| std::fs::rename(&temporary, &path));
-    if let Err(e) = written {
-        eprintln!("error: writing {}: {e}", path.display());
-        env.down().await;
-        return ExitCode::FAILURE;
-    }
-    eprintln!("owner: {name} is up with {} VM(s)", state.vms.len());
-    let signame = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
-        _ = hup.recv() => "SIGHUP",
-    };
-    let order: Vec<String> = env.vms().into_iter().rev().map(|(n, _)| n).collect();
-    eprintln!(
-        "owner: {signame}: taking {name} down: VMs {}, then its networks, then its directory",
-        order.join(", ")
-    );
-    env.down().await;
-    eprintln!("owner: {name} is down");
-    ExitCode::SUCCESS
-}
-
-fn stopped(signame: &str) -> ExitCode {
-    eprintln!("error: stopped by {signame} while starting; what had come up was taken down");
-    ExitCode::FAILURE
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -830,7 +640,7 @@ mod tests {
     fn the_example_declares_the_environment() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join(PROJECT_FILE);
-        std::fs::write(&path, example("demo")).unwrap();
+        std::fs::write(&path, init::example("demo")).unwrap();
         assert_eq!(vmtest::Env::declared(&path).unwrap(), ["demo"]);
     }
 }

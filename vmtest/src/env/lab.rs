@@ -10,9 +10,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use super::file::{EnvDecl, KeyKind, NetworkDecl, Step, VmDecl};
+use super::file::{EnvDecl, NetworkDecl, VmDecl};
 use super::graph::Node;
-use super::template::{Pos, Ref, Text, Values};
+use super::template::Pos;
 use crate::error::{Error, IoContext, Result};
 use crate::net::segment::Segment;
 use crate::spec::{Dhcp, Network, PxeBoot, SegmentSpec, VmSpec};
@@ -20,37 +20,11 @@ use crate::state::ledger::{Claim, Kind, Resource};
 use crate::vm::keep::Keep;
 use crate::vm::{Context, Vm};
 
-/// A key pair an environment generated (`[env.NAME.keys.KEY]`).
-#[derive(Debug, Clone)]
-pub struct KeyPair {
-    name: String,
-    public: String,
-    private: String,
-    path: PathBuf,
-}
+mod keys;
+mod provision;
+mod values;
 
-impl KeyPair {
-    /// The key's name in the environment file.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The public key as one `authorized_keys` line (`{{ keys.NAME.public }}`).
-    pub fn public(&self) -> &str {
-        &self.public
-    }
-
-    /// The private key in OpenSSH format (`{{ keys.NAME.private }}`).
-    pub fn private(&self) -> &str {
-        &self.private
-    }
-
-    /// The private key's file on the host (mode 0600; `PATH.pub` beside it), for `ssh -i`.
-    /// Removed with the environment.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
+pub use keys::KeyPair;
 
 /// A running environment, declared in `vmtest.toml` as `[env.NAME]` (see
 /// `docs/environments.md`): keys, networks and VMs, brought up in the order their references
@@ -197,7 +171,7 @@ impl Env {
             match node {
                 Node::Key(name) => {
                     let decl = find(&self.decl.keys, name, |k| &k.name)?;
-                    let key = make_key(&self._dir.path, name, decl.kind).await?;
+                    let key = keys::make_key(&self._dir.path, name, decl.kind).await?;
                     self.keys.insert(name.clone(), key);
                 }
                 Node::Network(name) => {
@@ -357,147 +331,6 @@ impl Env {
             more_segments: segments.collect(),
         };
         Ok(PendingVm { spec, cx })
-    }
-
-    /// Runs the VM's provisioning steps in order, each step's output into the artifacts.
-    async fn provision(&self, decl: &VmDecl, vm: &Vm) -> Result<()> {
-        for (i, step) in decl.provision.iter().enumerate() {
-            let n = i + 1;
-            let log = self
-                .artifacts
-                .as_ref()
-                .map(|a| a.join(&decl.name).join(format!("provision-{n}.log")));
-            let result = match step {
-                Step::Run { script, sudo, .. } => {
-                    let script = self.render_for(script).await?;
-                    let mut command = vm.sh(script);
-                    if *sudo {
-                        command = command.sudo();
-                    }
-                    match command.output().await {
-                        Ok(out) => {
-                            if let Some(log) = &log {
-                                write_log(log, &out.stdout, &out.stderr);
-                            }
-                            if out.success() {
-                                Ok(())
-                            } else {
-                                Err(format!(
-                                    "exited with {}: {}",
-                                    out.exit_code
-                                        .map_or_else(|| "a signal".into(), |c| c.to_string()),
-                                    crate::vm::tail(&out.stderr_str())
-                                ))
-                            }
-                        }
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
-                Step::Copy { from, to, sudo, .. } => {
-                    let to = self.render_for(to).await?;
-                    let copied = if *sudo {
-                        vm.upload_as_root(from, &to).await
-                    } else {
-                        vm.upload(from, &to).await
-                    };
-                    copied.map_err(|e| e.to_string())
-                }
-            };
-            if let Err(why) = result {
-                let pos = step.pos();
-                let output = log.map_or_else(String::new, |l| {
-                    format!("; its output is in {}", l.display())
-                });
-                return Err(at(
-                    pos,
-                    format!(
-                        "provisioning step {n} of VM {} failed: {why}{output}",
-                        decl.name
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    async fn render_for(&self, text: &Text) -> Result<String> {
-        let values = self.values_for(text).await?;
-        text.render(&values)
-    }
-
-    /// The values `text` refers to, looked up now: a VM's address is its DHCP lease, waited
-    /// for (that VM is up: the graph put it in an earlier phase).
-    async fn values_for(&self, text: &Text) -> Result<Known> {
-        let mut known = Known::default();
-        for (reference, pos) in text.refs() {
-            let value = match reference {
-                Ref::VmIp { vm, network } => {
-                    let (vm, segment) = self.vm_on(vm, network, pos)?;
-                    Some(vm.ip_on(&segment).await?.to_string())
-                }
-                other => self.value(other),
-            };
-            if let Some(value) = value {
-                known.0.push((reference.clone(), value));
-            }
-        }
-        Ok(known)
-    }
-
-    fn render(&self, text: &Text) -> Result<String> {
-        let mut known = Known::default();
-        for (reference, _) in text.refs() {
-            if let Some(value) = self.value(reference) {
-                known.0.push((reference.clone(), value));
-            }
-        }
-        text.render(&known)
-    }
-
-    /// A reference's value from what is up, without waiting (`None`: not known yet).
-    fn value(&self, reference: &Ref) -> Option<String> {
-        let segment = |n: &str| self.networks.get(n);
-        // A user-mode network is each VM's own, and the same everywhere: QEMU's defaults.
-        let user = |n: &str| {
-            self.decl
-                .network(n)
-                .is_some_and(|d| d.kind == Network::User)
-                .then_some(((std::net::Ipv4Addr::new(10, 0, 2, 0), 24), "10.0.2.2"))
-        };
-        let subnet = |n: &str| match segment(n) {
-            Some(s) => Some(s.subnet()),
-            None => user(n).map(|(subnet, _)| subnet),
-        };
-        Some(match reference {
-            Ref::KeyPublic(k) => self.keys.get(k)?.public.clone(),
-            Ref::KeyPrivate(k) => self.keys.get(k)?.private.clone(),
-            Ref::NetworkCidr(n) => {
-                let (net, prefix) = subnet(n)?;
-                format!("{net}/{prefix}")
-            }
-            Ref::NetworkGateway(n) => match segment(n) {
-                Some(s) => s.gateway().to_string(),
-                None => user(n)?.1.to_owned(),
-            },
-            Ref::NetworkPrefix(n) => subnet(n)?.1.to_string(),
-            Ref::VmMac { vm, network } => {
-                let vm = self.find_vm(vm)?;
-                vm.mac_on(segment(network)?)?.to_owned()
-            }
-            Ref::VmHostname(vm) => self.find_vm(vm)?.name().to_owned(),
-            Ref::EnvName => self.name.clone(),
-            Ref::VmIp { .. } => return None,
-        })
-    }
-
-    fn vm_on(&self, vm: &str, network: &str, pos: &Pos) -> Result<(Arc<Vm>, Segment)> {
-        let found = self.find_vm(vm).zip(self.networks.get(network).cloned());
-        found.ok_or_else(|| {
-            at(
-                pos,
-                format!("vms.{vm}.ip.{network} is not known yet: VM {vm} is not up"),
-            )
-        })
     }
 
     fn find_vm(&self, name: &str) -> Option<Arc<Vm>> {
@@ -674,16 +507,6 @@ impl PendingVm {
     }
 }
 
-/// Values looked up for one text.
-#[derive(Default)]
-struct Known(Vec<(Ref, String)>);
-
-impl Values for Known {
-    fn value(&self, r: &Ref) -> Option<String> {
-        self.0.iter().find(|(k, _)| k == r).map(|(_, v)| v.clone())
-    }
-}
-
 impl EnvDir {
     fn create(env: &str, test: &str) -> Result<EnvDir> {
         let run_dir = crate::host::paths::run_dir();
@@ -701,73 +524,6 @@ impl EnvDir {
             _claim: claim,
         })
     }
-}
-
-/// A fresh key pair in `dir`: ed25519 made here, RSA and ECDSA by `ssh-keygen`.
-async fn make_key(dir: &Path, name: &str, kind: KeyKind) -> Result<KeyPair> {
-    let path = dir.join(format!("key-{name}"));
-    let comment = format!("vmtest-{name}");
-    let (private, public) = match kind {
-        KeyKind::Ed25519 => {
-            let key = crate::guest::identity::generate(&comment)?;
-            let private = crate::guest::identity::private_openssh(&key);
-            let public = crate::guest::identity::public_openssh(&key);
-            crate::guest::identity::write_private(&path, &private)?;
-            let pub_path = path.with_extension("pub");
-            std::fs::write(&pub_path, format!("{public}\n"))
-                .context(|| format!("writing {}", pub_path.display()))?;
-            (private, public)
-        }
-        KeyKind::Rsa | KeyKind::Ecdsa => {
-            crate::host::tools::require("ssh-keygen", "apt-get install openssh-client")?;
-            let (algorithm, bits) = match kind {
-                KeyKind::Rsa => ("rsa", "3072"),
-                _ => ("ecdsa", "256"),
-            };
-            let out = tokio::process::Command::new("ssh-keygen")
-                .args([
-                    "-q", "-t", algorithm, "-b", bits, "-N", "", "-C", &comment, "-f",
-                ])
-                .arg(&path)
-                .output()
-                .await
-                .context(|| "running ssh-keygen".into())?;
-            if !out.status.success() {
-                return Err(Error::Invalid {
-                    what: "key",
-                    message: format!(
-                        "ssh-keygen could not make the {} key {name}: {}",
-                        kind.name(),
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    ),
-                });
-            }
-            let read = |p: &Path| {
-                std::fs::read_to_string(p).context(|| format!("reading {}", p.display()))
-            };
-            (
-                read(&path)?,
-                read(&path.with_extension("pub"))?.trim().to_owned(),
-            )
-        }
-    };
-    Ok(KeyPair {
-        name: name.to_owned(),
-        public,
-        private,
-        path,
-    })
-}
-
-fn write_log(path: &Path, stdout: &[u8], stderr: &[u8]) {
-    if let Some(dir) = path.parent() {
-        let _ = std::fs::create_dir_all(dir);
-    }
-    let mut text = b"== stdout\n".to_vec();
-    text.extend_from_slice(stdout);
-    text.extend_from_slice(b"\n== stderr\n");
-    text.extend_from_slice(stderr);
-    let _ = std::fs::write(path, text);
 }
 
 fn find<'a, T>(items: &'a [T], name: &str, key: impl Fn(&T) -> &String) -> Result<&'a T> {
