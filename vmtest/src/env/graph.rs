@@ -140,7 +140,7 @@ fn edges<'a>(
 
 /// The error for the cycle found by following, from the undone node `start`, the first edge to
 /// an undone node (every undone node has one) until a node comes again.
-fn cycle(nodes: &[(Node, Vec<Edge>)], done: &[bool], start: usize) -> crate::Error {
+fn cycle(nodes: &[(Node, Vec<Edge>)], done: &[bool], start: usize) -> crate::error::Error {
     let index = |node: &Node| nodes.iter().position(|(n, _)| n == node).expect("kept");
     let mut path: Vec<usize> = vec![start];
     let mut taken: Vec<&Edge> = Vec::new();

@@ -408,8 +408,8 @@ impl Env {
         self.networks.iter().map(|(n, s)| (n.as_str(), s)).collect()
     }
 
-    /// The environment's own directory on the host (mode 0700, in the run directory
-    /// [`crate::dirs::run`]): its generated keys live here. It is a resource of the
+    /// The environment's own directory on the host (mode 0700, in the run directory,
+    /// `vmtest::dirs::run()`): its generated keys live here. It is a resource of the
     /// environment's ledger entry, so it is removed with the environment — by
     /// [`Env::down`], a drop, or the sweep after its owner died — which makes it the place for
     /// whatever else should last exactly as long as the environment (`vmtest-runner up` writes

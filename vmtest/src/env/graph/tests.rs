@@ -2,7 +2,7 @@ use std::path::Path;
 
 use super::*;
 use crate::env::file::parse;
-use crate::Error;
+use crate::error::Error;
 
 fn env(text: &str) -> EnvDecl {
     parse(text, Path::new("/proj/vmtest.toml"), "lab").unwrap()
