@@ -36,6 +36,19 @@ impl PrivateRun {
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
+
+    /// Runs `vmtest-runner sweep --session SESSION` in this run directory, checks that it
+    /// succeeded, and returns what it printed.
+    pub fn sweep_session(&self, session: &str) -> String {
+        let sweep = self
+            .apply(&mut runner::command())
+            .args(["sweep", "--session", session])
+            .output()
+            .expect("running vmtest-runner sweep");
+        let swept = crate::scenario::text(&sweep);
+        assert!(sweep.status.success(), "{swept}");
+        swept
+    }
 }
 
 impl Drop for PrivateRun {

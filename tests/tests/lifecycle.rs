@@ -164,13 +164,7 @@ fn kill_on(backend: Option<&str>, label: &str, pause_at: Option<&str>, act: &str
         "the killed process left nothing for the sweep to do ({label})"
     );
 
-    let sweep = private
-        .apply(&mut runner::command())
-        .args(["sweep", "--session", &session])
-        .output()
-        .unwrap();
-    let swept = scenario::text(&sweep);
-    assert!(sweep.status.success(), "{swept}");
+    let swept = private.sweep_session(&session);
     assert!(swept.contains(&format!("reaped {name}")), "{swept}");
     let left = leaks::find(private.path(), &name);
     assert!(
@@ -316,13 +310,7 @@ fn kill_snapshot_at(stage: &str) {
     let survivors = no_qemu_survives(&private.path().to_string_lossy());
     assert!(survivors.is_empty(), "{survivors:?}\n{output}");
 
-    let sweep = private
-        .apply(&mut runner::command())
-        .args(["sweep", "--session", &session])
-        .output()
-        .unwrap();
-    let swept = scenario::text(&sweep);
-    assert!(sweep.status.success(), "{swept}");
+    let swept = private.sweep_session(&session);
     let left = leaks::find(private.path(), &prefix);
     assert!(
         left.is_empty(),
@@ -771,13 +759,7 @@ fn sigkill_of_an_environments_owner_leaves_nothing_after_one_sweep() {
     let (_, output) = child.wait(Duration::from_secs(30));
     let survivors = no_qemu_survives(&private.path().to_string_lossy());
     assert!(survivors.is_empty(), "{survivors:?}\n{output}");
-    let sweep = private
-        .apply(&mut runner::command())
-        .args(["sweep", "--session", &session])
-        .output()
-        .unwrap();
-    let swept = scenario::text(&sweep);
-    assert!(sweep.status.success(), "{swept}");
+    let swept = private.sweep_session(&session);
     let left = leaks::find(private.path(), &prefix);
     assert!(left.is_empty(), "after one sweep:\n{left}\n{swept}");
 }

@@ -356,13 +356,7 @@ fn killing_a_pxe_test_mid_boot_leaves_nothing_after_a_sweep() {
         "QEMU/dnsmasq survived SIGKILL: {survivors:?}"
     );
 
-    let sweep = private
-        .apply(&mut runner::command())
-        .args(["sweep", "--session", &session])
-        .output()
-        .unwrap();
-    let swept = scenario::text(&sweep);
-    assert!(sweep.status.success(), "{swept}");
+    let swept = private.sweep_session(&session);
     assert!(swept.contains("deleted network namespace"), "{swept}");
     let left = leaks::find(private.path(), &prefix);
     assert!(left.is_empty(), "after one sweep:\n{left}\n{swept}");
