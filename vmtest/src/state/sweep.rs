@@ -138,21 +138,16 @@ pub(crate) fn reap_own() -> Vec<String> {
     let table = ProcessTable::scan();
     let found = ledger::read_all();
     let live_dirs = live_dirs_except(&found, me);
+    // Newest first: what was made last (a VM) goes before what it was made on (its segment).
+    let mut own: Vec<_> = (found.iter())
+        .filter_map(|f| Some((f.entry.as_ref().ok()?, &f.path)))
+        .filter(|(entry, _)| &entry.owner == me && entry.kept.is_none())
+        .collect();
+    own.sort_by_key(|(entry, _)| std::cmp::Reverse(entry.created_unix_ms));
     let mut names = Vec::new();
-    for found in &found {
-        let Ok(entry) = &found.entry else { continue };
-        if &entry.owner == me && entry.kept.is_none() {
-            reap_entry(
-                entry,
-                &found.path,
-                &table,
-                &live_dirs,
-                u64::MAX,
-                false,
-                true,
-            );
-            names.push(entry.name.clone());
-        }
+    for (entry, path) in own {
+        reap_entry(entry, path, &table, &live_dirs, u64::MAX, false, true);
+        names.push(entry.name.clone());
     }
     names
 }
