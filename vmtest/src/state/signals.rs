@@ -2,8 +2,8 @@
 //! process as the signal would have (so the shell, cargo or nextest sees "interrupted").
 //!
 //! The handler only writes the signal number to a pipe (the one thing a signal handler may
-//! safely do); a thread reads it, undoes this process's ledger entries (newest first) as the sweeper
-//! would, restores the default action and re-sends the signal. A second signal during that
+//! safely do); a thread reads it, undoes this process's ledger entries (newest first) as the
+//! sweeper would, restores the default action and re-sends the signal. A second signal during that
 //! teardown ends the process at once; the kernel layer (PDEATHSIG) still stops the VMs then.
 //! A signal some other code already handles, or that is ignored (`nohup`), is left as it is.
 
