@@ -187,9 +187,9 @@ impl Env {
                 }
                 Node::Vm(name) => {
                     let decl = find(&self.decl.vms, name, |v| &v.name)?.clone();
-                    let boot = self.prepare_vm(&decl).await?;
+                    let (spec, cx) = self.prepare_vm(&decl).await?;
                     vms.spawn(async move {
-                        let vm = boot.run().await;
+                        let vm = Vm::boot_in(spec, cx).await;
                         (decl, vm)
                     });
                 }
@@ -275,7 +275,7 @@ impl Env {
     }
 
     /// The VM's spec and context, its texts rendered with what is known now.
-    async fn prepare_vm(&self, decl: &VmDecl) -> Result<PendingVm> {
+    async fn prepare_vm(&self, decl: &VmDecl) -> Result<(VmSpec, Context)> {
         let mut spec = VmSpec::new()
             .image(decl.image.clone())
             .management(decl.management)
@@ -318,19 +318,23 @@ impl Env {
                 }
             }
         }
+        Ok(self.on_segments(&decl.name, spec, segments))
+    }
+
+    /// The spec and context of VM `name` with a NIC on each of `segments` (the first its own),
+    /// or on the user-mode network only.
+    fn on_segments(&self, name: &str, spec: VmSpec, segments: Vec<Segment>) -> (VmSpec, Context) {
         let mut segments = segments.into_iter();
         let segment = segments.next();
-        if let Some(first) = &segment {
-            spec = spec.network(first.kind());
-        }
+        let spec = spec.network(segment.as_ref().map_or(Network::User, Segment::kind));
         let cx = Context {
             test: self.test.clone(),
-            artifacts: self.artifacts.as_ref().map(|a| a.join(&decl.name)),
+            artifacts: self.artifacts.as_ref().map(|a| a.join(name)),
             keep: self.keep,
             segment,
             more_segments: segments.collect(),
         };
-        Ok(PendingVm { spec, cx })
+        (spec, cx)
     }
 
     fn find_vm(&self, name: &str) -> Option<Arc<Vm>> {
@@ -456,19 +460,7 @@ impl Env {
         for network in networks {
             segments.push(self.network(network)?.clone());
         }
-        let mut segments = segments.into_iter();
-        let segment = segments.next();
-        let spec = match &segment {
-            Some(first) => spec.network(first.kind()),
-            None => spec.network(Network::User),
-        };
-        let cx = Context {
-            test: self.test.clone(),
-            artifacts: self.artifacts.as_ref().map(|a| a.join(name)),
-            keep: self.keep,
-            segment,
-            more_segments: segments.collect(),
-        };
+        let (spec, cx) = self.on_segments(name, spec, segments);
         let vm = Arc::new(Vm::boot_in(spec, cx).await?);
         self.vms.lock().unwrap().push((name.to_owned(), vm.clone()));
         Ok(vm)
@@ -492,18 +484,6 @@ impl Drop for Env {
         }
         // Networks after the VMs whose taps they hold; the directory last (field order).
         std::mem::take(&mut self.networks);
-    }
-}
-
-/// A VM about to boot.
-struct PendingVm {
-    spec: VmSpec,
-    cx: Context,
-}
-
-impl PendingVm {
-    async fn run(self) -> Result<Vm> {
-        Vm::boot_in(self.spec, self.cx).await
     }
 }
 
