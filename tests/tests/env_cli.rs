@@ -1,5 +1,5 @@
 //! Environments from a terminal (docs/environments.md, "From a terminal"): `vmtest-runner init`,
-//! `up`, `status --json`, `exec`, `ssh` and `down` on real VMs, three projects' environments of
+//! `up`, `status --json`, `exec`, `ssh`, `provision`, `console`, `reload` and `down` on real VMs, three projects' environments of
 //! the same name side by side, and `kill -9` of an owner cleaned up by one sweep. Each test has
 //! a run directory and a session of its own, and checks afterwards that nothing of that
 //! session is left (`vmtest_tests::leaks`).
@@ -51,12 +51,17 @@ impl Project {
 
     /// `vmtest-runner ARGS` in the project directory, in the test's run directory and session.
     fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    /// `vmtest-runner ARGS` as `run` does, not started yet.
+    fn command(&self, args: &[&str]) -> std::process::Command {
         let mut cmd = runner::command();
         cmd.args(args)
             .current_dir(self.path())
             .envs(self.vars.iter().map(|(k, v)| (k, v)))
             .env("VMTEST_SESSION", &self.session);
-        cmd.output().unwrap()
+        cmd
     }
 
     /// `run`, which must succeed.
@@ -100,7 +105,9 @@ fn nothing_left(run: &Path, session: &str) {
 
 /// `init` writes a lab of two VMs on an isolated LAN with a provisioning step; `up` brings it
 /// up and returns, `status --json` shows it, `exec` and `ssh` get into its VMs by their names
-/// in the environment, and `down` leaves nothing.
+/// in the environment, `provision` runs the step again, `console` types into the serial port
+/// and shows what the guest answers, `reload` starts the client again from the edited file,
+/// and `down` leaves nothing.
 #[test]
 fn up_status_exec_ssh_down() {
     let private = PrivateRun::new();
@@ -154,6 +161,19 @@ fn up_status_exec_ssh_down() {
     let ssh = project.ok(&["ssh", "server", "--", "cat", "/etc/hostname"]);
     assert_eq!(ssh.trim(), server_name);
 
+    // `provision` runs the steps again on the running VM.
+    project.ok(&["exec", "client", "--", "rm", "/tmp/server-address"]);
+    let provisioned = project.ok(&["provision", "client"]);
+    assert!(
+        provisioned.contains("client is provisioned"),
+        "{provisioned}"
+    );
+    let again = project.ok(&["exec", "client", "--", "cat", "/tmp/server-address"]);
+    assert_eq!(again.trim(), format!("{server_ip} server"));
+
+    console_round_trip(&project);
+    reload_from_the_edited_file(&project, server_ip);
+
     let down = project.ok(&["down"]);
     assert!(down.contains("demo-project is down"), "{down}");
     assert!(status(&project).is_empty());
@@ -161,6 +181,106 @@ fn up_status_exec_ssh_down() {
     // Idempotent.
     let again = project.ok(&["down"]);
     assert!(again.contains("is not up"), "{again}");
+}
+
+/// `console client`: a reader on the client's serial port (started over SSH) answers the line
+/// typed into the console, the answer comes out of it, and Ctrl-] detaches.
+fn console_round_trip(project: &Project) {
+    use std::io::{Read, Write};
+    let reader = "setsid sh -c 'exec 3<>/dev/ttyS0; touch /tmp/ready; read line <&3; \
+                  echo \"console-got-$line\" >&3' </dev/null >/dev/null 2>&1 & \
+                  while [ ! -f /tmp/ready ]; do sleep 0.1; done";
+    project.ok(&["exec", "client", "--", "sh", "-c", reader]);
+    let mut console = project
+        .command(&["console", "client"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = console.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 512];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            seen.extend_from_slice(&buf[..n]);
+            let _ = tx.send(String::from_utf8_lossy(&seen).into_owned());
+        }
+    });
+    let mut stdin = console.stdin.take().unwrap();
+    stdin.write_all(b"typed-1\r").unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut shown = String::new();
+    while !shown.contains("console-got-typed-1") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(text) => shown = text,
+            Err(_) => {
+                let _ = console.kill();
+                panic!("the console never showed the guest's answer; it showed: {shown:?}");
+            }
+        }
+    }
+    stdin.write_all(&[0x1d]).unwrap();
+    let out = console.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("detached from the console of client (Ctrl-])"),
+        "{err}"
+    );
+}
+
+/// `reload client` after the file changed: a broken file is refused with its position and the
+/// VM left alone; the fixed file's new provisioning step is what the new client ran.
+fn reload_from_the_edited_file(project: &Project, server_ip: &str) {
+    let file = project.path().join("vmtest.toml");
+    let body = std::fs::read_to_string(&file).unwrap();
+    let client = |project: &Project| {
+        let envs = status(project);
+        let vms = envs[0]["vms"].as_array().unwrap().clone();
+        let client = vms.iter().find(|v| v["name"] == "client").unwrap();
+        client["ssh"].as_str().unwrap().to_owned()
+    };
+    let before = client(project);
+    std::fs::write(
+        &file,
+        format!("{body}\n[env.demo-project.vms.client.bogus]\n"),
+    )
+    .unwrap();
+    let refused = project.run(&["reload", "client"]);
+    let text = scenario::text(&refused);
+    assert!(!refused.status.success(), "{text}");
+    assert!(text.contains("vmtest.toml:"), "no position: {text}");
+    assert_eq!(client(project), before, "a refused reload touched the VM");
+
+    let edited = body.replace(" server' >", " server-v2' >");
+    assert_ne!(
+        edited, body,
+        "the example's provisioning step changed: {body}"
+    );
+    std::fs::write(&file, edited).unwrap();
+    let reloaded = project.ok(&["reload", "client"]);
+    assert!(
+        reloaded.contains("client is running again as"),
+        "{reloaded}"
+    );
+    assert_ne!(client(project), before, "the client was not started again");
+    let address = project.ok(&["exec", "client", "--", "cat", "/tmp/server-address"]);
+    assert_eq!(address.trim(), format!("{server_ip} server-v2"));
+    // The order they came up in is kept: the client is still after the server.
+    let envs = status(project);
+    let names: Vec<&str> = envs[0]["vms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["server", "client"]);
 }
 
 /// Three projects, each with an environment named `lab`, up at once: they run side by side,
@@ -238,4 +358,66 @@ fn sigkill_of_an_owner_then_one_sweep_leaves_nothing() {
     assert!(sweep.status.success(), "{}", scenario::text(&sweep));
     assert!(status(&project).is_empty());
     nothing_left(private.path(), &session);
+}
+
+/// docs/cli.md shows each command's `--help` as the built program prints it (the runner's own
+/// unit test generates it from the definition; this checks the binary), and the bash
+/// completion script completes commands and options.
+#[test]
+fn the_cli_reference_and_completions_match_the_program() {
+    let docs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/cli.md");
+    let docs = std::fs::read_to_string(docs).unwrap();
+    for command in [
+        &[][..],
+        &["up"],
+        &["console"],
+        &["provision"],
+        &["reload"],
+        &["images", "prune"],
+    ] {
+        let mut args = command.to_vec();
+        args.push("--help");
+        let out = runner::command().args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", scenario::text(&out));
+        let help = String::from_utf8_lossy(&out.stdout);
+        let block = format!("```text\n{}\n```", help.trim_end());
+        assert!(
+            docs.contains(&block),
+            "docs/cli.md lacks `vmtest-runner {}` as printed:\n{help}\n(VMTEST_BLESS=1 cargo \
+             test -p vmtest-runner the_cli_reference regenerates it)",
+            args.join(" ")
+        );
+    }
+    let out = runner::command()
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    let script = String::from_utf8_lossy(&out.stdout);
+    let complete = |line: &str| {
+        let words: Vec<&str> = line.split(' ').collect();
+        let probe = format!(
+            "{script}\nCOMP_WORDS=({}); COMP_CWORD={}; _vmtest_runner; echo \"${{COMPREPLY[*]}}\"",
+            words.join(" "),
+            words.len() - 1
+        );
+        let out = std::process::Command::new("bash")
+            .args(["-c", &probe])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    };
+    assert_eq!(complete("vmtest-runner rel"), "reload");
+    assert_eq!(complete("vmtest-runner console --e"), "--env");
+    assert_eq!(complete("vmtest-runner completions f"), "fish");
+    assert_eq!(complete("vmtest-runner images pr"), "prune");
+    let fish = runner::command()
+        .args(["completions", "fish"])
+        .output()
+        .unwrap();
+    let fish = String::from_utf8_lossy(&fish.stdout);
+    assert!(fish.contains("-a reload"), "{fish}");
+    assert!(
+        fish.contains("__fish_seen_subcommand_from up' -l file -r -F"),
+        "{fish}"
+    );
 }

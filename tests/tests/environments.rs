@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use vmtest::{vmtest, Env, VmSpec};
 
 /// The router lab: each client reaches the other's LAN only through the router, whose
-/// addresses reached client1 through its user-data and client2 through its provisioning.
+/// addresses reached client1 through its user-data and client2 through its provisioning;
+/// `Env::provision` runs the router's step again, and `Env::reload` refuses while a handle is
+/// held or for a VM added at run time.
 #[vmtest(env = "router-lab", timeout = "20m")]
 async fn the_router_lab_routes_between_its_lans_through_the_router(
     env: &Env,
@@ -64,11 +66,25 @@ async fn the_router_lab_routes_between_its_lans_through_the_router(
         .await?;
     client1.sh(connect(c2)).fail().await?;
     client2.sh(ping(c1)).fail().await?;
+    // Provisioning the router again switches forwarding back on.
+    env.provision("router").await?;
+    client1.sh(connect(c2)).succeed().await?;
+    // Reloading refuses while a handle to the VM is held elsewhere, before touching it.
+    let e = env.reload("router").await.unwrap_err().to_string();
+    assert!(e.contains("still in use") && e.contains("router"), "{e}");
+    assert!(router.sh("true").succeed().await.is_ok());
 
     // A VM added to the running environment joins a LAN and its teardown.
     let extra = env.add_vm("extra", VmSpec::new(), &["lan1"]).await?;
     extra.sh(ping(r1)).succeed().await?;
     assert!(env.vm("extra").is_ok());
+    // It has no declaration to provision or reload it from.
+    for e in [
+        env.provision("extra").await.unwrap_err(),
+        env.reload("extra").await.unwrap_err(),
+    ] {
+        assert!(e.to_string().contains("added at run time"), "{e}");
+    }
     Ok(())
 }
 

@@ -20,11 +20,34 @@ use vmtest::ledger::{Record, State as Owner};
 
 use crate::Result;
 
+mod control;
 mod init;
 mod owner;
+mod status;
 
+pub(crate) use control::{control, Op};
 pub(crate) use init::init;
 pub(crate) use owner::owner;
+pub(crate) use status::status;
+
+/// Which running environment a command means (`--env`, `--file`); by default the current
+/// project's.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct Running {
+    /// The environment (default: the project's running one).
+    #[arg(long, value_name = "ENV")]
+    pub env: Option<String>,
+    /// The project file (default: vmtest.toml here or in a directory above).
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+}
+
+impl Running {
+    /// Whether either was given: the command means an environment's VM, not a ledger name.
+    pub fn given(&self) -> bool {
+        self.env.is_some() || self.file.is_some()
+    }
+}
 
 /// The project file's name.
 const PROJECT_FILE: &str = "vmtest.toml";
@@ -508,96 +531,36 @@ pub(crate) fn down(env: Option<String>, file: Option<PathBuf>) -> Result<ExitCod
     Ok(ExitCode::SUCCESS)
 }
 
-/// One environment in `status --json`.
-#[derive(Debug, Serialize)]
-struct StatusEnv<'a> {
-    env: &'a str,
-    project: &'a Path,
-    owner_pid: u32,
-    state: &'static str,
-    age_s: u64,
-    ledger_name: &'a str,
-    dir: Option<&'a Path>,
-    log: Option<&'a Path>,
-    vms: &'a [VmState],
-}
-
-/// `vmtest-runner status`.
-pub(crate) fn status(json: bool) -> Result<ExitCode> {
-    let found = environments();
-    let now = now_ms();
-    let rows: Vec<StatusEnv> = found
-        .iter()
-        .map(|f| StatusEnv {
-            env: &f.env,
-            project: &f.project,
-            owner_pid: f.record.owner_pid,
-            state: f.status(),
-            age_s: now.saturating_sub(f.record.created_unix_ms) / 1000,
-            ledger_name: &f.record.name,
-            dir: f.record.dir.as_deref(),
-            log: f.state.as_ref().map(|s| s.log.as_path()),
-            vms: f.state.as_ref().map_or(&[], |s| s.vms.as_slice()),
-        })
-        .collect();
-    if json {
-        let doc = serde_json::json!({ "environments": rows });
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&doc).expect("the status serialises")
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    if rows.is_empty() {
-        println!("no environments are up (`vmtest-runner up` starts one)");
-        return Ok(ExitCode::SUCCESS);
-    }
-    for row in &rows {
-        println!(
-            "{} of {}: {}, owner pid {}, {} old",
-            row.env,
-            row.project.display(),
-            row.state,
-            row.owner_pid,
-            crate::human_duration(Duration::from_secs(row.age_s))
-        );
-        for vm in row.vms {
-            println!("  {}", vm_line(vm));
-        }
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 /// The VM `vm` of the running environment (`env`, else the current project's).
-pub(crate) fn find_vm(vm: &str, env: Option<String>, file: Option<&Path>) -> Result<VmState> {
-    let (env, project) = running_env(env, file)?;
+pub(crate) fn find_vm(vm: &str, running: &Running) -> Result<VmState> {
+    find_in_env(vm, running).map(|(_, vm)| vm)
+}
+
+/// The running environment's state and its VM `vm`.
+fn find_in_env(vm: &str, running: &Running) -> Result<(EnvState, VmState)> {
+    let (env, project) = running_env(running.env.clone(), running.file.as_deref())?;
     let state = running_state(&env, &project)?;
     let names: Vec<&str> = state.vms.iter().map(|v| v.name.as_str()).collect();
-    state
+    let found = state
         .vms
         .iter()
         .find(|v| v.name == vm || v.ledger_name == vm)
-        .cloned()
-        .ok_or_else(|| {
-            format!(
-                "environment {env} of {} has no VM {vm}; its VMs: {}",
-                project.display(),
-                names.join(", ")
-            )
-        })
+        .cloned();
+    found.map(|vm| (state.clone(), vm)).ok_or_else(|| {
+        format!(
+            "environment {env} of {} has no VM {vm}; its VMs: {}",
+            project.display(),
+            names.join(", ")
+        )
+    })
 }
 
 /// `vmtest-runner exec`.
-pub(crate) fn exec(
-    vm: &str,
-    env: Option<String>,
-    file: Option<PathBuf>,
-    command: &[String],
-) -> Result<ExitCode> {
+pub(crate) fn exec(vm: &str, running: Running, command: &[String]) -> Result<ExitCode> {
     if command.is_empty() {
         return Err("exec needs a command after `--`: vmtest-runner exec VM -- CMD...".into());
     }
-    let vm = find_vm(vm, env, file.as_deref())?;
+    let vm = find_vm(vm, &running)?;
     let args: Vec<&str> = command.iter().map(String::as_str).collect();
     // With a command and no `-t`, OpenSSH allocates no terminal: the output streams through
     // as it comes, and its exit status is the command's.

@@ -2,9 +2,12 @@
 //!
 //! Run `vmtest-runner --help` for the commands; every command maps to one library call:
 //! `doctor` → [`vmtest::doctor`], `images` → [`vmtest::images`], `sweep` → [`vmtest::sweep`],
-//! `list` and `ssh` → [`vmtest::ledger`]; `up`, `status`, `exec`, `down` and `init` →
-//! [`vmtest::Env`] (docs/environments.md, "From a terminal").
+//! `list`, `ssh` and `console` → [`vmtest::ledger`]; `up`, `status`, `exec`, `provision`,
+//! `reload`, `down` and `init` → [`vmtest::Env`] (docs/environments.md, "From a terminal").
+//! docs/cli.md is every command's `--help`, checked against this file by a test.
 
+mod completions;
+mod console;
 mod envs;
 mod images;
 mod vms;
@@ -46,15 +49,19 @@ enum Command {
     Ssh {
         /// The VM's ledger name (see `vmtest-runner list`) or its name in the environment.
         name: String,
-        /// The environment whose VM NAME is (default: the project's running one).
-        #[arg(long, value_name = "ENV")]
-        env: Option<String>,
-        /// The project file (default: vmtest.toml here or in a directory above).
-        #[arg(long, value_name = "PATH")]
-        file: Option<PathBuf>,
+        #[command(flatten)]
+        running: envs::Running,
         /// The command to run instead of a shell, after `--`.
         #[arg(last = true)]
         command: Vec<String>,
+    },
+    /// Attach to a VM's serial console: what it prints, and what you type goes to it;
+    /// Ctrl-] detaches
+    Console {
+        /// The VM's ledger name (see `vmtest-runner list`) or its name in the environment.
+        name: String,
+        #[command(flatten)]
+        running: envs::Running,
     },
     /// Bring an environment of the project file up and leave it running
     Up {
@@ -75,15 +82,26 @@ enum Command {
     Exec {
         /// The VM's name in the environment (or its ledger name).
         vm: String,
-        /// The environment (default: the project's running one).
-        #[arg(long, value_name = "ENV")]
-        env: Option<String>,
-        /// The project file (default: vmtest.toml here or in a directory above).
-        #[arg(long, value_name = "PATH")]
-        file: Option<PathBuf>,
+        #[command(flatten)]
+        running: envs::Running,
         /// The command, after `--`.
         #[arg(last = true, required = true)]
         command: Vec<String>,
+    },
+    /// Run the provisioning steps of a VM of a running environment again, in order
+    Provision {
+        /// The VM's name in the environment.
+        vm: String,
+        #[command(flatten)]
+        running: envs::Running,
+    },
+    /// Destroy a VM of a running environment and start it again from the project file as it
+    /// is now (boot, then its provisioning steps)
+    Reload {
+        /// The VM's name in the environment.
+        vm: String,
+        #[command(flatten)]
+        running: envs::Running,
     },
     /// Take a running environment down and wait until everything of it is gone
     Down {
@@ -100,6 +118,11 @@ enum Command {
         /// The project file (default: vmtest.toml here or in a directory above).
         #[arg(long, value_name = "PATH")]
         file: Option<PathBuf>,
+    },
+    /// Print a completion script for a shell: `source <(vmtest-runner completions bash)`
+    Completions {
+        /// The shell.
+        shell: completions::Shell,
     },
     /// The process that owns an environment `up` started
     #[command(name = "__owner", hide = true)]
@@ -125,20 +148,29 @@ fn main() -> ExitCode {
         Command::List { json } => return exit(vms::list(json)),
         Command::Ssh {
             name,
-            env,
-            file,
+            running,
             command,
-        } => return exit(vms::ssh(&name, env, file, &command)),
+        } => return exit(vms::ssh(&name, running, &command)),
+        Command::Console { name, running } => return exit(console::attach(&name, running)),
         Command::Up { env, file } => return exit(envs::up(env, file)),
         Command::Status { json } => return exit(envs::status(json)),
         Command::Exec {
             vm,
-            env,
-            file,
+            running,
             command,
-        } => return exit(envs::exec(&vm, env, file, &command)),
+        } => return exit(envs::exec(&vm, running, &command)),
+        Command::Provision { vm, running } => {
+            return exit(envs::control(envs::Op::Provision, &vm, running))
+        }
+        Command::Reload { vm, running } => {
+            return exit(envs::control(envs::Op::Reload, &vm, running))
+        }
         Command::Down { env, file } => return exit(envs::down(env, file)),
         Command::Init { env, file } => return exit(envs::init(env, file)),
+        Command::Completions { shell } => {
+            completions::print(shell, &mut Cli::command());
+            return ExitCode::SUCCESS;
+        }
         Command::Owner { file, env, log } => return envs::owner(&file, &env, &log),
     };
     match result {
@@ -228,9 +260,62 @@ pub(crate) fn human_duration(d: Duration) -> String {
     }
 }
 
+/// docs/cli.md after its marker: every command's `--help`, as this program prints it.
+#[cfg(test)]
+fn reference() -> String {
+    fn walk(cmd: &clap::Command, path: &mut Vec<String>, out: &mut String) {
+        let mut args = vec!["vmtest-runner".to_owned()];
+        args.extend(path.iter().cloned());
+        args.push("--help".into());
+        let help = match Cli::command().try_get_matches_from(&args) {
+            Err(e) => e.render().to_string(),
+            Ok(_) => unreachable!("--help always stops the parse"),
+        };
+        let name = args[..args.len() - 1].join(" ");
+        out.push_str(&format!(
+            "\n## `{name}`\n\n```text\n{}\n```\n",
+            help.trim_end()
+        ));
+        for sub in cmd.get_subcommands() {
+            if !sub.is_hide_set() && sub.get_name() != "help" {
+                path.push(sub.get_name().to_owned());
+                walk(sub, path, out);
+                path.pop();
+            }
+        }
+    }
+    let mut cli = Cli::command();
+    cli.build();
+    let mut out = String::new();
+    walk(&cli, &mut Vec::new(), &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The line of docs/cli.md after which everything is generated.
+    const MARKER: &str = "<!-- Generated from the command line's definition below this line. -->";
+
+    #[test]
+    fn the_cli_reference_is_the_help() {
+        let root = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+        let path = std::path::Path::new(&root).join("../docs/cli.md");
+        let text = std::fs::read_to_string(&path).expect("docs/cli.md");
+        let (head, documented) = text.split_once(MARKER).expect("docs/cli.md has the marker");
+        let generated = reference();
+        if std::env::var_os("VMTEST_BLESS").is_some() {
+            std::fs::write(&path, format!("{head}{MARKER}\n{generated}")).unwrap();
+            return;
+        }
+        assert!(
+            documented.trim() == generated.trim(),
+            "docs/cli.md is not the CLI's --help: run \
+             `VMTEST_BLESS=1 cargo test -p vmtest-runner the_cli_reference` and commit the \
+             change\n--- generated ---\n{generated}"
+        );
+    }
 
     #[test]
     fn the_command_line_is_well_formed() {

@@ -137,14 +137,13 @@ pub(crate) fn list(json: bool) -> Result<ExitCode> {
 /// current project's).
 pub(crate) fn ssh(
     name: &str,
-    env: Option<String>,
-    file: Option<std::path::PathBuf>,
+    running: crate::envs::Running,
     command: &[String],
 ) -> Result<ExitCode> {
     let records = vmtest::ledger::records();
-    let in_ledger = env.is_none() && file.is_none();
+    let in_ledger = !running.given();
     let Some(record) = records.iter().find(|r| in_ledger && r.name == name) else {
-        let vm = match crate::envs::find_vm(name, env, file.as_deref()) {
+        let vm = match crate::envs::find_vm(name, &running) {
             Ok(vm) => vm,
             Err(why) if in_ledger => {
                 let known: Vec<&str> = records.iter().map(|r| r.name.as_str()).collect();

@@ -22,6 +22,7 @@ use crate::vm::{Context, Vm};
 
 mod keys;
 mod provision;
+mod reload;
 mod values;
 
 pub use keys::KeyPair;
@@ -55,6 +56,8 @@ pub struct Env {
     networks: BTreeMap<String, Segment>,
     /// In the order they came up; dropped in reverse.
     vms: Mutex<Vec<(String, Arc<Vm>)>>,
+    /// The declarations of VMs started again by [`Env::reload`], and how many times each was.
+    reloaded: Mutex<BTreeMap<String, (VmDecl, u32)>>,
     /// The environment's directory (keys): removed last, with its ledger entry.
     _dir: EnvDir,
 }
@@ -155,6 +158,7 @@ impl Env {
             keys: BTreeMap::new(),
             networks: BTreeMap::new(),
             vms: Mutex::new(Vec::new()),
+            reloaded: Mutex::new(BTreeMap::new()),
             _dir: dir,
         };
         for phase in phases {
@@ -187,7 +191,7 @@ impl Env {
                 }
                 Node::Vm(name) => {
                     let decl = find(&self.decl.vms, name, |v| &v.name)?.clone();
-                    let (spec, cx) = self.prepare_vm(&decl).await?;
+                    let (spec, cx) = self.prepare_vm(&decl, &decl.name).await?;
                     vms.spawn(async move {
                         let vm = Vm::boot_in(spec, cx).await;
                         (decl, vm)
@@ -233,7 +237,7 @@ impl Env {
                     .find(|(n, _)| n == name)
                     .map(|(_, vm)| vm.clone())
                     .expect("a VM of this phase came up");
-                self.provision(decl, &vm).await?;
+                self.run_provisioning(decl, &vm).await?;
             }
         }
         Ok(())
@@ -274,8 +278,9 @@ impl Env {
         Ok(Some(spec))
     }
 
-    /// The VM's spec and context, its texts rendered with what is known now.
-    async fn prepare_vm(&self, decl: &VmDecl) -> Result<(VmSpec, Context)> {
+    /// The VM's spec and context, its texts rendered with what is known now; `artifacts` names
+    /// its directory in the environment's artifacts.
+    async fn prepare_vm(&self, decl: &VmDecl, artifacts: &str) -> Result<(VmSpec, Context)> {
         let mut spec = VmSpec::new()
             .image(decl.image.clone())
             .management(decl.management)
@@ -318,18 +323,23 @@ impl Env {
                 }
             }
         }
-        Ok(self.on_segments(&decl.name, spec, segments))
+        Ok(self.on_segments(artifacts, spec, segments))
     }
 
-    /// The spec and context of VM `name` with a NIC on each of `segments` (the first its own),
-    /// or on the user-mode network only.
-    fn on_segments(&self, name: &str, spec: VmSpec, segments: Vec<Segment>) -> (VmSpec, Context) {
+    /// The spec and context of a VM with a NIC on each of `segments` (the first its own), or on
+    /// the user-mode network only; `artifacts` names its directory in the artifacts.
+    fn on_segments(
+        &self,
+        artifacts: &str,
+        spec: VmSpec,
+        segments: Vec<Segment>,
+    ) -> (VmSpec, Context) {
         let mut segments = segments.into_iter();
         let segment = segments.next();
         let spec = spec.network(segment.as_ref().map_or(Network::User, Segment::kind));
         let cx = Context {
             test: self.test.clone(),
-            artifacts: self.artifacts.as_ref().map(|a| a.join(name)),
+            artifacts: self.artifacts.as_ref().map(|a| a.join(artifacts)),
             keep: self.keep,
             segment,
             more_segments: segments.collect(),

@@ -9,8 +9,26 @@ use crate::error::Result;
 use crate::vm::Vm;
 
 impl Env {
+    /// Runs the provisioning steps declared for VM `name` again, in order, on the running VM
+    /// (`vmtest-runner provision VM`): for steps being written, or to put back what a test
+    /// changed. Each step's output goes to the artifacts, as at `up`; the first step that fails
+    /// ends it with an error naming the step's position. The declaration used is the one the VM
+    /// was started from (see [`Env::reload`] to start it again from the file as it is now).
+    ///
+    /// ```no_run
+    /// # async fn t(env: &vmtest::Env) -> vmtest::Result<()> {
+    /// env.vm("client")?.sh("rm -f /etc/motd").succeed().await?;
+    /// env.provision("client").await?; // its steps put it back
+    /// # Ok(()) }
+    /// ```
+    pub async fn provision(&self, name: &str) -> Result<()> {
+        let vm = self.vm(name)?;
+        let decl = self.vm_decl(name)?;
+        self.run_provisioning(&decl, &vm).await
+    }
+
     /// Runs the VM's provisioning steps in order, each step's output into the artifacts.
-    pub(super) async fn provision(&self, decl: &VmDecl, vm: &Vm) -> Result<()> {
+    pub(super) async fn run_provisioning(&self, decl: &VmDecl, vm: &Vm) -> Result<()> {
         for (i, step) in decl.provision.iter().enumerate() {
             let n = i + 1;
             let log = self
