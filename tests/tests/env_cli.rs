@@ -284,12 +284,13 @@ fn reload_from_the_edited_file(project: &Project, server_ip: &str) {
 }
 
 /// Three projects, each with an environment named `lab`, up at once: they run side by side,
-/// each with its own VMs, and each `down` removes only its own.
+/// each with its own VMs and forwards, and each `down` removes only its own.
 #[test]
 fn three_projects_environments_of_one_name_side_by_side() {
     let private = PrivateRun::new();
     let session = scenario::session("envcli3");
-    let body = "[env.lab.networks.lan]\n[env.lab.vms.node]\nmemory = \"256M\"\nnics = [\"lan\"]\n";
+    let body = "[env.lab.networks.lan]\n[env.lab.vms.node]\nmemory = \"256M\"\nnics = [\"lan\"]\n\
+                forwards = [22]\n";
     let projects: Vec<Project> = ["one", "two", "three"]
         .iter()
         .map(|name| {
@@ -326,6 +327,16 @@ fn three_projects_environments_of_one_name_side_by_side() {
             .find(|e| Path::new(e["project"].as_str().unwrap()).starts_with(p.dir.path()))
             .expect("this project's environment");
         assert_eq!(name.trim(), mine["vms"][0]["ledger_name"], "{mine}");
+        // The declared forward is open in the owner, for any process on the host.
+        let forward = mine["vms"][0]["forwards"]["22"]
+            .as_str()
+            .expect("forward 22");
+        let mut banner = [0u8; 4];
+        let mut conn = std::net::TcpStream::connect(forward).unwrap();
+        conn.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        std::io::Read::read_exact(&mut conn, &mut banner).unwrap();
+        assert_eq!(&banner, b"SSH-", "{mine}");
     }
     projects[1].ok(&["down"]);
     assert_eq!(status(&projects[0]).len(), 2);
@@ -342,7 +353,8 @@ fn three_projects_environments_of_one_name_side_by_side() {
 fn sigkill_of_an_owner_then_one_sweep_leaves_nothing() {
     let private = PrivateRun::new();
     let session = scenario::session("envclik");
-    let body = "[env.lab.networks.lan]\n[env.lab.vms.node]\nmemory = \"256M\"\nnics = [\"lan\"]\n";
+    let body = "[env.lab.networks.lan]\n[env.lab.vms.node]\nmemory = \"256M\"\nnics = [\"lan\"]\n\
+                forwards = [22]\n";
     let project = Project::new(&private, &session, "killed", Some(body));
     project.ok(&["up"]);
     let envs = status(&project);

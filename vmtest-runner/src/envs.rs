@@ -94,6 +94,10 @@ pub(crate) struct VmState {
     pub reach: vmtest::Reach,
     /// Its address on each isolated or PXE network it has a NIC on, by network name.
     pub ips: BTreeMap<String, String>,
+    /// Its forwards: each guest port (as a string, a JSON key) with its `127.0.0.1:PORT` on
+    /// the host, open in the owner process.
+    #[serde(default)]
+    pub forwards: BTreeMap<String, String>,
 }
 
 /// An environment `vmtest-runner up` started: its ledger entry and, once it is up, its state.
@@ -440,8 +444,13 @@ pub(crate) fn up(env: Option<String>, file: Option<PathBuf>) -> Result<ExitCode>
 
 fn vm_line(vm: &VmState) -> String {
     let ips: Vec<String> = vm.ips.iter().map(|(n, ip)| format!("{n} {ip}")).collect();
+    let forwards: String = vm
+        .forwards
+        .iter()
+        .map(|(port, host)| format!("  port {port} at {host}"))
+        .collect();
     format!(
-        "{:<12} {:<11} ssh {:<21} {}",
+        "{:<12} {:<11} ssh {:<21} {}{forwards}",
         vm.name,
         vm.ledger_name,
         vm.ssh,

@@ -141,12 +141,18 @@ impl Published<'_> {
                 }
             }
             let reach = vm.reach();
+            let forwards = vm
+                .forwards()
+                .into_iter()
+                .map(|(port, host)| (port.to_string(), host.to_string()))
+                .collect();
             vms.push(VmState {
                 name: vm_name,
                 ledger_name: vm.name().to_owned(),
                 ssh: reach.addr.to_string(),
                 reach,
                 ips,
+                forwards,
             });
         }
         let state = EnvState {

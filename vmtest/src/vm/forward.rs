@@ -30,6 +30,25 @@ impl Vm {
         self.open_forward(guest_port)
     }
 
+    /// The forwards open now, each guest port with its address on the host's 127.0.0.1, in
+    /// the order they were opened: the spec's first, then those asked for with
+    /// [`Vm::forward`].
+    ///
+    /// ```no_run
+    /// # fn t(vm: &vmtest::Vm) {
+    /// for (guest_port, host) in vm.forwards() {
+    ///     println!("guest port {guest_port} is {host} on the host");
+    /// }
+    /// # }
+    /// ```
+    pub fn forwards(&self) -> Vec<(u16, SocketAddr)> {
+        let forwards = self.link.forwards.lock().unwrap_or_else(|p| p.into_inner());
+        forwards
+            .iter()
+            .map(|(port, addr, _)| (*port, *addr))
+            .collect()
+    }
+
     /// Opens the forwards `ports` (the spec's), as the VM is handed to its test.
     pub(super) fn open_forwards(&self, ports: &[u16]) -> Result<()> {
         for &port in ports {
