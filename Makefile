@@ -19,6 +19,7 @@ images: setup
 	fixtures/build debian-12 >/dev/null
 	fixtures/build tiny-disk >/dev/null
 	fixtures/fetch-debs target/vmtest-debs lighttpd
+	fixtures/fetch-sshd target/vmtest-sshd
 
 example: setup
 	fixtures/build tiny >/dev/null

@@ -146,15 +146,19 @@ fn libvirt() -> Check {
 #[cfg(feature = "libvirt")]
 fn libvirt_state(uri: &str) -> (Status, String) {
     match crate::host::libvirt::probe(uri) {
-        Ok(host) => (
-            Status::Ok,
-            format!(
+        Ok(host) => {
+            let found = format!(
                 "libvirtd {} at {uri} (QEMU {}), domain types: {}",
                 host.version,
                 host.hypervisor,
                 host.domain_types.join(", ")
-            ),
-        ),
+            );
+            match crate::backend::libvirt::check_remote(uri) {
+                None => (Status::Ok, found),
+                Some(Ok(remote)) => (Status::Ok, format!("{found}; {remote}")),
+                Some(Err(why)) => (Status::Failed, format!("{found}; but {why}")),
+            }
+        }
         Err(why) => (
             Status::Unavailable,
             format!(

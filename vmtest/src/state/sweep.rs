@@ -32,7 +32,7 @@ mod processes;
 mod steps;
 
 use processes::{clock_hz, pids_of, process_pids, program, send_kill, ProcessTable};
-use steps::{domain_step, kill_step, link_step, netns_step, remove_dir_step};
+use steps::{domain_step, kill_step, link_step, netns_step, remove_dir_step, volumes_step};
 
 /// What to sweep.
 #[derive(Debug, Clone, Default)]
@@ -589,6 +589,9 @@ fn reap_entry(
                     metadata.names_owner(owner.pid, owner.start_ticks)
                 };
                 steps.extend(domain_step(uri, domain, dry_run, &ours));
+            }
+            Resource::Volumes { uri, pool, vm } => {
+                steps.push(volumes_step(uri, pool, vm, dry_run));
             }
             Resource::Link { name: link } => {
                 if name::is_ours(link) {

@@ -62,6 +62,9 @@ pub(super) struct Template {
     /// they are: libvirt relabels nothing.
     pub uid: u32,
     pub gid: u32,
+    /// The domain runs on another host (its files are volumes of a pool there): QEMU runs as
+    /// that libvirtd chooses, and the console is a pty libvirt streams back.
+    pub remote: bool,
 }
 
 impl Template {
@@ -92,6 +95,7 @@ impl Template {
             },
             uid,
             gid,
+            remote: false,
         }
     }
 
@@ -145,8 +149,9 @@ impl Template {
             // driver by themselves); libvirt then ends the domain: the test fails with the
             // console, not a hang.
             .child(Element::text("on_crash", "destroy"))
-            .child(self.devices(first_boot))
-            .child(
+            .child(self.devices(first_boot));
+        if !self.remote {
+            domain = domain.child(
                 Element::new("seclabel")
                     .attr("type", "static")
                     .attr("model", "dac")
@@ -156,6 +161,7 @@ impl Template {
                         format!("+{}:+{}", self.uid, self.gid),
                     )),
             );
+        }
         if let Some(forwards) = &self.forwards {
             domain = domain.child(self.user_nic(forwards, ports));
         }
@@ -309,13 +315,18 @@ impl Template {
                 .child(alias(Bootable::Tap(i)));
             devices = devices.child(nic);
         }
+        let serial = if self.remote {
+            Element::new("serial")
+                .attr("type", "pty")
+                .child(Element::new("target").attr("port", 0))
+        } else {
+            Element::new("serial")
+                .attr("type", "pipe")
+                .child(Element::new("source").attr("path", self.console.display()))
+                .child(Element::new("target").attr("port", 0))
+        };
         devices
-            .child(
-                Element::new("serial")
-                    .attr("type", "pipe")
-                    .child(Element::new("source").attr("path", self.console.display()))
-                    .child(Element::new("target").attr("port", 0)),
-            )
+            .child(serial)
             .child(Element::new("panic").attr("model", "isa"))
             .child(
                 Element::new("controller")
@@ -400,6 +411,7 @@ mod tests {
             },
             uid: 0,
             gid: 0,
+            remote: false,
         }
     }
 

@@ -45,6 +45,16 @@ pub(crate) struct LibvirtMachine {
     powered_off: AtomicBool,
     taps: Vec<TapGuard>,
     detached: bool,
+    /// On another host: how to reach it, and the console's stream.
+    remote: Option<RemoteParts>,
+}
+
+/// What a domain on another host needs besides the domain.
+struct RemoteParts {
+    remote: super::Remote,
+    /// One per forwarded guest port: this host's end of it.
+    tunnels: Mutex<Vec<(u16, super::remote::Tunnel)>>,
+    console: Mutex<Option<super::console::ConsolePump>>,
 }
 
 impl std::fmt::Debug for LibvirtMachine {
@@ -63,7 +73,8 @@ impl LibvirtMachine {
         flags: u32,
         dir: &Path,
         taps: Vec<TapGuard>,
-    ) -> LibvirtMachine {
+        remote: Option<super::Remote>,
+    ) -> Result<LibvirtMachine, LibvirtError> {
         let machine = LibvirtMachine {
             after_first_boot: template.after_first_boot(),
             reboots: AtomicBool::new(template.reboots_while_booting),
@@ -77,13 +88,42 @@ impl LibvirtMachine {
             powered_off: AtomicBool::new(false),
             taps,
             detached: false,
+            remote: remote.map(|remote| RemoteParts {
+                remote,
+                tunnels: Mutex::new(Vec::new()),
+                console: Mutex::new(None),
+            }),
         };
         machine.read_pid();
-        machine
+        machine.open_console()?;
+        Ok(machine)
     }
 
-    /// libvirtd's pid file of the domain's QEMU.
+    /// On another host, the console streams into the VM's local console files.
+    fn open_console(&self) -> Result<(), LibvirtError> {
+        let Some(remote) = &self.remote else {
+            return Ok(());
+        };
+        let pipe = self.dir.join(super::CONSOLE_PIPE);
+        let pump = self.with_domain(|d| {
+            Ok(super::console::pump(
+                &self.conn,
+                d,
+                &pipe.with_extension("out"),
+                &pipe.with_extension("in"),
+            ))
+        })?;
+        *remote.console.lock().unwrap_or_else(|p| p.into_inner()) =
+            Some(pump.map_err(LibvirtError)?);
+        Ok(())
+    }
+
+    /// libvirtd's pid file of the domain's QEMU (on this host only: another host's QEMU has
+    /// no pid here, and its end is known from the domain's state).
     fn read_pid(&self) {
+        if self.remote.is_some() {
+            return;
+        }
         let path = format!("/run/libvirt/qemu/{}.pid", self.template.name);
         if let Some(pid) = std::fs::read_to_string(path)
             .ok()
@@ -152,8 +192,28 @@ impl LibvirtMachine {
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
-    /// The host port QEMU bound on 127.0.0.1 for `guest_port` of the user-mode NIC.
+    /// The port of this host's 127.0.0.1 that reaches `guest_port` of the user-mode NIC: the
+    /// one QEMU bound, or on another host this host's end of a tunnel to it.
     pub fn forwarded_port(&self, guest_port: u16) -> Result<Option<u16>, LibvirtError> {
+        let Some(remote) = &self.remote else {
+            return self.bound_port(guest_port);
+        };
+        let mut tunnels = remote.tunnels.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, tunnel)) = tunnels.iter().find(|(g, _)| *g == guest_port) {
+            return Ok(Some(tunnel.port()));
+        }
+        let Some(port) = self.bound_port(guest_port)? else {
+            return Ok(None);
+        };
+        let tunnel = super::remote::Tunnel::open(&remote.remote, port)
+            .map_err(|e| LibvirtError(format!("a tunnel to the libvirt host: {e}")))?;
+        let local = tunnel.port();
+        tunnels.push((guest_port, tunnel));
+        Ok(Some(local))
+    }
+
+    /// The port QEMU bound on its host's 127.0.0.1 for `guest_port` of the user-mode NIC.
+    fn bound_port(&self, guest_port: u16) -> Result<Option<u16>, LibvirtError> {
         let known = self.ports.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((_, host)) = known.iter().find(|(g, _)| *g == guest_port) {
             return Ok(Some(*host));
@@ -287,7 +347,7 @@ impl LibvirtMachine {
         *self.domain.lock().unwrap_or_else(|p| p.into_inner()) = Some(domain);
         self.powered_off.store(false, Ordering::Relaxed);
         self.read_pid();
-        Ok(())
+        self.open_console()
     }
 
     /// Stops the domain at once (not a guest shutdown): QEMU quits, or after `timeout` the
@@ -319,6 +379,29 @@ impl Drop for LibvirtMachine {
         if self.detached {
             if let Some(mut domain) = domain {
                 let _ = domain.free();
+            }
+            return;
+        }
+        if let Some(remote) = &self.remote {
+            // Another host's QEMU has no pid here to watch: ask it to quit, then make sure.
+            if let Some(mut domain) = domain {
+                let _ = domain.qemu_monitor_command(r#"{"execute":"quit"}"#, 0);
+                let _ = domain.destroy();
+                let _ = domain.free();
+            }
+            drop(
+                remote
+                    .console
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .take(),
+            );
+            for failed in super::delete_volumes(
+                &remote.remote.uri,
+                &super::remote::pool_name(),
+                &self.template.name,
+            ) {
+                tracing::warn!(vm = %self.template.name, "{failed}");
             }
             return;
         }

@@ -6,11 +6,14 @@
 //! domain. A domain that may not outlive its test is created with auto-destroy, so libvirtd
 //! destroys it the moment its connection closes — when the test process ends, however it ends.
 
+mod console;
 mod domain;
 mod machine;
+mod remote;
 mod xml;
 
 pub(crate) use machine::{LibvirtError, LibvirtMachine};
+pub(crate) use remote::{check as check_remote, delete_volumes, Remote};
 
 use crate::backend::libvirt_uri as uri;
 use crate::backend::plan::{MachinePlan, Nic, Tap};
@@ -56,6 +59,14 @@ pub(crate) fn resources(name: &str, on_segment: bool) -> Vec<Resource> {
             name: name.to_owned(),
         });
     }
+    // Undone after the domain: its volumes on a remote host.
+    if let Some(Ok(_)) = Remote::of(&uri()) {
+        resources.push(Resource::Volumes {
+            uri: uri(),
+            pool: remote::pool_name(),
+            vm: name.to_owned(),
+        });
+    }
     resources.push(Resource::Domain {
         uri: uri(),
         name: name.to_owned(),
@@ -91,6 +102,24 @@ pub(super) fn create(
     }
 }
 
+/// What a domain on another host cannot have: a NIC on a segment (segments are namespaces of
+/// this host) or UEFI (its NVRAM is a file of this host).
+fn refuse_remote(plan: &MachinePlan) -> Result<()> {
+    let refuse = |what: &str| {
+        Err(libvirt_error(
+            format!("{what} is not available on a remote libvirt host"),
+            "use network = \"user\" and BIOS firmware there, or a local URI (qemu:///system)",
+        ))
+    };
+    if plan.nics.iter().any(|n| matches!(n, Nic::Tap { .. })) {
+        return refuse("a NIC on an isolated or PXE segment");
+    }
+    if plan.firmware != Firmware::Bios {
+        return refuse("UEFI firmware");
+    }
+    Ok(())
+}
+
 /// Whether domain `name` exists, carries this process's metadata, and is ending: one of this
 /// process's VMs, torn down a moment ago.
 fn ending_of_ours(conn: &Conn, name: &str) -> bool {
@@ -108,7 +137,14 @@ fn ending_of_ours(conn: &Conn, name: &str) -> bool {
 /// Creates the domain for `plan`; its XML is written to `domain.xml` in the plan's directory.
 pub(crate) fn launch(plan: MachinePlan) -> Result<LibvirtMachine> {
     let mut plan = plan;
+    let uri = uri();
+    let remote = Remote::of(&uri).transpose()?;
     crate::backend::qemu::console_pipe(&plan.console, &plan.dir.join(CONSOLE_PIPE))?;
+    let conn = Conn::open(&uri).map_err(|e| libvirt_error(e, START))?;
+    if remote.is_some() {
+        refuse_remote(&plan)?;
+        remote::stage(&conn, &uri, &mut plan)?;
+    }
     let (mut forwards, mut taps, mut joins, mut guards) =
         (None, Vec::new(), Vec::new(), Vec::new());
     for nic in std::mem::take(&mut plan.nics) {
@@ -134,7 +170,8 @@ pub(crate) fn launch(plan: MachinePlan) -> Result<LibvirtMachine> {
             }
         }
     }
-    let template = Template::new(&plan, taps, forwards);
+    let mut template = Template::new(&plan, taps, forwards);
+    template.remote = remote.is_some();
     if let Some(uefi) = &template.uefi {
         uefi.create_nvram()?;
     }
@@ -144,7 +181,6 @@ pub(crate) fn launch(plan: MachinePlan) -> Result<LibvirtMachine> {
         context: "writing domain.xml".into(),
         source,
     })?;
-    let conn = Conn::open(&uri()).map_err(|e| libvirt_error(e, START))?;
     let flags = if dies_with_owner {
         virt_sys::VIR_DOMAIN_START_AUTODESTROY
     } else {
@@ -157,7 +193,8 @@ pub(crate) fn launch(plan: MachinePlan) -> Result<LibvirtMachine> {
         )
     })?;
     tracing::debug!(vm = %template.name, "libvirt domain created");
-    let machine = LibvirtMachine::new(template, conn, domain, flags, &dir, guards);
+    let machine = LibvirtMachine::new(template, conn, domain, flags, &dir, guards, remote)
+        .map_err(|e| libvirt_error(e.0, "the domain was destroyed"))?;
     // QEMU holds the taps now: move them into their segments.
     for join in joins {
         join()?;

@@ -137,6 +137,13 @@ pub(crate) enum Resource {
     /// A persistent tap in the host's namespace (a libvirt VM's on a segment, until it moves
     /// into the segment's namespace, whose deletion takes it).
     Link { name: String },
+    /// The volumes of VM `vm` (named `VM-…`) in storage pool `pool` of the libvirt at `uri`:
+    /// a VM on another host keeps its disks there.
+    Volumes {
+        uri: String,
+        pool: String,
+        vm: String,
+    },
 }
 
 impl Entry {

@@ -155,6 +155,32 @@ pub(super) fn domain_step(
     Some(step)
 }
 
+/// Deletes the volumes of VM `vm` from `pool` at `uri` (a VM on another libvirt host).
+#[cfg(feature = "libvirt")]
+pub(super) fn volumes_step(uri: &str, pool: &str, vm: &str, dry_run: bool) -> Step {
+    undo(
+        dry_run,
+        format!("delete the volumes {vm}-* of pool {pool} at {uri}"),
+        format!("deleted the volumes {vm}-* of pool {pool} at {uri}"),
+        || {
+            let failed = crate::backend::libvirt::delete_volumes(uri, pool, vm);
+            (!failed.is_empty()).then(|| failed.join("; "))
+        },
+    )
+}
+
+/// Without the `libvirt` feature a pool cannot be reached: say how to undo it by hand.
+#[cfg(not(feature = "libvirt"))]
+pub(super) fn volumes_step(uri: &str, pool: &str, vm: &str, _dry_run: bool) -> Step {
+    Step {
+        what: format!("delete the volumes {vm}-* of pool {pool} at {uri}"),
+        error: Some(format!(
+            "this build has no libvirt (vmtest's `libvirt` feature): `virsh -c {uri} vol-list \
+             {pool}` and `vol-delete` them by hand"
+        )),
+    }
+}
+
 /// Without the `libvirt` feature a domain cannot be reached: say how to undo it by hand.
 #[cfg(not(feature = "libvirt"))]
 pub(super) fn domain_step(
