@@ -35,7 +35,7 @@ test: images
 	  if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	    echo "== the examples, the backend matrix and the lifecycle tests under cargo-nextest (one process per test)"; \
 	    $(CARGO) nextest run --locked --workspace --test-threads=$(TEST_THREADS) \
-	      --no-fail-fast -E 'package(vmtest-examples) | binary(=backends) | binary(=lifecycle) | binary(=suite) | binary(=suite_harness) | binary(=network)' \
+	      --no-fail-fast -E 'package(vmtest-examples) | binary(=backends) | binary(=lifecycle) | binary(=suite) | binary(=suite_harness) | binary(=network) | binary(=env_shared)' \
 	      || status=1; \
 	    skip="--skip matrix::"; \
 	  else \

@@ -721,9 +721,47 @@ fn an_orphaned_domain_whose_metadata_names_a_dead_owner_is_swept() {
 async fn scenario_env() -> anyhow::Result<()> {
     let file = std::env::var("VMTEST_SCENARIO_ENV_FILE")?;
     let env = vmtest::Env::up_from_file(&file, "lab").await?;
+    up_until_killed(&env).await
+}
+
+/// Says that `env` is up, then waits to be killed.
+async fn up_until_killed(env: &vmtest::Env) -> anyhow::Result<()> {
     eprintln!("scenario: env up with {} VM(s)", env.vms().len());
     tokio::time::sleep(Duration::from_secs(600)).await;
     Ok(())
+}
+
+/// Runs the scenario `name` in a child process of its own session and run directory, with
+/// `vars` set, until it prints `marker`.
+fn start_scenario(
+    name: &str,
+    session: &str,
+    private: &PrivateRun,
+    vars: &[(&str, &std::ffi::OsStr)],
+    marker: &str,
+) -> Running {
+    let mut cmd = scenario::child(name);
+    private.apply(&mut cmd).env("VMTEST_SESSION", session);
+    for (var, value) in vars {
+        cmd.env(var, value);
+    }
+    let mut child = Running::spawn(cmd);
+    child.wait_for(marker, Duration::from_secs(300));
+    child
+}
+
+/// SIGKILL of the scenario: no QEMU of its run directory survives, and one sweep leaves nothing
+/// of its session. Returns what the sweep printed.
+fn kill_then_sweep(child: Running, private: &PrivateRun, session: &str) -> String {
+    child.signal(libc::SIGKILL);
+    let (_, output) = child.wait(Duration::from_secs(30));
+    let survivors = no_qemu_survives(&private.path().to_string_lossy());
+    assert!(survivors.is_empty(), "{survivors:?}\n{output}");
+    let swept = private.sweep_session(session);
+    let prefix = vmtest::ledger::names::session_prefix(session);
+    let left = leaks::find(private.path(), &prefix);
+    assert!(left.is_empty(), "after one sweep:\n{left}\n{swept}");
+    swept
 }
 
 /// SIGKILL of the process that owns an environment (a key, a LAN, a VM on it and one on the
@@ -743,23 +781,65 @@ fn sigkill_of_an_environments_owner_leaves_nothing_after_one_sweep() {
          [[env.lab.vms.b.provision]]\nrun = \"echo '{{ keys.deploy.public }}' > /tmp/k\"\n",
     )
     .unwrap();
-    let mut cmd = scenario::child("scenario_env");
-    private
-        .apply(&mut cmd)
-        .env("VMTEST_SESSION", &session)
-        .env("VMTEST_SCENARIO_ENV_FILE", &file);
-    let mut child = Running::spawn(cmd);
-    child.wait_for("scenario: env up with 2 VM(s)", Duration::from_secs(300));
+    let child = start_scenario(
+        "scenario_env",
+        &session,
+        &private,
+        &[("VMTEST_SCENARIO_ENV_FILE", file.as_os_str())],
+        "scenario: env up with 2 VM(s)",
+    );
     let prefix = vmtest::ledger::names::session_prefix(&session);
     let before = leaks::find(private.path(), &prefix);
     // Two VMs, two segments and the environment's directory, each with its entry.
     assert_eq!(before.ledger.len(), 5, "{before}");
+    kill_then_sweep(child, &private, &session);
+}
 
-    child.signal(libc::SIGKILL);
-    let (_, output) = child.wait(Duration::from_secs(30));
-    let survivors = no_qemu_survives(&private.path().to_string_lossy());
-    assert!(survivors.is_empty(), "{survivors:?}\n{output}");
-    let swept = private.sweep_session(&session);
-    let left = leaks::find(private.path(), &prefix);
-    assert!(left.is_empty(), "after one sweep:\n{left}\n{swept}");
+/// Leases the shared environment `shared-lab` (tests/vmtest.toml), says so, and waits to be
+/// killed. Run with `VMTEST_FIXTURE_SHARING=process`, it attaches to a broker's environment.
+#[vmtest(env = "shared-lab", shared)]
+#[ignore = "scenario: run in a child process by the other tests of this file"]
+async fn scenario_shared_env(env: &vmtest::Env) -> anyhow::Result<()> {
+    up_until_killed(env).await
+}
+
+/// SIGKILL of the broker that owns a shared environment (and of the test process using it):
+/// the broker's QEMU and dnsmasq die with it, and one sweep removes every entry, namespace and
+/// directory it had, the broker's own directory included.
+#[test]
+fn sigkill_of_a_shared_environments_broker_leaves_nothing_after_one_sweep() {
+    let session = session("shared-env");
+    let private = PrivateRun::new();
+    let child = start_scenario(
+        "scenario_shared_env",
+        &session,
+        &private,
+        &[("VMTEST_FIXTURE_SHARING", "process".as_ref())],
+        "scenario: env up with 1 VM(s)",
+    );
+    let brokers = private.path().join("fixtures");
+    let dirs: Vec<PathBuf> = std::fs::read_dir(&brokers)
+        .expect("the brokers' directory")
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dirs[0].join("state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["status"], "ready", "{state}");
+    let broker = state["broker"]["pid"].as_u64().expect("the broker's pid") as libc::pid_t;
+    assert_ne!(broker as u32, child.pid());
+    let prefix = vmtest::ledger::names::session_prefix(&session);
+    let before = leaks::find(private.path(), &prefix);
+    // The VM, the segment and the environment's directory, and the broker's directory: each
+    // with its entry, all the broker's (the user's entry went once it was attached).
+    assert_eq!(before.ledger.len(), 4, "{before}");
+
+    // SAFETY: kill(2) on the broker's pid, read from the state file it wrote just now.
+    assert_eq!(unsafe { libc::kill(broker, libc::SIGKILL) }, 0);
+    let swept = kill_then_sweep(child, &private, &session);
+    assert!(
+        !dirs[0].exists(),
+        "the broker's directory survived the sweep\n{swept}"
+    );
 }

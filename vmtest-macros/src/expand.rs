@@ -396,6 +396,9 @@ fn options(args: &Args) -> TokenStream {
         let labels = names.iter().map(|name| name.unraw().to_string());
         fields.push(quote!(labels: &[#(#labels),*]));
     }
+    if let (true, Some(env)) = (args.shared, &args.env) {
+        fields.push(quote!(shared_env: ::core::option::Option::Some(#env)));
+    }
     if let Some(fixture) = &args.fixture {
         // A path that is not a `Fixture` is a type error on the path, against the type written
         // here rather than inside `Option::Some`.

@@ -60,10 +60,11 @@ enum Key {
     BootOnce,
     Snapshot,
     Env,
+    Shared,
 }
 
 impl Key {
-    const ALL: [Key; 33] = [
+    const ALL: [Key; 34] = [
         Key::Image,
         Key::Memory,
         Key::Cpus,
@@ -97,6 +98,7 @@ impl Key {
         Key::BootOnce,
         Key::Snapshot,
         Key::Env,
+        Key::Shared,
     ];
 
     fn name(self) -> &'static str {
@@ -134,6 +136,7 @@ impl Key {
             Key::BootOnce => "boot_once",
             Key::Snapshot => "snapshot",
             Key::Env => "env",
+            Key::Shared => "shared",
         }
     }
 
@@ -167,7 +170,8 @@ impl Key {
             "scale" => Some(Key::ScaleTimeout),
             "userdata" | "cloud_config" | "cloudinit" => Some(Key::UserData),
             "vm" | "count" | "nodes" | "machines" => Some(Key::Vms),
-            "shared" | "share" | "lease" => Some(Key::Fixture),
+            "lease" => Some(Key::Fixture),
+            "share" | "shared_env" => Some(Key::Shared),
             "keep_vm" | "preserve" => Some(Key::Keep),
             "forward" | "ports" | "port_forwards" | "hostfwd" | "expose" => Some(Key::Forwards),
             "readiness" | "ready_when" | "wait_for" => Some(Key::Ready),
@@ -215,7 +219,7 @@ impl Key {
     fn fits_an_env_test(self) -> bool {
         matches!(
             self,
-            Key::Env | Key::Timeout | Key::ScaleTimeout | Key::Keep | Key::Requires
+            Key::Env | Key::Shared | Key::Timeout | Key::ScaleTimeout | Key::Keep | Key::Requires
         )
     }
 
@@ -342,6 +346,8 @@ pub(crate) struct Args {
     pub(crate) snapshot: Option<bool>,
     /// `env = "NAME"`: the environment the test runs against, a valid environment name.
     pub(crate) env: Option<String>,
+    /// `shared`: the environment is shared by the tests naming it; only with `env`.
+    pub(crate) shared: bool,
     /// Whether `env` was written, accepted or not: the function then takes `env: &Env`, and
     /// the keys that describe VMs are refused.
     pub(crate) env_written: bool,
@@ -452,7 +458,7 @@ enum Value {
     Expr(Expr),
     /// `key(A, B)`, the parentheses' span and what is inside: only `vms` takes a list.
     List(Span, TokenStream),
-    /// `key` alone: only `keep`, `capture` and `snapshot` stand alone.
+    /// `key` alone: only `keep`, `capture`, `snapshot` and `shared` stand alone.
     Bare,
 }
 
@@ -553,6 +559,11 @@ fn apply(args: &mut Args, key: &Ident, value: &Value) -> syn::Result<()> {
             args.given.push((parsed, key.clone()));
             return Ok(());
         }
+        (Key::Shared, Value::Bare) => {
+            args.shared = true;
+            args.given.push((parsed, key.clone()));
+            return Ok(());
+        }
         (Key::Vms, _) => {
             return Err(syn::Error::new(
                 key.span(),
@@ -582,6 +593,13 @@ fn apply(args: &mut Args, key: &Ident, value: &Value) -> syn::Result<()> {
                 key.span(),
                 "expected `snapshot` (restore the VM from a saved machine of its spec instead \
                  of booting it) or `snapshot = true` / `snapshot = false`",
+            ))
+        }
+        (Key::Shared, Value::List(..)) => {
+            return Err(syn::Error::new(
+                key.span(),
+                "expected `shared` (the tests naming the environment share one, brought up \
+                 once) or `shared = true` / `shared = false`",
             ))
         }
         (Key::Env, _) => {
@@ -632,6 +650,7 @@ fn apply(args: &mut Args, key: &Ident, value: &Value) -> syn::Result<()> {
         Key::BootOnce => args.boot_once = Some(keys::choice(&keys::BOOT_DEVICE, value)?),
         Key::Snapshot => args.snapshot = Some(keys::boolean(&name, value)?),
         Key::Env => args.env = Some(keys::env(value)?),
+        Key::Shared => args.shared = keys::boolean(&name, value)?,
     }
     args.given.push((parsed, key.clone()));
     Ok(())

@@ -122,6 +122,7 @@ impl Plan {
         // 3. Images, each resolved once.
         let mut images: BTreeMap<String, Result<(), String>> = BTreeMap::new();
         let mut fixtures: BTreeMap<String, (&'static vmtest::Fixture, usize)> = BTreeMap::new();
+        let mut shared_envs: BTreeMap<&'static str, usize> = BTreeMap::new();
         for t in selected {
             let options = (t.options)();
             if options.requires_kvm {
@@ -133,6 +134,9 @@ impl Plan {
             }
             if let Some(fixture) = options.fixture {
                 fixtures.entry(fixture.path()).or_insert((fixture, 0)).1 += 1;
+            }
+            if let Some(env) = options.shared_env {
+                *shared_envs.entry(env).or_default() += 1;
             }
             let mut references: Vec<String> = (t.specs)()
                 .iter()
@@ -166,9 +170,12 @@ impl Plan {
                 .count();
             eprintln!("\n!! SKIPPING {n} test(s) that require KVM: {why}\n");
         }
-        // 4. Fixtures: torn down right after their last user.
+        // 4. Fixtures and shared environments: torn down right after their last user.
         for (fixture, users) in fixtures.values() {
             fixture.expect_users(*users);
+        }
+        for (env, users) in shared_envs {
+            vmtest::__private::expect_env_users(env, users);
         }
         plan
     }

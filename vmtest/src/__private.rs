@@ -7,7 +7,6 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use crate::spec::{Accel, VmSpec};
@@ -15,6 +14,8 @@ use crate::vm::keep::Keep;
 use crate::vm::Context as VmContext;
 use crate::vm::Vm;
 use crate::Env;
+
+mod env;
 
 /// Identifies the test a VM belongs to (names, logs, artifacts).
 #[derive(Debug, Clone, Copy)]
@@ -61,6 +62,9 @@ pub struct TestOptions {
     pub labels: &'static [&'static str],
     /// `fixture = NAME`: the test leases the shared VM `NAME` instead of booting its own.
     pub fixture: Option<&'static crate::Fixture>,
+    /// `env = "NAME", shared`: the test leases the shared environment `NAME` instead of
+    /// bringing up its own.
+    pub shared_env: Option<&'static str>,
 }
 
 impl Default for TestOptions {
@@ -72,6 +76,7 @@ impl Default for TestOptions {
             keep: None,
             labels: &[],
             fixture: None,
+            shared_env: None,
         }
     }
 }
@@ -166,14 +171,34 @@ where
 /// [`run`] for `#[vmtest(env = "NAME")]`: brings up the environment `env` of the project file
 /// instead of booting VMs, runs the body against it, and takes it down (or keeps its VMs, as
 /// `keep` says) whatever the body did. Its VMs' evidence goes into `env-NAME/VM` of the test's
-/// artifacts.
+/// artifacts. With `shared` (`options.shared_env`), the test leases the environment instead,
+/// which outlives it (see `fixture::env`).
 #[track_caller]
 pub fn run_env<F, R>(id: TestId, options: TestOptions, env: &'static str, body: F)
 where
     F: for<'e> FnOnce(&'e Env) -> Body<'e, R>,
     R: TestOutcome,
 {
-    drive::<Env, _, _>(id, &options, env, body);
+    if options.shared_env.is_none() {
+        drive::<Env, _, _>(id, &options, env, body);
+        return;
+    }
+    let shared = crate::fixture::SharedEnv::named(env);
+    if let Some(dir) = crate::fixture::broker_dir() {
+        // This process was started to own the environment for other test processes.
+        crate::log::init();
+        if let Err(e) = shared.serve(&dir) {
+            panic!("{}: as the broker of environment {env}: {e}", id.path());
+        }
+        return;
+    }
+    drive::<env::Leased, _, _>(id, &options, shared, move |leased| body(leased.env()));
+}
+
+/// Tells the shared environment `env` how many selected tests use it (the custom harness):
+/// it goes right after the last of them, with no linger.
+pub fn expect_env_users(env: &'static str, n: usize) {
+    crate::fixture::SharedEnv::named(env).expect_users(n);
 }
 
 /// The run of every `#[vmtest]` test, whatever it runs against: the skip without KVM, the keep
@@ -406,65 +431,6 @@ impl Subject for TestVms {
                 vm.destroy().await;
             }
         }
-    }
-}
-
-impl Subject for Env {
-    type Decl = &'static str;
-
-    async fn obtain(name: &'static str, run: &Run<'_>) -> Result<Env, String> {
-        let up = async {
-            let decl = crate::env::file::load(name)?;
-            let cx = VmContext {
-                test: run.test.clone(),
-                artifacts: run.artifacts.clone(),
-                keep: run.keep,
-                segment: None,
-                more_segments: Vec::new(),
-            };
-            Env::up_from(decl, cx).await
-        };
-        up.await
-            .map_err(|e| format!("environment {name} did not come up: {e}"))
-    }
-
-    fn accel(&self) -> Option<Accel> {
-        match self.vms().first() {
-            Some((_, vm)) => Some(vm.accel()),
-            // No VM to ask: the one the environment's VMs would get.
-            None => crate::doctor::accelerator().ok(),
-        }
-    }
-
-    async fn save_artifacts(&self, failure: &str) {
-        let Some(dir) = self.artifacts_dir() else {
-            return;
-        };
-        for (name, vm) in self.vms() {
-            if let Err(e) = vm
-                .save_artifacts_with(&dir.join(&name), Some(failure))
-                .await
-            {
-                tracing::warn!("{e}");
-            }
-        }
-    }
-
-    async fn release(self, run: &Run<'_>, failed: bool) {
-        if run.keep.keeps(failed) {
-            for (name, vm) in self.take_vms().into_iter().rev() {
-                match Arc::try_unwrap(vm) {
-                    Ok(vm) => run.keep(vm, failed),
-                    Err(_) => tracing::warn!(
-                        "could not keep VM {name} of environment {}: a handle on it outlived \
-                         the test's body",
-                        self.name()
-                    ),
-                }
-            }
-        }
-        // What is left: every VM unless kept, then the networks and keys.
-        self.down().await;
     }
 }
 

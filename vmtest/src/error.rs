@@ -321,6 +321,25 @@ pub enum Error {
         source: Option<Box<Error>>,
     },
 
+    /// A shared environment, brought up by another process, could not be had.
+    #[error("shared environment {env}: {message}")]
+    SharedEnv {
+        /// The environment's name.
+        env: String,
+        /// What went wrong, and where the owner's log is.
+        message: String,
+    },
+
+    /// Something only the owner of a shared environment can do was asked of a handle attached
+    /// to it from another test process (an attached [`Env`](crate::Env), its VMs or segments).
+    #[error("{operation}: {message}")]
+    Attached {
+        /// What was asked.
+        operation: String,
+        /// Why this process cannot, and what to do instead.
+        message: String,
+    },
+
     /// A value passed to the API is invalid.
     #[error("invalid {what}: {message}")]
     Invalid {

@@ -7,6 +7,15 @@ use super::{Args, Errors, Key, Ready, Vms};
 /// Errors of keys that are valid alone but not together; on the key that has to go.
 pub(super) fn check_combinations(args: &mut Args, errors: &mut Errors) {
     let given = |key: Key| args.given.iter().find(|(given, _)| *given == key);
+    if let (Some((_, shared)), false) = (given(Key::Shared), args.env_written) {
+        errors.push(syn::Error::new(
+            shared.span(),
+            "`shared` shares an environment between the tests that name it, so it needs \
+             `env = \"NAME\"` (an environment declared as `[env.NAME]` in vmtest.toml, \
+             docs/environments.md): add it, or remove `shared`; to share one VM, use \
+             `fixture = NAME` with a `#[vmtest::fixture]` instead",
+        ));
+    }
     if args.env_written {
         check_env(&args.given, errors);
         // The function takes the environment, whatever `vms` said.

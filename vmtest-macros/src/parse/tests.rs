@@ -810,10 +810,26 @@ fn env_refuses_what_describes_a_vm() {
             key.fits_an_env_test(),
             matches!(
                 key.name(),
-                "env" | "timeout" | "scale_timeout" | "keep" | "requires"
+                "env" | "shared" | "timeout" | "scale_timeout" | "keep" | "requires"
             ),
             "{}",
             key.name()
         );
     }
+}
+
+#[test]
+fn shared_shares_an_environment_and_needs_one() {
+    let (args, result) = parse_args(quote!(env = "lab", shared, timeout = "5m"));
+    result.unwrap();
+    assert!(args.shared);
+    let (args, result) = parse_args(quote!(env = "lab", shared = false));
+    result.unwrap();
+    assert!(!args.shared);
+    let errors = messages(quote!(image = "recipe:tiny", shared));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].starts_with("`shared` shares an environment between the tests that name it"),
+        "{errors:?}"
+    );
 }

@@ -20,10 +20,13 @@ use crate::state::ledger::{Claim, Kind, Resource};
 use crate::vm::keep::Keep;
 use crate::vm::{Context, Vm};
 
+mod attach;
 mod keys;
 mod provision;
 mod reload;
 mod values;
+
+pub(crate) use attach::Published;
 
 pub use keys::KeyPair;
 
@@ -58,6 +61,9 @@ pub struct Env {
     vms: Mutex<Vec<(String, Arc<Vm>)>>,
     /// The declarations of VMs started again by [`Env::reload`], and how many times each was.
     reloaded: Mutex<BTreeMap<String, (VmDecl, u32)>>,
+    /// Shared by several tests (`#[vmtest(env = "NAME", shared)]`), here or from another
+    /// process: nothing is added to it.
+    shared: bool,
     /// The environment's directory (keys): removed last, with its ledger entry.
     _dir: EnvDir,
 }
@@ -72,15 +78,18 @@ impl std::fmt::Debug for Env {
     }
 }
 
-/// The environment's directory and the ledger entry naming it. Field order is drop order.
+/// The environment's directory and the ledger entry naming it (`None`: another process owns
+/// both). Field order is drop order.
 struct EnvDir {
     path: PathBuf,
-    _claim: Claim,
+    _claim: Option<Claim>,
 }
 
 impl Drop for EnvDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+        if self._claim.is_some() {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
     }
 }
 
@@ -159,6 +168,7 @@ impl Env {
             networks: BTreeMap::new(),
             vms: Mutex::new(Vec::new()),
             reloaded: Mutex::new(BTreeMap::new()),
+            shared: false,
             _dir: dir,
         };
         for phase in phases {
@@ -459,7 +469,13 @@ impl Env {
     /// extra.sh("ip -4 addr").succeed().await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// Not on a shared environment (`#[vmtest(env = "NAME", shared)]`): the VM would join every
+    /// test's environment; an error says so.
     pub async fn add_vm(&self, name: &str, spec: VmSpec, networks: &[&str]) -> Result<Arc<Vm>> {
+        if self.shared {
+            return Err(self.refused_when_shared("adding a VM (Env::add_vm)"));
+        }
         if self.find_vm(name).is_some() {
             return Err(Error::Invalid {
                 what: "vm",
@@ -511,7 +527,7 @@ impl EnvDir {
         crate::host::files::restrict(&path)?;
         Ok(EnvDir {
             path,
-            _claim: claim,
+            _claim: Some(claim),
         })
     }
 }

@@ -130,28 +130,32 @@ impl Reach {
     /// Opens connections from inside [`Reach::hop`], for a process other than the segment's
     /// owner; `None` when the address is reachable directly.
     pub(crate) fn connector(&self) -> Option<Connector> {
-        let hop = self.hop.clone()?;
-        Some(Arc::new(move |addr, timeout| {
-            let (user, net) = match &hop {
-                Hop::Netns { name } => (None, File::open(crate::host::netns::path_of(name))?),
-                Hop::Process {
-                    pid,
-                    user_namespace,
-                } => {
-                    let user = if *user_namespace {
-                        Some(File::open(format!("/proc/{pid}/ns/user"))?)
-                    } else {
-                        None
-                    };
-                    (user, File::open(format!("/proc/{pid}/ns/net"))?)
-                }
-            };
-            let fd = crate::host::netns::open_in(user.as_ref(), &net, move || {
-                std::net::TcpStream::connect_timeout(&addr, timeout).map(std::os::fd::OwnedFd::from)
-            })?;
-            Ok(std::net::TcpStream::from(fd))
-        }))
+        self.hop.clone().map(connector_through)
     }
+}
+
+/// Opens connections from inside `hop`'s network namespace, from any process.
+pub(crate) fn connector_through(hop: Hop) -> Connector {
+    Arc::new(move |addr, timeout| {
+        let (user, net) = match &hop {
+            Hop::Netns { name } => (None, File::open(crate::host::netns::path_of(name))?),
+            Hop::Process {
+                pid,
+                user_namespace,
+            } => {
+                let user = if *user_namespace {
+                    Some(File::open(format!("/proc/{pid}/ns/user"))?)
+                } else {
+                    None
+                };
+                (user, File::open(format!("/proc/{pid}/ns/net"))?)
+            }
+        };
+        let fd = crate::host::netns::open_in(user.as_ref(), &net, move || {
+            std::net::TcpStream::connect_timeout(&addr, timeout).map(std::os::fd::OwnedFd::from)
+        })?;
+        Ok(std::net::TcpStream::from(fd))
+    })
 }
 
 #[cfg(test)]

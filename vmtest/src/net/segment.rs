@@ -8,6 +8,10 @@
 //! routed out of the namespace: the bridge has no uplink, and dnsmasq hands out no default
 //! route and no DNS server but the gateway itself, and only when asked to.
 //!
+//! A segment another process owns (an environment shared across test processes) is
+//! [attached](attached): the same handle, reading what the owner's segment writes into its
+//! directory, refusing what only the owner can do.
+//!
 //! Kept in one file above 600 lines on purpose: the order of creation above and the order of
 //! teardown in `Inner`'s drop are one contract, read together; the host checks at the end are
 //! what that order needs from the host.
@@ -35,19 +39,36 @@ use crate::state::pool::SubnetLease;
 /// The bridge inside every segment's namespace.
 const BRIDGE: &str = "br0";
 
+mod attached;
+
+pub(crate) use attached::Facts;
+
 /// A running segment; cheap to clone (every VM on it holds one). Torn down when the last clone
 /// is dropped, after the VMs on it.
+///
+/// A segment of an environment shared across test processes (`#[vmtest(env = "NAME",
+/// shared)]` under nextest) is *attached*: another process owns it. Its name, subnet, gateway,
+/// leases, dnsmasq's log and capture file work as here; its requests are the TFTP ones only
+/// (read from dnsmasq's log: the HTTP server's are the owner's); what changes the segment
+/// ([`Segment::add_host`]) returns an error saying so.
 #[derive(Clone)]
 pub struct Segment {
-    inner: Arc<Inner>,
+    source: Source,
+}
+
+#[derive(Clone)]
+enum Source {
+    Own(Arc<Inner>),
+    Attached(Arc<Facts>),
 }
 
 impl std::fmt::Debug for Segment {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Segment")
-            .field("name", &self.inner.name)
-            .field("kind", &self.inner.kind)
-            .field("gateway", &self.inner.subnet.gateway())
+            .field("name", &self.name())
+            .field("kind", &self.kind())
+            .field("gateway", &self.gateway())
+            .field("attached", &matches!(self.source, Source::Attached(_)))
             .finish()
     }
 }
@@ -267,7 +288,7 @@ impl Segment {
             None
         };
         Ok(Segment {
-            inner: Arc::new(Inner {
+            source: Source::Own(Arc::new(Inner {
                 name,
                 kind: spec.kind,
                 capture: Mutex::new(capture),
@@ -284,45 +305,73 @@ impl Segment {
                 dir: dir_path,
                 added: Mutex::new(0),
                 artifacts,
-            }),
+            })),
         })
+    }
+
+    /// This process's segment, or the error saying that `operation` needs it to be.
+    fn own(&self, operation: &'static str) -> Result<&Inner> {
+        match &self.source {
+            Source::Own(inner) => Ok(inner),
+            Source::Attached(facts) => Err(facts.not_here(operation)),
+        }
     }
 
     /// The segment's name: its network namespace (`ip netns exec NAME ...` to look inside).
     pub fn name(&self) -> &str {
-        &self.inner.name
+        match &self.source {
+            Source::Own(inner) => &inner.name,
+            Source::Attached(facts) => &facts.name,
+        }
     }
 
     /// `isolated` or `pxe`.
     pub fn kind(&self) -> Network {
-        self.inner.kind
+        match &self.source {
+            Source::Own(inner) => inner.kind,
+            Source::Attached(facts) => facts.kind(),
+        }
     }
 
     /// The bridge's address: DHCP, TFTP and HTTP server of the segment.
     pub fn gateway(&self) -> Ipv4Addr {
-        self.inner.subnet.gateway()
+        match &self.source {
+            Source::Own(inner) => inner.subnet.gateway(),
+            Source::Attached(facts) => facts.gateway,
+        }
     }
 
     /// The subnet: network address and prefix length.
     pub fn subnet(&self) -> (Ipv4Addr, u8) {
-        (self.inner.subnet.network(), self.inner.subnet.prefix())
+        match &self.source {
+            Source::Own(inner) => (inner.subnet.network(), inner.subnet.prefix()),
+            Source::Attached(facts) => (facts.network, facts.prefix),
+        }
     }
 
     /// The DHCP leases dnsmasq handed out so far, latest per MAC.
     pub fn leases(&self) -> Vec<Lease> {
-        self.inner.journal.leases()
+        match &self.source {
+            Source::Own(inner) => inner.journal.leases(),
+            Source::Attached(facts) => facts.leases(),
+        }
     }
 
     /// Every file request the segment's servers answered so far, TFTP and HTTP, served or not,
     /// in the order they ended ([`Request::at`]: one clock for both protocols, stamped as each
     /// transfer ended).
+    ///
+    /// On an attached segment: the TFTP requests dnsmasq logged, stamped when read here (the
+    /// HTTP server and its records are the owner's).
     pub fn requests(&self) -> Vec<Request> {
-        let mut all = self
-            .inner
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
+        let mut all = match &self.source {
+            Source::Own(inner) => inner
+                .requests
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone(),
+            Source::Attached(facts) => facts.requests(),
+        };
         all.sort_by_key(|r| r.at);
         all
     }
@@ -350,16 +399,20 @@ impl Segment {
     /// segment.add_host(host).await?;
     /// # Ok(()) }
     /// ```
+    ///
+    /// Not on an attached segment (one of an environment shared across test processes): only
+    /// its owner can tell its dnsmasq; use a non-shared environment to add hosts.
     pub async fn add_host(&self, host: Host) -> Result<()> {
+        let inner = self.own("adding a DHCP host (Segment::add_host)")?;
         let (network, prefix) = self.subnet();
         let number = {
-            let mut added = self.inner.added.lock().unwrap_or_else(|p| p.into_inner());
+            let mut added = inner.added.lock().unwrap_or_else(|p| p.into_inner());
             *added += 1;
             *added - 1
         };
         let tag = format!("{}{number}", super::dnsmasq::ADDED_TAG);
         let (line, options) = super::dnsmasq::runtime_lines(&host, &tag, network, prefix)?;
-        let (hosts_file, options_file) = super::dnsmasq::Setup::runtime_files(&self.inner.dir);
+        let (hosts_file, options_file) = super::dnsmasq::Setup::runtime_files(&inner.dir);
         let append = |file: &Path, lines: &[String]| -> Result<()> {
             use std::io::Write;
             let mut f = std::fs::OpenOptions::new()
@@ -373,12 +426,12 @@ impl Segment {
         };
         append(&options_file, &options)?;
         append(&hosts_file, &[line])?;
-        let before = self.inner.journal.reads_of(&options_file);
+        let before = inner.journal.reads_of(&options_file);
         // SAFETY: kill(2) with a signal to our own child, which has not been reaped (it is
         // owned by `dnsmasq`).
-        if unsafe { libc::kill(self.inner.dnsmasq.pid() as libc::pid_t, libc::SIGHUP) } != 0 {
+        if unsafe { libc::kill(inner.dnsmasq.pid() as libc::pid_t, libc::SIGHUP) } != 0 {
             return Err(Error::Network {
-                what: format!("segment {}", self.inner.name),
+                what: format!("segment {}", inner.name),
                 message: format!(
                     "could not tell dnsmasq to read the new host: {}",
                     std::io::Error::last_os_error()
@@ -389,29 +442,42 @@ impl Segment {
         self.wait(
             Duration::from_secs(10),
             "dnsmasq reading the new host",
-            || (self.inner.journal.reads_of(&options_file) > before).then_some(()),
+            || (inner.journal.reads_of(&options_file) > before).then_some(()),
         )
         .await
     }
 
     /// dnsmasq's log so far (DHCP and TFTP), for a failure message.
     pub fn dnsmasq_log(&self) -> String {
-        std::fs::read_to_string(&self.inner.log).unwrap_or_default()
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn log_path(&self) -> PathBuf {
+        match &self.source {
+            Source::Own(inner) => inner.log.clone(),
+            Source::Attached(facts) => facts.log(),
+        }
     }
 
     /// Where the segment's HTTP server listens (PXE segments): the gateway, port 80.
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.inner.http.as_ref().map(HttpServer::addr)
+        match &self.source {
+            Source::Own(inner) => inner.http.as_ref().map(HttpServer::addr),
+            Source::Attached(facts) => facts.http_addr(),
+        }
     }
 
     /// The packet capture being written, when switched on.
     pub fn capture_file(&self) -> Option<PathBuf> {
-        self.inner
-            .capture
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|c| c.path().to_owned())
+        match &self.source {
+            Source::Own(inner) => inner
+                .capture
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+                .map(|c| c.path().to_owned()),
+            Source::Attached(facts) => facts.capture_file(),
+        }
     }
 
     /// Waits until the VM with `mac` has a lease.
@@ -464,16 +530,20 @@ impl Segment {
                     .iter()
                     .map(|r| format!("{:?} {} by {}: {}", r.protocol, r.file, r.client, r.result))
                     .collect();
+                let exited = match &self.source {
+                    Source::Own(inner) => inner.dnsmasq.try_status(),
+                    Source::Attached(_) => None,
+                };
                 return Err(Error::Network {
-                    what: format!("segment {}", self.inner.name),
+                    what: format!("segment {}", self.name()),
                     message: format!(
                         "no {what} within {timeout:?}{}\n  leases: {:?}\n  requests: {requests:?}\n  dnsmasq log: {}",
-                        match self.inner.dnsmasq.try_status() {
+                        match exited {
                             Some(status) => format!(" (dnsmasq exited: {status})"),
                             None => String::new(),
                         },
                         self.leases(),
-                        self.inner.log.display()
+                        self.log_path().display()
                     ),
                 });
             }
@@ -484,13 +554,17 @@ impl Segment {
     /// How another process enters the segment's namespace: by name (made as root), or through
     /// the segment's dnsmasq, which lives inside a private one.
     pub(crate) fn hop(&self) -> Hop {
-        if self.inner.netns.is_named() {
+        let inner = match &self.source {
+            Source::Own(inner) => inner,
+            Source::Attached(facts) => return facts.hop.clone(),
+        };
+        if inner.netns.is_named() {
             Hop::Netns {
-                name: self.inner.netns.name().to_owned(),
+                name: inner.netns.name().to_owned(),
             }
         } else {
             Hop::Process {
-                pid: self.inner.dnsmasq.pid(),
+                pid: inner.dnsmasq.pid(),
                 user_namespace: true,
             }
         }
@@ -499,7 +573,12 @@ impl Segment {
     /// Opens TCP connections from inside the segment's namespace: SSH to a VM without a
     /// management NIC.
     pub(crate) fn connector(&self) -> crate::guest::ssh::Connector {
-        let inner = self.inner.clone();
+        let inner = match &self.source {
+            Source::Own(inner) => inner.clone(),
+            Source::Attached(facts) => {
+                return crate::guest::reach::connector_through(facts.hop.clone())
+            }
+        };
         Arc::new(move |addr, timeout| {
             let fd = inner
                 .netns
@@ -515,22 +594,24 @@ impl Segment {
     /// when [`Segment::join`] is called, and the VM's MAC on it: for a backend whose machines
     /// open taps by name. Needs the segment's namespace to be named (root).
     pub(crate) fn host_tap(&self, vm: &str, mac: Option<&str>) -> Result<(HostTap, String)> {
-        if !self.inner.netns.is_named() {
+        let inner = self.own("adding a VM to the segment")?;
+        if !inner.netns.is_named() {
             check_host_taps()?;
         }
-        let tap = HostTap::create(vm, self.inner.netns.name())?;
+        let tap = HostTap::create(vm, inner.netns.name())?;
         let mac = mac.map_or_else(|| super::tap::mac_for(vm), str::to_owned);
         Ok((tap, mac))
     }
 
     /// Moves `tap` onto the segment's bridge, once its machine holds it.
     pub(crate) fn join(&self, tap: &HostTap) -> Result<()> {
-        tap.join(&self.inner.netns, BRIDGE)
+        tap.join(&self.own("adding a VM to the segment")?.netns, BRIDGE)
     }
 
     /// A tap for VM `vm` on the bridge, and the VM's MAC on it.
     pub(crate) fn tap(&self, vm: &str, mac: Option<&str>) -> Result<(OwnedFd, String)> {
-        let fd = super::tap::open(&self.inner.netns, vm, BRIDGE)?;
+        let inner = self.own("adding a VM to the segment")?;
+        let fd = super::tap::open(&inner.netns, vm, BRIDGE)?;
         let mac = mac.map_or_else(|| super::tap::mac_for(vm), str::to_owned);
         Ok((fd, mac))
     }

@@ -416,6 +416,7 @@ async fn provision_and_launch(
             management,
             _budget: budget,
         }),
+        attached_nics: Vec::new(),
         name,
         accel: plan.accel,
         boot_time: started.elapsed(),

@@ -66,6 +66,9 @@ pub struct Vm {
     /// `None` for a VM another process owns (a fixture shared across test processes): this
     /// handle then only connects to it, and its teardown is the owner's.
     owned: Option<Owned>,
+    /// For a VM another process owns: the attached segments it has a NIC on, its own first,
+    /// with that NIC's MAC (an owned VM keeps these in `owned`).
+    attached_nics: Vec<(Segment, String)>,
     name: String,
     accel: Accel,
     pid: u32,
@@ -473,6 +476,12 @@ impl Vm {
     /// processes), from how to reach it: SSH, console and artifacts work; teardown stays with
     /// the owner.
     pub(crate) fn attach(facts: &Attached) -> Result<Vm> {
+        Vm::attach_on(facts, &[])
+    }
+
+    /// [`Vm::attach`] for a VM of a shared environment, with NICs on some of `segments`
+    /// (attached segments of the same owner): its [`Vm::mac_on`] and [`Vm::ip_on`] work.
+    pub(crate) fn attach_on(facts: &Attached, segments: &[Segment]) -> Result<Vm> {
         let reach = &facts.reach;
         let client_key = crate::guest::identity::parse_private(&reach.key)?;
         let host_key = crate::guest::identity::parse_public(&reach.host_key)?;
@@ -486,6 +495,14 @@ impl Vm {
         let vm = Vm {
             link: Link::new(target, host_key, reach.clone(), accel, None),
             owned: None,
+            attached_nics: facts
+                .macs
+                .iter()
+                .filter_map(|(name, mac)| {
+                    let segment = segments.iter().find(|s| s.name() == name)?;
+                    Some((segment.clone(), mac.clone()))
+                })
+                .collect(),
             name: reach.vm.clone(),
             accel,
             pid: facts.pid,
@@ -511,6 +528,10 @@ impl Vm {
             boot_timeout_ms: self.boot_timeout.as_millis() as u64,
             console_mark: self.console_mark,
             restored_from: self.restored_from.clone(),
+            macs: self
+                .segments()
+                .filter_map(|s| Some((s.name().to_owned(), self.mac_on(s)?.to_owned())))
+                .collect(),
             forwards: (self.link.forwards.lock())
                 .unwrap_or_else(|p| p.into_inner())
                 .iter()
@@ -537,6 +558,9 @@ pub(crate) struct Attached {
     pub console_mark: u64,
     #[serde(default)]
     pub restored_from: Option<PathBuf>,
+    /// The MAC of each of its NICs on a segment, by the segment's name, its own first.
+    #[serde(default)]
+    pub macs: Vec<(String, String)>,
 }
 
 fn default_boot_timeout_ms() -> u64 {

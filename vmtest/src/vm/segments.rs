@@ -9,12 +9,18 @@ use crate::net::segment::Segment;
 impl Vm {
     /// The segment of an isolated or PXE network the VM is on.
     pub fn segment(&self) -> Option<&Segment> {
-        self.owned.as_ref()?.segment.as_ref()
+        match &self.owned {
+            Some(owned) => owned.segment.as_ref(),
+            None => self.attached_nics.first().map(|(s, _)| s),
+        }
     }
 
     /// The MAC address of the VM's NIC on its segment.
     pub fn mac(&self) -> Option<&str> {
-        self.owned.as_ref()?.mac.as_deref()
+        match &self.owned {
+            Some(owned) => owned.mac.as_deref(),
+            None => self.attached_nics.first().map(|(_, mac)| mac.as_str()),
+        }
     }
 
     /// The segments the VM has a NIC on, its own first.
@@ -24,12 +30,19 @@ impl Vm {
         let more = owned
             .into_iter()
             .flat_map(|o| o.more.iter().map(|(s, _)| s));
-        first.into_iter().chain(more)
+        let attached = self.attached_nics.iter().map(|(s, _)| s);
+        first.into_iter().chain(more).chain(attached)
     }
 
     /// The MAC address of the VM's NIC on `segment` (`None`: it has none there).
     pub fn mac_on(&self, segment: &Segment) -> Option<&str> {
-        let owned = self.owned.as_ref()?;
+        let Some(owned) = self.owned.as_ref() else {
+            return self
+                .attached_nics
+                .iter()
+                .find(|(s, _)| s.name() == segment.name())
+                .map(|(_, mac)| mac.as_str());
+        };
         if owned
             .segment
             .as_ref()

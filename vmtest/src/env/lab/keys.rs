@@ -93,3 +93,15 @@ pub(super) async fn make_key(dir: &Path, name: &str, kind: KeyKind) -> Result<Ke
         path,
     })
 }
+
+/// The key pair `name` an environment's owner made in `dir` (for a process attached to it).
+pub(super) fn read_key(dir: &Path, name: &str) -> Result<KeyPair> {
+    let path = dir.join(format!("key-{name}"));
+    let read = |p: &Path| std::fs::read_to_string(p).context(|| format!("reading {}", p.display()));
+    Ok(KeyPair {
+        name: name.to_owned(),
+        public: read(&path.with_extension("pub"))?.trim().to_owned(),
+        private: read(&path)?,
+        path,
+    })
+}

@@ -39,7 +39,8 @@ impl Env {
     /// Only that VM changes: its networks and keys are the running environment's (take the
     /// environment down and up for those), and VMs whose declarations refer to it keep what they
     /// were given (reload them too). No handle to the old VM may be held elsewhere: the call
-    /// refuses rather than leave a VM running outside the environment.
+    /// refuses rather than leave a VM running outside the environment. Not on a shared
+    /// environment (`#[vmtest(env = "NAME", shared)]`): an error says so.
     ///
     /// ```no_run
     /// # async fn t(env: &vmtest::Env) -> vmtest::Result<()> {
@@ -49,6 +50,9 @@ impl Env {
     /// # Ok(()) }
     /// ```
     pub async fn reload(&self, name: &str) -> Result<Arc<Vm>> {
+        if self.shared {
+            return Err(self.refused_when_shared("starting a VM again (Env::reload)"));
+        }
         // Declared, not added at run time: only those have a declaration to follow.
         self.vm_decl(name)?;
         let fresh = crate::env::file::read(&self.decl.pos.file, &self.name)?;
