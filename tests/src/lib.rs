@@ -9,4 +9,5 @@ pub mod leaks;
 pub mod matrix;
 pub mod private_run;
 pub mod runner;
+pub mod scale;
 pub mod scenario;

@@ -319,7 +319,7 @@ fn machine(args: &Args) -> TokenStream {
     let mac = args.mac.as_deref().map(|mac| quote!(.mac(#mac)));
     let disks = args.disks.iter().map(|mib| quote!(.blank_disk(#mib)));
     let cdrom = args.cdrom.as_ref().map(|path| {
-        let full = from_crate_root(path);
+        let full = at_run_time(path);
         quote!(.cdrom(#full))
     });
     let seed = args.seed.map(|on| quote!(.seed(#on)));
@@ -339,11 +339,11 @@ fn machine(args: &Args) -> TokenStream {
 fn pxe(args: &Args) -> Option<TokenStream> {
     let payload = match (&args.pxe_kernel, &args.pxe_initrd, &args.pxe_script) {
         (Some(kernel), Some(initrd), _) => {
-            let (kernel, initrd) = (from_crate_root(kernel), from_crate_root(initrd));
+            let (kernel, initrd) = (at_run_time(kernel), at_run_time(initrd));
             quote!(::vmtest::PxeBoot::kernel(#kernel, #initrd))
         }
         (Some(kernel), None, _) => {
-            let kernel = from_crate_root(kernel);
+            let kernel = at_run_time(kernel);
             quote!(::vmtest::PxeBoot::kernel_only(#kernel))
         }
         // Embedded like `user_data`: editing the script rebuilds the test.
@@ -361,14 +361,24 @@ fn pxe(args: &Args) -> Option<TokenStream> {
         .as_ref()
         .map(|args| quote!(.cmdline(#args)));
     let files = args.pxe_files.as_ref().map(|dir| {
-        let dir = from_crate_root(dir);
+        let dir = at_run_time(dir);
         quote!(.dir(#dir))
     });
     Some(quote!(.pxe(#payload #cmdline #files)))
 }
 
-/// The absolute path of `path`, relative to the crate root as the attribute's paths are: the
-/// test finds the file from whatever directory it runs in.
+/// The path of a file the test reads when it runs, relative to the crate root as the
+/// attribute's paths are: found from whatever directory the test runs in, and in the crate's
+/// directory where it runs (a nextest archive run with `--workspace-remap` is not where it was
+/// built).
+fn at_run_time(path: &LitStr) -> TokenStream {
+    quote_spanned!(path.span()=>
+        ::vmtest::__private::crate_path(::core::env!("CARGO_MANIFEST_DIR"), #path)
+    )
+}
+
+/// The absolute path of `path` at build time, relative to the crate root as the attribute's
+/// paths are: for the files embedded into the test (`include_str!`).
 fn from_crate_root(path: &LitStr) -> TokenStream {
     quote_spanned!(path.span()=>
         ::core::concat!(::core::env!("CARGO_MANIFEST_DIR"), "/", #path)
@@ -496,6 +506,9 @@ mod tests {
         let root = |path: &str| {
             format!(":: core :: concat ! (:: core :: env ! (\"CARGO_MANIFEST_DIR\") , \"/\" , \"{path}\")")
         };
+        let run = |path: &str| {
+            format!(":: vmtest :: __private :: crate_path (:: core :: env ! (\"CARGO_MANIFEST_DIR\") , \"{path}\")")
+        };
         // `network = "pxe"` alone: the runtime's default payload.
         assert_eq!(
             spec(quote!(network = "pxe")),
@@ -514,15 +527,15 @@ mod tests {
                 ":: std :: vec ! [:: vmtest :: VmSpec :: new () . network (:: vmtest :: Network \
                  :: Pxe) . pxe (:: vmtest :: PxeBoot :: kernel ({} , {}) . cmdline \
                  (\"console=ttyS0 quiet\") . dir ({})) . capture (true)]",
-                root("tests/ui/pxe/vmlinuz"),
-                root("tests/ui/pxe/initrd.img"),
-                root("tests/ui/pxe/files"),
+                run("tests/ui/pxe/vmlinuz"),
+                run("tests/ui/pxe/initrd.img"),
+                run("tests/ui/pxe/files"),
             )
         );
         assert!(
             spec(quote!(network = "pxe", pxe_kernel = "tests/ui/pxe/vmlinuz")).contains(&format!(
                 ". pxe (:: vmtest :: PxeBoot :: kernel_only ({}))]",
-                root("tests/ui/pxe/vmlinuz")
+                run("tests/ui/pxe/vmlinuz")
             ))
         );
         assert!(spec(quote!(
@@ -535,7 +548,7 @@ mod tests {
             ". pxe (:: vmtest :: PxeBoot :: script (:: core :: include_str ! ({})) . dir ({})) . \
              capture (false)]",
             root("tests/ui/pxe/boot.ipxe"),
-            root("tests/ui/pxe/files"),
+            run("tests/ui/pxe/files"),
         )));
         // More arguments for the image's own kernel.
         assert!(spec(quote!(network = "pxe", pxe_cmdline = "quiet"))

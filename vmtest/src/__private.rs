@@ -139,6 +139,13 @@ pub fn blocking<R>(body: impl FnOnce() -> R) -> R {
     tokio::task::block_in_place(body)
 }
 
+/// A path the attribute names relative to the crate root (`pxe_kernel`, `pxe_files`, ...):
+/// found in the crate's directory where the test runs (a remapped nextest archive's workspace),
+/// not only where it was built (`built`).
+pub fn crate_path(built: &'static str, rel: &'static str) -> PathBuf {
+    crate::host::remap::crate_path(built, rel)
+}
+
 /// Why a test that needs KVM cannot have it here, if it cannot.
 pub fn kvm_missing() -> Option<String> {
     match crate::vm::resolve_accel(crate::spec::AccelChoice::Auto, crate::backend::Driver::Qemu) {

@@ -7,5 +7,6 @@ pub(crate) mod libvirt;
 pub(crate) mod netns;
 pub(crate) mod paths;
 pub(crate) mod process;
+pub(crate) mod remap;
 pub(crate) mod test;
 pub(crate) mod tools;

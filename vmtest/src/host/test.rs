@@ -35,7 +35,26 @@ pub(crate) fn current() -> String {
 /// Where a test's artifacts go: `VMTEST_ARTIFACTS_DIR/<test>`, else
 /// `vmtest-artifacts/<test>` in the cargo target directory the test binary was built in.
 /// `None` outside a cargo target directory.
+///
+/// Under nextest with retries, each attempt has a directory of its own (`<test>.try-N`): a
+/// test's directory is emptied when it starts, and a flaky test's first failure is the
+/// evidence worth having.
 pub(crate) fn artifacts_dir(test: &str) -> Option<PathBuf> {
+    let attempt = nextest_attempt(
+        std::env::var("NEXTEST_ATTEMPT").ok().as_deref(),
+        std::env::var("NEXTEST_TOTAL_ATTEMPTS").ok().as_deref(),
+    );
+    Some(artifacts_root()?.join(artifacts_leaf(test, attempt)))
+}
+
+/// The attempt this is, when nextest may run the test more than once.
+fn nextest_attempt(attempt: Option<&str>, total: Option<&str>) -> Option<u32> {
+    let total: u32 = total?.parse().ok()?;
+    let attempt: u32 = attempt?.parse().ok()?;
+    (total > 1).then_some(attempt)
+}
+
+fn artifacts_leaf(test: &str, attempt: Option<u32>) -> String {
     let leaf: String = test
         .replace("::", ".")
         .chars()
@@ -47,7 +66,10 @@ pub(crate) fn artifacts_dir(test: &str) -> Option<PathBuf> {
             }
         })
         .collect();
-    Some(artifacts_root()?.join(leaf))
+    match attempt {
+        Some(n) => format!("{leaf}.try-{n}"),
+        None => leaf,
+    }
 }
 
 /// `VMTEST_ARTIFACTS_DIR`, else `TARGET_DIR/vmtest-artifacts`.
@@ -79,4 +101,26 @@ fn target_dir() -> Option<PathBuf> {
         return None;
     }
     deps.parent()?.parent().map(Path::to_path_buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_retry_of_a_test_has_an_artifacts_directory_of_its_own() {
+        let test = "tiny::boots <1>";
+        assert_eq!(artifacts_leaf(test, None), "tiny.boots__1_");
+        // Without retries, or outside nextest: the test's name alone.
+        assert_eq!(nextest_attempt(Some("1"), Some("1")), None);
+        assert_eq!(nextest_attempt(None, None), None);
+        assert_eq!(nextest_attempt(Some("x"), Some("3")), None);
+        let second = nextest_attempt(Some("2"), Some("3"));
+        assert_eq!(second, Some(2));
+        assert_eq!(artifacts_leaf(test, second), "tiny.boots__1_.try-2");
+        assert_eq!(
+            artifacts_leaf(test, nextest_attempt(Some("1"), Some("3"))),
+            "tiny.boots__1_.try-1"
+        );
+    }
 }

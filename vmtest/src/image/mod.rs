@@ -119,9 +119,23 @@ fn resolve_uncached(written: &str) -> Result<Image> {
                     .map(|n| format!("recipe:{n}"))
                     .collect();
                 let searched: Vec<String> = dirs.iter().map(|d| d.display().to_string()).collect();
+                let missing: Vec<&PathBuf> = dirs.iter().filter(|d| !d.is_dir()).collect();
+                let hint = if missing.is_empty() {
+                    String::new()
+                } else {
+                    let missing: Vec<String> =
+                        missing.iter().map(|d| d.display().to_string()).collect();
+                    format!(
+                        " ({} does not exist: a suite run from a nextest archive finds recipes \
+                         in the workspace given to --workspace-remap, which must hold this \
+                         checkout's fixtures/; else set VMTEST_RECIPES_DIR to the recipes \
+                         directory, or list it under `recipes` in vmtest.toml)",
+                        missing.join(", ")
+                    )
+                };
                 return Err(Error::UnknownImage {
                     reference: written.into(),
-                    reason: format!("no recipe `{name}` in {}", searched.join(", ")),
+                    reason: format!("no recipe `{name}` in {}{hint}", searched.join(", ")),
                     known: format!("{}, {}", known.join(", "), reference::known_references()),
                 });
             };

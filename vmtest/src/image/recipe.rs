@@ -5,12 +5,15 @@ use std::process::Command;
 
 use crate::error::{Error, Result};
 
-/// The fixtures directory holding recipes.
+/// The fixtures directory holding recipes: `VMTEST_RECIPES_DIR`, else `fixtures/` beside this
+/// crate — in the workspace the tests run from when that holds this crate (a nextest archive
+/// run with `--workspace-remap`), else where the crate was built.
 pub(crate) fn recipes_dir() -> PathBuf {
     match std::env::var_os("VMTEST_RECIPES_DIR").filter(|d| !d.is_empty()) {
         Some(dir) => dir.into(),
         None => {
-            let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures");
+            let built = Path::new(env!("CARGO_MANIFEST_DIR"));
+            let dir = crate::host::remap::vmtest_crate_dir(built).join("../fixtures");
             dir.canonicalize().unwrap_or(dir)
         }
     }
