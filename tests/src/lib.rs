@@ -8,6 +8,7 @@ pub mod installer;
 pub mod leaks;
 pub mod matrix;
 pub mod private_run;
+pub mod remote;
 pub mod runner;
 pub mod scale;
 pub mod scenario;
