@@ -118,11 +118,15 @@ fn unescape(text: &str) -> String {
 }
 
 #[cfg(feature = "libvirt")]
-pub(crate) use connection::{metadata, probe, Conn};
+pub(crate) use connection::{delete_volumes, metadata, pool, pool_error, probe, Conn};
 
 #[cfg(feature = "libvirt")]
 mod connection {
     use virt::connect::Connect;
+    use virt::storage_pool::StoragePool;
+    use virt::storage_vol::StorageVol;
+
+    use crate::error::{Error, Result};
     use virt::domain::Domain;
 
     /// An open connection to libvirtd, closed when dropped (virt 0.4's `Connect` has no `Drop`:
@@ -243,6 +247,60 @@ mod connection {
             }
         }
         types
+    }
+
+    pub(crate) fn pool_error(uri: &str, pool: &str, message: String) -> Error {
+        Error::Libvirt {
+            uri: uri.to_owned(),
+            message,
+            hint: format!(
+                "vmtest keeps a remote host's volumes in the storage pool {pool} \
+                 (VMTEST_LIBVIRT_POOL): define it once on that host, e.g. `virsh -c '{uri}' \
+                 pool-define-as {pool} dir --target /var/lib/vmtest-pool && virsh -c '{uri}' \
+                 pool-build {pool} && virsh -c '{uri}' pool-start {pool} && virsh -c '{uri}' \
+                 pool-autostart {pool}`"
+            ),
+        }
+    }
+
+    /// The active pool `name` at `uri`, refreshed (volumes made by others are seen).
+    pub(crate) fn pool(conn: &Conn, uri: &str, name: &str) -> Result<StoragePool> {
+        let pool = StoragePool::lookup_by_name(conn.get(), name)
+            .map_err(|e| pool_error(uri, name, format!("no storage pool {name}: {e}")))?;
+        if !pool.is_active().unwrap_or(false) {
+            return Err(pool_error(
+                uri,
+                name,
+                format!("the storage pool {name} is not started"),
+            ));
+        }
+        let _ = pool.refresh(0);
+        Ok(pool)
+    }
+
+    /// Deletes the volumes of VM `vm` (`VM-…`) from the pool at `uri`; what could not be.
+    pub(crate) fn delete_volumes(uri: &str, pool_name: &str, vm: &str) -> Vec<String> {
+        let conn = match Conn::open(uri) {
+            Ok(c) => c,
+            Err(e) => return vec![format!("connecting to {uri}: {e}")],
+        };
+        let pool = match pool(&conn, uri, pool_name) {
+            Ok(p) => p,
+            Err(e) => return vec![e.to_string()],
+        };
+        let prefix = format!("{vm}-");
+        let mut failed = Vec::new();
+        for name in pool.list_volumes().unwrap_or_default() {
+            if !name.starts_with(&prefix) {
+                continue;
+            }
+            if let Ok(vol) = StorageVol::lookup_by_name(&pool, &name) {
+                if let Err(e) = vol.delete(0) {
+                    failed.push(format!("deleting volume {name}: {e}"));
+                }
+            }
+        }
+        failed
     }
 }
 

@@ -12,8 +12,9 @@ mod machine;
 mod remote;
 mod xml;
 
+pub(crate) use crate::host::libvirt::delete_volumes;
 pub(crate) use machine::{LibvirtError, LibvirtMachine};
-pub(crate) use remote::{check as check_remote, delete_volumes, Remote};
+pub(crate) use remote::{check as check_remote, Remote};
 
 use crate::backend::libvirt_uri as uri;
 use crate::backend::plan::{MachinePlan, Nic, Tap};

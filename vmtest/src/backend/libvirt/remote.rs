@@ -24,7 +24,7 @@ use virt::stream::Stream;
 
 use crate::backend::plan::{Boot, MachinePlan};
 use crate::error::{Error, Result};
-use crate::host::libvirt::Conn;
+use crate::host::libvirt::{pool, pool_error, Conn};
 
 /// The pool vmtest's volumes go into when `VMTEST_LIBVIRT_POOL` names none.
 pub(crate) const DEFAULT_POOL: &str = "vmtest";
@@ -119,35 +119,6 @@ impl Remote {
         ssh.arg(target);
         ssh
     }
-}
-
-fn pool_error(uri: &str, pool: &str, message: String) -> Error {
-    Error::Libvirt {
-        uri: uri.to_owned(),
-        message,
-        hint: format!(
-            "vmtest keeps a remote host's volumes in the storage pool {pool} \
-             (VMTEST_LIBVIRT_POOL): define it once on that host, e.g. `virsh -c '{uri}' \
-             pool-define-as {pool} dir --target /var/lib/vmtest-pool && virsh -c '{uri}' \
-             pool-build {pool} && virsh -c '{uri}' pool-start {pool} && virsh -c '{uri}' \
-             pool-autostart {pool}`"
-        ),
-    }
-}
-
-/// The active pool `name` at `uri`, refreshed (volumes made by others are seen).
-pub(crate) fn pool(conn: &Conn, uri: &str, name: &str) -> Result<StoragePool> {
-    let pool = StoragePool::lookup_by_name(conn.get(), name)
-        .map_err(|e| pool_error(uri, name, format!("no storage pool {name}: {e}")))?;
-    if !pool.is_active().unwrap_or(false) {
-        return Err(pool_error(
-            uri,
-            name,
-            format!("the storage pool {name} is not started"),
-        ));
-    }
-    let _ = pool.refresh(0);
-    Ok(pool)
 }
 
 /// For the doctor: at a remote `uri`, whether the pool is there and started and the SSH login
@@ -394,31 +365,6 @@ fn download_digest(conn: &Conn, vol: &StorageVol) -> std::result::Result<String,
     }
     let _ = stream.finish();
     Ok(hash.finalize().iter().map(|b| format!("{b:02x}")).collect())
-}
-
-/// Deletes the volumes of VM `vm` (`VM-…`) from the pool at `uri`; what could not be.
-pub(crate) fn delete_volumes(uri: &str, pool_name: &str, vm: &str) -> Vec<String> {
-    let conn = match Conn::open(uri) {
-        Ok(c) => c,
-        Err(e) => return vec![format!("connecting to {uri}: {e}")],
-    };
-    let pool = match pool(&conn, uri, pool_name) {
-        Ok(p) => p,
-        Err(e) => return vec![e.to_string()],
-    };
-    let prefix = format!("{vm}-");
-    let mut failed = Vec::new();
-    for name in pool.list_volumes().unwrap_or_default() {
-        if !name.starts_with(&prefix) {
-            continue;
-        }
-        if let Ok(vol) = StorageVol::lookup_by_name(&pool, &name) {
-            if let Err(e) = vol.delete(0) {
-                failed.push(format!("deleting volume {name}: {e}"));
-            }
-        }
-    }
-    failed
 }
 
 /// A port of this host's loopback that reaches `127.0.0.1:PORT` of the libvirt host: every

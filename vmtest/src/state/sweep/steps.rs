@@ -163,7 +163,7 @@ pub(super) fn volumes_step(uri: &str, pool: &str, vm: &str, dry_run: bool) -> St
         format!("delete the volumes {vm}-* of pool {pool} at {uri}"),
         format!("deleted the volumes {vm}-* of pool {pool} at {uri}"),
         || {
-            let failed = crate::backend::libvirt::delete_volumes(uri, pool, vm);
+            let failed = crate::host::libvirt::delete_volumes(uri, pool, vm);
             (!failed.is_empty()).then(|| failed.join("; "))
         },
     )
