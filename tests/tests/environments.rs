@@ -219,3 +219,58 @@ async fn bad_declarations_are_refused_with_positions_before_anything_exists() {
         .to_string();
     assert!(err.contains("nope") && err.contains("lab"), "{err}");
 }
+
+/// Two environments of two VMs each, brought up at once in a budget of two vCPUs: each
+/// reserves its VMs' budget as one, so one waits for the other whole instead of each holding
+/// one VM and waiting for a second forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "scenario: run in a child process by the other tests of this file"]
+async fn scenario_two_environments_at_once_in_a_small_budget() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let vm = "image = \"recipe:tiny\"\nmemory = \"256M\"\nnics = [\"lan\"]\n";
+    let body = format!(
+        "[env.one.networks.lan]\n[env.one.vms.a]\n{vm}[env.one.vms.b]\n{vm}\
+         [env.two.networks.lan]\n[env.two.vms.a]\n{vm}[env.two.vms.b]\n{vm}"
+    );
+    let file = lab_file(dir.path(), &body);
+    // As two tests would: each brings its environment up, uses it, takes it down.
+    let use_env = |name: &'static str| {
+        let file = file.clone();
+        async move {
+            let env = Env::up_from_file(&file, name).await?;
+            println!("{name} up with {} VMs", env.vms().len());
+            env.down().await;
+            anyhow::Ok(())
+        }
+    };
+    let (one, two) = tokio::join!(use_env("one"), use_env("two"));
+    one?;
+    two?;
+    Ok(())
+}
+
+#[test]
+fn two_environments_that_each_need_the_whole_budget_both_come_up() {
+    let private = vmtest_tests::private_run::PrivateRun::new();
+    let mut child =
+        vmtest_tests::scenario::child("scenario_two_environments_at_once_in_a_small_budget");
+    private.apply(&mut child);
+    child
+        .env("VMTEST_BUDGET_CPUS", "2")
+        .env(
+            "VMTEST_SESSION",
+            vmtest_tests::scenario::session("envbudget"),
+        )
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let running = vmtest_tests::scenario::Running::spawn(child);
+    let (status, output) = running.wait(Duration::from_secs(300));
+    assert!(status.success(), "{output}");
+    assert!(output.contains("one up with 2 VMs"), "{output}");
+    assert!(output.contains("two up with 2 VMs"), "{output}");
+    // One of them waited for the other's VMs to go, as one request.
+    assert!(
+        output.contains("environment one of") || output.contains("environment two of"),
+        "no environment waited for the budget:\n{output}"
+    );
+}

@@ -1,6 +1,7 @@
 //! Running at scale (docs/scale.md): the six VM tests of `tests/scale/subject.rs` archived once
 //! with `cargo nextest archive`, then run from the archive on three simulated hosts as
-//! `--partition count:K/3`, and once more on a fourth host whole, for the wall-time figure.
+//! `--partition count:K/3`, and once more on a fourth host whole, for the wall-time figure;
+//! the `hash:K/3` partitions of the same archive list every test exactly once too.
 //!
 //! Each host has its own checkout (a copy holding only what the tests need, given to
 //! `--workspace-remap`), extract directory, image cache (seeded with the one image the suite
@@ -72,7 +73,8 @@ fn an_archive_runs_as_three_partitions_each_as_if_on_its_own_host() {
     // Built once, on "the build machine": this checkout.
     let started = Instant::now();
     let out = Command::new("cargo")
-        .args(["nextest", "archive", "--locked", "-p", "vmtest-tests"])
+        // `--workspace`, as the suite is built: the same features, so nothing is rebuilt.
+        .args(["nextest", "archive", "--locked", "--workspace"])
         .args(["--test", "scale_subject", "--archive-file"])
         .arg(&archive)
         .current_dir(scale::repository())
@@ -132,6 +134,23 @@ fn an_archive_runs_as_three_partitions_each_as_if_on_its_own_host() {
     for (name, verdict) in reports.iter().flatten() {
         assert_eq!(*verdict, Verdict::Passed { flaky: 0 }, "{name}");
     }
+    // `hash:K/N` partitions the same archive by the tests' names instead: together they list
+    // every test exactly once too (what each selects runs exactly as `count:` does above).
+    let mut hashed: Vec<String> = (1..=PARTITIONS)
+        .flat_map(|k| {
+            list_with(
+                &hosts[0],
+                &archive,
+                accel,
+                &["--partition", &format!("hash:{k}/{PARTITIONS}")],
+            )
+        })
+        .collect();
+    hashed.sort();
+    assert_eq!(
+        hashed, listed,
+        "the hash partitions together are not the suite"
+    );
 
     // Each host's run was a run of its own: its own nextest run id (vmtest's session), and the
     // boot budget of its own run directory counted its VMs.
@@ -209,7 +228,14 @@ fn an_archive_runs_as_three_partitions_each_as_if_on_its_own_host() {
 
 /// The archive's tests (`BINARY-ID TEST`, as the JUnit reports name them), listed on `host`.
 fn list(host: &Host, archive: &Path, accel: &str) -> Vec<String> {
-    let (out, _) = host.nextest(archive, &["list", "--message-format", "oneline"], accel);
+    list_with(host, archive, accel, &[])
+}
+
+/// [`list`], with more arguments to `cargo nextest list` (a partition).
+fn list_with(host: &Host, archive: &Path, accel: &str, more: &[&str]) -> Vec<String> {
+    let mut args = vec!["list", "--message-format", "oneline"];
+    args.extend_from_slice(more);
+    let (out, _) = host.nextest(archive, &args, accel);
     assert!(out.status.success(), "{}", text(&out));
     let mut tests: Vec<String> = String::from_utf8_lossy(&out.stdout)
         .lines()

@@ -465,6 +465,7 @@ async fn boot_all(
             keep,
             segment: segment.clone(),
             more_segments: Vec::new(),
+            prepaid: false,
         };
         let spec = spec.clone();
         tasks.spawn(async move { (i, Vm::boot_in(spec, cx).await) });

@@ -22,6 +22,7 @@ impl Subject for Env {
                 keep: run.keep,
                 segment: None,
                 more_segments: Vec::new(),
+                prepaid: false,
             };
             Env::up_from(decl, cx).await
         };

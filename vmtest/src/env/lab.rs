@@ -59,6 +59,9 @@ pub struct Env {
     networks: BTreeMap<String, Segment>,
     /// In the order they came up; dropped in reverse.
     vms: Mutex<Vec<(String, Arc<Vm>)>>,
+    /// The boot budget of all its declared VMs, reserved as one before the first boots
+    /// (`None`: the budget is off, or the VMs are another process's).
+    _budget: Option<crate::state::budget::Reservation>,
     /// The declarations of VMs started again by [`Env::reload`], and how many times each was.
     reloaded: Mutex<BTreeMap<String, (VmDecl, u32)>>,
     /// Shared by several tests (`#[vmtest(env = "NAME", shared)]`), here or from another
@@ -157,6 +160,7 @@ impl Env {
         let phases = super::graph::phases(&decl)?;
         let decl = Arc::new(decl);
         let artifacts = cx.artifacts.map(|a| a.join(format!("env-{}", decl.name)));
+        let budget = reserve_all(&decl, &cx.test).await?;
         let dir = EnvDir::create(&decl.name, &cx.test)?;
         let mut env = Env {
             name: decl.name.clone(),
@@ -167,6 +171,7 @@ impl Env {
             keys: BTreeMap::new(),
             networks: BTreeMap::new(),
             vms: Mutex::new(Vec::new()),
+            _budget: budget,
             reloaded: Mutex::new(BTreeMap::new()),
             shared: false,
             _dir: dir,
@@ -333,7 +338,10 @@ impl Env {
                 }
             }
         }
-        Ok(self.on_segments(artifacts, spec, segments))
+        let (spec, mut cx) = self.on_segments(artifacts, spec, segments);
+        // Its share is in the environment's reservation.
+        cx.prepaid = true;
+        Ok((spec, cx))
     }
 
     /// The spec and context of a VM with a NIC on each of `segments` (the first its own), or on
@@ -353,6 +361,7 @@ impl Env {
             keep: self.keep,
             segment,
             more_segments: segments.collect(),
+            prepaid: false,
         };
         (spec, cx)
     }
@@ -530,6 +539,35 @@ impl EnvDir {
             _claim: Some(claim),
         })
     }
+}
+
+/// The boot budget of every VM `decl` declares, reserved as one request (waiting, if it must,
+/// until all of them fit at once): VMs booted one by one could leave two environments each
+/// holding part of what it needs and waiting for the rest, forever.
+async fn reserve_all(
+    decl: &EnvDecl,
+    test: &str,
+) -> Result<Option<crate::state::budget::Reservation>> {
+    if crate::state::budget::Limits::from_env()?.is_none() {
+        return Ok(None);
+    }
+    let (mut memory_mib, mut cpus) = (0u64, 0u32);
+    for vm in &decl.vms {
+        let mut spec = VmSpec::new().image(vm.image.clone());
+        if let Some(mib) = vm.memory_mib {
+            spec = spec.memory_mib(mib);
+        }
+        if let Some(n) = vm.cpus {
+            spec = spec.cpus(n);
+        }
+        let (mib, n) = crate::vm::budget_of(&spec).await?;
+        memory_mib += u64::from(mib);
+        cpus += n;
+    }
+    let label = format!("environment {} of {test}", decl.name);
+    crate::vm::blocking(move || crate::state::budget::acquire(&label, memory_mib, cpus))
+        .await
+        .map(Some)
 }
 
 fn find<'a, T>(items: &'a [T], name: &str, key: impl Fn(&T) -> &String) -> Result<&'a T> {

@@ -47,7 +47,10 @@ pub(super) async fn start(
     }
     // The boot budget: wait here, before anything exists and before any deadline starts,
     // until this VM's memory and vCPUs fit beside the VMs running on the host.
-    let budget = reserve(&cx.test, plan.memory_mib, plan.cpus).await?;
+    let budget = match cx.prepaid {
+        true => None,
+        false => reserve(&cx.test, plan.memory_mib, plan.cpus).await?,
+    };
     // Record before create: the entry names the directory and the machine before either exists.
     let run_dir = crate::host::paths::run_dir();
     let driver = plan.driver;

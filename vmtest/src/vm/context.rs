@@ -19,6 +19,9 @@ pub(crate) struct Context {
     pub segment: Option<Segment>,
     /// Segments the VM has further NICs on, after `segment` (an environment's router).
     pub more_segments: Vec<Segment>,
+    /// The VM's share of the boot budget is held already (by its environment, which reserved
+    /// its VMs' together so that two environments never each hold part of what they need).
+    pub prepaid: bool,
 }
 
 impl Context {
@@ -32,6 +35,7 @@ impl Context {
             keep: Keep::from_env()?,
             segment: None,
             more_segments: Vec::new(),
+            prepaid: false,
         })
     }
 }

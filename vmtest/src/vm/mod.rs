@@ -33,7 +33,7 @@ pub(crate) use command::tail;
 pub use command::Command;
 pub use console::{Console, ConsoleMatch, Key};
 pub(crate) use context::Context;
-pub(crate) use plan::resolve_accel;
+pub(crate) use plan::{blocking, budget_of, resolve_accel};
 pub use running::{Line, Running, Stream};
 pub use ssh::Ssh;
 

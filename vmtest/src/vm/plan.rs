@@ -5,6 +5,7 @@
 use crate::backend::{Driver, TapForm};
 use crate::error::{Error, Result};
 use crate::guest::seed::{user_data, UserDocument};
+use crate::image::project::Defaults;
 use crate::image::{Image, ImageBoot};
 use crate::spec::{Accel, AccelChoice, Backend, BootDevice, Network, Readiness, VmSpec};
 
@@ -64,12 +65,7 @@ pub(super) async fn plan(spec: VmSpec) -> Result<Plan> {
         None => AccelChoice::from_env(defaults.accel)?,
     };
     let accel = blocking(move || resolve_accel(choice, driver)).await?;
-    let cpus = spec.cpus.or(defaults.cpus).unwrap_or(1);
-    let memory_mib = spec
-        .memory_mib
-        .or(defaults.memory_mib)
-        .unwrap_or(512)
-        .max(image.min_memory_mib);
+    let (memory_mib, cpus) = sizes(&spec, &defaults, &image);
     Ok(Plan {
         spec,
         driver,
@@ -80,6 +76,29 @@ pub(super) async fn plan(spec: VmSpec) -> Result<Plan> {
         user_documents,
         mac,
     })
+}
+
+/// The guest memory (MiB) and vCPUs of a VM of `spec` with `image`: the spec's, else the
+/// project file's defaults, else 512 MiB and 1; at least what the image needs.
+fn sizes(spec: &VmSpec, defaults: &Defaults, image: &Image) -> (u32, u32) {
+    let cpus = spec.cpus.or(defaults.cpus).unwrap_or(1);
+    let memory_mib = spec
+        .memory_mib
+        .or(defaults.memory_mib)
+        .unwrap_or(512)
+        .max(image.min_memory_mib);
+    (memory_mib, cpus)
+}
+
+/// What a VM of `spec` will take of the boot budget, memory (MiB) and vCPUs, as its boot will
+/// compute it (resolving its image, built or fetched if needed).
+pub(crate) async fn budget_of(spec: &VmSpec) -> Result<(u32, u32)> {
+    let defaults = crate::image::project::Config::load()?
+        .map(|c| c.defaults().clone())
+        .unwrap_or_default();
+    let reference = spec.image.clone();
+    let image = blocking(move || crate::image::resolve(&reference)).await?;
+    Ok(sizes(spec, &defaults, &image))
 }
 
 /// The spec's image, resolved, and its user-data documents, checked against what the image

@@ -71,6 +71,7 @@ impl Env {
             keys,
             networks,
             vms: Mutex::new(vms),
+            _budget: None,
             reloaded: Mutex::new(BTreeMap::new()),
             shared: true,
             _dir: EnvDir {
