@@ -100,3 +100,13 @@ async fn the_shared_fixture_answers_again(vm: &Vm) -> anyhow::Result<()> {
     assert!(!out.stdout_str().trim().is_empty(), "{out:?}");
     Ok(())
 }
+
+/// Fails on purpose once its VM is up: `tests/tests/scale.rs` runs it alone
+/// (`--run-ignored only`, profile `ci`) to see each attempt's failure in the JUnit report name
+/// that attempt's artifacts directory.
+#[vmtest(image = "scale:tiny", memory = "256M", cpus = 1)]
+#[ignore = "fails on purpose: run by tests/tests/scale.rs for its JUnit report"]
+async fn fails_on_purpose(vm: &Vm) -> anyhow::Result<()> {
+    vm.sh("true").succeed().await?;
+    anyhow::bail!("failing on purpose")
+}

@@ -174,6 +174,35 @@ fn an_archive_runs_as_three_partitions_each_as_if_on_its_own_host() {
     assert!(out.status.success(), "the whole suite:\n{}", text(&out));
     let (cases, _) = scale::junit_cases(&std::fs::read_to_string(whole.junit()).unwrap());
     assert_eq!(cases.len(), listed.len());
+
+    // A failure, as CI reports it: the ignored test that fails on purpose, run alone with the
+    // `ci` profile (one retry). The JUnit report holds both attempts, each naming its own
+    // artifacts directory, and both directories hold the VM's console log.
+    let (out, _) = whole.nextest(
+        &archive,
+        &["run", "--profile", "ci", "--run-ignored", "only"],
+        accel,
+    );
+    assert!(
+        !out.status.success(),
+        "the failing test passed:\n{}",
+        text(&out)
+    );
+    let xml = std::fs::read_to_string(whole.junit()).unwrap();
+    assert!(xml.contains("fails_on_purpose"), "{xml}");
+    for attempt in ["fails_on_purpose.try-1", "fails_on_purpose.try-2"] {
+        let named = xml
+            .split("artifacts (console, QEMU command line and log): ")
+            .skip(1)
+            .filter_map(|rest| rest.split_whitespace().next())
+            .find(|dir| dir.ends_with(attempt))
+            .unwrap_or_else(|| panic!("no failure names the artifacts of {attempt}:\n{xml}"));
+        let console = std::path::Path::new(named).join("console.log");
+        assert!(
+            console.is_file() || std::fs::read_dir(named).is_ok_and(|mut d| d.next().is_some()),
+            "{named} holds no evidence"
+        );
+    }
     hosts.push(whole);
 
     let slowest = times.iter().max().copied().unwrap_or_default();
