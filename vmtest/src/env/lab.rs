@@ -495,7 +495,10 @@ impl Env {
         for network in networks {
             segments.push(self.network(network)?.clone());
         }
-        let (spec, cx) = self.on_segments(name, spec, segments);
+        let (spec, mut cx) = self.on_segments(name, spec, segments);
+        // Within the environment's reservation: waiting for a share of its own beside it
+        // would wait on the environment itself (it holds what it reserved until it goes).
+        cx.prepaid = self._budget.is_some();
         let vm = Arc::new(Vm::boot_in(spec, cx).await?);
         self.vms.lock().unwrap().push((name.to_owned(), vm.clone()));
         Ok(vm)
