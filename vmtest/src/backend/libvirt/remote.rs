@@ -254,8 +254,28 @@ fn chunks(
     }
 }
 
-/// The file's SHA-256, hex.
+/// The file's SHA-256, hex; hashed once per process for a file of the same size and
+/// modification time (every boot stages the same kernel, initrd and base image).
 fn digest(path: &Path) -> std::result::Result<String, String> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    type Key = (PathBuf, u64, Option<std::time::SystemTime>);
+    static KNOWN: Mutex<Option<HashMap<Key, String>>> = Mutex::new(None);
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let key = (path.to_owned(), meta.len(), meta.modified().ok());
+    if let Some(known) = KNOWN.lock().unwrap().as_ref().and_then(|m| m.get(&key)) {
+        return Ok(known.clone());
+    }
+    let hex = hash_file(path)?;
+    KNOWN
+        .lock()
+        .unwrap()
+        .get_or_insert_with(HashMap::new)
+        .insert(key, hex.clone());
+    Ok(hex)
+}
+
+fn hash_file(path: &Path) -> std::result::Result<String, String> {
     use sha2::Digest;
     let mut hash = sha2::Sha256::new();
     chunks(path, |chunk| {
