@@ -94,6 +94,47 @@ async fn commands_take_stdin_env_cwd_sudo_and_long_scripts(vm: &Vm) -> anyhow::R
     Ok(())
 }
 
+/// Commands at once on the one kept connection, channels opening while others end: each runs
+/// exactly once and returns its own output. (A server that closes a new channel before starting
+/// its command, as the tiny image's dropbear sometimes does when another channel ends at that
+/// moment, gets the command again on a new channel: it never ran, so it never runs twice.)
+#[vmtest(fixture = shared)]
+async fn commands_at_once_each_run_exactly_once(vm: &Vm) -> anyhow::Result<()> {
+    let log = "/tmp/at-once.log";
+    vm.sh(format!("rm -f {log}")).succeed().await?;
+    // Workers each running commands one after the other: channels open while others end.
+    let (workers, each) = (4, 15);
+    let worker = |w: usize| async move {
+        for i in 0..each {
+            let token = format!("{w}-{i}");
+            let out = vm
+                .sh(format!("echo {token} >> {log}; echo {token}"))
+                .succeed()
+                .await?;
+            anyhow::ensure!(out.stdout_str().trim() == token, "{out:?}");
+        }
+        anyhow::Ok(())
+    };
+    for result in futures::future::join_all((0..workers).map(worker)).await {
+        result?;
+    }
+    let mut ran: Vec<String> = vm
+        .sh(format!("cat {log}"))
+        .succeed()
+        .await?
+        .stdout_str()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    ran.sort();
+    let mut expected: Vec<String> = (0..workers)
+        .flat_map(|w| (0..each).map(move |i| format!("{w}-{i}")))
+        .collect();
+    expected.sort();
+    assert_eq!(ran, expected, "each command ran exactly once");
+    Ok(())
+}
+
 #[vmtest(fixture = shared)]
 async fn checked_commands_say_what_failed(vm: &Vm) -> anyhow::Result<()> {
     let err = vm

@@ -430,6 +430,17 @@ pub enum SshError {
         #[source]
         source: russh::Error,
     },
+    /// The guest's SSH server closed every channel opened for the command before starting it.
+    #[error(
+        "the guest's SSH server closed the channel of `{command}` before starting it, \
+         {attempts} times; the command did not run"
+    )]
+    NotStarted {
+        /// The command line.
+        command: String,
+        /// How many channels were opened for it.
+        attempts: u32,
+    },
     /// The connection ended before the command's exit status arrived: its output cannot be
     /// trusted.
     #[error("the connection ended before `{command}` finished")]

@@ -206,8 +206,48 @@ impl Session {
         self.addr
     }
 
-    /// Starts one command line on a channel of its own.
-    pub async fn open_exec(&self, command: &str) -> Result<russh::Channel<client::Msg>> {
+    /// Starts one command line on a channel of its own, and waits until the server has
+    /// accepted it: its messages are then read from the returned [`Replies`].
+    ///
+    /// A server may close a new channel before it accepts the command: Debian's dropbear does
+    /// when another channel of the same connection ends at that moment. The command never
+    /// started (no acceptance, no output, no exit status), so it is started again on a new
+    /// channel, up to [`START_ATTEMPTS`] times.
+    pub async fn open_exec(
+        &self,
+        command: &str,
+    ) -> Result<(Replies, russh::ChannelWriteHalf<client::Msg>)> {
+        let mut attempt = 1;
+        loop {
+            match self.try_exec(command).await? {
+                Some(started) => return Ok(started),
+                None if attempt < START_ATTEMPTS => {
+                    tracing::debug!(
+                        "{}: the server closed the channel of `{command}` before starting it; \
+                         starting it again",
+                        self.addr
+                    );
+                    attempt += 1;
+                }
+                None => {
+                    return Err(Error::Ssh {
+                        addr: self.addr.to_string(),
+                        source: SshError::NotStarted {
+                            command: command.to_owned(),
+                            attempts: attempt,
+                        },
+                    })
+                }
+            }
+        }
+    }
+
+    /// One attempt of [`Session::open_exec`]: `None` when the server closed the channel without
+    /// accepting the command.
+    async fn try_exec(
+        &self,
+        command: &str,
+    ) -> Result<Option<(Replies, russh::ChannelWriteHalf<client::Msg>)>> {
         let start = |source| Error::Ssh {
             addr: self.addr.to_string(),
             source: SshError::Start {
@@ -217,7 +257,25 @@ impl Session {
         };
         let channel = self.handle.channel_open_session().await.map_err(start)?;
         channel.exec(true, command).await.map_err(start)?;
-        Ok(channel)
+        let (mut read, write) = channel.split();
+        // Anything but the answer is kept for the reader: servers answer first, but nothing
+        // the command sent may be lost if one does not.
+        let mut early = std::collections::VecDeque::new();
+        loop {
+            match read.wait().await {
+                Some(ChannelMsg::Success) => break,
+                Some(ChannelMsg::Failure) => return Err(start(russh::Error::RequestDenied)),
+                Some(ChannelMsg::Close) | None if !early.iter().any(from_the_command) => {
+                    return Ok(None)
+                }
+                Some(ChannelMsg::Close) | None => {
+                    early.push_back(ChannelMsg::Close);
+                    break;
+                }
+                Some(other) => early.push_back(other),
+            }
+        }
+        Ok(Some((Replies { early, read }, write)))
     }
 
     /// A TCP connection from the guest to `port` on its own loopback, through the SSH
@@ -258,9 +316,9 @@ impl Session {
             addr: self.addr.to_string(),
             source,
         };
-        let mut channel = self.open_exec(command).await?;
+        let (mut channel, write) = self.open_exec(command).await?;
         // Nothing to read: end-of-file at once, so a command that reads stdin cannot hang.
-        let _ = channel.eof().await;
+        let _ = write.eof().await;
         let mut out = super::output::Output {
             exit_code: None,
             exit_signal: None,
@@ -292,6 +350,38 @@ impl Session {
     /// Whether the connection is gone (the guest rebooted or powered off).
     pub fn is_closed(&self) -> bool {
         self.handle.is_closed()
+    }
+}
+
+/// How many channels [`Session::open_exec`] opens for one command whose channel the server
+/// keeps closing before starting it.
+const START_ATTEMPTS: u32 = 3;
+
+/// Whether `msg` could only have come from a started command.
+fn from_the_command(msg: &ChannelMsg) -> bool {
+    matches!(
+        msg,
+        ChannelMsg::Data { .. }
+            | ChannelMsg::ExtendedData { .. }
+            | ChannelMsg::ExitStatus { .. }
+            | ChannelMsg::ExitSignal { .. }
+    )
+}
+
+/// What a started command's channel sends: the messages that came with the server's acceptance,
+/// then the channel's own.
+pub(crate) struct Replies {
+    early: std::collections::VecDeque<ChannelMsg>,
+    read: russh::ChannelReadHalf,
+}
+
+impl Replies {
+    /// The next message; `None` once the channel is gone.
+    pub async fn wait(&mut self) -> Option<ChannelMsg> {
+        match self.early.pop_front() {
+            Some(msg) => Some(msg),
+            None => self.read.wait().await,
+        }
     }
 }
 

@@ -270,7 +270,7 @@ impl<'vm> Command<'vm> {
             other => other,
         };
         let session = self.vm.link.sessions.get(false).await?;
-        let (channel, session) = match session.open_exec(&line).await {
+        let ((read, write), session) = match session.open_exec(&line).await {
             Ok(channel) => (channel, session),
             // The cached connection may have been closed by the guest (sshd restarted, the
             // guest rebooted): one fresh connection, then give up.
@@ -279,7 +279,6 @@ impl<'vm> Command<'vm> {
                 (session.open_exec(&line).await?, session)
             }
         };
-        let (read, write) = channel.split();
         let label = self.label;
         let writer = feed(write, stdin);
         Ok(Running::new(

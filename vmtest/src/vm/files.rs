@@ -263,8 +263,8 @@ impl Vm {
             .get(false)
             .await
             .map_err(|e| e.to_string())?;
-        let mut channel = session.open_exec(&line).await.map_err(|e| e.to_string())?;
-        let _ = channel.eof().await;
+        let (mut channel, write) = session.open_exec(&line).await.map_err(|e| e.to_string())?;
+        let _ = write.eof().await;
         let (mut stderr, mut code, mut signal) = (Vec::new(), None, None);
         while let Some(msg) = channel.wait().await {
             match msg {

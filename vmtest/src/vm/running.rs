@@ -8,14 +8,14 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use russh::{ChannelMsg, ChannelReadHalf};
+use russh::ChannelMsg;
 use tokio::task::JoinHandle;
 
 use super::link::Sessions;
 use crate::error::{Error, Result, SshError};
 use crate::guest::output::Output;
 use crate::guest::shell::{self, PID_MARKER};
-use crate::guest::ssh::Session;
+use crate::guest::ssh::{Replies, Session};
 
 /// Which output a [`Line`] came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub struct Running {
     /// Where the kill of a dropped command runs.
     sessions: Arc<Sessions>,
     /// Taken by `Drop` when the command must still be killed once its pid arrives.
-    read: Option<ChannelReadHalf>,
+    read: Option<Replies>,
     writer: Option<JoinHandle<()>>,
     echo: bool,
     started: Instant,
@@ -78,7 +78,7 @@ impl Running {
         label: String,
         session: Arc<Session>,
         sessions: Arc<Sessions>,
-        read: ChannelReadHalf,
+        read: Replies,
         writer: JoinHandle<()>,
         echo: bool,
     ) -> Running {
@@ -316,7 +316,7 @@ impl Drop for Running {
 }
 
 /// Reads a channel until the pid report arrives (bounded).
-async fn first_pid(read: &mut ChannelReadHalf) -> Option<u32> {
+async fn first_pid(read: &mut Replies) -> Option<u32> {
     let mut stderr = Vec::new();
     let wait = async {
         while let Some(msg) = read.wait().await {
