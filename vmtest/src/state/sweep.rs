@@ -338,13 +338,22 @@ fn orphans(
     report: &mut Report,
 ) {
     let run_dir = crate::host::paths::run_dir();
+    let ledger_dir = ledger::dir();
+    // Asked again right before a leftover is judged: a name claimed since the ledger was last
+    // read (its entry is written before its directory, so an entry missing after the directory
+    // was seen is really gone).
+    let unrecorded =
+        |name: &str| !recorded.contains(name) && !ledger_dir.join(format!("{name}.json")).exists();
+    // File times come from the kernel's coarse clock, a tick or more behind the one the sweep
+    // reads: a directory made just after the sweep began can look older than the sweep.
+    let before_sweep = |modified: u64| modified + CLOCK_SLACK_MS <= report.started_unix_ms;
     let now_ms = now_unix_ms();
     let ticks_to_ms = |ticks: u64| ticks * 1000 / clock_hz();
     for p in &table.processes {
         let Some(vm) = p.vm_name(&run_dir) else {
             continue;
         };
-        if recorded.contains(&vm) || !selected(&vm) || p.stat.start_ticks > started_ticks {
+        if !unrecorded(&vm) || !selected(&vm) || p.stat.start_ticks > started_ticks {
             continue;
         }
         let created = now_ms.saturating_sub(ticks_to_ms(
@@ -380,12 +389,12 @@ fn orphans(
     }
     for entry in std::fs::read_dir(&run_dir).into_iter().flatten().flatten() {
         let vm = entry.file_name().to_string_lossy().into_owned();
-        if !name::is_ours(&vm) || recorded.contains(&vm) || !selected(&vm) {
+        if !name::is_ours(&vm) || !selected(&vm) || !unrecorded(&vm) {
             continue;
         }
         let path = entry.path();
         let modified = modified_ms(entry.metadata());
-        if modified > report.started_unix_ms || !age_ok(modified) {
+        if !before_sweep(modified) || !age_ok(modified) {
             continue;
         }
         let users: Vec<u32> = table
@@ -416,7 +425,7 @@ fn orphans(
     // removing its entry and deleting the namespace cannot happen: the entry goes last; this
     // is for entries removed by hand).
     for ns in netns::list() {
-        if !name::is_ours(&ns) || recorded.contains(&ns) || !selected(&ns) {
+        if !name::is_ours(&ns) || !selected(&ns) || !unrecorded(&ns) {
             continue;
         }
         // Namespaces are host-wide but ledgers are per run directory: without an entry, only
@@ -427,7 +436,7 @@ fn orphans(
         // The namespace file is an nsfs mount whose times say nothing about its creation: go
         // by the segment's directory, made before the namespace.
         let modified = modified_ms(std::fs::metadata(run_dir.join(&ns)));
-        if modified > report.started_unix_ms || !age_ok(modified) {
+        if !before_sweep(modified) || !age_ok(modified) {
             continue;
         }
         let step = netns_step(&ns, options.dry_run);
@@ -677,6 +686,9 @@ fn is_run_dir_child(path: &Path, run_dir: &Path) -> bool {
 
 /// When a file was last modified, in milliseconds since the Unix epoch; 0 when unknown, which
 /// makes it old enough for any sweep.
+/// How far a file time may lag the sweep's clock (the kernel stamps files from a coarse clock).
+const CLOCK_SLACK_MS: u64 = 1_000;
+
 fn modified_ms(metadata: std::io::Result<std::fs::Metadata>) -> u64 {
     metadata
         .and_then(|m| m.modified())
