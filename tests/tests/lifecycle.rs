@@ -510,6 +510,18 @@ impl Decoys {
                 "{name} must not be ours"
             );
         }
+        // The domains first: they need libvirtd, and a failure here leaves nothing behind.
+        let ours_shaped = vmtest::ledger::names::name_for("decoy-session", "decoy::domain", 1);
+        assert!(vmtest::ledger::names::is_ours(&ours_shaped));
+        let live_owner = format!(
+            "<metadata><vmtest:vm xmlns:vmtest=\"urn:vmtest:domain:1\" owner-pid=\"{}\" \
+             owner-start=\"0\" owner-boot=\"x\" session=\"s\" test=\"t\"/></metadata>",
+            std::process::id()
+        );
+        let domains = vec![
+            decoy_domain(&ours_shaped, ""),
+            decoy_domain("vtdecoy0003", &live_owner),
+        ];
         let dirs: Vec<PathBuf> = Self::LOOK_ALIKES.iter().map(|n| run.join(n)).collect();
         for d in &dirs {
             std::fs::create_dir_all(d).unwrap();
@@ -542,17 +554,6 @@ impl Decoys {
         if netns.is_none() {
             eprintln!("!! decoys: `ip netns add` failed here: the namespace decoy is NOT checked");
         }
-        let ours_shaped = vmtest::ledger::names::name_for("decoy-session", "decoy::domain", 1);
-        assert!(vmtest::ledger::names::is_ours(&ours_shaped));
-        let live_owner = format!(
-            "<metadata><vmtest:vm xmlns:vmtest=\"urn:vmtest:domain:1\" owner-pid=\"{}\" \
-             owner-start=\"0\" owner-boot=\"x\" session=\"s\" test=\"t\"/></metadata>",
-            std::process::id()
-        );
-        let domains = vec![
-            decoy_domain(&ours_shaped, ""),
-            decoy_domain("vtdecoy0003", &live_owner),
-        ];
         Decoys {
             qemu_pid,
             dirs,
@@ -711,6 +712,69 @@ fn an_orphaned_domain_whose_metadata_names_a_dead_owner_is_swept() {
         running.contains(&elsewhere.0),
         "another run directory's {} was destroyed:\n{text}",
         elsewhere.0
+    );
+}
+
+/// A directory of a proven name with no ledger entry is a leftover, but only once it is older
+/// than the sweep by its clock slack (file times come from the kernel's coarse clock): a
+/// directory another process has just made is left alone, and so is one whose entry exists.
+#[test]
+fn a_directory_without_an_entry_is_swept_once_it_is_older_than_the_sweep() {
+    let private = PrivateRun::new();
+    let name = |n| vmtest::ledger::names::name_for("orphan-dir", "orphan::dir", n);
+    let (old, fresh, entered) = (name(1), name(2), name(3));
+    for dir in [&old, &fresh, &entered] {
+        std::fs::create_dir(private.path().join(dir)).unwrap();
+    }
+    let ten_seconds_ago = std::time::SystemTime::now() - Duration::from_secs(10);
+    for dir in [&old, &entered] {
+        std::fs::File::open(private.path().join(dir))
+            .unwrap()
+            .set_modified(ten_seconds_ago)
+            .unwrap();
+    }
+    // An entry of a live owner (this process) names `entered`.
+    let ledger = private.path().join("ledger");
+    std::fs::create_dir_all(&ledger).unwrap();
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+        .split_whitespace()
+        .collect();
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
+    let entry = serde_json::json!({
+        "version": 1,
+        "name": entered,
+        "kind": "vm",
+        "owner": {
+            "pid": std::process::id(),
+            "start_ticks": fields[19].parse::<u64>().unwrap(),
+            "boot_id": boot_id.trim(),
+        },
+        "session": "orphan-dir",
+        "test": "orphan::dir",
+        "created_unix_ms": 1,
+        "resources": [{"kind": "dir", "path": private.path().join(&entered)}],
+    });
+    std::fs::write(ledger.join(format!("{entered}.json")), entry.to_string()).unwrap();
+    let out = private
+        .apply(&mut runner::command())
+        .args(["sweep"])
+        .output()
+        .unwrap();
+    let text = scenario::text(&out);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        !private.path().join(&old).exists(),
+        "{old} survived:\n{text}"
+    );
+    assert!(text.contains(&format!("reaped {old}")), "{text}");
+    assert!(
+        private.path().join(&fresh).exists(),
+        "the fresh {fresh} was taken:\n{text}"
+    );
+    assert!(
+        private.path().join(&entered).exists(),
+        "{entered}, recorded, was taken:\n{text}"
     );
 }
 
