@@ -186,7 +186,12 @@ fn proven_orphans_without_an_entry_are_reaped_and_look_alikes_are_not() {
     for decoy in ["vtdecoy0001", "vt-decoy", "vmtest-keep-me"] {
         std::fs::create_dir_all(run.path().join(decoy)).unwrap();
     }
-    // Backdate nothing: the orphan existed before the sweep began, which is all that counts.
+    // Older than the sweep by more than its clock slack (a directory made a moment ago may be
+    // another process's, its entry not yet read: that one is left, see lifecycle.rs).
+    std::fs::File::open(run.path().join(&orphan))
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(10))
+        .unwrap();
     let out = runner(run.path(), &["sweep"]);
     let t = text(&out);
     assert!(out.status.success(), "{t}");
