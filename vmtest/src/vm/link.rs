@@ -23,10 +23,17 @@ pub(super) struct Link {
     pub forwards: Mutex<Vec<(u16, std::net::SocketAddr, AbortHandle)>>,
 }
 
-/// The connection kept between commands, shared with the tasks of port forwards (which must be
+/// The connections kept between commands, shared with the tasks of port forwards (which must be
 /// able to reconnect after a reboot without holding the `Vm`).
+///
+/// A command gets a connection no other command is using, and a new one is made when all are
+/// busy (up to [`MAX_CONNECTIONS`]): commands run at once each on a connection of their own.
+/// Dropbear (2022.83 to 2024.85, the tiny image's) closes a new channel when a child of another
+/// channel of the same connection exits just before the command request arrives, and then
+/// aborts the whole connection once that command writes (dropbear issue #321): commands that
+/// share a connection cannot be made safe from here, commands on separate ones are.
 pub(crate) struct Sessions {
-    slot: tokio::sync::Mutex<Option<Arc<Session>>>,
+    pool: tokio::sync::Mutex<Vec<Arc<Session>>>,
     target: RwLock<Target>,
     host_key: RwLock<PublicKey>,
     /// `Some(readiness)` while SSH has not been awaited (a VM made ready another way): every
@@ -51,7 +58,7 @@ impl Link {
     ) -> Link {
         Link {
             sessions: Arc::new(Sessions {
-                slot: tokio::sync::Mutex::new(session.map(Arc::new)),
+                pool: tokio::sync::Mutex::new(session.map(Arc::new).into_iter().collect()),
                 vm: reach.vm.clone(),
                 target: RwLock::new(target),
                 host_key: RwLock::new(host_key),
@@ -76,7 +83,7 @@ impl Link {
         let addr = target.addr;
         *write(&self.sessions.target) = target;
         write(&self.reach).addr = addr;
-        *self.sessions.slot.lock().await = Some(Arc::new(session));
+        *self.sessions.pool.lock().await = vec![Arc::new(session)];
         *write(&self.sessions.not_ready) = None;
     }
 
@@ -102,9 +109,9 @@ impl Link {
         let _ = self.sessions.home.set(home);
     }
 
-    /// Closes the kept connection (the next command reconnects).
+    /// Closes the kept connections (the next command reconnects; running ones keep theirs).
     pub async fn close(&self) {
-        self.sessions.slot.lock().await.take();
+        self.sessions.pool.lock().await.clear();
     }
 }
 
@@ -120,6 +127,9 @@ impl Drop for Link {
         }
     }
 }
+
+/// How many connections one VM keeps for commands at once; more commands at once share them.
+const MAX_CONNECTIONS: usize = 8;
 
 fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(|p| p.into_inner())
@@ -161,20 +171,27 @@ impl Sessions {
         }
     }
 
-    /// The kept session, or a new one when there is none, it closed, or `fresh` asks.
+    /// A kept connection no command is using, or a new one when all are busy or closed, or
+    /// when `fresh` asks (the kept ones are then dropped: a guest that rebooted does not keep
+    /// half-open connections of ours; commands running on them keep theirs until they end).
     pub async fn get(&self, fresh: bool) -> Result<Arc<Session>> {
         self.check_ready()?;
-        let mut slot = self.slot.lock().await;
-        if let Some(s) = slot.as_ref().filter(|s| !fresh && !s.is_closed()) {
-            return Ok(s.clone());
+        let mut pool = self.pool.lock().await;
+        if fresh {
+            pool.clear();
         }
-        // Drop the old one first: its connection task ends, and a guest that rebooted does
-        // not keep a half-open connection of ours.
-        slot.take();
-        let session = self.connect(&self.host_key()).await?;
-        let s = Arc::new(session);
-        *slot = Some(s.clone());
-        Ok(s)
+        pool.retain(|s| !s.is_closed());
+        // Held by the pool alone: no command, copy or forward is using it.
+        if let Some(idle) = pool.iter().find(|s| Arc::strong_count(s) == 1) {
+            return Ok(idle.clone());
+        }
+        if pool.len() >= MAX_CONNECTIONS {
+            let least = pool.iter().min_by_key(|s| Arc::strong_count(s));
+            return Ok(least.expect("a full pool").clone());
+        }
+        let session = Arc::new(self.connect(&self.host_key()).await?);
+        pool.push(session.clone());
+        Ok(session)
     }
 
     /// A new connection expecting `host_key`, made on the link's home runtime if it has one.
