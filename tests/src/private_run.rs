@@ -40,9 +40,16 @@ impl PrivateRun {
     /// Runs `vmtest-runner sweep --session SESSION` in this run directory, checks that it
     /// succeeded, and returns what it printed.
     pub fn sweep_session(&self, session: &str) -> String {
+        self.sweep(&["--session", session])
+    }
+
+    /// Runs `vmtest-runner sweep ARGS` in this run directory, checks that it succeeded, and
+    /// returns what it printed.
+    pub fn sweep(&self, args: &[&str]) -> String {
         let sweep = self
             .apply(&mut runner::command())
-            .args(["sweep", "--session", session])
+            .arg("sweep")
+            .args(args)
             .output()
             .expect("running vmtest-runner sweep");
         let swept = crate::scenario::text(&sweep);

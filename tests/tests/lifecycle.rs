@@ -698,13 +698,7 @@ fn an_orphaned_domain_whose_metadata_names_a_dead_owner_is_swept() {
     };
     let here = orphan(1, private.path());
     let elsewhere = orphan(2, Path::new("/tmp/another-run-dir"));
-    let out = private
-        .apply(&mut runner::command())
-        .args(["sweep"])
-        .output()
-        .unwrap();
-    let text = scenario::text(&out);
-    assert!(out.status.success(), "{text}");
+    let text = private.sweep(&[]);
     let running = leaks::domains();
     assert!(!running.contains(&here.0), "{} survived:\n{text}", here.0);
     assert!(text.contains(&format!("reaped {}", here.0)), "{text}");
@@ -737,9 +731,12 @@ fn a_directory_without_an_entry_is_swept_once_it_is_older_than_the_sweep() {
     let ledger = private.path().join("ledger");
     std::fs::create_dir_all(&ledger).unwrap();
     let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 1..]
+    let start: u64 = stat[stat.rfind(')').unwrap() + 1..]
         .split_whitespace()
-        .collect();
+        .nth(19)
+        .unwrap()
+        .parse()
+        .unwrap();
     let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap();
     let entry = serde_json::json!({
         "version": 1,
@@ -747,7 +744,7 @@ fn a_directory_without_an_entry_is_swept_once_it_is_older_than_the_sweep() {
         "kind": "vm",
         "owner": {
             "pid": std::process::id(),
-            "start_ticks": fields[19].parse::<u64>().unwrap(),
+            "start_ticks": start,
             "boot_id": boot_id.trim(),
         },
         "session": "orphan-dir",
@@ -756,13 +753,7 @@ fn a_directory_without_an_entry_is_swept_once_it_is_older_than_the_sweep() {
         "resources": [{"kind": "dir", "path": private.path().join(&entered)}],
     });
     std::fs::write(ledger.join(format!("{entered}.json")), entry.to_string()).unwrap();
-    let out = private
-        .apply(&mut runner::command())
-        .args(["sweep"])
-        .output()
-        .unwrap();
-    let text = scenario::text(&out);
-    assert!(out.status.success(), "{text}");
+    let text = private.sweep(&[]);
     assert!(
         !private.path().join(&old).exists(),
         "{old} survived:\n{text}"

@@ -338,10 +338,7 @@ impl Env {
                 }
             }
         }
-        let (spec, mut cx) = self.on_segments(artifacts, spec, segments);
-        // Its share is in the environment's reservation.
-        cx.prepaid = true;
-        Ok((spec, cx))
+        Ok(self.on_segments(artifacts, spec, segments))
     }
 
     /// The spec and context of a VM with a NIC on each of `segments` (the first its own), or on
@@ -361,7 +358,10 @@ impl Env {
             keep: self.keep,
             segment,
             more_segments: segments.collect(),
-            prepaid: false,
+            // Its share is in the environment's reservation. A VM added at run time boots
+            // within it too: waiting for a share of its own beside it would wait on the
+            // environment itself, which holds what it reserved until it goes.
+            prepaid: true,
         };
         (spec, cx)
     }
@@ -495,10 +495,7 @@ impl Env {
         for network in networks {
             segments.push(self.network(network)?.clone());
         }
-        let (spec, mut cx) = self.on_segments(name, spec, segments);
-        // Within the environment's reservation: waiting for a share of its own beside it
-        // would wait on the environment itself (it holds what it reserved until it goes).
-        cx.prepaid = self._budget.is_some();
+        let (spec, cx) = self.on_segments(name, spec, segments);
         let vm = Arc::new(Vm::boot_in(spec, cx).await?);
         self.vms.lock().unwrap().push((name.to_owned(), vm.clone()));
         Ok(vm)

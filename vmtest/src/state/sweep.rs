@@ -684,11 +684,11 @@ fn is_run_dir_child(path: &Path, run_dir: &Path) -> bool {
     proven || fixture
 }
 
-/// When a file was last modified, in milliseconds since the Unix epoch; 0 when unknown, which
-/// makes it old enough for any sweep.
 /// How far a file time may lag the sweep's clock (the kernel stamps files from a coarse clock).
 const CLOCK_SLACK_MS: u64 = 1_000;
 
+/// When a file was last modified, in milliseconds since the Unix epoch; 0 when unknown, which
+/// makes it old enough for any sweep.
 fn modified_ms(metadata: std::io::Result<std::fs::Metadata>) -> u64 {
     metadata
         .and_then(|m| m.modified())
